@@ -1,0 +1,20 @@
+//! paybridge-core: the domain of the paybridge payment gateway.
+//!
+//! - [`money`]: integer fen, and the exact yuan-text bridge.
+//! - [`order`] and [`refund`]: the state machines, each one transition table.
+//! - [`provider`]: the [`provider::PaymentProvider`] plugin trait and the
+//!   [`provider::ProviderFactory`] registry (`inventory`).
+//! - [`tenant`]: a tenant's config document, validated by the factories.
+//! - [`ids`]: the merchant API's identity rules.
+//!
+//! No HTTP framework and no database live here.
+
+pub mod ids;
+pub mod money;
+pub mod order;
+pub mod provider;
+pub mod refund;
+pub mod tenant;
+
+pub use inventory;
+pub use secrecy;

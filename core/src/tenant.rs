@@ -1,0 +1,257 @@
+//! A tenant's config document: parsing, validation through the provider factories, and the built
+//! providers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::provider::{BuildContext, FieldError, PaymentProvider, factory, factories};
+
+/// Every problem found in one tenant document, each with its full key path
+/// (`providers.wechat_miniprogram.mch_id: required`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// One provider enabled (or configured but disabled) for a tenant.
+#[derive(Clone)]
+pub struct TenantProvider {
+    /// Whether new orders may use it. A disabled provider still verifies notifications for its
+    /// existing orders, because that money already moved.
+    pub enabled: bool,
+    /// The built provider.
+    pub provider: Arc<dyn PaymentProvider>,
+    /// The raw table (minus `enabled`), for the sandbox simulators.
+    pub table: toml::Table,
+}
+
+/// A validated tenant with its providers built.
+#[derive(Clone)]
+pub struct Tenant {
+    /// Stable id, used in notify URLs: 1–64 of `[a-z0-9_-]`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// SHA-256 hex digests of the tenant's API keys (never the plaintext).
+    pub api_key_hashes: Vec<String>,
+    /// Where merchant webhooks go.
+    pub webhook_url: Option<String>,
+    /// Signs merchant webhooks.
+    pub webhook_secret: Option<SecretString>,
+    /// Providers by kind.
+    pub providers: BTreeMap<String, TenantProvider>,
+}
+
+impl fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tenant")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("providers", &self.providers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `sha256:<hex>` of a plaintext API key, the form stored in tenant configs.
+pub fn hash_api_key(plaintext: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(plaintext.as_bytes())))
+}
+
+fn is_valid_tenant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Parse and validate a tenant document. `base_dir` resolves relative file paths (the folder of
+/// the tenant file). Every bad field is reported, not just the first.
+pub fn parse_tenant(text: &str, base_dir: &Path, http_timeout: Duration) -> Result<Tenant, ConfigErrors> {
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigErrors(vec![FieldError::new("(document)", e.message().to_owned())]))?;
+    build_tenant(&doc, base_dir, http_timeout)
+}
+
+/// Validate an already-parsed tenant document and build its providers.
+pub fn build_tenant(doc: &toml::Table, base_dir: &Path, http_timeout: Duration) -> Result<Tenant, ConfigErrors> {
+    let mut errors = Vec::new();
+    let known = ["id", "name", "api_keys", "webhook_url", "webhook_secret", "providers"];
+    for key in doc.keys() {
+        if !known.contains(&key.as_str()) {
+            errors.push(FieldError::new(key.clone(), "unknown key"));
+        }
+    }
+    let string = |key: &str, errors: &mut Vec<FieldError>, required: bool| -> Option<String> {
+        match doc.get(key) {
+            None if required => {
+                errors.push(FieldError::new(key, "required"));
+                None
+            }
+            None => None,
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                errors.push(FieldError::new(key, "must be a string"));
+                None
+            }
+        }
+    };
+    let id = string("id", &mut errors, true).unwrap_or_default();
+    if !id.is_empty() && !is_valid_tenant_id(&id) {
+        errors.push(FieldError::new("id", "must be 1-64 characters of a-z, 0-9, '_' or '-'"));
+    }
+    let name = string("name", &mut errors, false).unwrap_or_else(|| id.clone());
+    let webhook_url = string("webhook_url", &mut errors, false);
+    if let Some(url) = &webhook_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        errors.push(FieldError::new("webhook_url", "must be an http(s) URL"));
+    }
+    let webhook_secret = string("webhook_secret", &mut errors, false).map(SecretString::from);
+
+    let mut api_key_hashes = Vec::new();
+    match doc.get("api_keys") {
+        None => errors.push(FieldError::new("api_keys", "required: a list of \"sha256:<hex>\" key digests")),
+        Some(toml::Value::Array(keys)) => {
+            for (i, k) in keys.iter().enumerate() {
+                match k.as_str().and_then(|s| s.strip_prefix("sha256:")) {
+                    Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                        api_key_hashes.push(h.to_ascii_lowercase());
+                    }
+                    _ => errors.push(FieldError::new(
+                        format!("api_keys[{i}]"),
+                        "must be \"sha256:<64 hex digits>\" (the digest, never the plaintext key)",
+                    )),
+                }
+            }
+        }
+        Some(_) => errors.push(FieldError::new("api_keys", "must be a list of strings")),
+    }
+
+    let mut providers = BTreeMap::new();
+    match doc.get("providers") {
+        None => {}
+        Some(toml::Value::Table(tables)) => {
+            let ctx = BuildContext { base_dir: base_dir.to_path_buf(), http_timeout };
+            for (kind, value) in tables {
+                let prefix = format!("providers.{kind}");
+                let Some(factory) = factory(kind) else {
+                    let kinds: Vec<_> = factories().iter().map(|f| f.kind).collect();
+                    errors.push(FieldError::new(
+                        prefix,
+                        format!("unknown provider kind; known kinds: {}", kinds.join(", ")),
+                    ));
+                    continue;
+                };
+                let Some(table) = value.as_table() else {
+                    errors.push(FieldError::new(prefix, "must be a table"));
+                    continue;
+                };
+                let mut table = table.clone();
+                let enabled = match table.remove("enabled") {
+                    None => true,
+                    Some(toml::Value::Boolean(b)) => b,
+                    Some(_) => {
+                        errors.push(FieldError::new(format!("{prefix}.enabled"), "must be true or false"));
+                        true
+                    }
+                };
+                match (factory.build)(&table, &ctx) {
+                    Ok(provider) => {
+                        providers.insert(kind.clone(), TenantProvider { enabled, provider, table });
+                    }
+                    Err(field_errors) => errors.extend(
+                        field_errors
+                            .into_iter()
+                            .map(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message)),
+                    ),
+                }
+            }
+        }
+        Some(_) => errors.push(FieldError::new("providers", "must be a table of provider kinds")),
+    }
+
+    if errors.is_empty() {
+        Ok(Tenant { id, name, api_key_hashes, webhook_url, webhook_secret, providers })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+impl Tenant {
+    /// The provider of this kind if the tenant has it enabled.
+    pub fn enabled_provider(&self, kind: &str) -> Option<&Arc<dyn PaymentProvider>> {
+        self.providers.get(kind).filter(|p| p.enabled).map(|p| &p.provider)
+    }
+
+    /// The provider of this kind, enabled or not (for notifications of existing orders).
+    pub fn any_provider(&self, kind: &str) -> Option<&Arc<dyn PaymentProvider>> {
+        self.providers.get(kind).map(|p| &p.provider)
+    }
+
+    /// Whether this plaintext key is one of the tenant's (compares digests).
+    pub fn accepts_api_key(&self, plaintext: &str) -> bool {
+        let digest = hex::encode(Sha256::digest(plaintext.as_bytes()));
+        self.api_key_hashes.iter().any(|h| h == &digest)
+    }
+
+    /// The webhook secret, exposed for signing only.
+    pub fn webhook_secret_bytes(&self) -> Option<&[u8]> {
+        self.webhook_secret.as_ref().map(|s| s.expose_secret().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let doc = r#"
+            name = 3
+            api_keys = ["plaintext-key"]
+            colour = "blue"
+            [providers.nope]
+            x = 1
+        "#;
+        let errors = parse_tenant(doc, Path::new("."), Duration::from_secs(1)).err().map(|e| e.to_string());
+        let text = errors.unwrap_or_default();
+        for needle in ["id: required", "name: must be a string", "api_keys[0]: must be", "colour: unknown key", "providers.nope: unknown provider kind"] {
+            assert!(text.contains(needle), "{needle:?} missing from {text:?}");
+        }
+    }
+
+    #[test]
+    fn api_keys_are_compared_by_digest() {
+        let doc = format!("id = \"t1\"\napi_keys = [\"{}\"]\n", hash_api_key("secret-key"));
+        let tenant = parse_tenant(&doc, Path::new("."), Duration::from_secs(1));
+        let Ok(tenant) = tenant else { panic!("valid tenant refused") };
+        assert!(tenant.accepts_api_key("secret-key"));
+        assert!(!tenant.accepts_api_key("secret-key2"));
+    }
+
+    #[test]
+    fn tenant_ids_are_url_safe() {
+        assert!(is_valid_tenant_id("demo_1-x"));
+        assert!(!is_valid_tenant_id("Demo"));
+        assert!(!is_valid_tenant_id("a/b"));
+        assert!(!is_valid_tenant_id(""));
+    }
+}

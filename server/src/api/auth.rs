@@ -1,0 +1,32 @@
+//! Bearer authentication of merchants by tenant API key (compared by SHA-256 digest).
+
+use std::future::{Ready, ready};
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use paybridge_core::tenant::Tenant;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The tenant whose API key authenticated the request.
+pub struct AuthTenant(pub Arc<Tenant>);
+
+impl FromRequest for AuthTenant {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let tenant = (|| {
+            let state = req.app_data::<web::Data<AppState>>()?;
+            let header = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+            let (scheme, key) = header.split_once(' ')?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return None;
+            }
+            state.tenants.by_api_key(key.trim())
+        })();
+        ready(tenant.map(AuthTenant).ok_or_else(ApiError::unauthorized))
+    }
+}

@@ -1,0 +1,8 @@
+//! HTTP handlers.
+
+pub mod auth;
+pub mod notify;
+pub mod ops;
+pub mod orders;
+pub mod sandbox;
+pub mod sessions;

@@ -1,0 +1,95 @@
+//! Merchant API: orders.
+
+use actix_web::{HttpResponse, get, post, web};
+
+use crate::api::auth::AuthTenant;
+use crate::error::ApiError;
+use crate::service;
+use crate::state::AppState;
+use crate::views::{CreateOrderRequest, CreateOrderResponse, ErrorBody, OrderView, SyncQuery};
+
+/// Create an order and get the client's payment params.
+///
+/// Repeating the same request returns the same order with 200. The same `out_trade_no` with
+/// different content is a 409. If the provider fails, the order stays `pending` without client
+/// params and repeating the request retries the provider.
+#[utoipa::path(
+    tag = "orders",
+    request_body = CreateOrderRequest,
+    responses(
+        (status = 201, description = "Order created", body = CreateOrderResponse),
+        (status = 200, description = "Exact replay of an earlier request", body = CreateOrderResponse),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 409, description = "out_trade_no reused with different content, or the provider reports it paid/closed", body = ErrorBody),
+        (status = 422, description = "Provider not enabled or misconfigured", body = ErrorBody),
+        (status = 502, description = "Provider failed", body = ErrorBody),
+        (status = 504, description = "Provider timed out", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/orders")]
+pub async fn create_order(
+    state: web::Data<AppState>,
+    auth: AuthTenant,
+    body: web::Json<CreateOrderRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (created, response) = service::create_order(&state, &auth.0, &body).await?;
+    Ok(if created { HttpResponse::Created().json(response) } else { HttpResponse::Ok().json(response) })
+}
+
+/// Get an order; with `?sync=true` ask the provider first.
+#[utoipa::path(
+    tag = "orders",
+    params(("out_trade_no" = String, Path, description = "The merchant's order number"), SyncQuery),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order for this tenant", body = ErrorBody),
+        (status = 502, description = "sync=true and the provider failed; the order is unchanged", body = ErrorBody),
+        (status = 504, description = "sync=true and the provider timed out", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/orders/{out_trade_no}")]
+pub async fn get_order(
+    state: web::Data<AppState>,
+    auth: AuthTenant,
+    path: web::Path<String>,
+    query: web::Query<SyncQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let order = find(&state, &auth, &path).await?;
+    let order = if query.sync { service::sync_order(&state, &auth.0, &order).await? } else { order };
+    Ok(HttpResponse::Ok().json(OrderView::from_model(&order)?))
+}
+
+/// Close an unpaid order, at the provider first.
+#[utoipa::path(
+    tag = "orders",
+    params(("out_trade_no" = String, Path, description = "The merchant's order number")),
+    responses(
+        (status = 200, description = "The closed order", body = OrderView),
+        (status = 404, description = "No such order for this tenant", body = ErrorBody),
+        (status = 409, description = "The provider reports the order paid (`order_paid`); it is now `paid`", body = ErrorBody),
+        (status = 502, description = "Provider failed", body = ErrorBody),
+        (status = 504, description = "Provider timed out", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/orders/{out_trade_no}/close")]
+pub async fn close_order(
+    state: web::Data<AppState>,
+    auth: AuthTenant,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let order = find(&state, &auth, &path).await?;
+    let order = service::close_order(&state, &auth.0, &order).await?;
+    Ok(HttpResponse::Ok().json(OrderView::from_model(&order)?))
+}
+
+async fn find(
+    state: &AppState,
+    auth: &AuthTenant,
+    out_trade_no: &str,
+) -> Result<crate::db::entities::order::Model, ApiError> {
+    state.store.find_order(&auth.0.id, out_trade_no).await?.ok_or_else(|| ApiError::not_found("order"))
+}

@@ -1,0 +1,215 @@
+//! `paybridge.toml`: the server's own config. Env `DATABASE_URL` and `PAYBRIDGE_LISTEN` override.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole server config.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerSection,
+    /// `[database]`
+    pub database: DatabaseSection,
+    /// `[tenants]`
+    pub tenants: TenantsSection,
+    /// `[sandbox]`
+    pub sandbox: SandboxSection,
+    /// `[reconciler]`
+    pub reconciler: ReconcilerSection,
+    /// `[admin]` (used by the admin crate).
+    pub admin: AdminSection,
+    /// `[secrets]` (used by the admin crate).
+    pub secrets: SecretsSection,
+    /// `[http]`: limits of the HTTP layer and of outbound calls.
+    pub http: HttpSection,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address to listen on.
+    pub listen: String,
+    /// Base of every `notify_url` sent to providers.
+    pub public_base_url: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection { listen: "127.0.0.1:8080".to_owned(), public_base_url: "http://127.0.0.1:8080".to_owned() }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    /// `sqlite://…?mode=rwc` or `postgres://…`.
+    pub url: String,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection { url: "sqlite://paybridge.db?mode=rwc".to_owned() }
+    }
+}
+
+/// `[tenants]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantsSection {
+    /// Folder of `*.toml` tenant documents imported at start-up; relative to the config file.
+    pub dir: PathBuf,
+}
+
+impl Default for TenantsSection {
+    fn default() -> Self {
+        TenantsSection { dir: PathBuf::from("tenants") }
+    }
+}
+
+/// `[sandbox]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSection {
+    /// Mount the provider simulators under `/sandbox/<kind>/`.
+    pub enabled: bool,
+}
+
+/// `[reconciler]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcilerSection {
+    /// Run the background reconciler.
+    pub enabled: bool,
+    /// Seconds between passes.
+    pub interval_seconds: u64,
+    /// Query orders with no notification after this long.
+    pub query_pending_after_seconds: u64,
+}
+
+impl Default for ReconcilerSection {
+    fn default() -> Self {
+        ReconcilerSection { enabled: true, interval_seconds: 30, query_pending_after_seconds: 120 }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// `sha256:<hex>` digests of admin tokens.
+    pub tokens: Vec<String>,
+    /// How long a rotated tenant API key keeps working.
+    pub key_grace_seconds: u64,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection { tokens: Vec::new(), key_grace_seconds: 86_400 }
+    }
+}
+
+/// `[secrets]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsSection {
+    /// Name of the environment variable holding the base64 master key.
+    pub master_key_env: String,
+}
+
+impl Default for SecretsSection {
+    fn default() -> Self {
+        SecretsSection { master_key_env: "PAYBRIDGE_MASTER_KEY".to_owned() }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Timeout of every outbound call to a provider, in seconds.
+    pub outbound_timeout_seconds: u64,
+    /// Largest accepted request body, in bytes (merchant API).
+    pub max_body_bytes: usize,
+    /// Largest accepted notification body, in bytes.
+    pub max_notification_bytes: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection { outbound_timeout_seconds: 10, max_body_bytes: 64 * 1024, max_notification_bytes: 64 * 1024 }
+    }
+}
+
+impl Config {
+    /// Read a config file, resolve relative paths against its folder, and apply env overrides.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if cfg.tenants.dir.is_relative() {
+            cfg.tenants.dir = base.join(&cfg.tenants.dir);
+        }
+        cfg.apply_env();
+        Ok(cfg)
+    }
+
+    /// Apply `DATABASE_URL` and `PAYBRIDGE_LISTEN`.
+    pub fn apply_env(&mut self) {
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && !url.is_empty()
+        {
+            self.database.url = url;
+        }
+        if let Ok(listen) = std::env::var("PAYBRIDGE_LISTEN")
+            && !listen.is_empty()
+        {
+            self.server.listen = listen;
+        }
+    }
+
+    /// The outbound timeout as a duration.
+    pub fn outbound_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.http.outbound_timeout_seconds.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let text = r#"
+[server]
+listen = "127.0.0.1:8080"
+public_base_url = "http://127.0.0.1:8080"
+[database]
+url = "sqlite://paybridge.db?mode=rwc"
+[tenants]
+dir = "tenants"
+[sandbox]
+enabled = true
+[reconciler]
+enabled = true
+interval_seconds = 30
+query_pending_after_seconds = 120
+[admin]
+tokens = ["sha256:00"]
+[secrets]
+master_key_env = "PAYBRIDGE_MASTER_KEY"
+"#;
+        let cfg: Config = toml::from_str(text).expect("parses");
+        assert!(cfg.sandbox.enabled);
+        assert_eq!(cfg.reconciler.interval_seconds, 30);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("[server]\nlisten_on = \"x\"\n").is_err());
+    }
+}

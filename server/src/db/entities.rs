@@ -1,0 +1,113 @@
+//! sea-orm entities. JSON-ish columns are text, so SQLite and PostgreSQL store them alike.
+
+/// An order.
+pub mod order {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "orders")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub out_trade_no: String,
+        pub provider: String,
+        pub amount: i64,
+        pub currency: String,
+        pub description: String,
+        pub payer_openid: Option<String>,
+        pub client_ip: Option<String>,
+        pub attach: Option<String>,
+        pub expires_at: DateTimeUtc,
+        pub status: String,
+        /// JSON array of flag names.
+        pub flags: String,
+        pub provider_trade_no: Option<String>,
+        pub refunded_amount: i64,
+        pub paid_at: Option<DateTimeUtc>,
+        /// JSON of the client's payment params, once the provider gave them.
+        pub client_payment: Option<String>,
+        /// JSON the provider keeps with the order.
+        pub provider_data: String,
+        pub last_notified_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A provider event (notification or query result) that was applied, keyed by the provider's own
+/// identity of it.
+pub mod provider_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "provider_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub provider: String,
+        pub event_id: String,
+        pub order_id: String,
+        pub kind: String,
+        pub payload: String,
+        pub received_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Every notification received, accepted or not.
+pub mod notification_attempt {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notification_attempts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub provider: String,
+        pub channel: String,
+        pub out_trade_no: Option<String>,
+        pub outcome: String,
+        pub reason: Option<String>,
+        pub body_sha256: String,
+        pub received_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Merchant webhook events, written in the same transaction as the change they describe.
+pub mod outbox_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub event_type: String,
+        pub order_id: Option<String>,
+        pub data: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,18 @@
+//! paybridge-server: the actix-web application and the `paybridge` binary.
+//!
+//! Provider crates are named here exactly once each, so the linker keeps their
+//! `inventory::submit!` registrations. Nothing else in the server knows a provider by name.
+
+use paybridge_wechat as _;
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod error;
+mod http_log;
+pub mod metrics;
+pub mod service;
+pub mod state;
+pub mod store;
+pub mod views;

@@ -1,0 +1,81 @@
+//! The `paybridge` binary.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use paybridge_server::app;
+use paybridge_server::config::Config;
+
+#[derive(Parser)]
+#[command(name = "paybridge", version, about = "Multi-tenant payment gateway for WeChat Pay and Alipay")]
+struct Cli {
+    /// The server config file.
+    #[arg(long, short, default_value = "paybridge.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Print the `sha256:<hex>` digest of an API key, for `api_keys` in a tenant file.
+    HashKey {
+        /// The plaintext key.
+        key: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Openapi => match serde_json::to_string_pretty(&app::openapi()) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::HashKey { key } => {
+            println!("{}", paybridge_core::tenant::hash_api_key(&key));
+            ExitCode::SUCCESS
+        }
+        Command::Serve => match serve(&cli.config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(config_path: &std::path::Path) -> Result<(), String> {
+    let config = Config::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listen = config.server.listen.clone();
+        let state = Arc::new(app::build_state(config).await?);
+        let listener = TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        tracing::info!(%listen, "paybridge listening");
+        app::run(listener, state).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
+    })
+}

@@ -1,0 +1,160 @@
+//! The JSON shapes of the merchant API (what integrators see).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::db::entities::order;
+use crate::store::{StoreError, flags_of, status_of};
+
+/// The payer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Payer {
+    /// The payer's openid for the tenant's app (WeChat); from `POST /v1/wechat_miniprogram/sessions`.
+    pub openid: String,
+}
+
+/// An order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    /// The merchant's order number.
+    pub out_trade_no: String,
+    /// The provider kind, e.g. `wechat_miniprogram`.
+    pub provider: String,
+    /// Amount in fen.
+    pub amount: i64,
+    /// Always `CNY`.
+    pub currency: String,
+    /// Shown to the payer.
+    pub description: String,
+    /// The payer, when given.
+    pub payer: Option<Payer>,
+    /// Echoed by the provider.
+    pub attach: Option<String>,
+    /// `pending`, `paid`, `closed`, `failed`, `partially_refunded` or `refunded`.
+    #[schema(example = "pending")]
+    pub status: String,
+    /// Notes for an operator, e.g. `paid_after_close`.
+    pub flags: Vec<String>,
+    /// The provider's trade number, once paid.
+    pub provider_trade_no: Option<String>,
+    /// Sum of succeeded refunds, in fen.
+    pub refunded_amount: i64,
+    /// The provider's payment time.
+    pub paid_at: Option<DateTime<Utc>>,
+    /// When the order expires if unpaid.
+    pub expires_at: DateTime<Utc>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl OrderView {
+    /// Build the view of a stored order.
+    pub fn from_model(o: &order::Model) -> Result<Self, StoreError> {
+        Ok(OrderView {
+            out_trade_no: o.out_trade_no.clone(),
+            provider: o.provider.clone(),
+            amount: o.amount,
+            currency: o.currency.clone(),
+            description: o.description.clone(),
+            payer: o.payer_openid.clone().map(|openid| Payer { openid }),
+            attach: o.attach.clone(),
+            status: status_of(o)?.as_str().to_owned(),
+            flags: flags_of(o),
+            provider_trade_no: o.provider_trade_no.clone(),
+            refunded_amount: o.refunded_amount,
+            paid_at: o.paid_at,
+            expires_at: o.expires_at,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        })
+    }
+}
+
+/// `POST /v1/orders` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    /// The provider kind, e.g. `wechat_miniprogram`.
+    pub provider: String,
+    /// 6–32 characters: letters, digits, `_ - | *`. Unique per tenant.
+    pub out_trade_no: String,
+    /// Amount in fen, positive.
+    pub amount: i64,
+    /// Only `CNY`; the default.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// 1–127 UTF-8 bytes, passed to the provider verbatim.
+    pub description: String,
+    /// The payer (required by WeChat mini-program payments).
+    #[serde(default)]
+    pub payer: Option<Payer>,
+    /// The payer's IP, if known.
+    #[serde(default)]
+    pub client_ip: Option<String>,
+    /// 300–604800; default 7200.
+    #[serde(default)]
+    pub expires_in_seconds: Option<i64>,
+    /// Up to 127 bytes, echoed by the provider.
+    #[serde(default)]
+    pub attach: Option<String>,
+}
+
+/// `POST /v1/orders` response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreateOrderResponse {
+    /// The order.
+    pub order: OrderView,
+    /// What the client app needs to pay, keyed by provider kind, e.g.
+    /// `{"wechat_miniprogram": {"timeStamp", "nonceStr", "package", "signType", "paySign"}}`.
+    /// Null when the provider has not issued them (e.g. the order is already paid).
+    #[schema(value_type = Option<Object>)]
+    pub client_payment: Option<serde_json::Value>,
+}
+
+/// `GET /v1/orders/{out_trade_no}` query.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SyncQuery {
+    /// Ask the provider first.
+    #[serde(default)]
+    pub sync: bool,
+}
+
+/// `POST /v1/{provider}/sessions` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// The one-time code from `wx.login()`.
+    pub code: String,
+}
+
+/// `POST /v1/{provider}/sessions` response. The session key never leaves the server.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionResponse {
+    /// The payer's openid for this app.
+    pub openid: String,
+    /// The payer's unionid, when the app is bound to an Open Platform account.
+    pub unionid: Option<String>,
+}
+
+/// The error envelope.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// One error.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code, e.g. `out_trade_no_conflict`.
+    pub code: String,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// The request field (or config key) at fault, when one applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
