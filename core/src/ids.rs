@@ -11,7 +11,8 @@ pub struct IdError {
 }
 
 fn charset_ok(s: &str, extra: &[u8]) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
 /// `out_trade_no`: 6–32 characters, each a letter, a digit or one of `_ - | *`.
@@ -33,7 +34,8 @@ pub fn check_out_refund_no(s: &str) -> Result<(), IdError> {
     } else {
         Err(IdError {
             field: "out_refund_no",
-            message: "must be 1-64 characters, each a letter, a digit or one of _ - | * @".to_owned(),
+            message: "must be 1-64 characters, each a letter, a digit or one of _ - | * @"
+                .to_owned(),
         })
     }
 }
@@ -45,7 +47,10 @@ pub fn check_description(s: &str) -> Result<(), IdError> {
     } else {
         Err(IdError {
             field: "description",
-            message: format!("must be 1-127 UTF-8 bytes without control characters (got {} bytes)", s.len()),
+            message: format!(
+                "must be 1-127 UTF-8 bytes without control characters (got {} bytes)",
+                s.len()
+            ),
         })
     }
 }
@@ -55,7 +60,10 @@ pub fn check_attach(s: &str) -> Result<(), IdError> {
     if s.len() <= 127 && !s.chars().any(char::is_control) {
         Ok(())
     } else {
-        Err(IdError { field: "attach", message: format!("must be at most 127 UTF-8 bytes (got {})", s.len()) })
+        Err(IdError {
+            field: "attach",
+            message: format!("must be at most 127 UTF-8 bytes (got {})", s.len()),
+        })
     }
 }
 
@@ -64,7 +72,10 @@ pub fn check_expires_in(seconds: i64) -> Result<(), IdError> {
     if (300..=604_800).contains(&seconds) {
         Ok(())
     } else {
-        Err(IdError { field: "expires_in_seconds", message: "must be between 300 and 604800".to_owned() })
+        Err(IdError {
+            field: "expires_in_seconds",
+            message: "must be between 300 and 604800".to_owned(),
+        })
     }
 }
 
@@ -77,7 +88,14 @@ mod tests {
         assert!(check_out_trade_no("abc123").is_ok());
         assert!(check_out_trade_no("A_b-c|d*e").is_ok());
         assert!(check_out_trade_no(&"x".repeat(32)).is_ok());
-        for bad in ["abc12", &"x".repeat(33), "abc 123", "abc@123", "订单123456", "abc/123"] {
+        for bad in [
+            "abc12",
+            &"x".repeat(33),
+            "abc 123",
+            "abc@123",
+            "订单123456",
+            "abc/123",
+        ] {
             assert!(check_out_trade_no(bad).is_err(), "{bad}");
         }
     }

@@ -9,7 +9,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// An amount in fen (1 CNY = 100 fen).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(transparent)]
 pub struct Fen(i64);
 
@@ -38,7 +40,11 @@ impl Fen {
 
     /// A payment or refund amount: strictly positive.
     pub fn positive(fen: i64) -> Result<Self, MoneyError> {
-        if fen > 0 { Ok(Fen(fen)) } else { Err(MoneyError::NotPositive(fen)) }
+        if fen > 0 {
+            Ok(Fen(fen))
+        } else {
+            Err(MoneyError::NotPositive(fen))
+        }
     }
 
     /// The raw number of fen.
@@ -132,7 +138,12 @@ mod tests {
 
     #[test]
     fn yuan_text_round_trips_exactly() {
-        for (text, fen) in [("0.01", 1), ("19.90", 1990), ("9.80", 980), ("100000000.00", 10_000_000_000)] {
+        for (text, fen) in [
+            ("0.01", 1),
+            ("19.90", 1990),
+            ("9.80", 980),
+            ("100000000.00", 10_000_000_000),
+        ] {
             assert_eq!(Fen::from_yuan(text), Ok(Fen::new(fen)), "{text}");
             assert_eq!(Fen::new(fen).to_yuan(), text);
         }
@@ -148,12 +159,15 @@ mod tests {
     #[test]
     fn malformed_yuan_text_is_an_error_not_a_rounding() {
         for bad in [
-            "", ".5", "1.", "1.234", "-1.00", "+1.00", " 1.00", "1.00 ", "1e2", "01.00", "1,00", "0x10",
-            "１.00", "NaN",
+            "", ".5", "1.", "1.234", "-1.00", "+1.00", " 1.00", "1.00 ", "1e2", "01.00", "1,00",
+            "0x10", "１.00", "NaN",
         ] {
             assert!(Fen::from_yuan(bad).is_err(), "{bad:?} should be refused");
         }
-        assert!(matches!(Fen::from_yuan("99999999999999999999.00"), Err(MoneyError::OutOfRange(_))));
+        assert!(matches!(
+            Fen::from_yuan("99999999999999999999.00"),
+            Err(MoneyError::OutOfRange(_))
+        ));
     }
 
     #[test]

@@ -114,7 +114,10 @@ impl OrderStatus {
 
     /// Whether money was received for this order (so it may be refunded).
     pub fn is_paid(self) -> bool {
-        matches!(self, OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded)
+        matches!(
+            self,
+            OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded
+        )
     }
 
     /// The transition table. The only place that decides what an event does to an order.
@@ -122,35 +125,67 @@ impl OrderStatus {
         use OrderEvent as E;
         use OrderStatus as S;
         let to = |to| Ok(Transition::To { to, flag: None });
-        let refund_status = |refunded_total: Fen, amount: Fen| -> Result<Transition, TransitionError> {
-            if refunded_total <= Fen::ZERO || refunded_total > amount {
-                return Err(TransitionError { from: self, event: event.to_string() });
-            }
-            let target = if refunded_total == amount { S::Refunded } else { S::PartiallyRefunded };
-            if target == self { Ok(Transition::Unchanged) } else { to(target) }
-        };
+        let refund_status =
+            |refunded_total: Fen, amount: Fen| -> Result<Transition, TransitionError> {
+                if refunded_total <= Fen::ZERO || refunded_total > amount {
+                    return Err(TransitionError {
+                        from: self,
+                        event: event.to_string(),
+                    });
+                }
+                let target = if refunded_total == amount {
+                    S::Refunded
+                } else {
+                    S::PartiallyRefunded
+                };
+                if target == self {
+                    Ok(Transition::Unchanged)
+                } else {
+                    to(target)
+                }
+            };
         match (self, event) {
             (S::Pending, E::Paid) => to(S::Paid),
             (S::Pending, E::Closed) => to(S::Closed),
             (S::Pending, E::Failed) => to(S::Failed),
-            (S::Closed, E::Paid) => Ok(Transition::To { to: S::Paid, flag: Some(OrderFlag::PaidAfterClose) }),
-            (S::Failed, E::Paid) => Ok(Transition::To { to: S::Paid, flag: Some(OrderFlag::PaidAfterFailure) }),
+            (S::Closed, E::Paid) => Ok(Transition::To {
+                to: S::Paid,
+                flag: Some(OrderFlag::PaidAfterClose),
+            }),
+            (S::Failed, E::Paid) => Ok(Transition::To {
+                to: S::Paid,
+                flag: Some(OrderFlag::PaidAfterFailure),
+            }),
             (S::Paid | S::PartiallyRefunded | S::Refunded, E::Paid) => Ok(Transition::Unchanged),
             (S::Closed, E::Closed) | (S::Failed, E::Failed) => Ok(Transition::Unchanged),
             (S::Failed, E::Closed) => to(S::Closed),
-            (S::Paid, E::RefundTotal { refunded_total, amount }) => refund_status(refunded_total, amount),
-            (S::PartiallyRefunded, E::RefundTotal { refunded_total, amount }) => {
-                refund_status(refunded_total, amount)
-            }
-            (S::Refunded, E::RefundTotal { refunded_total, amount }) if refunded_total == amount => {
-                Ok(Transition::Unchanged)
-            }
             (
-                S::Pending | S::Closed | S::Failed | S::Refunded,
-                E::RefundTotal { .. },
-            )
+                S::Paid,
+                E::RefundTotal {
+                    refunded_total,
+                    amount,
+                },
+            ) => refund_status(refunded_total, amount),
+            (
+                S::PartiallyRefunded,
+                E::RefundTotal {
+                    refunded_total,
+                    amount,
+                },
+            ) => refund_status(refunded_total, amount),
+            (
+                S::Refunded,
+                E::RefundTotal {
+                    refunded_total,
+                    amount,
+                },
+            ) if refunded_total == amount => Ok(Transition::Unchanged),
+            (S::Pending | S::Closed | S::Failed | S::Refunded, E::RefundTotal { .. })
             | (S::Paid | S::PartiallyRefunded | S::Refunded, E::Closed | E::Failed)
-            | (S::Closed, E::Failed) => Err(TransitionError { from: self, event: event.to_string() }),
+            | (S::Closed, E::Failed) => Err(TransitionError {
+                from: self,
+                event: event.to_string(),
+            }),
         }
     }
 }
@@ -177,8 +212,16 @@ impl fmt::Display for OrderEvent {
             OrderEvent::Paid => f.write_str("payment"),
             OrderEvent::Closed => f.write_str("close"),
             OrderEvent::Failed => f.write_str("failure"),
-            OrderEvent::RefundTotal { refunded_total, amount } => {
-                write!(f, "refunds totalling {} of {}", refunded_total.get(), amount.get())
+            OrderEvent::RefundTotal {
+                refunded_total,
+                amount,
+            } => {
+                write!(
+                    f,
+                    "refunds totalling {} of {}",
+                    refunded_total.get(),
+                    amount.get()
+                )
             }
         }
     }
@@ -202,21 +245,33 @@ mod tests {
     const AMOUNT: Fen = Fen::new(10);
 
     fn refund(total: i64) -> OrderEvent {
-        OrderEvent::RefundTotal { refunded_total: Fen::new(total), amount: AMOUNT }
+        OrderEvent::RefundTotal {
+            refunded_total: Fen::new(total),
+            amount: AMOUNT,
+        }
     }
 
     #[test]
     fn status_names_round_trip() {
         for s in OrderStatus::ALL {
             assert_eq!(s.as_str().parse::<OrderStatus>(), Ok(s));
-            assert_eq!(serde_json::to_value(s).ok(), Some(serde_json::Value::from(s.as_str())));
+            assert_eq!(
+                serde_json::to_value(s).ok(),
+                Some(serde_json::Value::from(s.as_str()))
+            );
         }
     }
 
     #[test]
     fn the_table_is_exactly_the_documented_one() {
         use OrderStatus as S;
-        let events = [OrderEvent::Paid, OrderEvent::Closed, OrderEvent::Failed, refund(4), refund(10)];
+        let events = [
+            OrderEvent::Paid,
+            OrderEvent::Closed,
+            OrderEvent::Failed,
+            refund(4),
+            refund(10),
+        ];
         let mut allowed = Vec::new();
         for from in S::ALL {
             for ev in events {
@@ -231,8 +286,18 @@ mod tests {
             (S::Pending, OrderEvent::Failed, S::Failed, None),
             (S::Paid, refund(4), S::PartiallyRefunded, None),
             (S::Paid, refund(10), S::Refunded, None),
-            (S::Closed, OrderEvent::Paid, S::Paid, Some(OrderFlag::PaidAfterClose)),
-            (S::Failed, OrderEvent::Paid, S::Paid, Some(OrderFlag::PaidAfterFailure)),
+            (
+                S::Closed,
+                OrderEvent::Paid,
+                S::Paid,
+                Some(OrderFlag::PaidAfterClose),
+            ),
+            (
+                S::Failed,
+                OrderEvent::Paid,
+                S::Paid,
+                Some(OrderFlag::PaidAfterFailure),
+            ),
             (S::Failed, OrderEvent::Closed, S::Closed, None),
             (S::PartiallyRefunded, refund(10), S::Refunded, None),
         ];
@@ -242,7 +307,10 @@ mod tests {
     #[test]
     fn refused_transition_names_both_sides() {
         let err = OrderStatus::Paid.apply(OrderEvent::Closed).err();
-        assert_eq!(err.map(|e| e.to_string()), Some("order is paid; cannot apply close".to_owned()));
+        assert_eq!(
+            err.map(|e| e.to_string()),
+            Some("order is paid; cannot apply close".to_owned())
+        );
     }
 
     #[test]

@@ -341,31 +341,50 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// Ask the provider for the payment's state.
     async fn query_payment(&self, order: &OrderRef) -> Result<PaymentState, ProviderError> {
         let _ = order;
-        Err(ProviderError::NotSupported { kind: self.kind(), capability: "query" })
+        Err(ProviderError::NotSupported {
+            kind: self.kind(),
+            capability: "query",
+        })
     }
 
     /// Close an unpaid order at the provider.
     async fn close_payment(&self, order: &OrderRef) -> Result<CloseOutcome, ProviderError> {
         let _ = order;
-        Err(ProviderError::NotSupported { kind: self.kind(), capability: "close" })
+        Err(ProviderError::NotSupported {
+            kind: self.kind(),
+            capability: "close",
+        })
     }
 
     /// Send a refund. Success means accepted; the final state comes later.
     async fn refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError> {
         let _ = req;
-        Err(ProviderError::NotSupported { kind: self.kind(), capability: "refund" })
+        Err(ProviderError::NotSupported {
+            kind: self.kind(),
+            capability: "refund",
+        })
     }
 
     /// Ask the provider for a refund's state.
-    async fn query_refund(&self, order: &OrderRef, out_refund_no: &str) -> Result<RefundState, ProviderError> {
+    async fn query_refund(
+        &self,
+        order: &OrderRef,
+        out_refund_no: &str,
+    ) -> Result<RefundState, ProviderError> {
         let _ = (order, out_refund_no);
-        Err(ProviderError::NotSupported { kind: self.kind(), capability: "refund query" })
+        Err(ProviderError::NotSupported {
+            kind: self.kind(),
+            capability: "refund query",
+        })
     }
 
     /// Exchange a client login code for the payer's identity (WeChat mini-programs).
     async fn login(&self, code: &str) -> Result<LoginSession, ProviderError> {
         let _ = code;
-        Err(ProviderError::NotSupported { kind: self.kind(), capability: "login" })
+        Err(ProviderError::NotSupported {
+            kind: self.kind(),
+            capability: "login",
+        })
     }
 
     /// Verify a notification and parse it into a typed event. Checks run in the provider's
@@ -402,7 +421,10 @@ pub struct FieldError {
 impl FieldError {
     /// A new field error.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -455,6 +477,10 @@ pub struct SimResponse {
     pub body: Vec<u8>,
 }
 
+/// Validates a provider table and builds the provider, or returns every bad field.
+pub type BuildProvider =
+    fn(&toml::Table, &BuildContext) -> Result<Arc<dyn PaymentProvider>, Vec<FieldError>>;
+
 /// Builds a provider of one kind from a tenant's config table. Each provider crate submits one
 /// with `inventory::submit!`.
 pub struct ProviderFactory {
@@ -465,7 +491,7 @@ pub struct ProviderFactory {
     /// The config keys it understands (besides `enabled`).
     pub fields: &'static [FieldSpec],
     /// Validate the table and build the provider. Errors name each bad field.
-    pub build: fn(&toml::Table, &BuildContext) -> Result<Arc<dyn PaymentProvider>, Vec<FieldError>>,
+    pub build: BuildProvider,
     /// The sandbox simulator of this provider's server side, if it has one.
     pub simulator: Option<fn(Duration) -> Arc<dyn Simulator>>,
 }
@@ -481,5 +507,7 @@ pub fn factories() -> Vec<&'static ProviderFactory> {
 
 /// The factory of one kind.
 pub fn factory(kind: &str) -> Option<&'static ProviderFactory> {
-    inventory::iter::<ProviderFactory>.into_iter().find(|f| f.kind == kind)
+    inventory::iter::<ProviderFactory>
+        .into_iter()
+        .find(|f| f.kind == kind)
 }

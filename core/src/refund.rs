@@ -48,8 +48,12 @@ pub enum RefundTransition {
 
 impl RefundStatus {
     /// Every status.
-    pub const ALL: [RefundStatus; 4] =
-        [RefundStatus::Processing, RefundStatus::Succeeded, RefundStatus::Failed, RefundStatus::Abnormal];
+    pub const ALL: [RefundStatus; 4] = [
+        RefundStatus::Processing,
+        RefundStatus::Succeeded,
+        RefundStatus::Failed,
+        RefundStatus::Abnormal,
+    ];
 
     /// The snake_case name used in JSON and the database.
     pub fn as_str(self) -> &'static str {
@@ -71,10 +75,15 @@ impl RefundStatus {
         use RefundStatus as S;
         match (self, reported) {
             (a, b) if a == b => Ok(RefundTransition::Unchanged),
-            (S::Processing, _) | (S::Abnormal, S::Succeeded | S::Failed) => Ok(RefundTransition::To(reported)),
+            (S::Processing, _) | (S::Abnormal, S::Succeeded | S::Failed) => {
+                Ok(RefundTransition::To(reported))
+            }
             // A late "processing" from a query after a final notification is stale, not a change.
             (_, S::Processing) => Ok(RefundTransition::Unchanged),
-            _ => Err(RefundTransitionError { from: self, to: reported }),
+            _ => Err(RefundTransitionError {
+                from: self,
+                to: reported,
+            }),
         }
     }
 }
@@ -126,7 +135,10 @@ mod tests {
     fn final_states_refuse_the_opposite_outcome() {
         assert!(RefundStatus::Succeeded.apply(RefundStatus::Failed).is_err());
         assert!(RefundStatus::Failed.apply(RefundStatus::Succeeded).is_err());
-        assert_eq!(RefundStatus::Succeeded.apply(RefundStatus::Processing), Ok(RefundTransition::Unchanged));
+        assert_eq!(
+            RefundStatus::Succeeded.apply(RefundStatus::Processing),
+            Ok(RefundTransition::Unchanged)
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::provider::{BuildContext, FieldError, PaymentProvider, factory, factories};
+use crate::provider::{BuildContext, FieldError, PaymentProvider, factories, factory};
 
 /// Every problem found in one tenant document, each with its full key path
 /// (`providers.wechat_miniprogram.mch_id: required`).
@@ -72,28 +72,48 @@ impl fmt::Debug for Tenant {
 
 /// `sha256:<hex>` of a plaintext API key, the form stored in tenant configs.
 pub fn hash_api_key(plaintext: &str) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(plaintext.as_bytes())))
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(plaintext.as_bytes()))
+    )
 }
 
 fn is_valid_tenant_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Parse and validate a tenant document. `base_dir` resolves relative file paths (the folder of
 /// the tenant file). Every bad field is reported, not just the first.
-pub fn parse_tenant(text: &str, base_dir: &Path, http_timeout: Duration) -> Result<Tenant, ConfigErrors> {
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigErrors(vec![FieldError::new("(document)", e.message().to_owned())]))?;
+pub fn parse_tenant(
+    text: &str,
+    base_dir: &Path,
+    http_timeout: Duration,
+) -> Result<Tenant, ConfigErrors> {
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigErrors(vec![FieldError::new("(document)", e.message().to_owned())])
+    })?;
     build_tenant(&doc, base_dir, http_timeout)
 }
 
 /// Validate an already-parsed tenant document and build its providers.
-pub fn build_tenant(doc: &toml::Table, base_dir: &Path, http_timeout: Duration) -> Result<Tenant, ConfigErrors> {
+pub fn build_tenant(
+    doc: &toml::Table,
+    base_dir: &Path,
+    http_timeout: Duration,
+) -> Result<Tenant, ConfigErrors> {
     let mut errors = Vec::new();
-    let known = ["id", "name", "api_keys", "webhook_url", "webhook_secret", "providers"];
+    let known = [
+        "id",
+        "name",
+        "api_keys",
+        "webhook_url",
+        "webhook_secret",
+        "providers",
+    ];
     for key in doc.keys() {
         if !known.contains(&key.as_str()) {
             errors.push(FieldError::new(key.clone(), "unknown key"));
@@ -115,7 +135,10 @@ pub fn build_tenant(doc: &toml::Table, base_dir: &Path, http_timeout: Duration) 
     };
     let id = string("id", &mut errors, true).unwrap_or_default();
     if !id.is_empty() && !is_valid_tenant_id(&id) {
-        errors.push(FieldError::new("id", "must be 1-64 characters of a-z, 0-9, '_' or '-'"));
+        errors.push(FieldError::new(
+            "id",
+            "must be 1-64 characters of a-z, 0-9, '_' or '-'",
+        ));
     }
     let name = string("name", &mut errors, false).unwrap_or_else(|| id.clone());
     let webhook_url = string("webhook_url", &mut errors, false);
@@ -128,7 +151,10 @@ pub fn build_tenant(doc: &toml::Table, base_dir: &Path, http_timeout: Duration) 
 
     let mut api_key_hashes = Vec::new();
     match doc.get("api_keys") {
-        None => errors.push(FieldError::new("api_keys", "required: a list of \"sha256:<hex>\" key digests")),
+        None => errors.push(FieldError::new(
+            "api_keys",
+            "required: a list of \"sha256:<hex>\" key digests",
+        )),
         Some(toml::Value::Array(keys)) => {
             for (i, k) in keys.iter().enumerate() {
                 match k.as_str().and_then(|s| s.strip_prefix("sha256:")) {
@@ -149,7 +175,10 @@ pub fn build_tenant(doc: &toml::Table, base_dir: &Path, http_timeout: Duration) 
     match doc.get("providers") {
         None => {}
         Some(toml::Value::Table(tables)) => {
-            let ctx = BuildContext { base_dir: base_dir.to_path_buf(), http_timeout };
+            let ctx = BuildContext {
+                base_dir: base_dir.to_path_buf(),
+                http_timeout,
+            };
             for (kind, value) in tables {
                 let prefix = format!("providers.{kind}");
                 let Some(factory) = factory(kind) else {
@@ -169,13 +198,23 @@ pub fn build_tenant(doc: &toml::Table, base_dir: &Path, http_timeout: Duration) 
                     None => true,
                     Some(toml::Value::Boolean(b)) => b,
                     Some(_) => {
-                        errors.push(FieldError::new(format!("{prefix}.enabled"), "must be true or false"));
+                        errors.push(FieldError::new(
+                            format!("{prefix}.enabled"),
+                            "must be true or false",
+                        ));
                         true
                     }
                 };
                 match (factory.build)(&table, &ctx) {
                     Ok(provider) => {
-                        providers.insert(kind.clone(), TenantProvider { enabled, provider, table });
+                        providers.insert(
+                            kind.clone(),
+                            TenantProvider {
+                                enabled,
+                                provider,
+                                table,
+                            },
+                        );
                     }
                     Err(field_errors) => errors.extend(
                         field_errors
@@ -185,11 +224,21 @@ pub fn build_tenant(doc: &toml::Table, base_dir: &Path, http_timeout: Duration) 
                 }
             }
         }
-        Some(_) => errors.push(FieldError::new("providers", "must be a table of provider kinds")),
+        Some(_) => errors.push(FieldError::new(
+            "providers",
+            "must be a table of provider kinds",
+        )),
     }
 
     if errors.is_empty() {
-        Ok(Tenant { id, name, api_key_hashes, webhook_url, webhook_secret, providers })
+        Ok(Tenant {
+            id,
+            name,
+            api_key_hashes,
+            webhook_url,
+            webhook_secret,
+            providers,
+        })
     } else {
         Err(ConfigErrors(errors))
     }
@@ -198,7 +247,10 @@ pub fn build_tenant(doc: &toml::Table, base_dir: &Path, http_timeout: Duration) 
 impl Tenant {
     /// The provider of this kind if the tenant has it enabled.
     pub fn enabled_provider(&self, kind: &str) -> Option<&Arc<dyn PaymentProvider>> {
-        self.providers.get(kind).filter(|p| p.enabled).map(|p| &p.provider)
+        self.providers
+            .get(kind)
+            .filter(|p| p.enabled)
+            .map(|p| &p.provider)
     }
 
     /// The provider of this kind, enabled or not (for notifications of existing orders).
@@ -214,7 +266,9 @@ impl Tenant {
 
     /// The webhook secret, exposed for signing only.
     pub fn webhook_secret_bytes(&self) -> Option<&[u8]> {
-        self.webhook_secret.as_ref().map(|s| s.expose_secret().as_bytes())
+        self.webhook_secret
+            .as_ref()
+            .map(|s| s.expose_secret().as_bytes())
     }
 }
 
@@ -231,18 +285,31 @@ mod tests {
             [providers.nope]
             x = 1
         "#;
-        let errors = parse_tenant(doc, Path::new("."), Duration::from_secs(1)).err().map(|e| e.to_string());
+        let errors = parse_tenant(doc, Path::new("."), Duration::from_secs(1))
+            .err()
+            .map(|e| e.to_string());
         let text = errors.unwrap_or_default();
-        for needle in ["id: required", "name: must be a string", "api_keys[0]: must be", "colour: unknown key", "providers.nope: unknown provider kind"] {
+        for needle in [
+            "id: required",
+            "name: must be a string",
+            "api_keys[0]: must be",
+            "colour: unknown key",
+            "providers.nope: unknown provider kind",
+        ] {
             assert!(text.contains(needle), "{needle:?} missing from {text:?}");
         }
     }
 
     #[test]
     fn api_keys_are_compared_by_digest() {
-        let doc = format!("id = \"t1\"\napi_keys = [\"{}\"]\n", hash_api_key("secret-key"));
+        let doc = format!(
+            "id = \"t1\"\napi_keys = [\"{}\"]\n",
+            hash_api_key("secret-key")
+        );
         let tenant = parse_tenant(&doc, Path::new("."), Duration::from_secs(1));
-        let Ok(tenant) = tenant else { panic!("valid tenant refused") };
+        let Ok(tenant) = tenant else {
+            panic!("valid tenant refused")
+        };
         assert!(tenant.accepts_api_key("secret-key"));
         assert!(!tenant.accepts_api_key("secret-key2"));
     }

@@ -42,7 +42,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
@@ -59,7 +62,11 @@ fn routes(cfg: &mut ServiceConfig) {
 
 /// The OpenAPI document of the real handlers (also committed at `docs/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, doc) = App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(routes).split_for_parts();
+    let (_, doc) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(routes)
+        .split_for_parts();
     doc
 }
 
@@ -73,7 +80,13 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
     let registry = TenantRegistry::default();
     tracing::info!(count = tenants.len(), "tenants loaded");
     registry.replace_all(tenants);
-    Ok(AppState { store: Store::new(db), tenants: registry, simulators, metrics: Metrics::default(), config })
+    Ok(AppState {
+        store: Store::new(db),
+        tenants: registry,
+        simulators,
+        metrics: Metrics::default(),
+        config,
+    })
 }
 
 /// A database URL without its password, for messages.
@@ -90,7 +103,11 @@ pub fn redact_url(url: &str) -> String {
 fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match &err {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body too large")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body too large",
+            )
         }
         JsonPayloadError::ContentType => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -110,30 +127,49 @@ pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Serve
     let max_notification = state.config.http.max_notification_bytes;
     let sandbox = state.config.sandbox.enabled;
     let server = HttpServer::new(move || {
-        let (app, _) = App::new().into_utoipa_app().configure(routes).split_for_parts();
+        let (app, _) = App::new()
+            .into_utoipa_app()
+            .configure(routes)
+            .split_for_parts();
         let mut app = app
             .app_data(data.clone())
-            .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(max_body)
+                    .error_handler(json_error),
+            )
             .app_data(web::PayloadConfig::new(max_notification.max(max_body)))
             .app_data(web::PathConfig::default().error_handler(|err, _| {
                 let api = ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string());
-                InternalError::from_response(err, actix_web::ResponseError::error_response(&api)).into()
+                InternalError::from_response(err, actix_web::ResponseError::error_response(&api))
+                    .into()
             }))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                let api = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", err.to_string());
-                InternalError::from_response(err, actix_web::ResponseError::error_response(&api)).into()
+                let api =
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", err.to_string());
+                InternalError::from_response(err, actix_web::ResponseError::error_response(&api))
+                    .into()
             }))
             .service(
                 SwaggerUi::new("/docs/{_:.*}")
                     .url("/openapi.json", doc.clone())
                     .config(SwaggerConfig::from("/openapi.json").validator_url("none")),
             )
-            .wrap(actix_web::middleware::from_fn(crate::http_log::log_requests));
+            .wrap(actix_web::middleware::from_fn(
+                crate::http_log::log_requests,
+            ));
         if sandbox {
-            app = app.route("/sandbox/{kind}/{rest:.*}", web::route().to(api::sandbox::simulator));
+            app = app.route(
+                "/sandbox/{kind}/{rest:.*}",
+                web::route().to(api::sandbox::simulator),
+            );
         }
         app.default_service(web::to(|| async {
-            actix_web::ResponseError::error_response(&ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"))
+            actix_web::ResponseError::error_response(&ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint",
+            ))
         }))
     })
     .listen(listener)?

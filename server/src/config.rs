@@ -38,7 +38,10 @@ pub struct ServerSection {
 
 impl Default for ServerSection {
     fn default() -> Self {
-        ServerSection { listen: "127.0.0.1:8080".to_owned(), public_base_url: "http://127.0.0.1:8080".to_owned() }
+        ServerSection {
+            listen: "127.0.0.1:8080".to_owned(),
+            public_base_url: "http://127.0.0.1:8080".to_owned(),
+        }
     }
 }
 
@@ -52,7 +55,9 @@ pub struct DatabaseSection {
 
 impl Default for DatabaseSection {
     fn default() -> Self {
-        DatabaseSection { url: "sqlite://paybridge.db?mode=rwc".to_owned() }
+        DatabaseSection {
+            url: "sqlite://paybridge.db?mode=rwc".to_owned(),
+        }
     }
 }
 
@@ -66,7 +71,9 @@ pub struct TenantsSection {
 
 impl Default for TenantsSection {
     fn default() -> Self {
-        TenantsSection { dir: PathBuf::from("tenants") }
+        TenantsSection {
+            dir: PathBuf::from("tenants"),
+        }
     }
 }
 
@@ -92,7 +99,11 @@ pub struct ReconcilerSection {
 
 impl Default for ReconcilerSection {
     fn default() -> Self {
-        ReconcilerSection { enabled: true, interval_seconds: 30, query_pending_after_seconds: 120 }
+        ReconcilerSection {
+            enabled: true,
+            interval_seconds: 30,
+            query_pending_after_seconds: 120,
+        }
     }
 }
 
@@ -108,7 +119,10 @@ pub struct AdminSection {
 
 impl Default for AdminSection {
     fn default() -> Self {
-        AdminSection { tokens: Vec::new(), key_grace_seconds: 86_400 }
+        AdminSection {
+            tokens: Vec::new(),
+            key_grace_seconds: 86_400,
+        }
     }
 }
 
@@ -122,7 +136,9 @@ pub struct SecretsSection {
 
 impl Default for SecretsSection {
     fn default() -> Self {
-        SecretsSection { master_key_env: "PAYBRIDGE_MASTER_KEY".to_owned() }
+        SecretsSection {
+            master_key_env: "PAYBRIDGE_MASTER_KEY".to_owned(),
+        }
     }
 }
 
@@ -140,16 +156,21 @@ pub struct HttpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { outbound_timeout_seconds: 10, max_body_bytes: 64 * 1024, max_notification_bytes: 64 * 1024 }
+        HttpSection {
+            outbound_timeout_seconds: 10,
+            max_body_bytes: 64 * 1024,
+            max_notification_bytes: 64 * 1024,
+        }
     }
 }
 
 impl Config {
     /// Read a config file, resolve relative paths against its folder, and apply env overrides.
     pub fn load(path: &Path) -> Result<Config, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let mut cfg: Config =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.tenants.dir.is_relative() {
             cfg.tenants.dir = base.join(&cfg.tenants.dir);

@@ -24,7 +24,12 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 
     /// Name the field at fault.
@@ -40,7 +45,11 @@ impl ApiError {
 
     /// 404 for a resource this tenant does not have.
     pub fn not_found(what: &str) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 401.
@@ -55,7 +64,11 @@ impl ApiError {
     /// 500 without internals; the detail goes to the log.
     pub fn internal(detail: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; it has been logged")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; it has been logged",
+        )
     }
 }
 
@@ -72,7 +85,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         HttpResponse::build(self.status).json(ErrorBody {
-            error: ErrorDetail { code: self.code.to_owned(), message: self.message.clone(), field: self.field.clone() },
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+                field: self.field.clone(),
+            },
         })
     }
 }
@@ -92,7 +109,9 @@ impl From<StoreError> for ApiError {
 impl From<ApplyError> for ApiError {
     fn from(e: ApplyError) -> Self {
         match e {
-            ApplyError::Transition(t) => ApiError::new(StatusCode::CONFLICT, "invalid_transition", t.to_string()),
+            ApplyError::Transition(t) => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_transition", t.to_string())
+            }
             other => ApiError::internal(&other),
         }
     }
@@ -102,10 +121,19 @@ impl From<ApplyError> for ApiError {
 pub fn provider_error(kind: &str, e: ProviderError) -> ApiError {
     use ProviderError as P;
     match e {
-        P::NotSupported { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_supported", e.to_string()),
+        P::NotSupported { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_supported",
+            e.to_string(),
+        ),
         P::Misconfigured { ref field, .. } => {
             let field = format!("providers.{kind}.{field}");
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "provider_misconfigured", e.to_string()).field(field)
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "provider_misconfigured",
+                e.to_string(),
+            )
+            .field(field)
         }
         P::InvalidRequest { field, message } => {
             let err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message);
@@ -114,12 +142,22 @@ pub fn provider_error(kind: &str, e: ProviderError) -> ApiError {
                 None => err,
             }
         }
-        P::Rejected { code, message } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
-        P::RateLimited(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string()),
-        P::OutTradeNoUsed => ApiError::new(StatusCode::CONFLICT, "out_trade_no_used", e.to_string()),
+        P::Rejected { code, message } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+        }
+        P::RateLimited(_) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+        }
+        P::OutTradeNoUsed => {
+            ApiError::new(StatusCode::CONFLICT, "out_trade_no_used", e.to_string())
+        }
         P::AlreadyPaid => ApiError::new(StatusCode::CONFLICT, "order_paid", e.to_string()),
         P::AlreadyClosed => ApiError::new(StatusCode::CONFLICT, "order_closed", e.to_string()),
-        P::Unavailable(_) => ApiError::new(StatusCode::BAD_GATEWAY, "provider_unavailable", e.to_string()),
+        P::Unavailable(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_unavailable",
+            e.to_string(),
+        ),
         P::Timeout => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "provider_timeout",

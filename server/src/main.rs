@@ -10,7 +10,11 @@ use paybridge_server::app;
 use paybridge_server::config::Config;
 
 #[derive(Parser)]
-#[command(name = "paybridge", version, about = "Multi-tenant payment gateway for WeChat Pay and Alipay")]
+#[command(
+    name = "paybridge",
+    version,
+    about = "Multi-tenant payment gateway for WeChat Pay and Alipay"
+)]
 struct Cli {
     /// The server config file.
     #[arg(long, short, default_value = "paybridge.toml")]
@@ -35,8 +39,9 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn")
+            }),
         )
         .init();
     let cli = Cli::parse();
@@ -74,8 +79,12 @@ fn serve(config_path: &std::path::Path) -> Result<(), String> {
     runtime.block_on(async move {
         let listen = config.server.listen.clone();
         let state = Arc::new(app::build_state(config).await?);
-        let listener = TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let listener =
+            TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         tracing::info!(%listen, "paybridge listening");
-        app::run(listener, state).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())
+        app::run(listener, state)
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())
     })
 }

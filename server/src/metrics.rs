@@ -26,7 +26,9 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let Ok(counters) = self.counters.lock() else { return out };
+        let Ok(counters) = self.counters.lock() else {
+            return out;
+        };
         let mut last = "";
         for ((name, labels), value) in counters.iter() {
             if name != last {

@@ -9,7 +9,8 @@ use paybridge_core::ids;
 use paybridge_core::money::{Currency, Fen};
 use paybridge_core::order::{OrderEvent, OrderStatus};
 use paybridge_core::provider::{
-    CloseOutcome, CreatePayment, OrderRef, PaymentEvent, PaymentProvider, PaymentState, ProviderError, ProviderEvent,
+    CloseOutcome, CreatePayment, OrderRef, PaymentEvent, PaymentProvider, PaymentState,
+    ProviderError, ProviderEvent,
 };
 use paybridge_core::tenant::Tenant;
 
@@ -23,7 +24,10 @@ const DEFAULT_EXPIRES_IN: i64 = 7200;
 
 /// The notify URL a provider is told for a tenant's payments.
 pub fn notify_url(state: &AppState, tenant_id: &str, kind: &str) -> String {
-    format!("{}/notify/{tenant_id}/{kind}", state.config.server.public_base_url.trim_end_matches('/'))
+    format!(
+        "{}/notify/{tenant_id}/{kind}",
+        state.config.server.public_base_url.trim_end_matches('/')
+    )
 }
 
 /// What the provider needs to find an order.
@@ -53,7 +57,10 @@ fn order_provider(tenant: &Tenant, o: &order::Model) -> Result<Arc<dyn PaymentPr
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "provider_not_enabled",
-            format!("provider {:?} is no longer configured for this tenant", o.provider),
+            format!(
+                "provider {:?} is no longer configured for this tenant",
+                o.provider
+            ),
         )
     })
 }
@@ -69,23 +76,31 @@ fn validate(tenant: &Tenant, req: &CreateOrderRequest) -> Result<ValidOrder, Api
     if let Some(a) = &req.attach {
         ids::check_attach(a)?;
     }
-    let amount = Fen::positive(req.amount).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+    let amount =
+        Fen::positive(req.amount).map_err(|e| ApiError::invalid("amount", e.to_string()))?;
     let currency = match req.currency.as_deref() {
         None => Currency::Cny,
-        Some(c) => Currency::parse(c)
-            .ok_or_else(|| ApiError::invalid("currency", format!("unsupported currency {c:?}; only CNY")))?,
+        Some(c) => Currency::parse(c).ok_or_else(|| {
+            ApiError::invalid("currency", format!("unsupported currency {c:?}; only CNY"))
+        })?,
     };
     let expires_in = req.expires_in_seconds.unwrap_or(DEFAULT_EXPIRES_IN);
     ids::check_expires_in(expires_in)?;
     if let Some(ip) = &req.client_ip
         && ip.parse::<std::net::IpAddr>().is_err()
     {
-        return Err(ApiError::invalid("client_ip", "must be an IPv4 or IPv6 address"));
+        return Err(ApiError::invalid(
+            "client_ip",
+            "must be an IPv4 or IPv6 address",
+        ));
     }
     if let Some(p) = &req.payer
         && (p.openid.is_empty() || p.openid.len() > 128)
     {
-        return Err(ApiError::invalid("payer.openid", "must be 1-128 characters"));
+        return Err(ApiError::invalid(
+            "payer.openid",
+            "must be 1-128 characters",
+        ));
     }
     Ok(ValidOrder {
         new: NewOrder {
@@ -141,7 +156,10 @@ pub async fn create_order(
         }
     };
     let respond = |row: &order::Model| -> Result<CreateOrderResponse, ApiError> {
-        Ok(CreateOrderResponse { order: OrderView::from_model(row)?, client_payment: client_payment_of(row) })
+        Ok(CreateOrderResponse {
+            order: OrderView::from_model(row)?,
+            client_payment: client_payment_of(row),
+        })
     };
     // A replay of a pending order whose create failed earlier retries the provider; anything else
     // is answered from the database.
@@ -162,16 +180,27 @@ pub async fn create_order(
     let outcome = provider.create_payment(&call).await;
     state.metrics.inc(
         "paybridge_provider_calls_total",
-        &[("provider", provider.kind()), ("call", "create"), ("outcome", outcome_label(&outcome))],
+        &[
+            ("provider", provider.kind()),
+            ("call", "create"),
+            ("outcome", outcome_label(&outcome)),
+        ],
     );
     match outcome {
         Ok(created_payment) => {
             let row = state
                 .store
-                .set_client_payment(&row.id, &created_payment.client_payment, &created_payment.provider_data)
+                .set_client_payment(
+                    &row.id,
+                    &created_payment.client_payment,
+                    &created_payment.provider_data,
+                )
                 .await?;
             if created {
-                state.metrics.inc("paybridge_orders_created_total", &[("provider", provider.kind())]);
+                state.metrics.inc(
+                    "paybridge_orders_created_total",
+                    &[("provider", provider.kind())],
+                );
             }
             Ok((created, respond(&row)?))
         }
@@ -220,7 +249,10 @@ pub async fn apply_payment(
         from_notification,
         payload: serde_json::to_value(payment).unwrap_or_default(),
     };
-    state.store.apply_event(tenant_id, kind, &payment.out_trade_no, &ev).await
+    state
+        .store
+        .apply_event(tenant_id, kind, &payment.out_trade_no, &ev)
+        .await
 }
 
 async fn apply_close(
@@ -237,7 +269,10 @@ async fn apply_close(
         from_notification: false,
         payload: serde_json::json!({ "source": source }),
     };
-    state.store.apply_event(&tenant.id, &o.provider, &o.out_trade_no, &ev).await
+    state
+        .store
+        .apply_event(&tenant.id, &o.provider, &o.out_trade_no, &ev)
+        .await
 }
 
 /// Apply a verified provider event from a notification.
@@ -249,7 +284,10 @@ pub async fn apply_provider_event(
 ) -> Result<Applied, crate::store::ApplyError> {
     match event {
         ProviderEvent::Payment(p) => apply_payment(state, tenant_id, kind, p, true).await,
-        ProviderEvent::Closed { out_trade_no, event_id } => {
+        ProviderEvent::Closed {
+            out_trade_no,
+            event_id,
+        } => {
             let ev = EventToApply {
                 event_id: format!("closed:{event_id}"),
                 kind: "closed",
@@ -258,23 +296,36 @@ pub async fn apply_provider_event(
                 from_notification: true,
                 payload: serde_json::json!({ "event_id": event_id }),
             };
-            state.store.apply_event(tenant_id, kind, out_trade_no, &ev).await
+            state
+                .store
+                .apply_event(tenant_id, kind, out_trade_no, &ev)
+                .await
         }
-        ProviderEvent::Refund(r) => Err(crate::store::ApplyError::Store(crate::store::StoreError::Corrupt(format!(
-            "refund events are not handled yet (refund {})",
-            r.out_refund_no
-        )))),
+        ProviderEvent::Refund(r) => Err(crate::store::ApplyError::Store(
+            crate::store::StoreError::Corrupt(format!(
+                "refund events are not handled yet (refund {})",
+                r.out_refund_no
+            )),
+        )),
     }
 }
 
 /// Ask the provider for the order's state and apply what it says. The order is unchanged when
 /// the provider fails.
-pub async fn sync_order(state: &AppState, tenant: &Tenant, o: &order::Model) -> Result<order::Model, ApiError> {
+pub async fn sync_order(
+    state: &AppState,
+    tenant: &Tenant,
+    o: &order::Model,
+) -> Result<order::Model, ApiError> {
     let provider = order_provider(tenant, o)?;
     let answer = provider.query_payment(&order_ref(o)).await;
     state.metrics.inc(
         "paybridge_provider_calls_total",
-        &[("provider", provider.kind()), ("call", "query"), ("outcome", outcome_label(&answer))],
+        &[
+            ("provider", provider.kind()),
+            ("call", "query"),
+            ("outcome", outcome_label(&answer)),
+        ],
     );
     let applied = match answer.map_err(|e| provider_error(&o.provider, e))? {
         PaymentState::NotPaid => return Ok(o.clone()),
@@ -289,7 +340,10 @@ pub async fn sync_order(state: &AppState, tenant: &Tenant, o: &order::Model) -> 
                 from_notification: false,
                 payload: serde_json::json!({ "source": "provider-query" }),
             };
-            state.store.apply_event(&tenant.id, &o.provider, &o.out_trade_no, &ev).await?
+            state
+                .store
+                .apply_event(&tenant.id, &o.provider, &o.out_trade_no, &ev)
+                .await?
         }
     };
     Ok(applied.order().clone())
@@ -297,7 +351,11 @@ pub async fn sync_order(state: &AppState, tenant: &Tenant, o: &order::Model) -> 
 
 /// Close an order: at the provider first, then here. If the provider reports it paid, it becomes
 /// paid and the answer is a 409 `order_paid`.
-pub async fn close_order(state: &AppState, tenant: &Tenant, o: &order::Model) -> Result<order::Model, ApiError> {
+pub async fn close_order(
+    state: &AppState,
+    tenant: &Tenant,
+    o: &order::Model,
+) -> Result<order::Model, ApiError> {
     match status_of(o)? {
         OrderStatus::Closed => return Ok(o.clone()),
         OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded => {
@@ -309,10 +367,17 @@ pub async fn close_order(state: &AppState, tenant: &Tenant, o: &order::Model) ->
     let answer = provider.close_payment(&order_ref(o)).await;
     state.metrics.inc(
         "paybridge_provider_calls_total",
-        &[("provider", provider.kind()), ("call", "close"), ("outcome", outcome_label(&answer))],
+        &[
+            ("provider", provider.kind()),
+            ("call", "close"),
+            ("outcome", outcome_label(&answer)),
+        ],
     );
     match answer.map_err(|e| provider_error(&o.provider, e))? {
-        CloseOutcome::Closed => Ok(apply_close(state, tenant, o, "merchant").await?.order().clone()),
+        CloseOutcome::Closed => Ok(apply_close(state, tenant, o, "merchant")
+            .await?
+            .order()
+            .clone()),
         CloseOutcome::AlreadyPaid(p) => {
             apply_payment(state, &tenant.id, &o.provider, &p, false).await?;
             Err(provider_error(&o.provider, ProviderError::AlreadyPaid))

@@ -62,7 +62,11 @@ impl TenantRegistry {
     pub fn by_api_key(&self, plaintext: &str) -> Option<Arc<Tenant>> {
         let digest = hex::encode(Sha256::digest(plaintext.as_bytes()));
         let index = self.index.load();
-        index.by_key_digest.get(&digest).and_then(|id| index.by_id.get(id)).cloned()
+        index
+            .by_key_digest
+            .get(&digest)
+            .and_then(|id| index.by_id.get(id))
+            .cloned()
     }
 
     /// Every tenant.
@@ -100,17 +104,28 @@ pub fn load_tenant_dir(dir: &Path, config: &Config) -> Result<Vec<Tenant>, Strin
         let base = path.parent().unwrap_or(dir);
         match parse_tenant(&text, base, config.outbound_timeout()) {
             Ok(t) if tenants.iter().any(|x| x.id == t.id) => {
-                problems.push(format!("{}: duplicate tenant id {:?}", path.display(), t.id));
+                problems.push(format!(
+                    "{}: duplicate tenant id {:?}",
+                    path.display(),
+                    t.id
+                ));
             }
             Ok(t) => tenants.push(t),
             Err(e) => problems.push(format!("{}: {e}", path.display())),
         }
     }
-    if problems.is_empty() { Ok(tenants) } else { Err(problems.join("\n")) }
+    if problems.is_empty() {
+        Ok(tenants)
+    } else {
+        Err(problems.join("\n"))
+    }
 }
 
 /// Build every registered provider's simulator and teach it the tenants' merchants.
-pub fn build_simulators(config: &Config, tenants: &[Tenant]) -> BTreeMap<&'static str, Arc<dyn Simulator>> {
+pub fn build_simulators(
+    config: &Config,
+    tenants: &[Tenant],
+) -> BTreeMap<&'static str, Arc<dyn Simulator>> {
     let mut sims = BTreeMap::new();
     if !config.sandbox.enabled {
         return sims;

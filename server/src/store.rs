@@ -8,8 +8,8 @@ use paybridge_core::order::{OrderEvent, OrderFlag, OrderStatus, Transition, Tran
 use paybridge_core::provider::PaymentEvent;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, TransactionTrait,
-    TryInsertResult,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    TransactionTrait, TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -154,7 +154,11 @@ impl Store {
     }
 
     /// Find a tenant's order by number.
-    pub async fn find_order(&self, tenant_id: &str, out_trade_no: &str) -> Result<Option<order::Model>, StoreError> {
+    pub async fn find_order(
+        &self,
+        tenant_id: &str,
+        out_trade_no: &str,
+    ) -> Result<Option<order::Model>, StoreError> {
         Ok(order::Entity::find()
             .filter(order::Column::TenantId.eq(tenant_id))
             .filter(order::Column::OutTradeNo.eq(out_trade_no))
@@ -196,9 +200,10 @@ impl Store {
             .find_order(&new.tenant_id, &new.out_trade_no)
             .await?
             .ok_or_else(|| StoreError::Corrupt("order vanished after insert".to_owned()))?;
+        // ON CONFLICT DO NOTHING reports a skipped row as zero rows inserted.
         Ok(match result {
-            TryInsertResult::Inserted(_) => Inserted::Created(row),
-            TryInsertResult::Conflicted | TryInsertResult::Empty => Inserted::Existing(row),
+            TryInsertResult::Inserted(n) if n > 0 => Inserted::Created(row),
+            _ => Inserted::Existing(row),
         })
     }
 
@@ -210,8 +215,14 @@ impl Store {
         provider_data: &serde_json::Value,
     ) -> Result<order::Model, StoreError> {
         order::Entity::update_many()
-            .col_expr(order::Column::ClientPayment, Expr::value(client_payment.to_string()))
-            .col_expr(order::Column::ProviderData, Expr::value(provider_data.to_string()))
+            .col_expr(
+                order::Column::ClientPayment,
+                Expr::value(client_payment.to_string()),
+            )
+            .col_expr(
+                order::Column::ProviderData,
+                Expr::value(provider_data.to_string()),
+            )
             .col_expr(order::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(order::Column::Id.eq(order_id))
             .exec(&self.db)
@@ -259,7 +270,10 @@ impl Store {
             if let Some(p) = ev.payment
                 && p.amount.get() != current.amount
             {
-                return Err(ApplyError::AmountMismatch { expected: current.amount, got: p.amount.get() });
+                return Err(ApplyError::AmountMismatch {
+                    expected: current.amount,
+                    got: p.amount.get(),
+                });
             }
             let now = Utc::now();
             let recorded = provider_event::Entity::insert(provider_event::ActiveModel {
@@ -279,7 +293,7 @@ impl Store {
             ])
             .exec_without_returning(&txn)
             .await?;
-            if !matches!(recorded, TryInsertResult::Inserted(_)) {
+            if !matches!(recorded, TryInsertResult::Inserted(n) if n > 0) {
                 txn.rollback().await?;
                 return Ok(Applied::Duplicate(current));
             }
@@ -299,11 +313,17 @@ impl Store {
             }
             let mut update = order::Entity::update_many()
                 .col_expr(order::Column::Status, Expr::value(to.as_str()))
-                .col_expr(order::Column::Flags, Expr::value(serde_json::json!(flags).to_string()))
+                .col_expr(
+                    order::Column::Flags,
+                    Expr::value(serde_json::json!(flags).to_string()),
+                )
                 .col_expr(order::Column::UpdatedAt, Expr::value(now));
             if let Some(p) = ev.payment {
                 update = update
-                    .col_expr(order::Column::ProviderTradeNo, Expr::value(p.provider_trade_no.clone()))
+                    .col_expr(
+                        order::Column::ProviderTradeNo,
+                        Expr::value(p.provider_trade_no.clone()),
+                    )
                     .col_expr(order::Column::PaidAt, Expr::value(p.paid_at));
             }
             if ev.from_notification {
@@ -321,7 +341,9 @@ impl Store {
             let updated = order::Entity::find_by_id(current.id.clone())
                 .one(&txn)
                 .await?
-                .ok_or_else(|| StoreError::Corrupt("order vanished in its own transaction".to_owned()))?;
+                .ok_or_else(|| {
+                    StoreError::Corrupt("order vanished in its own transaction".to_owned())
+                })?;
             let view = serde_json::to_value(OrderView::from_model(&updated)?)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let mut types = vec![format!("order.{}", to.as_str())];
@@ -351,7 +373,9 @@ impl Store {
             );
             return Ok(Applied::Changed(updated));
         }
-        Err(ApplyError::Store(StoreError::Corrupt("order kept changing under a compare-and-set".to_owned())))
+        Err(ApplyError::Store(StoreError::Corrupt(
+            "order kept changing under a compare-and-set".to_owned(),
+        )))
     }
 
     /// Record one received notification and what was decided.
@@ -383,7 +407,10 @@ impl Store {
     }
 
     /// Notification attempts of a tenant, newest last (for tests and operators).
-    pub async fn attempts(&self, tenant_id: &str) -> Result<Vec<notification_attempt::Model>, StoreError> {
+    pub async fn attempts(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Vec<notification_attempt::Model>, StoreError> {
         use sea_orm::QueryOrder;
         Ok(notification_attempt::Entity::find()
             .filter(notification_attempt::Column::TenantId.eq(tenant_id))

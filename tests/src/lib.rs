@@ -1,1 +1,290 @@
+//! Test harness: starts the whole gateway (HTTP server, storage, sandbox simulators) on a random
+//! local port, on SQLite always and on PostgreSQL when `DATABASE_URL` points at one. Each gateway
+//! gets its own SQLite file or its own PostgreSQL database, so tests never share state.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fake_provider;
+pub mod wechat;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use paybridge_server::app;
+use paybridge_server::config::Config;
+use paybridge_server::state::AppState;
+use sea_orm::{ConnectionTrait, Database};
+
+/// A storage backend under test.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A fresh SQLite file.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server of `DATABASE_URL`.
+    Postgres(String),
+}
+
+impl Backend {
+    /// A short name for assertion messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// SQLite always; PostgreSQL too when `DATABASE_URL` is a `postgres://` URL.
+pub fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Sqlite];
+    if let Ok(url) = std::env::var("DATABASE_URL")
+        && (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        all.push(Backend::Postgres(url));
+    }
+    all
+}
+
+/// The API key of test tenant `id`.
+pub fn api_key(tenant: &str) -> String {
+    format!("key-{tenant}-0123456789")
+}
+
+/// A WeChat API key (32 chars) for test tenant `id`.
+pub fn wechat_api_key(tenant: &str) -> String {
+    format!("{:0<32}", format!("k{tenant}"))
+        .chars()
+        .take(32)
+        .collect()
+}
+
+/// Test tenants: id, appid, mch_id, sign_type.
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    /// Tenant id.
+    pub id: String,
+    /// WeChat appid.
+    pub appid: String,
+    /// WeChat mch_id.
+    pub mch_id: String,
+    /// `MD5` or `HMAC-SHA256`.
+    pub sign_type: String,
+    /// More TOML appended to the tenant file (other providers).
+    pub extra: String,
+}
+
+impl TestTenant {
+    /// A WeChat tenant with derived credentials.
+    pub fn wechat(id: &str, n: u32, sign_type: &str) -> Self {
+        TestTenant {
+            id: id.to_owned(),
+            appid: format!("wx00000000000000{n:02}"),
+            mch_id: format!("19000001{n:02}"),
+            sign_type: sign_type.to_owned(),
+            extra: String::new(),
+        }
+    }
+
+    fn toml(&self, base: &str) -> String {
+        format!(
+            r#"id = "{id}"
+name = "Test {id}"
+api_keys = ["{key}"]
+
+[providers.wechat_miniprogram]
+enabled = true
+appid = "{appid}"
+mch_id = "{mch}"
+api_key = "{wkey}"
+app_secret = "secret-{id}"
+sign_type = "{st}"
+api_base = "{base}/sandbox/wechat_miniprogram"
+login_base = "{base}/sandbox/wechat_miniprogram"
+{extra}
+"#,
+            id = self.id,
+            key = paybridge_core::tenant::hash_api_key(&api_key(&self.id)),
+            appid = self.appid,
+            mch = self.mch_id,
+            wkey = wechat_api_key(&self.id),
+            st = self.sign_type,
+            extra = self.extra,
+        )
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    /// A client with a timeout.
+    pub http: reqwest::Client,
+    /// The server's state (for white-box assertions on storage).
+    pub state: Arc<AppState>,
+    /// The backend.
+    pub backend: Backend,
+    handle: actix_web::dev::ServerHandle,
+    pg_db: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fresh_postgres(admin_url: &str) -> (String, String) {
+    let admin = Database::connect(admin_url)
+        .await
+        .expect("connect to DATABASE_URL");
+    let name = format!("pbt_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let mut url = url_with_db(admin_url, &name);
+    if !url.contains('?') {
+        url.push_str("?sslmode=disable");
+    }
+    (url, name)
+}
+
+fn url_with_db(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let prefix = base.rsplit_once('/').map(|(p, _)| p).unwrap_or(base);
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
+}
+
+impl Gateway {
+    /// Start a gateway with the sandbox on and these tenants.
+    pub async fn start(backend: &Backend, tenants: &[TestTenant]) -> Gateway {
+        Self::start_with(backend, tenants, |_| {}).await
+    }
+
+    /// Start with a config tweak.
+    pub async fn start_with(
+        backend: &Backend,
+        tenants: &[TestTenant],
+        tweak: impl FnOnce(&mut Config),
+    ) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let tenants_dir = dir.path().join("tenants");
+        std::fs::create_dir_all(&tenants_dir).expect("mkdir");
+        for t in tenants {
+            std::fs::write(tenants_dir.join(format!("{}.toml", t.id)), t.toml(&base))
+                .expect("write tenant");
+        }
+        let (db_url, pg_db) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
+                None,
+            ),
+            Backend::Postgres(admin) => {
+                let (url, name) = fresh_postgres(admin).await;
+                (url, Some((admin.clone(), name)))
+            }
+        };
+        let mut config = Config::default();
+        config.server.public_base_url = base.clone();
+        config.database.url = db_url;
+        config.tenants.dir = tenants_dir;
+        config.sandbox.enabled = true;
+        config.reconciler.enabled = false;
+        config.http.outbound_timeout_seconds = 5;
+        tweak(&mut config);
+        let state = Arc::new(app::build_state(config).await.expect("gateway state"));
+        let server = app::run(listener, state.clone()).expect("run");
+        let handle = server.handle();
+        tokio::spawn(server);
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Gateway {
+            base,
+            http,
+            state,
+            backend: backend.clone(),
+            handle,
+            pg_db,
+            _dir: dir,
+        }
+    }
+
+    /// Stop the server and drop its PostgreSQL database.
+    pub async fn finish(self) {
+        self.handle.stop(false).await;
+        if let Some((admin_url, name)) = &self.pg_db {
+            self.state.store.db().clone().close().await.ok();
+            if let Ok(admin) = Database::connect(admin_url.as_str()).await {
+                admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await
+                    .ok();
+                admin.close().await.ok();
+            }
+        }
+    }
+
+    /// `POST` JSON as tenant `tenant`.
+    pub async fn post(
+        &self,
+        tenant: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(api_key(tenant))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `GET` as tenant `tenant`.
+    pub async fn get(&self, tenant: &str, path: &str) -> (u16, serde_json::Value) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(api_key(tenant))
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `POST` a raw body without auth (notifications), returning status and body text.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, String) {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.text().await.unwrap_or_default())
+    }
+
+    /// `POST` JSON to a sandbox control endpoint.
+    pub async fn sandbox(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let res = self
+            .http
+            .post(format!("{}/sandbox/wechat_miniprogram{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}

@@ -20,7 +20,11 @@ impl FromRequest for AuthTenant {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let tenant = (|| {
             let state = req.app_data::<web::Data<AppState>>()?;
-            let header = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+            let header = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)?
+                .to_str()
+                .ok()?;
             let (scheme, key) = header.split_once(' ')?;
             if !scheme.eq_ignore_ascii_case("bearer") {
                 return None;

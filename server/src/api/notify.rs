@@ -24,10 +24,15 @@ struct TenantOrders<'a> {
 #[async_trait]
 impl OrderLookup for TenantOrders<'_> {
     async fn find_order(&self, out_trade_no: &str) -> Option<OrderSnapshot> {
-        let o = self.store.find_order(self.tenant_id, out_trade_no).await.ok()??;
+        let o = self
+            .store
+            .find_order(self.tenant_id, out_trade_no)
+            .await
+            .ok()??;
         (o.provider == self.kind).then(|| OrderSnapshot {
             amount: Fen::new(o.amount),
-            provider_data: serde_json::from_str(&o.provider_data).unwrap_or(serde_json::Value::Null),
+            provider_data: serde_json::from_str(&o.provider_data)
+                .unwrap_or(serde_json::Value::Null),
         })
     }
 
@@ -37,8 +42,12 @@ impl OrderLookup for TenantOrders<'_> {
 }
 
 fn ack_response(ack: AckBody, status: Option<StatusCode>) -> HttpResponse {
-    let status = status.or_else(|| StatusCode::from_u16(ack.status).ok()).unwrap_or(StatusCode::OK);
-    HttpResponse::build(status).content_type(ack.content_type).body(ack.body)
+    let status = status
+        .or_else(|| StatusCode::from_u16(ack.status).ok())
+        .unwrap_or(StatusCode::OK);
+    HttpResponse::build(status)
+        .content_type(ack.content_type)
+        .body(ack.body)
 }
 
 /// A payment notification from a provider.
@@ -112,23 +121,41 @@ async fn handle(
         NotifyChannel::Payment => "payment",
         NotifyChannel::Refund => "refund",
     };
-    let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let incoming = IncomingNotification { channel, content_type, body };
-    let lookup = TenantOrders { store: &state.store, tenant_id, kind };
+    let content_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let incoming = IncomingNotification {
+        channel,
+        content_type,
+        body,
+    };
+    let lookup = TenantOrders {
+        store: &state.store,
+        tenant_id,
+        kind,
+    };
     let body_sha = hex::encode(Sha256::digest(body));
     let verified = provider.verify_notification(&incoming, &lookup).await;
     let (outcome, out_trade_no, reason, response) = match verified {
         Ok(event) => {
             let out_trade_no = event.out_trade_no().to_owned();
             match service::apply_provider_event(state, tenant_id, kind, &event).await {
-                Ok(_) => ("accepted", Some(out_trade_no), None, ack_response(provider.acknowledgement(Ok(())), None)),
+                Ok(_) => (
+                    "accepted",
+                    Some(out_trade_no),
+                    None,
+                    ack_response(provider.acknowledgement(Ok(())), None),
+                ),
                 Err(e) => {
                     let (rejection, status) = match &e {
                         ApplyError::UnknownOrder => (NotificationRejection::Unknown("order"), None),
                         ApplyError::AmountMismatch { .. } => {
                             (NotificationRejection::Mismatch { field: "amount" }, None)
                         }
-                        ApplyError::Transition(t) => (NotificationRejection::Unsupported(t.to_string()), None),
+                        ApplyError::Transition(t) => {
+                            (NotificationRejection::Unsupported(t.to_string()), None)
+                        }
                         ApplyError::Store(s) => {
                             tracing::error!(error = %s, tenant = tenant_id, "cannot apply notification");
                             (
@@ -144,21 +171,39 @@ async fn handle(
             }
         }
         Err(rejection) => {
-            let status = matches!(rejection, NotificationRejection::Undecodable(_)).then_some(StatusCode::BAD_REQUEST);
+            let status = matches!(rejection, NotificationRejection::Undecodable(_))
+                .then_some(StatusCode::BAD_REQUEST);
             let reason = rejection.to_string();
-            ("rejected", None, Some(reason), ack_response(provider.acknowledgement(Err(&rejection)), status))
+            (
+                "rejected",
+                None,
+                Some(reason),
+                ack_response(provider.acknowledgement(Err(&rejection)), status),
+            )
         }
     };
     state.metrics.inc(
         "paybridge_notifications_total",
-        &[("provider", kind), ("channel", channel_name), ("outcome", outcome)],
+        &[
+            ("provider", kind),
+            ("channel", channel_name),
+            ("outcome", outcome),
+        ],
     );
     if let Some(r) = &reason {
         tracing::warn!(tenant = tenant_id, provider = kind, reason = %r, "notification refused");
     }
     if let Err(e) = state
         .store
-        .record_attempt(tenant_id, kind, channel_name, out_trade_no.as_deref(), outcome, reason.as_deref(), &body_sha)
+        .record_attempt(
+            tenant_id,
+            kind,
+            channel_name,
+            out_trade_no.as_deref(),
+            outcome,
+            reason.as_deref(),
+            &body_sha,
+        )
         .await
     {
         tracing::error!(error = %e, "cannot record notification attempt");

@@ -35,7 +35,11 @@ pub async fn create_order(
     body: web::Json<CreateOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (created, response) = service::create_order(&state, &auth.0, &body).await?;
-    Ok(if created { HttpResponse::Created().json(response) } else { HttpResponse::Ok().json(response) })
+    Ok(if created {
+        HttpResponse::Created().json(response)
+    } else {
+        HttpResponse::Ok().json(response)
+    })
 }
 
 /// Get an order; with `?sync=true` ask the provider first.
@@ -58,7 +62,11 @@ pub async fn get_order(
     query: web::Query<SyncQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let order = find(&state, &auth, &path).await?;
-    let order = if query.sync { service::sync_order(&state, &auth.0, &order).await? } else { order };
+    let order = if query.sync {
+        service::sync_order(&state, &auth.0, &order).await?
+    } else {
+        order
+    };
     Ok(HttpResponse::Ok().json(OrderView::from_model(&order)?))
 }
 
@@ -91,5 +99,9 @@ async fn find(
     auth: &AuthTenant,
     out_trade_no: &str,
 ) -> Result<crate::db::entities::order::Model, ApiError> {
-    state.store.find_order(&auth.0.id, out_trade_no).await?.ok_or_else(|| ApiError::not_found("order"))
+    state
+        .store
+        .find_order(&auth.0.id, out_trade_no)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))
 }

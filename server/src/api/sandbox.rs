@@ -25,7 +25,9 @@ pub async fn simulator(
         body,
     };
     let response = sim.handle(request).await;
-    HttpResponse::build(StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .content_type(response.content_type)
-        .body(response.body)
+    HttpResponse::build(
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    )
+    .content_type(response.content_type)
+    .body(response.body)
 }

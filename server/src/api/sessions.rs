@@ -40,13 +40,23 @@ pub async fn create_session(
         )
     })?;
     if body.code.is_empty() || body.code.len() > 128 {
-        return Err(ApiError::invalid("code", "must be the 1-128 character code from wx.login()"));
+        return Err(ApiError::invalid(
+            "code",
+            "must be the 1-128 character code from wx.login()",
+        ));
     }
     let session = provider.login(&body.code).await;
     state.metrics.inc(
         "paybridge_provider_calls_total",
-        &[("provider", provider.kind()), ("call", "login"), ("outcome", if session.is_ok() { "ok" } else { "error" })],
+        &[
+            ("provider", provider.kind()),
+            ("call", "login"),
+            ("outcome", if session.is_ok() { "ok" } else { "error" }),
+        ],
     );
     let session = session.map_err(|e| provider_error(&kind, e))?;
-    Ok(HttpResponse::Ok().json(SessionResponse { openid: session.openid, unionid: session.unionid }))
+    Ok(HttpResponse::Ok().json(SessionResponse {
+        openid: session.openid,
+        unionid: session.unionid,
+    }))
 }

@@ -12,7 +12,10 @@ use sea_orm_migration::MigratorTrait;
 /// Connect and run pending migrations.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
-    options.connect_timeout(Duration::from_secs(10)).acquire_timeout(Duration::from_secs(30)).sqlx_logging(false);
+    options
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false);
     if url.starts_with("sqlite:") {
         // SQLite has one writer. One connection serialises every transaction in the process,
         // which avoids SQLITE_BUSY on lock upgrades; transactions here never span network calls.

@@ -1,0 +1,287 @@
+//! The API v2 call pipeline, one step per function:
+//! build params → sign → POST XML → read a capped body → parse → `return_code` → verify the
+//! response `sign` → `result_code`/`err_code`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use paybridge_core::provider::ProviderError;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use crate::config::WechatConfig;
+use crate::sign::{self, SignType};
+use crate::xml;
+
+/// Responses larger than this are refused (real ones are a few KiB).
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Connect timeout ceiling; the overall timeout comes from the build context.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The business outcome of a call whose transport, `return_code` and signature all checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `result_code=SUCCESS`: every field of the response.
+    Success(BTreeMap<String, String>),
+    /// `result_code` other than SUCCESS.
+    BusinessError {
+        /// `err_code`, e.g. `ORDERPAID`.
+        err_code: String,
+        /// `err_code_des`, WeChat's text.
+        err_code_des: String,
+    },
+}
+
+/// A WeChat Pay API v2 client for one merchant. Holds one HTTP client for the provider's life.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    config: Arc<WechatConfig>,
+}
+
+/// Build the HTTP client: overall timeout, connect timeout, extra roots, no redirects (a payment API
+/// never redirects, and following one would send a signed body elsewhere).
+pub fn http_client(
+    config: &WechatConfig,
+    timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("paybridge-wechat/", env!("CARGO_PKG_VERSION")))
+        .tls_certs_merge(config.ca_certs.iter().cloned())
+        .build()
+}
+
+/// 32 random letters and digits (`nonce_str`, `nonceStr`).
+pub fn nonce() -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+/// Step 1–2: the business params plus `appid`, `mch_id`, `nonce_str`, `sign_type`, and the `sign`.
+pub fn signed_request(
+    config: &WechatConfig,
+    sign_type: SignType,
+    mut params: BTreeMap<String, String>,
+    nonce_str: String,
+) -> BTreeMap<String, String> {
+    params.insert("appid".to_owned(), config.appid.clone());
+    params.insert("mch_id".to_owned(), config.mch_id.clone());
+    params.insert("nonce_str".to_owned(), nonce_str);
+    params.insert("sign_type".to_owned(), sign_type.as_str().to_owned());
+    params.remove("sign");
+    let signature = sign::sign(&params, sign_type, &config.api_key);
+    params.insert("sign".to_owned(), signature);
+    params
+}
+
+/// A transport error as the caller sees it. The URL is dropped from the text: login URLs carry the
+/// AppSecret in the query.
+pub fn transport_error(error: reqwest::Error) -> ProviderError {
+    if error.is_timeout() {
+        return ProviderError::Timeout;
+    }
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ProviderError::Unavailable(message)
+}
+
+/// Step 4: read the body, refusing anything larger than `cap` bytes, and non-2xx statuses.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, ProviderError> {
+    let status = response.status();
+    if !status.is_success() {
+        return Err(ProviderError::Unavailable(format!("HTTP {status}")));
+    }
+    let too_large = || ProviderError::Unavailable(format!("response larger than {cap} bytes"));
+    if let Some(length) = response.content_length()
+        && usize::try_from(length).map_or(true, |l| l > cap)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len().saturating_add(chunk.len()) > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Step 5: parse, and step 6: `return_code` (protocol level).
+pub fn parse_and_check_return_code(body: &[u8]) -> Result<BTreeMap<String, String>, ProviderError> {
+    let fields = xml::decode(body, "xml")
+        .map_err(|e| ProviderError::Unavailable(format!("unreadable WeChat Pay response: {e}")))?;
+    match fields.get("return_code").map(String::as_str) {
+        Some("SUCCESS") => Ok(fields),
+        Some("FAIL") => {
+            let msg: String = fields
+                .get("return_msg")
+                .map_or("", String::as_str)
+                .chars()
+                .take(128)
+                .collect();
+            Err(ProviderError::Unavailable(format!(
+                "WeChat Pay return_code FAIL: {msg}"
+            )))
+        }
+        _ => Err(ProviderError::Unavailable(
+            "WeChat Pay response without a valid return_code".to_owned(),
+        )),
+    }
+}
+
+/// Step 7: the response must be signed with the request's sign type and the merchant's key.
+pub fn check_response_signature(
+    fields: &BTreeMap<String, String>,
+    sign_type: SignType,
+    config: &WechatConfig,
+) -> Result<(), ProviderError> {
+    if sign::verify(fields, sign_type, &config.api_key) {
+        Ok(())
+    } else {
+        Err(ProviderError::Unavailable(
+            "response signature did not verify".to_owned(),
+        ))
+    }
+}
+
+/// Step 8: `result_code` (business level).
+pub fn business_result(fields: BTreeMap<String, String>) -> Reply {
+    if fields.get("result_code").map(String::as_str) == Some("SUCCESS") {
+        return Reply::Success(fields);
+    }
+    let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
+    Reply::BusinessError {
+        err_code: get("err_code"),
+        err_code_des: get("err_code_des"),
+    }
+}
+
+impl ApiClient {
+    /// A client for this merchant.
+    pub fn new(config: Arc<WechatConfig>, timeout: Duration) -> Result<Self, reqwest::Error> {
+        Ok(ApiClient {
+            http: http_client(&config, timeout)?,
+            config,
+        })
+    }
+
+    /// The merchant config.
+    pub fn config(&self) -> &WechatConfig {
+        &self.config
+    }
+
+    /// The shared HTTP client (also used for login).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Run the whole pipeline for `path` (e.g. `/pay/unifiedorder`) with these business params.
+    pub async fn call(
+        &self,
+        path: &str,
+        business: BTreeMap<String, String>,
+        sign_type: SignType,
+    ) -> Result<Reply, ProviderError> {
+        let params = signed_request(&self.config, sign_type, business, nonce());
+        let body = xml::encode("xml", &params).map_err(|e| ProviderError::InvalidRequest {
+            field: None,
+            message: e.to_string(),
+        })?;
+        let url = format!("{}{path}", self.config.api_base);
+        let response = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let body = read_capped(response, MAX_RESPONSE_BYTES).await?;
+        let fields = parse_and_check_return_code(&body).inspect_err(|e| {
+            tracing::warn!(path, error = %e, "WeChat Pay call failed at protocol level");
+        })?;
+        check_response_signature(&fields, sign_type, &self.config).inspect_err(|_| {
+            tracing::warn!(
+                path,
+                sign_type = sign_type.as_str(),
+                "WeChat Pay response signature did not verify"
+            );
+        })?;
+        let reply = business_result(fields);
+        match &reply {
+            Reply::Success(_) => tracing::debug!(path, "WeChat Pay call succeeded"),
+            Reply::BusinessError { err_code, .. } => {
+                tracing::info!(path, err_code, "WeChat Pay business error")
+            }
+        }
+        Ok(reply)
+    }
+}
+
+/// At most the first 6 characters of an openid, for logs.
+pub fn openid_prefix(openid: &str) -> String {
+    let prefix: String = openid.chars().take(6).collect();
+    format!("{prefix}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonce_is_32_random_alphanumerics() {
+        let a = nonce();
+        let b = nonce();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn openid_prefix_never_shows_the_whole_id() {
+        assert_eq!(openid_prefix("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"), "oUpF8u…");
+        assert_eq!(openid_prefix("ab"), "ab…");
+    }
+
+    #[test]
+    fn business_result_reads_result_and_err_codes() {
+        let ok: BTreeMap<String, String> = [("result_code", "SUCCESS"), ("x", "1")]
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        assert_eq!(business_result(ok.clone()), Reply::Success(ok));
+        let fail: BTreeMap<String, String> = [
+            ("result_code", "FAIL"),
+            ("err_code", "ORDERPAID"),
+            ("err_code_des", "paid"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
+        assert_eq!(
+            business_result(fail),
+            Reply::BusinessError {
+                err_code: "ORDERPAID".into(),
+                err_code_des: "paid".into()
+            }
+        );
+    }
+}

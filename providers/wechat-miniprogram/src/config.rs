@@ -1,0 +1,407 @@
+//! The tenant's `[providers.wechat_miniprogram]` table, validated. Every bad key is reported, and no
+//! error message ever contains a secret value.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use paybridge_core::provider::{BuildContext, FieldError, FieldSpec};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::sign::SignType;
+
+/// Default `api_base`.
+pub const DEFAULT_API_BASE: &str = "https://api.mch.weixin.qq.com";
+/// Default `login_base`.
+pub const DEFAULT_LOGIN_BASE: &str = "https://api.weixin.qq.com";
+/// Default `spbill_create_ip` when the merchant reports no client IP.
+pub const DEFAULT_SPBILL_CREATE_IP: &str = "127.0.0.1";
+
+/// The config keys, for the admin and the docs.
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec {
+        name: "appid",
+        required: true,
+        secret: false,
+        description: "Mini-program AppID bound to mch_id",
+    },
+    FieldSpec {
+        name: "mch_id",
+        required: true,
+        secret: false,
+        description: "WeChat Pay merchant id",
+    },
+    FieldSpec {
+        name: "api_key",
+        required: true,
+        secret: true,
+        description: "API v2 key (32 characters)",
+    },
+    FieldSpec {
+        name: "app_secret",
+        required: false,
+        secret: true,
+        description: "Mini-program AppSecret, needed for login (jscode2session)",
+    },
+    FieldSpec {
+        name: "sign_type",
+        required: false,
+        secret: false,
+        description: "\"MD5\" or \"HMAC-SHA256\" (default)",
+    },
+    FieldSpec {
+        name: "client_cert",
+        required: false,
+        secret: false,
+        description: "Path to apiclient_cert.pem (refunds); with client_key",
+    },
+    FieldSpec {
+        name: "client_key",
+        required: false,
+        secret: false,
+        description: "Path to apiclient_key.pem (refunds)",
+    },
+    FieldSpec {
+        name: "client_p12",
+        required: false,
+        secret: false,
+        description: "Path to apiclient_cert.p12 (refunds; password = mch_id), instead of the PEM pair",
+    },
+    FieldSpec {
+        name: "ca_file",
+        required: false,
+        secret: false,
+        description: "Path to extra trusted root certificates (PEM) for api_base/login_base",
+    },
+    FieldSpec {
+        name: "api_base",
+        required: false,
+        secret: false,
+        description: "WeChat Pay API base URL",
+    },
+    FieldSpec {
+        name: "login_base",
+        required: false,
+        secret: false,
+        description: "WeChat login API base URL",
+    },
+    FieldSpec {
+        name: "spbill_create_ip",
+        required: false,
+        secret: false,
+        description: "IP sent when the merchant gives no client_ip (default 127.0.0.1)",
+    },
+];
+
+/// A validated WeChat Pay merchant config.
+#[derive(Clone)]
+pub struct WechatConfig {
+    /// Mini-program AppID.
+    pub appid: String,
+    /// Merchant id.
+    pub mch_id: String,
+    /// API v2 key: signs every request and verifies every response and notification.
+    pub api_key: SecretString,
+    /// AppSecret for jscode2session.
+    pub app_secret: Option<SecretString>,
+    /// Sign type for new orders.
+    pub sign_type: SignType,
+    /// Client certificate PEM (refunds, later).
+    pub client_cert: Option<Vec<u8>>,
+    /// Client key PEM (refunds, later).
+    pub client_key: Option<SecretBytes>,
+    /// Client PKCS#12 (refunds, later).
+    pub client_p12: Option<SecretBytes>,
+    /// Extra trusted roots (PEM), already parsed into certificates.
+    pub ca_certs: Vec<reqwest::Certificate>,
+    /// WeChat Pay API base, without a trailing `/`.
+    pub api_base: String,
+    /// Login API base, without a trailing `/`.
+    pub login_base: String,
+    /// Default `spbill_create_ip`.
+    pub spbill_create_ip: String,
+}
+
+/// File bytes that must not be printed (private keys).
+#[derive(Clone)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[REDACTED {} bytes]", self.0.len())
+    }
+}
+
+impl fmt::Debug for WechatConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WechatConfig")
+            .field("appid", &self.appid)
+            .field("mch_id", &self.mch_id)
+            .field("api_key", &"[REDACTED]")
+            .field(
+                "app_secret",
+                &self.app_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("sign_type", &self.sign_type)
+            .field("client_cert", &self.client_cert.as_ref().map(Vec::len))
+            .field("client_key", &self.client_key)
+            .field("client_p12", &self.client_p12)
+            .field("ca_certs", &self.ca_certs.len())
+            .field("api_base", &self.api_base)
+            .field("login_base", &self.login_base)
+            .field("spbill_create_ip", &self.spbill_create_ip)
+            .finish()
+    }
+}
+
+fn type_name(value: &toml::Value) -> &'static str {
+    match value {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a datetime",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+struct Reader<'a> {
+    table: &'a toml::Table,
+    errors: Vec<FieldError>,
+}
+
+impl Reader<'_> {
+    /// The string at `key`; a wrong type or (if `required`) absence is recorded.
+    fn string(&mut self, key: &str, required: bool) -> Option<String> {
+        match self.table.get(key) {
+            None if required => {
+                self.errors.push(FieldError::new(key, "required"));
+                None
+            }
+            None => None,
+            Some(toml::Value::String(s)) if s.is_empty() && required => {
+                self.errors
+                    .push(FieldError::new(key, "required: must not be empty"));
+                None
+            }
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                self.errors.push(FieldError::new(
+                    key,
+                    format!("must be a string, found {}", type_name(other)),
+                ));
+                None
+            }
+        }
+    }
+
+    fn error(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(key, message));
+    }
+
+    /// An identifier such as appid: 1–32 visible ASCII characters.
+    fn identifier(&mut self, key: &str) -> Option<String> {
+        let value = self.string(key, true)?;
+        if value.len() <= 32 && value.bytes().all(|b| b.is_ascii_graphic()) {
+            Some(value)
+        } else {
+            let shown: String = value.chars().take(40).collect();
+            self.error(
+                key,
+                format!("must be 1-32 visible ASCII characters without spaces, found {shown:?}"),
+            );
+            None
+        }
+    }
+
+    fn url(&mut self, key: &str, default: &str) -> String {
+        let Some(value) = self.string(key, false) else {
+            return default.to_owned();
+        };
+        match url::Url::parse(&value) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none() =>
+            {
+                value.trim_end_matches('/').to_owned()
+            }
+            _ => {
+                self.error(
+                    key,
+                    format!("must be an absolute http(s) URL without a query, found {value:?}"),
+                );
+                default.to_owned()
+            }
+        }
+    }
+
+    /// Read the file at `key` (relative to `base_dir`).
+    fn file(&mut self, key: &str, base_dir: &Path) -> Option<(PathBuf, Vec<u8>)> {
+        let value = self.string(key, false)?;
+        if value.is_empty() {
+            self.error(key, "must be a file path, found an empty string");
+            return None;
+        }
+        let path = base_dir.join(&value);
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.is_empty() => {
+                self.error(key, format!("file {} is empty", path.display()));
+                None
+            }
+            Ok(bytes) => Some((path, bytes)),
+            Err(e) => {
+                self.error(key, format!("cannot read file {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+}
+
+/// Validate the provider table (`enabled` already removed) and read the files it names.
+pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<WechatConfig, Vec<FieldError>> {
+    let mut r = Reader {
+        table,
+        errors: Vec::new(),
+    };
+    for key in table.keys() {
+        if !FIELDS.iter().any(|f| f.name == key) {
+            let known: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
+            r.error(
+                key,
+                format!("unknown key; expected one of: {}", known.join(", ")),
+            );
+        }
+    }
+
+    let appid = r.identifier("appid");
+    let mch_id = r.identifier("mch_id");
+    let api_key = r.string("api_key", true).and_then(|key| {
+        let count = key.chars().count();
+        if count == 32 {
+            Some(SecretString::from(key))
+        } else {
+            r.error(
+                "api_key",
+                format!("must be exactly 32 characters (the API v2 key), found {count}"),
+            );
+            None
+        }
+    });
+    let app_secret = match r.string("app_secret", false) {
+        Some(s) if s.is_empty() => {
+            r.error("app_secret", "must not be empty; omit the key instead");
+            None
+        }
+        other => other.map(SecretString::from),
+    };
+    let sign_type = match r.string("sign_type", false) {
+        None => SignType::HmacSha256,
+        Some(s) => SignType::parse(&s).unwrap_or_else(|| {
+            r.error(
+                "sign_type",
+                format!("must be \"MD5\" or \"HMAC-SHA256\", found {s:?}"),
+            );
+            SignType::HmacSha256
+        }),
+    };
+
+    let client_cert = r.file("client_cert", &ctx.base_dir);
+    let client_key = r.file("client_key", &ctx.base_dir);
+    let client_p12 = r.file("client_p12", &ctx.base_dir);
+    match (
+        table.contains_key("client_cert"),
+        table.contains_key("client_key"),
+    ) {
+        (true, false) => r.error("client_key", "required together with client_cert"),
+        (false, true) => r.error("client_cert", "required together with client_key"),
+        _ => {}
+    }
+    if table.contains_key("client_p12") && table.contains_key("client_cert") {
+        r.error(
+            "client_p12",
+            "set either client_p12 or client_cert + client_key, not both",
+        );
+    }
+    if let Some((path, bytes)) = &client_cert
+        && !bytes
+            .windows(27)
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        r.error(
+            "client_cert",
+            format!("file {} is not a PEM certificate", path.display()),
+        );
+    }
+    if let Some((path, bytes)) = &client_key
+        && !bytes.windows(11).any(|w| w == b"PRIVATE KEY")
+    {
+        r.error(
+            "client_key",
+            format!("file {} is not a PEM private key", path.display()),
+        );
+    }
+
+    let mut ca_certs = Vec::new();
+    if let Some((path, bytes)) = r.file("ca_file", &ctx.base_dir) {
+        match reqwest::Certificate::from_pem_bundle(&bytes) {
+            Ok(certs) if !certs.is_empty() => ca_certs = certs,
+            _ => r.error(
+                "ca_file",
+                format!("file {} holds no PEM certificate", path.display()),
+            ),
+        }
+    }
+
+    let api_base = r.url("api_base", DEFAULT_API_BASE);
+    let login_base = r.url("login_base", DEFAULT_LOGIN_BASE);
+    let spbill_create_ip = match r.string("spbill_create_ip", false) {
+        None => DEFAULT_SPBILL_CREATE_IP.to_owned(),
+        Some(ip) if ip.parse::<IpAddr>().is_ok() => ip,
+        Some(ip) => {
+            r.error(
+                "spbill_create_ip",
+                format!("must be an IPv4 or IPv6 address, found {ip:?}"),
+            );
+            DEFAULT_SPBILL_CREATE_IP.to_owned()
+        }
+    };
+
+    let errors = r.errors;
+    match (appid, mch_id, api_key) {
+        (Some(appid), Some(mch_id), Some(api_key)) if errors.is_empty() => Ok(WechatConfig {
+            appid,
+            mch_id,
+            api_key,
+            app_secret,
+            sign_type,
+            client_cert: client_cert.map(|(_, b)| b),
+            client_key: client_key.map(|(_, b)| SecretBytes(b)),
+            client_p12: client_p12.map(|(_, b)| SecretBytes(b)),
+            ca_certs,
+            api_base,
+            login_base,
+            spbill_create_ip,
+        }),
+        _ => Err(errors),
+    }
+}
+
+impl WechatConfig {
+    /// The AppSecret, or the error a login without it gets.
+    pub fn app_secret(&self) -> Result<&str, paybridge_core::provider::ProviderError> {
+        self.app_secret
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .ok_or_else(|| paybridge_core::provider::ProviderError::Misconfigured {
+                field: "app_secret".to_owned(),
+                message: "required for login (jscode2session); set the mini-program AppSecret"
+                    .to_owned(),
+            })
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

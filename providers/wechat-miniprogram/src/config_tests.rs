@@ -1,0 +1,225 @@
+use std::time::Duration;
+
+use super::*;
+
+const KEY: &str = "192006250b4c09247ec02edce69f6a2d";
+
+fn ctx(dir: &Path) -> BuildContext {
+    BuildContext {
+        base_dir: dir.to_path_buf(),
+        http_timeout: Duration::from_secs(5),
+    }
+}
+
+fn table(text: &str) -> toml::Table {
+    text.parse().expect("test TOML parses")
+}
+
+fn errors(text: &str) -> Vec<FieldError> {
+    match parse(&table(text), &ctx(Path::new("."))) {
+        Ok(_) => panic!("accepted: {text}"),
+        Err(e) => e,
+    }
+}
+
+fn has(errors: &[FieldError], field: &str, needle: &str) -> bool {
+    errors
+        .iter()
+        .any(|e| e.field == field && e.message.contains(needle))
+}
+
+/// A fresh temporary folder for file-path tests.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("paybridge-wechat-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn minimal_config_gets_the_defaults() {
+    let text =
+        format!("appid = \"wxd930ea5d5a258f4f\"\nmch_id = \"10000100\"\napi_key = \"{KEY}\"\n");
+    let config = parse(&table(&text), &ctx(Path::new("."))).expect("valid");
+    assert_eq!(config.appid, "wxd930ea5d5a258f4f");
+    assert_eq!(config.mch_id, "10000100");
+    assert_eq!(config.api_key.expose_secret(), KEY);
+    assert_eq!(config.sign_type, SignType::HmacSha256);
+    assert_eq!(config.api_base, "https://api.mch.weixin.qq.com");
+    assert_eq!(config.login_base, "https://api.weixin.qq.com");
+    assert_eq!(config.spbill_create_ip, "127.0.0.1");
+    assert!(config.app_secret.is_none());
+    assert!(config.ca_certs.is_empty());
+}
+
+#[test]
+fn every_bad_field_is_reported_at_once() {
+    let errs = errors(
+        r#"
+        api_key = "short-secret-value"
+        app_secret = ""
+        sign_type = "SHA1"
+        api_base = "ftp://example.com"
+        login_base = "not a url"
+        spbill_create_ip = "localhost"
+        client_cert = "missing-cert.pem"
+        colour = "blue"
+        "#,
+    );
+    assert!(has(&errs, "appid", "required"), "{errs:?}");
+    assert!(has(&errs, "mch_id", "required"), "{errs:?}");
+    assert!(has(&errs, "api_key", "exactly 32 characters"), "{errs:?}");
+    assert!(has(&errs, "api_key", "found 18"), "{errs:?}");
+    assert!(has(&errs, "app_secret", "must not be empty"), "{errs:?}");
+    assert!(has(&errs, "sign_type", "\"SHA1\""), "{errs:?}");
+    assert!(has(&errs, "api_base", "http(s) URL"), "{errs:?}");
+    assert!(has(&errs, "login_base", "http(s) URL"), "{errs:?}");
+    assert!(has(&errs, "spbill_create_ip", "IPv4 or IPv6"), "{errs:?}");
+    assert!(has(&errs, "client_cert", "cannot read file"), "{errs:?}");
+    assert!(
+        has(&errs, "client_key", "required together with client_cert"),
+        "{errs:?}"
+    );
+    assert!(has(&errs, "colour", "unknown key"), "{errs:?}");
+    assert_eq!(errs.len(), 11, "{errs:?}");
+}
+
+#[test]
+fn wrong_types_say_what_was_found() {
+    let errs = errors(&format!(
+        "appid = 42\nmch_id = true\napi_key = \"{KEY}\"\nsign_type = [\"MD5\"]\n"
+    ));
+    assert!(
+        has(&errs, "appid", "must be a string, found an integer"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "mch_id", "must be a string, found a boolean"),
+        "{errs:?}"
+    );
+    assert!(has(&errs, "sign_type", "found an array"), "{errs:?}");
+}
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug() {
+    let secret = "SUPERSECRETVALUE-33-characters-xx";
+    let errs = errors(&format!(
+        "appid = \"wx1\"\nmch_id = \"1\"\napi_key = \"{secret}\"\nenabled_x = 1\n"
+    ));
+    assert!(has(&errs, "api_key", "found 33"), "{errs:?}");
+    assert!(!format!("{errs:?}").contains("SUPERSECRET"), "{errs:?}");
+
+    let text = format!(
+        "appid = \"wx1\"\nmch_id = \"1\"\napi_key = \"{KEY}\"\napp_secret = \"appsecret-value\"\n"
+    );
+    let config = parse(&table(&text), &ctx(Path::new("."))).expect("valid");
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains(KEY) && !debug.contains("appsecret-value"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn appid_with_spaces_or_too_long_is_refused() {
+    let errs = errors(&format!(
+        "appid = \"wx 1\"\nmch_id = \"{}\"\napi_key = \"{KEY}\"\n",
+        "9".repeat(33)
+    ));
+    assert!(has(&errs, "appid", "visible ASCII"), "{errs:?}");
+    assert!(has(&errs, "mch_id", "1-32"), "{errs:?}");
+}
+
+#[test]
+fn sign_type_md5_and_trailing_slash_bases() {
+    let text = format!(
+        "appid = \"wx1\"\nmch_id = \"1\"\napi_key = \"{KEY}\"\nsign_type = \"MD5\"\n\
+         api_base = \"http://127.0.0.1:8080/sandbox/wechat_miniprogram/\"\nspbill_create_ip = \"::1\"\n"
+    );
+    let config = parse(&table(&text), &ctx(Path::new("."))).expect("valid");
+    assert_eq!(config.sign_type, SignType::Md5);
+    assert_eq!(
+        config.api_base,
+        "http://127.0.0.1:8080/sandbox/wechat_miniprogram"
+    );
+    assert_eq!(config.spbill_create_ip, "::1");
+}
+
+#[test]
+fn relative_files_resolve_against_base_dir() {
+    let dir = temp_dir("files");
+    std::fs::create_dir_all(dir.join("certs")).expect("mkdir");
+    std::fs::write(
+        dir.join("certs/cert.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("certs/key.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("certs/not-a-ca.pem"), "hello").expect("write");
+    let text = format!(
+        "appid = \"wx1\"\nmch_id = \"1\"\napi_key = \"{KEY}\"\nclient_cert = \"certs/cert.pem\"\n\
+         client_key = \"certs/key.pem\"\n"
+    );
+    let config = parse(&table(&text), &ctx(&dir)).expect("valid");
+    assert!(config.client_cert.is_some() && config.client_key.is_some());
+    // The same relative paths from another folder do not exist.
+    let errs = match parse(&table(&text), &ctx(Path::new("/nonexistent"))) {
+        Ok(_) => panic!("files outside base_dir were found"),
+        Err(e) => e,
+    };
+    assert!(
+        has(&errs, "client_cert", "cannot read") && has(&errs, "client_key", "cannot read"),
+        "{errs:?}"
+    );
+
+    let text = format!(
+        "appid = \"wx1\"\nmch_id = \"1\"\napi_key = \"{KEY}\"\nca_file = \"certs/not-a-ca.pem\"\n\
+         client_p12 = \"certs/key.pem\"\nclient_cert = \"certs/key.pem\"\nclient_key = \"certs/cert.pem\"\n"
+    );
+    let errs = match parse(&table(&text), &ctx(&dir)) {
+        Ok(_) => panic!("bad files accepted"),
+        Err(e) => e,
+    };
+    assert!(has(&errs, "ca_file", "no PEM certificate"), "{errs:?}");
+    assert!(has(&errs, "client_p12", "not both"), "{errs:?}");
+    assert!(
+        has(&errs, "client_cert", "not a PEM certificate"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, "client_key", "not a PEM private key"),
+        "{errs:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn login_without_app_secret_is_misconfigured() {
+    let text = format!("appid = \"wx1\"\nmch_id = \"1\"\napi_key = \"{KEY}\"\n");
+    let config = parse(&table(&text), &ctx(Path::new("."))).expect("valid");
+    assert!(matches!(
+        config.app_secret(),
+        Err(paybridge_core::provider::ProviderError::Misconfigured { ref field, .. }) if field == "app_secret"
+    ));
+}
+
+#[test]
+fn fields_describe_every_accepted_key() {
+    let names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
+    assert_eq!(names.len(), 12);
+    for secret in ["api_key", "app_secret"] {
+        assert!(
+            FIELDS.iter().any(|f| f.name == secret && f.secret),
+            "{secret} must be secret"
+        );
+    }
+    let required: Vec<&str> = FIELDS
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(required, ["appid", "mch_id", "api_key"]);
+}

@@ -1,0 +1,143 @@
+//! paybridge-wechat: WeChat Pay API v2 for mini-programs (`trade_type=JSAPI`) and mini-program login.
+//!
+//! - [`config`] validates the tenant's provider table ([`config::FIELDS`]).
+//! - [`sign`] computes and verifies the MD5 / HMAC-SHA256 `sign` of §B.2.
+//! - [`xml`] encodes and strictly decodes the flat `<xml>` documents.
+//! - [`client`] runs the call pipeline (sign → POST → verify → result codes).
+//! - [`orders`] calls unifiedorder, orderquery, closeorder and builds the `wx.requestPayment` params.
+//! - [`login`] exchanges a `wx.login()` code (`jscode2session`).
+//! - [`notify`] verifies payment notifications and builds the acknowledgement.
+//! - [`beijing`] converts WeChat's Beijing-time timestamps.
+//! - [`sandbox`] simulates WeChat's side.
+
+pub mod beijing;
+pub mod client;
+pub mod config;
+pub mod login;
+pub mod notify;
+pub mod orders;
+pub mod sandbox;
+pub mod sign;
+pub mod xml;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use paybridge_core::provider::{
+    AckBody, BuildContext, CloseOutcome, CreatePayment, CreatedPayment, FieldError,
+    IncomingNotification, LoginSession, NotificationRejection, NotifyChannel, OrderLookup,
+    OrderRef, PaymentProvider, PaymentState, ProviderError, ProviderEvent, ProviderFactory,
+};
+
+use crate::client::ApiClient;
+pub use crate::config::{FIELDS, WechatConfig};
+pub use crate::sign::SignType;
+
+/// The provider kind, also the key under `[providers]`.
+pub const KIND: &str = "wechat_miniprogram";
+
+/// WeChat Pay (mini-program, API v2) bound to one tenant's merchant config.
+pub struct WechatMiniprogram {
+    client: ApiClient,
+}
+
+impl std::fmt::Debug for WechatMiniprogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatMiniprogram")
+            .field("config", self.client.config())
+            .finish()
+    }
+}
+
+impl WechatMiniprogram {
+    /// Validate the provider table and build the provider (one HTTP client for its whole life).
+    pub fn new(table: &toml::Table, ctx: &BuildContext) -> Result<Self, Vec<FieldError>> {
+        let config = Arc::new(config::parse(table, ctx)?);
+        let client = ApiClient::new(config, ctx.http_timeout).map_err(|e| {
+            let field = if table.contains_key("ca_file") {
+                "ca_file"
+            } else {
+                "api_base"
+            };
+            vec![FieldError::new(
+                field,
+                format!("cannot build the HTTPS client: {}", e.without_url()),
+            )]
+        })?;
+        Ok(WechatMiniprogram { client })
+    }
+
+    /// The validated config.
+    pub fn config(&self) -> &WechatConfig {
+        self.client.config()
+    }
+}
+
+/// The factory's constructor.
+pub fn build(
+    table: &toml::Table,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn PaymentProvider>, Vec<FieldError>> {
+    Ok(Arc::new(WechatMiniprogram::new(table, ctx)?))
+}
+
+paybridge_core::inventory::submit! {
+    ProviderFactory {
+        kind: KIND,
+        display_name: "WeChat Pay (mini-program, API v2)",
+        fields: FIELDS,
+        build,
+        simulator: Some(sandbox::simulator),
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for WechatMiniprogram {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn create_payment(&self, req: &CreatePayment) -> Result<CreatedPayment, ProviderError> {
+        orders::create_payment(&self.client, req).await
+    }
+
+    async fn query_payment(&self, order: &OrderRef) -> Result<PaymentState, ProviderError> {
+        orders::query_payment(&self.client, order).await
+    }
+
+    async fn close_payment(&self, order: &OrderRef) -> Result<CloseOutcome, ProviderError> {
+        orders::close_payment(&self.client, order).await
+    }
+
+    async fn login(&self, code: &str) -> Result<LoginSession, ProviderError> {
+        login::login(self.client.http(), self.client.config(), code).await
+    }
+
+    async fn verify_notification(
+        &self,
+        notification: &IncomingNotification<'_>,
+        orders: &dyn OrderLookup,
+    ) -> Result<ProviderEvent, NotificationRejection> {
+        match notification.channel {
+            NotifyChannel::Payment => {
+                notify::verify_payment(self.client.config(), notification.body, orders).await
+            }
+            NotifyChannel::Refund => Err(NotificationRejection::Unsupported(
+                "refund notifications are not implemented yet".to_owned(),
+            )),
+        }
+    }
+
+    fn acknowledgement(&self, outcome: Result<(), &NotificationRejection>) -> AckBody {
+        notify::acknowledgement(outcome)
+    }
+}
+
+#[cfg(test)]
+mod test_server;
+
+#[cfg(test)]
+mod api_tests;
+
+#[cfg(test)]
+mod pipeline_tests;

@@ -1,0 +1,104 @@
+//! The merchants and mini-programs the simulator knows, learnt from tenants' provider tables.
+
+use std::collections::HashMap;
+
+/// A merchant account: what Pay API v2 calls are checked and signed with.
+#[derive(Debug, Clone)]
+pub(crate) struct Merchant {
+    /// The merchant id.
+    pub(crate) mch_id: String,
+    /// The mini-program bound to this merchant.
+    pub(crate) appid: String,
+    /// The API v2 key.
+    pub(crate) api_key: String,
+}
+
+/// A mini-program: what `jscode2session` checks.
+#[derive(Debug, Clone)]
+pub(crate) struct App {
+    /// The AppSecret, when the tenant configured one.
+    pub(crate) app_secret: Option<String>,
+}
+
+/// Merchants by `mch_id` and mini-programs by `appid`.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    merchants: HashMap<String, Merchant>,
+    apps: HashMap<String, App>,
+}
+
+impl Registry {
+    /// Learns (or re-learns) the merchant and app of a `[providers.wechat_miniprogram]` table.
+    /// A table without `appid`, `mch_id` and `api_key` strings is ignored: the simulator cannot
+    /// check anything for it.
+    pub(crate) fn register(&mut self, table: &toml::Table) {
+        let text = |key: &str| {
+            table
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let (Some(appid), Some(mch_id), Some(api_key)) =
+            (text("appid"), text("mch_id"), text("api_key"))
+        else {
+            tracing::debug!("wechat sandbox: provider table without appid/mch_id/api_key ignored");
+            return;
+        };
+        self.merchants.insert(
+            mch_id.to_owned(),
+            Merchant {
+                mch_id: mch_id.to_owned(),
+                appid: appid.to_owned(),
+                api_key: api_key.to_owned(),
+            },
+        );
+        self.apps.insert(
+            appid.to_owned(),
+            App {
+                app_secret: text("app_secret").map(str::to_owned),
+            },
+        );
+    }
+
+    /// The merchant with this id.
+    pub(crate) fn merchant(&self, mch_id: &str) -> Option<&Merchant> {
+        self.merchants.get(mch_id)
+    }
+
+    /// The mini-program with this appid.
+    pub(crate) fn app(&self, appid: &str) -> Option<&App> {
+        self.apps.get(appid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn registering_again_replaces_the_credentials() {
+        let mut registry = Registry::default();
+        registry.register(&table(
+            "appid = \"wx1\"\nmch_id = \"m1\"\napi_key = \"k1\"\napp_secret = \"s1\"",
+        ));
+        registry.register(&table(
+            "appid = \"wx1\"\nmch_id = \"m1\"\napi_key = \"k2\"\nenabled = true",
+        ));
+        assert_eq!(registry.merchant("m1").unwrap().api_key, "k2");
+        assert_eq!(registry.app("wx1").unwrap().app_secret, None);
+    }
+
+    #[test]
+    fn a_table_without_credentials_is_skipped() {
+        let mut registry = Registry::default();
+        registry.register(&table("appid = \"wx1\"\nmch_id = \"m1\""));
+        registry.register(&table("appid = \"wx2\"\nmch_id = \"m2\"\napi_key = 42"));
+        assert!(registry.merchant("m1").is_none());
+        assert!(registry.merchant("m2").is_none());
+        assert!(registry.app("wx1").is_none());
+    }
+}
