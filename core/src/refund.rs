@@ -141,6 +141,31 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Reports arrive duplicated and in any order: a final status is never left, and the
+        /// refund's money is counted as returned at most once.
+        #[test]
+        fn any_report_sequence_keeps_a_refund_consistent(
+            reports in proptest::collection::vec(proptest::sample::select(RefundStatus::ALL.to_vec()), 0..30)
+        ) {
+            let mut status = RefundStatus::Processing;
+            let mut times_succeeded = 0;
+            for r in reports {
+                let before = status;
+                if let Ok(RefundTransition::To(to)) = status.apply(r) {
+                    status = to;
+                    if to == RefundStatus::Succeeded {
+                        times_succeeded += 1;
+                    }
+                }
+                if matches!(before, RefundStatus::Succeeded | RefundStatus::Failed) {
+                    proptest::prop_assert_eq!(status, before, "a final status was left");
+                }
+            }
+            proptest::prop_assert!(times_succeeded <= 1);
+        }
+    }
+
     #[test]
     fn only_failed_refunds_free_the_amount() {
         assert!(!RefundStatus::Failed.counts_against_limit());

@@ -419,6 +419,17 @@ impl Store {
             .await?)
     }
 
+    /// Provider events recorded for a tenant (each applied once).
+    pub async fn provider_events(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Vec<provider_event::Model>, StoreError> {
+        Ok(provider_event::Entity::find()
+            .filter(provider_event::Column::TenantId.eq(tenant_id))
+            .all(&self.db)
+            .await?)
+    }
+
     /// Outbox events of a tenant, oldest first.
     pub async fn outbox(&self, tenant_id: &str) -> Result<Vec<outbox_event::Model>, StoreError> {
         use sea_orm::QueryOrder;

@@ -432,6 +432,49 @@ async fn provider_failures_keep_the_order_pending_and_a_replay_retries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_timeout_is_a_504_and_a_replay_recovers() {
+    for backend in backends() {
+        let tenant = tenant_a();
+        let gw = Gateway::start_with(&backend, std::slice::from_ref(&tenant), |c| {
+            c.http.outbound_timeout_seconds = 1;
+        })
+        .await;
+        let openid = login(&gw, &tenant.id).await;
+        let no = wechat::trade_no();
+        let req = serde_json::json!({
+            "provider": "wechat_miniprogram", "out_trade_no": no, "amount": 100,
+            "description": "Slow tea", "payer": {"openid": openid},
+        });
+        gw.sandbox(
+            "/control/fail",
+            &serde_json::json!({"api": "unifiedorder", "mode": "timeout", "times": 1}),
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let (status, err) = gw.post(&tenant.id, "/v1/orders", &req).await;
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (504, Some("provider_timeout")),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(4),
+            "the outbound timeout bounds the call"
+        );
+        assert_eq!(
+            order_status(&gw, &tenant.id, &no).await["status"],
+            "pending"
+        );
+        // The simulator did create the prepay (the outcome of a timeout is unknown); the replay
+        // sends identical parameters and gets it.
+        let (status, body) = gw.post(&tenant.id, "/v1/orders", &req).await;
+        assert_eq!(status, 200, "{}: {body}", backend.name());
+        assert!(body["client_payment"]["wechat_miniprogram"]["paySign"].is_string());
+        gw.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_refused_before_any_provider_call() {
     let backend = &backends()[0];
     let tenant = tenant_a();
