@@ -77,7 +77,9 @@ pub struct PaymentEvent {
     pub event_id: String,
 }
 
-/// A verified refund status report.
+/// A verified refund status report. For providers whose notification carries only a cumulative
+/// refunded total (Alipay), `amount` is the refund's recorded amount, taken from
+/// [`OrderLookup::find_refund`] after the refund was matched by number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundEvent {
     /// The merchant's order number.
@@ -464,6 +466,16 @@ pub struct SimRequest {
     pub query: String,
     /// The body.
     pub body: bytes::Bytes,
+    /// How the request arrived: `None` over plain HTTP; over TLS, the DER of the client
+    /// certificate the peer presented, if any (a simulator of an mTLS endpoint demands it).
+    pub tls: Option<TlsPeer>,
+}
+
+/// The TLS side of a simulator request.
+#[derive(Debug, Clone, Default)]
+pub struct TlsPeer {
+    /// The client certificate (DER) the peer presented, verified against the server's client CA.
+    pub client_cert_der: Option<Vec<u8>>,
 }
 
 /// A simulator's response.

@@ -3,6 +3,7 @@
 //! Provider crates are named here exactly once each, so the linker keeps their
 //! `inventory::submit!` registrations. Nothing else in the server knows a provider by name.
 
+use paybridge_alipay as _;
 use paybridge_wechat as _;
 
 pub mod api;

@@ -23,6 +23,7 @@ pub async fn simulator(
         path: format!("/{rest}"),
         query: req.query_string().to_owned(),
         body,
+        tls: None,
     };
     let response = sim.handle(request).await;
     HttpResponse::build(

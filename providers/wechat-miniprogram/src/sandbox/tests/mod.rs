@@ -89,6 +89,7 @@ pub(super) async fn call(
         path: path.into(),
         query: query.into(),
         body: bytes::Bytes::copy_from_slice(body),
+        tls: None,
     };
     sim.handle(request).await
 }

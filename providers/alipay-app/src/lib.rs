@@ -1,0 +1,2 @@
+//! paybridge-alipay: Alipay app pay (being written).
+pub mod sandbox;
