@@ -30,6 +30,7 @@ use crate::store::Store;
     modifiers(&BearerAuth),
     tags(
         (name = "orders", description = "Merchant API: orders"),
+        (name = "refunds", description = "Merchant API: refunds"),
         (name = "sessions", description = "Merchant API: provider logins"),
         (name = "notifications", description = "Provider notifications (signature-authenticated)"),
         (name = "operations", description = "Health and metrics"),
@@ -53,6 +54,8 @@ fn routes(cfg: &mut ServiceConfig) {
     cfg.service(api::orders::create_order)
         .service(api::orders::get_order)
         .service(api::orders::close_order)
+        .service(api::refunds::create_refund)
+        .service(api::refunds::get_refund)
         .service(api::sessions::create_session)
         .service(api::notify::refund_notification)
         .service(api::notify::payment_notification)

@@ -79,6 +79,9 @@ fn serve(config_path: &std::path::Path) -> Result<(), String> {
     runtime.block_on(async move {
         let listen = config.server.listen.clone();
         let state = Arc::new(app::build_state(config).await?);
+        if state.config.reconciler.enabled {
+            paybridge_server::reconciler::spawn(state.clone());
+        }
         let listener =
             TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         tracing::info!(%listen, "paybridge listening");

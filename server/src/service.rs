@@ -17,7 +17,7 @@ use paybridge_core::tenant::Tenant;
 use crate::db::entities::order;
 use crate::error::{ApiError, provider_error};
 use crate::state::AppState;
-use crate::store::{Applied, EventToApply, Inserted, NewOrder, status_of};
+use crate::store::{Applied, ApplyError, EventToApply, Inserted, NewOrder, status_of};
 use crate::views::{CreateOrderRequest, CreateOrderResponse, OrderView};
 
 const DEFAULT_EXPIRES_IN: i64 = 7200;
@@ -52,7 +52,10 @@ fn enabled_provider(tenant: &Tenant, kind: &str) -> Result<Arc<dyn PaymentProvid
 }
 
 /// The provider an existing order was made with (enabled or not: its money may already move).
-fn order_provider(tenant: &Tenant, o: &order::Model) -> Result<Arc<dyn PaymentProvider>, ApiError> {
+pub fn order_provider(
+    tenant: &Tenant,
+    o: &order::Model,
+) -> Result<Arc<dyn PaymentProvider>, ApiError> {
     tenant.any_provider(&o.provider).cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -224,7 +227,7 @@ pub async fn create_order(
     }
 }
 
-fn outcome_label<T>(r: &Result<T, ProviderError>) -> &'static str {
+pub fn outcome_label<T>(r: &Result<T, ProviderError>) -> &'static str {
     match r {
         Ok(_) => "ok",
         Err(ProviderError::Timeout) => "timeout",
@@ -301,12 +304,15 @@ pub async fn apply_provider_event(
                 .apply_event(tenant_id, kind, out_trade_no, &ev)
                 .await
         }
-        ProviderEvent::Refund(r) => Err(crate::store::ApplyError::Store(
-            crate::store::StoreError::Corrupt(format!(
-                "refund events are not handled yet (refund {})",
-                r.out_refund_no
-            )),
-        )),
+        ProviderEvent::Refund(r) => {
+            crate::refunds::apply_refund_event(state, tenant_id, kind, r).await?;
+            let order = state
+                .store
+                .find_order(tenant_id, &r.out_trade_no)
+                .await?
+                .ok_or(ApplyError::UnknownOrder)?;
+            Ok(Applied::Unchanged(order))
+        }
     }
 }
 
@@ -329,6 +335,10 @@ pub async fn sync_order(
     );
     let applied = match answer.map_err(|e| provider_error(&o.provider, e))? {
         PaymentState::NotPaid => return Ok(o.clone()),
+        // A paid order reported closed is a fully refunded trade (Alipay): refunds tell that story.
+        PaymentState::Closed | PaymentState::Failed if status_of(o)?.is_paid() => {
+            return Ok(o.clone());
+        }
         PaymentState::Paid(p) => apply_payment(state, &tenant.id, &o.provider, &p, false).await?,
         PaymentState::Closed => apply_close(state, tenant, o, "provider-query").await?,
         PaymentState::Failed => {

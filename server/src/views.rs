@@ -158,3 +158,57 @@ pub struct ErrorDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
+
+/// A refund.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RefundView {
+    /// The merchant's refund number (unique per order).
+    pub out_refund_no: String,
+    /// The order's number.
+    pub out_trade_no: String,
+    /// Amount in fen.
+    pub amount: i64,
+    /// Shown to the payer.
+    pub reason: Option<String>,
+    /// `processing`, `succeeded`, `failed` or `abnormal`.
+    #[schema(example = "processing")]
+    pub status: String,
+    /// The provider's refund number, when it gave one.
+    pub provider_refund_no: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the money went back.
+    pub succeeded_at: Option<DateTime<Utc>>,
+}
+
+impl RefundView {
+    /// Build the view of a stored refund.
+    pub fn from_model(r: &crate::db::entities::refund::Model) -> Self {
+        RefundView {
+            out_refund_no: r.out_refund_no.clone(),
+            out_trade_no: r.out_trade_no.clone(),
+            amount: r.amount,
+            reason: r.reason.clone(),
+            status: r.status.clone(),
+            provider_refund_no: r.provider_refund_no.clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            succeeded_at: r.succeeded_at,
+        }
+    }
+}
+
+/// `POST /v1/orders/{out_trade_no}/refunds` body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRefundRequest {
+    /// 1–64 characters: letters, digits, `_ - | * @`. The same number is the same refund.
+    pub out_refund_no: String,
+    /// Amount in fen, positive. Refunds that have not failed never exceed the order amount.
+    pub amount: i64,
+    /// Shown to the payer.
+    #[serde(default)]
+    pub reason: Option<String>,
+}

@@ -3,7 +3,9 @@
 //! gets its own SQLite file or its own PostgreSQL database, so tests never share state.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod alipay;
 pub mod fake_provider;
+pub mod tls;
 pub mod wechat;
 
 use std::net::TcpListener;
@@ -84,6 +86,16 @@ impl TestTenant {
         }
     }
 
+    /// The Alipay app_id of this tenant.
+    pub fn alipay_app_id(&self) -> String {
+        format!("20210011006000{}", &self.mch_id[self.mch_id.len() - 2..])
+    }
+
+    /// The Alipay seller_id of this tenant.
+    pub fn seller_id(&self) -> String {
+        format!("20880000000000{}", &self.mch_id[self.mch_id.len() - 2..])
+    }
+
     fn toml(&self, base: &str) -> String {
         format!(
             r#"id = "{id}"
@@ -99,6 +111,18 @@ app_secret = "secret-{id}"
 sign_type = "{st}"
 api_base = "{base}/sandbox/wechat_miniprogram"
 login_base = "{base}/sandbox/wechat_miniprogram"
+client_cert = "{certs}/apiclient_cert.pem"
+client_key = "{certs}/apiclient_key.pem"
+
+[providers.alipay_app]
+enabled = true
+app_id = "{alipay_app_id}"
+private_key = '''
+{app_key}'''
+alipay_public_key = '''
+{alipay_pub}'''
+seller_id = "{seller_id}"
+gateway_url = "{base}/sandbox/alipay_app/gateway.do"
 {extra}
 "#,
             id = self.id,
@@ -108,6 +132,12 @@ login_base = "{base}/sandbox/wechat_miniprogram"
             wkey = wechat_api_key(&self.id),
             st = self.sign_type,
             extra = self.extra,
+            certs = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tenants/certs"),
+            alipay_app_id = self.alipay_app_id(),
+            seller_id = self.seller_id(),
+            app_key = include_str!("../../fixtures/vectors/app_private_pkcs8.pem"),
+            alipay_pub =
+                include_str!("../../providers/alipay-app/sandbox-keys/alipay_sandbox_public.pem"),
         )
     }
 }
@@ -275,11 +305,21 @@ impl Gateway {
         (status, res.text().await.unwrap_or_default())
     }
 
-    /// `POST` JSON to a sandbox control endpoint.
+    /// `POST` JSON to a WeChat sandbox control endpoint.
     pub async fn sandbox(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.sandbox_of("wechat_miniprogram", path, body).await
+    }
+
+    /// `POST` JSON to a sandbox endpoint of a provider kind.
+    pub async fn sandbox_of(
+        &self,
+        kind: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
         let res = self
             .http
-            .post(format!("{}/sandbox/wechat_miniprogram{path}", self.base))
+            .post(format!("{}/sandbox/{kind}{path}", self.base))
             .json(body)
             .send()
             .await

@@ -505,7 +505,7 @@ async fn bad_requests_are_refused_before_any_provider_call() {
     let (status, err) = gw.post(&tenant.id, "/v1/orders", &float).await;
     assert_eq!(status, 400, "a float amount is refused: {err}");
     let mut other = base.clone();
-    other["provider"] = serde_json::json!("alipay_app");
+    other["provider"] = serde_json::json!("stripe");
     let (status, err) = gw.post(&tenant.id, "/v1/orders", &other).await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),

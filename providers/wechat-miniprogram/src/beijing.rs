@@ -4,6 +4,7 @@
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
 const FORMAT: &str = "%Y%m%d%H%M%S";
+const DASHED_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 fn beijing() -> Option<FixedOffset> {
     FixedOffset::east_opt(8 * 3600)
@@ -25,6 +26,26 @@ pub fn parse_compact(text: &str) -> Option<DateTime<Utc>> {
         return None;
     }
     let naive = NaiveDateTime::parse_from_str(text, FORMAT).ok()?;
+    beijing()?
+        .from_local_datetime(&naive)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `"2020-01-04 18:34:24"` (Beijing; refund times) → `2020-01-04T10:34:24Z`. Exactly that shape,
+/// else `None`.
+pub fn parse_dashed(text: &str) -> Option<DateTime<Utc>> {
+    let shape_ok = text.len() == 19
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b' ',
+            13 | 16 => b == b':',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape_ok {
+        return None;
+    }
+    let naive = NaiveDateTime::parse_from_str(text, DASHED_FORMAT).ok()?;
     beijing()?
         .from_local_datetime(&naive)
         .single()
@@ -80,6 +101,28 @@ mod tests {
             "2024010108000x",
         ] {
             assert_eq!(parse_compact(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parses_dashed_refund_times_as_beijing() {
+        assert_eq!(
+            parse_dashed("2020-01-04 18:34:24"),
+            Some(utc("2020-01-04T10:34:24Z"))
+        );
+        assert_eq!(
+            parse_dashed("2024-01-01 00:00:00"),
+            Some(utc("2023-12-31T16:00:00Z"))
+        );
+        for bad in [
+            "",
+            "2020-01-04T18:34:24",
+            "2020-01-04 18:34",
+            "2020-13-04 18:34:24",
+            "20200104183424",
+            "2020-01-04 18:34:24Z",
+        ] {
+            assert_eq!(parse_dashed(bad), None, "{bad:?}");
         }
     }
 }

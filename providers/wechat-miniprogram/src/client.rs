@@ -34,26 +34,46 @@ pub enum Reply {
     },
 }
 
-/// A WeChat Pay API v2 client for one merchant. Holds one HTTP client for the provider's life.
+/// The path prefix of the APIs that need the merchant API certificate (mutual TLS).
+pub const SECURE_PREFIX: &str = "/secapi/";
+
+/// A WeChat Pay API v2 client for one merchant. Holds its HTTP clients for the provider's life:
+/// one without a client certificate, and one presenting the merchant API certificate, used only
+/// for `/secapi/` paths (so the certificate is never shown to anything else).
 #[derive(Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
+    secure_http: Option<reqwest::Client>,
     config: Arc<WechatConfig>,
 }
 
-/// Build the HTTP client: overall timeout, connect timeout, extra roots, no redirects (a payment API
-/// never redirects, and following one would send a signed body elsewhere).
+/// Why the HTTP clients could not be built.
+#[derive(Debug)]
+pub enum ClientBuildError {
+    /// The plain client (bad `ca_file` roots, TLS backend set-up).
+    Plain(reqwest::Error),
+    /// The client presenting the merchant API certificate.
+    Secure(reqwest::Error),
+}
+
+/// Build an HTTP client: overall timeout, connect timeout, extra roots, no redirects (a payment API
+/// never redirects, and following one would send a signed body elsewhere), and the client
+/// certificate when one is given.
 pub fn http_client(
     config: &WechatConfig,
     timeout: Duration,
+    identity: Option<reqwest::Identity>,
 ) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("paybridge-wechat/", env!("CARGO_PKG_VERSION")))
-        .tls_certs_merge(config.ca_certs.iter().cloned())
-        .build()
+        .tls_certs_merge(config.ca_certs.iter().cloned());
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
+    }
+    builder.build()
 }
 
 /// 32 random letters and digits (`nonce_str`, `nonceStr`).
@@ -176,9 +196,23 @@ pub fn business_result(fields: BTreeMap<String, String>) -> Reply {
 
 impl ApiClient {
     /// A client for this merchant.
-    pub fn new(config: Arc<WechatConfig>, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(config: Arc<WechatConfig>, timeout: Duration) -> Result<Self, ClientBuildError> {
+        let http = http_client(&config, timeout, None).map_err(ClientBuildError::Plain)?;
+        let secure_http = match &config.client_identity {
+            None => None,
+            Some(identity) => {
+                let identity = identity
+                    .reqwest_identity()
+                    .map_err(ClientBuildError::Secure)?;
+                Some(
+                    http_client(&config, timeout, Some(identity))
+                        .map_err(ClientBuildError::Secure)?,
+                )
+            }
+        };
         Ok(ApiClient {
-            http: http_client(&config, timeout)?,
+            http,
+            secure_http,
             config,
         })
     }
@@ -193,6 +227,26 @@ impl ApiClient {
         &self.http
     }
 
+    /// The HTTP client for `path`: the one with the merchant API certificate for `/secapi/`
+    /// paths (an error before any network call when there is none), the plain one otherwise.
+    fn client_for(&self, path: &str) -> Result<&reqwest::Client, ProviderError> {
+        if !path.starts_with(SECURE_PREFIX) {
+            return Ok(&self.http);
+        }
+        self.config.client_identity()?;
+        self.secure_http
+            .as_ref()
+            .ok_or_else(|| ProviderError::Misconfigured {
+                field: "client_cert".to_owned(),
+                message: crate::config::REFUND_NEEDS_CERT.to_owned(),
+            })
+    }
+
+    /// Whether `/secapi/` calls can be made.
+    pub fn has_client_certificate(&self) -> bool {
+        self.secure_http.is_some()
+    }
+
     /// Run the whole pipeline for `path` (e.g. `/pay/unifiedorder`) with these business params.
     pub async fn call(
         &self,
@@ -200,14 +254,14 @@ impl ApiClient {
         business: BTreeMap<String, String>,
         sign_type: SignType,
     ) -> Result<Reply, ProviderError> {
+        let http = self.client_for(path)?;
         let params = signed_request(&self.config, sign_type, business, nonce());
         let body = xml::encode("xml", &params).map_err(|e| ProviderError::InvalidRequest {
             field: None,
             message: e.to_string(),
         })?;
         let url = format!("{}{path}", self.config.api_base);
-        let response = self
-            .http
+        let response = http
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
             .body(body)

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use paybridge_core::provider::{BuildContext, FieldError, FieldSpec};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::certs::ClientIdentity;
 use crate::sign::SignType;
 
 /// Default `api_base`.
@@ -106,12 +107,9 @@ pub struct WechatConfig {
     pub app_secret: Option<SecretString>,
     /// Sign type for new orders.
     pub sign_type: SignType,
-    /// Client certificate PEM (refunds, later).
-    pub client_cert: Option<Vec<u8>>,
-    /// Client key PEM (refunds, later).
-    pub client_key: Option<SecretBytes>,
-    /// Client PKCS#12 (refunds, later).
-    pub client_p12: Option<SecretBytes>,
+    /// The merchant API certificate for `/secapi/` calls (refunds), from `client_cert` +
+    /// `client_key` or `client_p12`, already checked.
+    pub client_identity: Option<ClientIdentity>,
     /// Extra trusted roots (PEM), already parsed into certificates.
     pub ca_certs: Vec<reqwest::Certificate>,
     /// WeChat Pay API base, without a trailing `/`.
@@ -120,16 +118,6 @@ pub struct WechatConfig {
     pub login_base: String,
     /// Default `spbill_create_ip`.
     pub spbill_create_ip: String,
-}
-
-/// File bytes that must not be printed (private keys).
-#[derive(Clone)]
-pub struct SecretBytes(pub Vec<u8>);
-
-impl fmt::Debug for SecretBytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[REDACTED {} bytes]", self.0.len())
-    }
 }
 
 impl fmt::Debug for WechatConfig {
@@ -143,9 +131,7 @@ impl fmt::Debug for WechatConfig {
                 &self.app_secret.as_ref().map(|_| "[REDACTED]"),
             )
             .field("sign_type", &self.sign_type)
-            .field("client_cert", &self.client_cert.as_ref().map(Vec::len))
-            .field("client_key", &self.client_key)
-            .field("client_p12", &self.client_p12)
+            .field("client_identity", &self.client_identity)
             .field("ca_certs", &self.ca_certs.len())
             .field("api_base", &self.api_base)
             .field("login_base", &self.login_base)
@@ -324,24 +310,36 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<WechatConfig, Ve
             "set either client_p12 or client_cert + client_key, not both",
         );
     }
-    if let Some((path, bytes)) = &client_cert
-        && !bytes
-            .windows(27)
-            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
-    {
-        r.error(
-            "client_cert",
-            format!("file {} is not a PEM certificate", path.display()),
-        );
-    }
-    if let Some((path, bytes)) = &client_key
-        && !bytes.windows(11).any(|w| w == b"PRIVATE KEY")
-    {
-        r.error(
-            "client_key",
-            format!("file {} is not a PEM private key", path.display()),
-        );
-    }
+    let client_identity = match (&client_cert, &client_key, &client_p12, &mch_id) {
+        (Some((_, cert)), Some((_, key)), None, _) => {
+            match ClientIdentity::from_pem_pair(cert, key) {
+                Ok(identity) => Some(identity),
+                Err(errors) => {
+                    for e in errors {
+                        let path = match e.field {
+                            "client_key" => client_key.as_ref().map(|(p, _)| p),
+                            _ => client_cert.as_ref().map(|(p, _)| p),
+                        };
+                        let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
+                        r.error(e.field, format!("file {shown} {}", e.message));
+                    }
+                    None
+                }
+            }
+        }
+        // The password of WeChat's .p12 is the mch_id; without a valid mch_id it cannot be opened
+        // (the mch_id error is already recorded).
+        (None, None, Some((path, p12)), Some(mch_id)) => {
+            match ClientIdentity::from_pkcs12(p12, mch_id) {
+                Ok(identity) => Some(identity),
+                Err(e) => {
+                    r.error(e.field, format!("file {}: {}", path.display(), e.message));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
 
     let mut ca_certs = Vec::new();
     if let Some((path, bytes)) = r.file("ca_file", &ctx.base_dir) {
@@ -376,9 +374,7 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<WechatConfig, Ve
             api_key,
             app_secret,
             sign_type,
-            client_cert: client_cert.map(|(_, b)| b),
-            client_key: client_key.map(|(_, b)| SecretBytes(b)),
-            client_p12: client_p12.map(|(_, b)| SecretBytes(b)),
+            client_identity,
             ca_certs,
             api_base,
             login_base,
@@ -388,7 +384,23 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<WechatConfig, Ve
     }
 }
 
+/// What a refund without a client certificate gets (before any network call).
+pub const REFUND_NEEDS_CERT: &str =
+    "refunds need the merchant API certificate: set client_cert + client_key, or client_p12";
+
 impl WechatConfig {
+    /// The merchant API certificate, or the error a `/secapi/` call without it gets.
+    pub fn client_identity(
+        &self,
+    ) -> Result<&ClientIdentity, paybridge_core::provider::ProviderError> {
+        self.client_identity.as_ref().ok_or_else(|| {
+            paybridge_core::provider::ProviderError::Misconfigured {
+                field: "client_cert".to_owned(),
+                message: REFUND_NEEDS_CERT.to_owned(),
+            }
+        })
+    }
+
     /// The AppSecret, or the error a login without it gets.
     pub fn app_secret(&self) -> Result<&str, paybridge_core::provider::ProviderError> {
         self.app_secret

@@ -144,27 +144,46 @@ fn sign_type_md5_and_trailing_slash_bases() {
     assert_eq!(config.spbill_create_ip, "::1");
 }
 
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/certs")
+        .join(name)
+}
+
+/// A temporary folder with `certs/` holding the fixture certificates.
+fn cert_dir(name: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    std::fs::create_dir_all(dir.join("certs")).expect("mkdir");
+    for file in [
+        "client_cert.pem",
+        "client_key.pem",
+        "other_key.pem",
+        "client_legacy.p12",
+        "client_modern.p12",
+        "client_md5des.p12",
+    ] {
+        std::fs::copy(fixture(file), dir.join("certs").join(file)).expect("copy fixture");
+    }
+    std::fs::write(dir.join("certs/not-a-ca.pem"), "hello").expect("write");
+    dir
+}
+
+const MCH_OF_FIXTURES: &str = "1900000109";
+
+fn with_files(files: &str) -> String {
+    format!("appid = \"wx1\"\nmch_id = \"{MCH_OF_FIXTURES}\"\napi_key = \"{KEY}\"\n{files}")
+}
+
 #[test]
 fn relative_files_resolve_against_base_dir() {
-    let dir = temp_dir("files");
-    std::fs::create_dir_all(dir.join("certs")).expect("mkdir");
-    std::fs::write(
-        dir.join("certs/cert.pem"),
-        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-    )
-    .expect("write");
-    std::fs::write(
-        dir.join("certs/key.pem"),
-        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-    )
-    .expect("write");
-    std::fs::write(dir.join("certs/not-a-ca.pem"), "hello").expect("write");
-    let text = format!(
-        "appid = \"wx1\"\nmch_id = \"1\"\napi_key = \"{KEY}\"\nclient_cert = \"certs/cert.pem\"\n\
-         client_key = \"certs/key.pem\"\n"
+    let dir = cert_dir("files");
+    let text = with_files(
+        "client_cert = \"certs/client_cert.pem\"\nclient_key = \"certs/client_key.pem\"\n",
     );
     let config = parse(&table(&text), &ctx(&dir)).expect("valid");
-    assert!(config.client_cert.is_some() && config.client_key.is_some());
+    let identity = config.client_identity.as_ref().expect("identity");
+    assert_eq!(identity.source(), crate::certs::IdentitySource::PemPair);
+    assert!(config.client_identity().is_ok());
     // The same relative paths from another folder do not exist.
     let errs = match parse(&table(&text), &ctx(Path::new("/nonexistent"))) {
         Ok(_) => panic!("files outside base_dir were found"),
@@ -175,9 +194,9 @@ fn relative_files_resolve_against_base_dir() {
         "{errs:?}"
     );
 
-    let text = format!(
-        "appid = \"wx1\"\nmch_id = \"1\"\napi_key = \"{KEY}\"\nca_file = \"certs/not-a-ca.pem\"\n\
-         client_p12 = \"certs/key.pem\"\nclient_cert = \"certs/key.pem\"\nclient_key = \"certs/cert.pem\"\n"
+    let text = with_files(
+        "ca_file = \"certs/not-a-ca.pem\"\nclient_p12 = \"certs/client_key.pem\"\n\
+         client_cert = \"certs/client_key.pem\"\nclient_key = \"certs/client_cert.pem\"\n",
     );
     let errs = match parse(&table(&text), &ctx(&dir)) {
         Ok(_) => panic!("bad files accepted"),
@@ -185,13 +204,108 @@ fn relative_files_resolve_against_base_dir() {
     };
     assert!(has(&errs, "ca_file", "no PEM certificate"), "{errs:?}");
     assert!(has(&errs, "client_p12", "not both"), "{errs:?}");
+    let text = with_files(
+        "client_cert = \"certs/client_key.pem\"\nclient_key = \"certs/client_cert.pem\"\n",
+    );
+    let errs = errors_in(&text, &dir);
+    assert!(has(&errs, "client_cert", "no PEM certificate"), "{errs:?}");
+    assert!(has(&errs, "client_key", "no PEM private key"), "{errs:?}");
     assert!(
-        has(&errs, "client_cert", "not a PEM certificate"),
+        has(&errs, "client_cert", "client_key.pem"),
+        "the path is named: {errs:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn errors_in(text: &str, dir: &Path) -> Vec<FieldError> {
+    match parse(&table(text), &ctx(dir)) {
+        Ok(_) => panic!("accepted: {text}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_mismatched_cert_and_key_is_an_error_naming_client_key() {
+    let dir = cert_dir("mismatch");
+    let errs = errors_in(
+        &with_files(
+            "client_cert = \"certs/client_cert.pem\"\nclient_key = \"certs/other_key.pem\"\n",
+        ),
+        &dir,
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        has(&errs, "client_key", "does not match the certificate"),
         "{errs:?}"
     );
     assert!(
-        has(&errs, "client_key", "not a PEM private key"),
+        !format!("{errs:?}").contains("PRIVATE KEY-----"),
         "{errs:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn p12_files_open_with_the_mch_id_legacy_and_modern() {
+    let dir = cert_dir("p12");
+    for file in ["client_legacy.p12", "client_modern.p12"] {
+        let text = with_files(&format!("client_p12 = \"certs/{file}\"\n"));
+        let config = parse(&table(&text), &ctx(&dir)).unwrap_or_else(|e| panic!("{file}: {e:?}"));
+        let identity = config.client_identity.as_ref().expect("identity");
+        assert_eq!(identity.source(), crate::certs::IdentitySource::Pkcs12);
+    }
+    // Another mch_id is another password.
+    let text = format!(
+        "appid = \"wx1\"\nmch_id = \"1900000108\"\napi_key = \"{KEY}\"\nclient_p12 = \"certs/client_legacy.p12\"\n"
+    );
+    let errs = errors_in(&text, &dir);
+    assert!(has(&errs, "client_p12", "password mch_id"), "{errs:?}");
+    // An unsupported scheme says so, and what to do.
+    let errs = errors_in(
+        &with_files("client_p12 = \"certs/client_md5des.p12\"\n"),
+        &dir,
+    );
+    assert!(has(&errs, "client_p12", "cannot read"), "{errs:?}");
+    assert!(
+        has(&errs, "client_p12", "client_cert + client_key"),
+        "{errs:?}"
+    );
+    // Without a valid mch_id only the mch_id is reported.
+    let text =
+        format!("appid = \"wx1\"\napi_key = \"{KEY}\"\nclient_p12 = \"certs/client_legacy.p12\"\n");
+    let errs = errors_in(&text, &dir);
+    assert!(has(&errs, "mch_id", "required"), "{errs:?}");
+    assert!(!errs.iter().any(|e| e.field == "client_p12"), "{errs:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn without_a_certificate_refunds_are_misconfigured() {
+    let text = format!("appid = \"wx1\"\nmch_id = \"1\"\napi_key = \"{KEY}\"\n");
+    let config = parse(&table(&text), &ctx(Path::new("."))).expect("valid");
+    assert!(config.client_identity.is_none());
+    match config.client_identity() {
+        Err(paybridge_core::provider::ProviderError::Misconfigured { field, message }) => {
+            assert_eq!(field, "client_cert");
+            assert_eq!(
+                message,
+                "refunds need the merchant API certificate: set client_cert + client_key, or client_p12"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_provider_builds_its_certificate_client_from_a_p12() {
+    let dir = cert_dir("build");
+    let text = with_files("client_p12 = \"certs/client_legacy.p12\"\n");
+    let provider = crate::WechatMiniprogram::new(&table(&text), &ctx(&dir)).expect("builds");
+    assert!(provider.client.has_client_certificate());
+    let debug = format!("{provider:?}");
+    assert!(
+        debug.contains("Pkcs12") && debug.contains("REDACTED"),
+        "{debug}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

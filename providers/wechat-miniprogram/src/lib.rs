@@ -1,21 +1,27 @@
 //! paybridge-wechat: WeChat Pay API v2 for mini-programs (`trade_type=JSAPI`) and mini-program login.
 //!
 //! - [`config`] validates the tenant's provider table ([`config::FIELDS`]).
+//! - [`certs`] loads and checks the merchant API certificate (PEM pair or `.p12`) for refunds.
 //! - [`sign`] computes and verifies the MD5 / HMAC-SHA256 `sign` of §B.2.
 //! - [`xml`] encodes and strictly decodes the flat `<xml>` documents.
 //! - [`client`] runs the call pipeline (sign → POST → verify → result codes).
 //! - [`orders`] calls unifiedorder, orderquery, closeorder and builds the `wx.requestPayment` params.
 //! - [`login`] exchanges a `wx.login()` code (`jscode2session`).
+//! - [`refunds`] calls `/secapi/pay/refund` (mutual TLS) and `/pay/refundquery`.
 //! - [`notify`] verifies payment notifications and builds the acknowledgement.
+//! - [`refund_notify`] decrypts and verifies refund notifications (`req_info`).
 //! - [`beijing`] converts WeChat's Beijing-time timestamps.
 //! - [`sandbox`] simulates WeChat's side.
 
 pub mod beijing;
+pub mod certs;
 pub mod client;
 pub mod config;
 pub mod login;
 pub mod notify;
 pub mod orders;
+pub mod refund_notify;
+pub mod refunds;
 pub mod sandbox;
 pub mod sign;
 pub mod xml;
@@ -27,9 +33,10 @@ use paybridge_core::provider::{
     AckBody, BuildContext, CloseOutcome, CreatePayment, CreatedPayment, FieldError,
     IncomingNotification, LoginSession, NotificationRejection, NotifyChannel, OrderLookup,
     OrderRef, PaymentProvider, PaymentState, ProviderError, ProviderEvent, ProviderFactory,
+    RefundRequest, RefundState,
 };
 
-use crate::client::ApiClient;
+use crate::client::{ApiClient, ClientBuildError};
 pub use crate::config::{FIELDS, WechatConfig};
 pub use crate::sign::SignType;
 
@@ -53,11 +60,12 @@ impl WechatMiniprogram {
     /// Validate the provider table and build the provider (one HTTP client for its whole life).
     pub fn new(table: &toml::Table, ctx: &BuildContext) -> Result<Self, Vec<FieldError>> {
         let config = Arc::new(config::parse(table, ctx)?);
+        let identity_field = config.client_identity.as_ref().map(|i| i.source().field());
         let client = ApiClient::new(config, ctx.http_timeout).map_err(|e| {
-            let field = if table.contains_key("ca_file") {
-                "ca_file"
-            } else {
-                "api_base"
+            let (field, e) = match e {
+                ClientBuildError::Secure(e) => (identity_field.unwrap_or("client_cert"), e),
+                ClientBuildError::Plain(e) if table.contains_key("ca_file") => ("ca_file", e),
+                ClientBuildError::Plain(e) => ("api_base", e),
             };
             vec![FieldError::new(
                 field,
@@ -109,6 +117,18 @@ impl PaymentProvider for WechatMiniprogram {
         orders::close_payment(&self.client, order).await
     }
 
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError> {
+        refunds::refund(&self.client, req).await
+    }
+
+    async fn query_refund(
+        &self,
+        order: &OrderRef,
+        out_refund_no: &str,
+    ) -> Result<RefundState, ProviderError> {
+        refunds::query_refund(&self.client, order, out_refund_no).await
+    }
+
     async fn login(&self, code: &str) -> Result<LoginSession, ProviderError> {
         login::login(self.client.http(), self.client.config(), code).await
     }
@@ -122,9 +142,9 @@ impl PaymentProvider for WechatMiniprogram {
             NotifyChannel::Payment => {
                 notify::verify_payment(self.client.config(), notification.body, orders).await
             }
-            NotifyChannel::Refund => Err(NotificationRejection::Unsupported(
-                "refund notifications are not implemented yet".to_owned(),
-            )),
+            NotifyChannel::Refund => {
+                refund_notify::verify_refund(self.client.config(), notification.body, orders).await
+            }
         }
     }
 
@@ -141,3 +161,6 @@ mod api_tests;
 
 #[cfg(test)]
 mod pipeline_tests;
+
+#[cfg(test)]
+mod refund_tests;

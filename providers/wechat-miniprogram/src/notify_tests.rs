@@ -347,6 +347,7 @@ async fn undecodable_bodies_and_refund_channel() {
         lookup.lookups.lock().expect("lock").is_empty(),
         "no lookup for undecodable bodies"
     );
+    // The refund channel has its own checks: an empty document reports no success.
     let n = IncomingNotification {
         channel: NotifyChannel::Refund,
         content_type: None,
@@ -354,7 +355,7 @@ async fn undecodable_bodies_and_refund_channel() {
     };
     assert!(matches!(
         p.verify_notification(&n, &lookup).await,
-        Err(NotificationRejection::Unsupported(_))
+        Err(NotificationRejection::ReportedFailure(_))
     ));
 }
 

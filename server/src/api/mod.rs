@@ -4,5 +4,6 @@ pub mod auth;
 pub mod notify;
 pub mod ops;
 pub mod orders;
+pub mod refunds;
 pub mod sandbox;
 pub mod sessions;

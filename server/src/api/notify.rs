@@ -36,8 +36,21 @@ impl OrderLookup for TenantOrders<'_> {
         })
     }
 
-    async fn find_refund(&self, _out_trade_no: &str, _out_refund_no: &str) -> Option<Fen> {
-        None
+    async fn find_refund(&self, out_trade_no: &str, out_refund_no: &str) -> Option<Fen> {
+        let order = self
+            .store
+            .find_order(self.tenant_id, out_trade_no)
+            .await
+            .ok()??;
+        if order.provider != self.kind {
+            return None;
+        }
+        let refund = self
+            .store
+            .find_refund(self.tenant_id, out_trade_no, out_refund_no)
+            .await
+            .ok()??;
+        Some(Fen::new(refund.amount))
     }
 }
 

@@ -111,3 +111,52 @@ pub mod outbox_event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A refund of an order.
+pub mod refund {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "refunds")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub order_id: String,
+        pub out_trade_no: String,
+        pub out_refund_no: String,
+        pub amount: i64,
+        pub reason: Option<String>,
+        pub status: String,
+        pub provider_refund_no: Option<String>,
+        /// When the provider first accepted it; `None` while it was never sent successfully.
+        pub sent_at: Option<DateTimeUtc>,
+        pub succeeded_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A named lease: one holder at a time until it expires (the reconciler's).
+pub mod lease {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "leases")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub holder: String,
+        pub expires_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

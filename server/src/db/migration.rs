@@ -7,7 +7,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Orders)]
+        vec![Box::new(M0001Orders), Box::new(M0002RefundsLeases)]
     }
 }
 
@@ -195,6 +195,101 @@ impl MigrationTrait for M0001Orders {
                     .col(string_len_null(OutboxEvents::OrderId, 36))
                     .col(text(OutboxEvents::Data))
                     .col(timestamp_with_time_zone(OutboxEvents::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum Refunds {
+    Table,
+    Id,
+    TenantId,
+    OrderId,
+    OutTradeNo,
+    OutRefundNo,
+    Amount,
+    Reason,
+    Status,
+    ProviderRefundNo,
+    SentAt,
+    SucceededAt,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Leases {
+    Table,
+    Name,
+    Holder,
+    ExpiresAt,
+}
+
+struct M0002RefundsLeases;
+
+impl MigrationName for M0002RefundsLeases {
+    fn name(&self) -> &str {
+        "m0002_refunds_leases"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002RefundsLeases {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Refunds::Table)
+                    .if_not_exists()
+                    .col(string_len(Refunds::Id, 36).primary_key())
+                    .col(string_len(Refunds::TenantId, 64))
+                    .col(string_len(Refunds::OrderId, 36))
+                    .col(string_len(Refunds::OutTradeNo, 32))
+                    .col(string_len(Refunds::OutRefundNo, 64))
+                    .col(big_integer(Refunds::Amount))
+                    .col(text_null(Refunds::Reason))
+                    .col(string_len(Refunds::Status, 32))
+                    .col(text_null(Refunds::ProviderRefundNo))
+                    .col(timestamp_with_time_zone_null(Refunds::SentAt))
+                    .col(timestamp_with_time_zone_null(Refunds::SucceededAt))
+                    .col(timestamp_with_time_zone(Refunds::CreatedAt))
+                    .col(timestamp_with_time_zone(Refunds::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("refunds_order_out_refund_no")
+                    .table(Refunds::Table)
+                    .col(Refunds::OrderId)
+                    .col(Refunds::OutRefundNo)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("refunds_status")
+                    .table(Refunds::Table)
+                    .col(Refunds::Status)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Leases::Table)
+                    .if_not_exists()
+                    .col(string_len(Leases::Name, 64).primary_key())
+                    .col(string_len(Leases::Holder, 64))
+                    .col(timestamp_with_time_zone(Leases::ExpiresAt))
                     .to_owned(),
             )
             .await?;

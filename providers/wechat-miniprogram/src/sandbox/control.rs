@@ -1,4 +1,5 @@
 //! The control API: pay an order, (re)send its notification, inject failures, look at an order.
+//! Refunds are in `control_refund`.
 //! JSON in, JSON out; errors are `{"error": {"code", "message"}}`.
 
 use serde::Deserialize;
@@ -53,7 +54,7 @@ struct FailCommand {
     times: Option<u32>,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SimResponse> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SimResponse> {
     serde_json::from_slice(body)
         .map_err(|e| json_error(400, "invalid_request", &format!("control body: {e}")))
 }
@@ -196,7 +197,8 @@ impl WechatSimulator {
         payment: &Payment,
         copies: u32,
     ) -> Vec<Delivery> {
-        let deliveries = notify::deliver(self.http.as_ref(), url, payment, copies).await;
+        let deliveries =
+            notify::deliver(self.http.as_ref(), url, &payment.notification, copies).await;
         if let Some(order) = self.lock().orders.get_mut(mch_id, out_trade_no) {
             order.deliveries.extend(deliveries.iter().cloned());
         }
@@ -269,7 +271,19 @@ impl WechatSimulator {
             .map(|(_, value)| value.into_owned());
         let state = self.lock();
         let view: Option<Value> = match state.orders.find(out_trade_no, mch_id.as_deref()) {
-            Ok(mch_id) => state.orders.get(&mch_id, out_trade_no).map(|o| o.view()),
+            Ok(mch_id) => state.orders.get(&mch_id, out_trade_no).map(|o| {
+                let mut view = o.view();
+                let refunds: Vec<Value> = state
+                    .refunds
+                    .of_order(&mch_id, out_trade_no)
+                    .into_iter()
+                    .map(|r| r.view())
+                    .collect();
+                if let Some(object) = view.as_object_mut() {
+                    object.insert("refunds".into(), Value::Array(refunds));
+                }
+                view
+            }),
             Err(e) => return lookup_error(e, out_trade_no),
         };
         match view {

@@ -80,6 +80,25 @@ impl Reply {
         }
     }
 
+    /// [`Reply::success`] with field names built at run time (refundquery's `_$n` fields).
+    pub(crate) fn success_owned(
+        auth: &Authed,
+        api_fields: impl IntoIterator<Item = (String, String)>,
+    ) -> Reply {
+        let mut fields = base_fields(auth);
+        fields.insert("result_code".into(), "SUCCESS".into());
+        fields.extend(
+            api_fields
+                .into_iter()
+                .filter(|(_, value)| !value.is_empty()),
+        );
+        Reply::Answer {
+            merchant: auth.merchant.clone(),
+            sign_type: auth.sign_type,
+            fields,
+        }
+    }
+
     /// `return_code=SUCCESS`, `result_code=FAIL` with `err_code` and `err_code_des`.
     pub(crate) fn business_error(auth: &Authed, err_code: &str, err_code_des: &str) -> Reply {
         let mut fields = base_fields(auth);

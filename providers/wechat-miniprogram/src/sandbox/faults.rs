@@ -14,6 +14,12 @@ pub(crate) enum Api {
     /// `/pay/closeorder`
     #[serde(rename = "closeorder")]
     CloseOrder,
+    /// `/secapi/pay/refund`
+    #[serde(rename = "refund")]
+    Refund,
+    /// `/pay/refundquery`
+    #[serde(rename = "refundquery")]
+    RefundQuery,
     /// `/sns/jscode2session`
     #[serde(rename = "jscode2session")]
     Jscode2session,
@@ -116,6 +122,9 @@ mod tests {
         faults.arm(Api::Any, FaultMode::BadSign, 1);
         assert_eq!(faults.take(Api::Jscode2session), None);
         assert_eq!(faults.take(Api::CloseOrder), Some(FaultMode::BadSign));
+        faults.arm(Api::Refund, FaultMode::SystemError, 1);
+        assert_eq!(faults.take(Api::RefundQuery), None);
+        assert_eq!(faults.take(Api::Refund), Some(FaultMode::SystemError));
     }
 
     #[test]

@@ -1,10 +1,22 @@
 //! The sandbox simulator of WeChat's server side, mounted at `/sandbox/wechat_miniprogram`.
 //!
 //! It serves `GET /sns/jscode2session` and `POST /pay/unifiedorder`, `/pay/orderquery`,
-//! `/pay/closeorder` like WeChat does, checking every request with its own XML reader and its
-//! own MD5 / HMAC-SHA256 signer (never the merchant client's), and signing its answers with the
-//! request's `sign_type`. Merchants come from the tenants' `[providers.wechat_miniprogram]`
-//! tables. Everything is in memory.
+//! `/pay/closeorder`, `/secapi/pay/refund`, `/pay/refundquery` like WeChat does, checking every
+//! request with its own XML reader and its own MD5 / HMAC-SHA256 signer (never the merchant
+//! client's), and signing its answers with the request's `sign_type`. Merchants come from the
+//! tenants' `[providers.wechat_miniprogram]` tables. Everything is in memory.
+//!
+//! Refunds: `/secapi/pay/refund` needs a paid (`SUCCESS`) order, `total_fee` equal to the
+//! order's, and keeps the sum of the order's refunds (REFUNDCLOSE ones excepted) within it
+//! (`err_code=ERROR`, "退款金额大于支付金额"); at most 50 refunds per order. The same
+//! `out_refund_no` with the same amounts is the same refund (same `refund_id`); with other
+//! amounts it is `ERROR`. An accepted refund is `PROCESSING` until `/control/refund` (or the
+//! automatic mode) settles it. Served over HTTPS (`SimRequest.tls` is `Some`) without a client
+//! certificate, `/secapi/` answers HTTP 200 `return_code=FAIL`, `return_msg` "证书错误: …", like
+//! WeChat without the merchant API certificate, before reading the body; over plain HTTP (the
+//! sandbox mounted in paybridge) no certificate is asked for. `/pay/refundquery` takes
+//! `refund_id` > `out_refund_no` > `transaction_id` > `out_trade_no`, answers `refund_count` and
+//! the `_$n` fields (10 per page, `offset` pages), or `REFUNDNOTEXIST`.
 //!
 //! Login codes: any code works once (then `40163`); `invalid…` → `40029`, `busy` → `-1`,
 //! `ratelimit` → `45011`, `blocked` → `40226`; a code starting with `union` also gets a
@@ -38,8 +50,9 @@
 //! - `POST /control/notify` `{"out_trade_no": "…", "mch_id"?: "…", "copies"?: 1}` sends a paid
 //!   order's notification again, the same bytes as before, and answers `{"deliveries": […]}`.
 //!   An unpaid order gets a 409 (`order_not_paid`).
-//! - `POST /control/fail` `{"api": "unifiedorder" | "orderquery" | "closeorder" |
-//!   "jscode2session" | "*", "mode": "SYSTEMERROR" | "http500" | "bad_sign" | "timeout",
+//! - `POST /control/fail` `{"api": "unifiedorder" | "orderquery" | "closeorder" | "refund" |
+//!   "refundquery" | "jscode2session" | "*", "mode": "SYSTEMERROR" | "http500" | "bad_sign" |
+//!   "timeout",
 //!   "times": 1}` makes the next `times` matching calls fail, and answers
 //!   `{"pending": [{"api", "mode", "remaining"}]}`. `"times": 0` disarms every pending failure
 //!   of that `api` (`"*"`: all of them). The modes:
@@ -48,14 +61,35 @@
 //!   - `http500`: HTTP 500 with a plain-text body, and nothing is done;
 //!   - `bad_sign`: the call is done, but the answer's `sign` is wrong (Pay APIs only);
 //!   - `timeout`: the call is done, but the answer comes 1 s after the simulator's HTTP timeout.
+//! - `POST /control/refund` `{"out_refund_no": "…", "mch_id"?: "…", "status": "SUCCESS" |
+//!   "REFUNDCLOSE" | "CHANGE", "notify"?: "deliver" | "drop" | "return"}` settles a refund:
+//!   `PROCESSING` may become any of the three, `CHANGE` may become `SUCCESS` or `REFUNDCLOSE`
+//!   (an operator's fix); `SUCCESS` stamps `success_time` (Beijing `yyyy-MM-dd HH:mm:ss`).
+//!   Giving the refund's current status again resends the same notification bytes; anything
+//!   else gets a 409 (`refund_final`). An unknown refund gets a 404 (`refund_not_found`), a
+//!   number several merchants use without `mch_id` a 409 (`ambiguous_refund`). The refund
+//!   notification (outer `return_code`, `appid`, `mch_id`, `nonce_str`, `req_info`; no `sign`;
+//!   `req_info` is the `<root>` of the refund's details, AES-256-ECB encrypted under
+//!   hex(MD5(API key)) by the simulator's own code) goes to the refund's `notify_url` with
+//!   `deliver` (the default), is not sent with `drop` or `return` (nor when the refund request
+//!   had no `notify_url`). The answer is the refund's view plus `"notification"` and
+//!   `"deliveries"`.
+//! - `POST /control/settings` `{"auto_refund": "SUCCESS" | "REFUNDCLOSE" | "CHANGE" | null}`:
+//!   with a status set, every newly accepted refund takes it at once (a refundquery right after
+//!   the refund answer already shows it), and its notification is POSTed 300 ms after the answer,
+//!   again every second until acknowledged (4 attempts at most). `null` turns it off; `{}` only
+//!   reads. The answer is `{"auto_refund": …}`.
 //! - `GET /control/orders/{out_trade_no}[?mch_id=…]` returns the simulator's view of the order:
 //!   `{"mch_id", "appid", "out_trade_no", "trade_state", "prepay_id", "total_fee", "notify_url",
 //!   "trade_type", "sign_type", "openid", "attach", "transaction_id", "time_end",
-//!   "paid_after_close", "deliveries"}`.
+//!   "paid_after_close", "deliveries", "refunds"}`; each refund is `{"mch_id", "out_trade_no",
+//!   "transaction_id", "out_refund_no", "refund_id", "total_fee", "refund_fee", "notify_url",
+//!   "refund_status", "success_time", "deliveries"}`.
 //!
 //! An unknown path gets a 404, and a known path with the wrong method gets a 405.
 
 mod control;
+mod control_refund;
 mod envelope;
 mod faults;
 mod login;
@@ -63,6 +97,9 @@ mod merchants;
 mod notify;
 mod orders;
 mod query_close;
+mod refund_crypto;
+mod refund_notify;
+mod refunds;
 mod signature;
 mod unifiedorder;
 mod xml;
@@ -74,7 +111,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use paybridge_core::provider::{SimRequest, SimResponse, Simulator};
+use paybridge_core::provider::{SimRequest, SimResponse, Simulator, TlsPeer};
 use serde_json::{Value, json};
 
 use envelope::Reply;
@@ -82,6 +119,7 @@ use faults::{Api, FaultMode, Faults};
 use login::Logins;
 use merchants::Registry;
 use orders::OrderBook;
+use refunds::{RefundBook, RefundStatus};
 
 /// How much later than the HTTP timeout a `timeout` failure answers.
 const TIMEOUT_OVERSHOOT: Duration = Duration::from_secs(1);
@@ -94,7 +132,8 @@ pub fn simulator(timeout: Duration) -> Arc<dyn Simulator> {
 
 /// The WeChat simulator: login, Pay API v2 and the control API, all in memory.
 pub struct WechatSimulator {
-    state: Mutex<State>,
+    // Shared with the tasks that deliver automatic refund notifications after the answer.
+    state: Arc<Mutex<State>>,
     http: Option<reqwest::Client>,
     timeout: Duration,
 }
@@ -104,7 +143,16 @@ struct State {
     registry: Registry,
     logins: Logins,
     orders: OrderBook,
+    refunds: RefundBook,
     faults: Faults,
+    settings: Settings,
+}
+
+/// Behaviour switches of `POST /control/settings`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Settings {
+    /// Every newly accepted refund at once moves to this status and its notification is sent.
+    auto_refund: Option<RefundStatus>,
 }
 
 enum Route<'a> {
@@ -113,6 +161,8 @@ enum Route<'a> {
     ControlPay,
     ControlNotify,
     ControlFail,
+    ControlRefund,
+    ControlSettings,
     ControlOrder(&'a str),
 }
 
@@ -124,9 +174,13 @@ impl Route<'_> {
             "/pay/unifiedorder" => (Route::Pay(Api::UnifiedOrder), "POST"),
             "/pay/orderquery" => (Route::Pay(Api::OrderQuery), "POST"),
             "/pay/closeorder" => (Route::Pay(Api::CloseOrder), "POST"),
+            "/secapi/pay/refund" => (Route::Pay(Api::Refund), "POST"),
+            "/pay/refundquery" => (Route::Pay(Api::RefundQuery), "POST"),
             "/control/pay" => (Route::ControlPay, "POST"),
             "/control/notify" => (Route::ControlNotify, "POST"),
             "/control/fail" => (Route::ControlFail, "POST"),
+            "/control/refund" => (Route::ControlRefund, "POST"),
+            "/control/settings" => (Route::ControlSettings, "POST"),
             other => {
                 let number = other
                     .strip_prefix("/control/orders/")
@@ -142,15 +196,14 @@ impl WechatSimulator {
     /// A simulator with no merchants yet.
     pub fn new(timeout: Duration) -> Self {
         WechatSimulator {
-            state: Mutex::new(State::default()),
+            state: Arc::new(Mutex::new(State::default())),
             http: notify::http_client(timeout),
             timeout,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves plain data behind; keep serving.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     fn take_fault(&self, api: Api) -> Option<FaultMode> {
@@ -187,11 +240,17 @@ impl WechatSimulator {
         }
     }
 
-    async fn pay_api(&self, api: Api, body: &[u8]) -> SimResponse {
+    async fn pay_api(&self, api: Api, body: &[u8], tls: Option<&TlsPeer>) -> SimResponse {
+        // The TLS layer comes first: over HTTPS, /secapi/ refuses a peer without the merchant
+        // API certificate before reading anything.
+        if api == Api::Refund && tls.is_some_and(|peer| peer.client_cert_der.is_none()) {
+            return Reply::Refused(NO_CERTIFICATE.into()).render(false);
+        }
         let fault = self.take_fault(api);
         if fault == Some(FaultMode::Http500) {
             return http_500();
         }
+        let mut new_refund = None;
         let reply = {
             let mut state = self.lock();
             let state = &mut *state;
@@ -206,10 +265,20 @@ impl WechatSimulator {
                     }
                     Api::OrderQuery => query_close::orderquery(&state.orders, &auth),
                     Api::CloseOrder => query_close::closeorder(&mut state.orders, &auth),
+                    Api::Refund => {
+                        let (reply, created) =
+                            refunds::refund(&state.orders, &mut state.refunds, &auth);
+                        new_refund = created.map(|no| (auth.merchant.mch_id.clone(), no));
+                        reply
+                    }
+                    Api::RefundQuery => refunds::refundquery(&state.orders, &state.refunds, &auth),
                     Api::Jscode2session | Api::Any => Reply::Refused("not a Pay API".into()),
                 },
             }
         };
+        if let Some((mch_id, out_refund_no)) = new_refund {
+            self.auto_complete_refund(&mch_id, &out_refund_no);
+        }
         let response = reply.render(fault == Some(FaultMode::BadSign));
         self.answer_late(fault).await;
         response
@@ -239,15 +308,25 @@ impl Simulator for WechatSimulator {
         }
         match route {
             Route::Login => self.login(&request.query).await,
-            Route::Pay(api) => self.pay_api(api, &request.body).await,
+            Route::Pay(api) => self.pay_api(api, &request.body, request.tls.as_ref()).await,
             Route::ControlPay => self.control_pay(&request.body).await,
             Route::ControlNotify => self.control_notify(&request.body).await,
             Route::ControlFail => self.control_fail(&request.body),
+            Route::ControlRefund => self.control_refund(&request.body).await,
+            Route::ControlSettings => self.control_settings(&request.body),
             Route::ControlOrder(number) => {
                 self.control_order(&percent_decode(number), &request.query)
             }
         }
     }
+}
+
+/// `return_msg` of a `/secapi/` call over HTTPS without a client certificate.
+const NO_CERTIFICATE: &str = "证书错误: 请求未携带商户API证书 (client certificate required)";
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock leaves plain data behind; keep serving.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn http_500() -> SimResponse {

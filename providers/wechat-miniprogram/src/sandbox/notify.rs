@@ -8,7 +8,7 @@ use tokio::task::JoinSet;
 
 use super::envelope::nonce;
 use super::merchants::Merchant;
-use super::orders::{Delivery, Order, Payment};
+use super::orders::{Delivery, Order};
 use super::signature;
 use super::xml::{self, Fields};
 
@@ -61,12 +61,12 @@ pub(crate) fn build(
     xml::write(&fields)
 }
 
-/// Sends the notification of `payment` to `url` `copies` times at once (WeChat's servers do
+/// Sends a notification (payment or refund) to `url` `copies` times at once (WeChat's servers do
 /// redeliver concurrently) and reports every attempt.
 pub(crate) async fn deliver(
     client: Option<&reqwest::Client>,
     url: &str,
-    payment: &Payment,
+    notification: &str,
     copies: u32,
 ) -> Vec<Delivery> {
     let Some(client) = client else {
@@ -79,7 +79,7 @@ pub(crate) async fn deliver(
         attempts.spawn(send_once(
             client.clone(),
             url.to_owned(),
-            payment.notification.clone(),
+            notification.to_owned(),
         ));
     }
     let mut deliveries = Vec::new();

@@ -41,7 +41,7 @@ impl TradeState {
     }
 }
 
-/// One attempt to deliver a payment notification.
+/// One attempt to deliver a notification (of a payment or a refund).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Delivery {
     /// When it was sent (RFC 3339).

@@ -48,7 +48,7 @@ fn valid_timestamp(value: &str) -> bool {
         && NaiveDateTime::parse_from_str(value, "%Y%m%d%H%M%S").is_ok()
 }
 
-fn valid_notify_url(value: &str) -> Result<(), String> {
+pub(crate) fn valid_notify_url(value: &str) -> Result<(), String> {
     let url = url::Url::parse(value).map_err(|e| format!("notify_url不是合法的URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err("notify_url必须是http或https的绝对地址".into());

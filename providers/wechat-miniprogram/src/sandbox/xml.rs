@@ -136,7 +136,12 @@ fn resolve_reference(reference: &BytesRef<'_>) -> Result<String, XmlError> {
 
 /// Writes fields the way WeChat does: digits bare, everything else in CDATA.
 pub(crate) fn write(fields: &Fields) -> String {
-    let mut out = String::from("<xml>");
+    write_root("xml", fields)
+}
+
+/// The same under another root element (the refund notification's `<root>`).
+pub(crate) fn write_root(root: &str, fields: &Fields) -> String {
+    let mut out = format!("<{root}>");
     for (name, value) in fields {
         out.push('<');
         out.push_str(name);
@@ -153,7 +158,9 @@ pub(crate) fn write(fields: &Fields) -> String {
         out.push_str(name);
         out.push('>');
     }
-    out.push_str("</xml>");
+    out.push_str("</");
+    out.push_str(root);
+    out.push('>');
     out
 }
 

@@ -296,7 +296,7 @@ async fn control_errors_are_json() {
         control(
             &sim,
             "/control/fail",
-            json!({"api": "refund", "mode": "http500"})
+            json!({"api": "payment", "mode": "http500"})
         )
         .await
         .status,

@@ -5,6 +5,7 @@ mod control;
 mod faults;
 mod login;
 mod pay_api;
+mod refunds;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -1,0 +1,289 @@
+//! The tenant's `[providers.alipay_app]` table, validated. Every bad key is reported, and no error
+//! message ever contains key material.
+
+use std::fmt;
+use std::path::Path;
+
+use paybridge_core::provider::{BuildContext, FieldError, FieldSpec};
+
+use crate::keys::{AlipayPublicKey, AppPrivateKey};
+use crate::sign::SIGN_TYPE_RSA2;
+
+/// Default `gateway_url` (production).
+pub const DEFAULT_GATEWAY_URL: &str = "https://openapi.alipay.com/gateway.do";
+
+/// The config keys, for the admin and the docs.
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec {
+        name: "app_id",
+        required: true,
+        secret: false,
+        description: "Alipay app id (digits, e.g. 2021000122671080)",
+    },
+    FieldSpec {
+        name: "private_key",
+        required: true,
+        secret: true,
+        description: "App private key (RSA 2048): PKCS#1 or PKCS#8, PEM or one-line base64",
+    },
+    FieldSpec {
+        name: "alipay_public_key",
+        required: true,
+        secret: false,
+        description: "Alipay's public key (SPKI, PEM or one-line base64) from the Alipay console; not the app's own public key",
+    },
+    FieldSpec {
+        name: "seller_id",
+        required: true,
+        secret: false,
+        description: "The merchant's Alipay user id (2088 + 12 digits), checked on every notification",
+    },
+    FieldSpec {
+        name: "gateway_url",
+        required: false,
+        secret: false,
+        description: "OpenAPI gateway (default https://openapi.alipay.com/gateway.do)",
+    },
+    FieldSpec {
+        name: "sign_type",
+        required: false,
+        secret: false,
+        description: "\"RSA2\" (the default and only value)",
+    },
+    FieldSpec {
+        name: "ca_file",
+        required: false,
+        secret: false,
+        description: "Path to extra trusted root certificates (PEM) for gateway_url",
+    },
+];
+
+/// A validated Alipay app-pay merchant config.
+pub struct AlipayConfig {
+    /// The app id.
+    pub app_id: String,
+    /// Signs every request and orderString.
+    pub private_key: AppPrivateKey,
+    /// Verifies every gateway response and notification.
+    pub alipay_public_key: AlipayPublicKey,
+    /// The payee every notification must name.
+    pub seller_id: String,
+    /// The gateway URL, as configured.
+    pub gateway_url: String,
+    /// Extra trusted roots for the gateway.
+    pub ca_certs: Vec<reqwest::Certificate>,
+}
+
+impl fmt::Debug for AlipayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlipayConfig")
+            .field("app_id", &self.app_id)
+            .field("private_key", &self.private_key)
+            .field("alipay_public_key", &self.alipay_public_key)
+            .field("seller_id", &self.seller_id)
+            .field("gateway_url", &self.gateway_url)
+            .field("ca_certs", &self.ca_certs.len())
+            .finish()
+    }
+}
+
+fn type_name(value: &toml::Value) -> &'static str {
+    match value {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a datetime",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+struct Reader<'a> {
+    table: &'a toml::Table,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Reader<'a> {
+    fn error(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(key, message));
+    }
+
+    /// The string at `key`; a wrong type, or absence/emptiness when `required`, is recorded.
+    fn string(&mut self, key: &str, required: bool) -> Option<&'a str> {
+        let table = self.table;
+        match table.get(key) {
+            None if required => {
+                self.error(key, "required");
+                None
+            }
+            None => None,
+            Some(toml::Value::String(s)) if s.trim().is_empty() => {
+                self.error(key, "must not be empty");
+                None
+            }
+            Some(toml::Value::String(s)) => Some(s.as_str()),
+            Some(other) => {
+                let found = type_name(other);
+                self.error(key, format!("must be a string, found {found}"));
+                None
+            }
+        }
+    }
+
+    fn app_id(&mut self) -> Option<String> {
+        let value = self.string("app_id", true)?;
+        if (1..=32).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()) {
+            Some(value.to_owned())
+        } else {
+            let shown: String = value.chars().take(40).collect();
+            self.error(
+                "app_id",
+                format!("must be the Alipay app id: 1-32 digits (e.g. 2021000122671080), found {shown:?}"),
+            );
+            None
+        }
+    }
+
+    fn seller_id(&mut self) -> Option<String> {
+        let value = self.string("seller_id", true)?;
+        let ok = value.len() == 16
+            && value.starts_with("2088")
+            && value.bytes().all(|b| b.is_ascii_digit());
+        if ok {
+            Some(value.to_owned())
+        } else {
+            let shown: String = value.chars().take(40).collect();
+            self.error(
+                "seller_id",
+                format!("must be the merchant's Alipay user id: 2088 followed by 12 digits, found {shown:?}"),
+            );
+            None
+        }
+    }
+
+    fn gateway_url(&mut self) -> String {
+        let Some(value) = self.string("gateway_url", false) else {
+            return DEFAULT_GATEWAY_URL.to_owned();
+        };
+        let value = value.to_owned();
+        match url::Url::parse(&value) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none() =>
+            {
+                value
+            }
+            _ => {
+                self.error(
+                    "gateway_url",
+                    format!("must be an absolute http(s) URL without a query, found {value:?}"),
+                );
+                DEFAULT_GATEWAY_URL.to_owned()
+            }
+        }
+    }
+
+    fn sign_type(&mut self) {
+        match self.string("sign_type", false) {
+            None => {}
+            Some(SIGN_TYPE_RSA2) => {}
+            Some("RSA") => self.error(
+                "sign_type",
+                "RSA (SHA1withRSA) is legacy and not supported; use \"RSA2\" (the default)",
+            ),
+            Some(other) => {
+                let shown: String = other.chars().take(40).collect();
+                self.error("sign_type", format!("must be \"RSA2\", found {shown:?}"));
+            }
+        }
+    }
+
+    fn ca_certs(&mut self, base_dir: &Path) -> Vec<reqwest::Certificate> {
+        let Some(value) = self.string("ca_file", false) else {
+            return Vec::new();
+        };
+        let path = base_dir.join(value);
+        match std::fs::read(&path) {
+            Ok(bytes) => match reqwest::Certificate::from_pem_bundle(&bytes) {
+                Ok(certs) if !certs.is_empty() => certs,
+                _ => {
+                    self.error(
+                        "ca_file",
+                        format!("file {} holds no PEM certificate", path.display()),
+                    );
+                    Vec::new()
+                }
+            },
+            Err(e) => {
+                self.error(
+                    "ca_file",
+                    format!("cannot read file {}: {e}", path.display()),
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Validate the provider table (`enabled` already removed), parse both keys and read `ca_file`.
+pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<AlipayConfig, Vec<FieldError>> {
+    let mut r = Reader {
+        table,
+        errors: Vec::new(),
+    };
+    for key in table.keys() {
+        if !FIELDS.iter().any(|f| f.name == key) {
+            let known: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
+            r.error(
+                key,
+                format!("unknown key; expected one of: {}", known.join(", ")),
+            );
+        }
+    }
+
+    let app_id = r.app_id();
+    let private_key = r
+        .string("private_key", true)
+        .map(AppPrivateKey::parse)
+        .and_then(|parsed| parsed.map_err(|m| r.error("private_key", m)).ok());
+    let alipay_public_key = r
+        .string("alipay_public_key", true)
+        .map(AlipayPublicKey::parse)
+        .and_then(|parsed| parsed.map_err(|m| r.error("alipay_public_key", m)).ok());
+    if let (Some(private), Some(public)) = (&private_key, &alipay_public_key)
+        && private.public_key_spki() == public.spki()
+    {
+        r.error(
+            "alipay_public_key",
+            "this is the app's own public key; use the Alipay public key from the Alipay console",
+        );
+    }
+    let seller_id = r.seller_id();
+    let gateway_url = r.gateway_url();
+    r.sign_type();
+    let ca_certs = r.ca_certs(&ctx.base_dir);
+
+    let errors = r.errors;
+    match (app_id, private_key, alipay_public_key, seller_id) {
+        (Some(app_id), Some(private_key), Some(alipay_public_key), Some(seller_id))
+            if errors.is_empty() =>
+        {
+            Ok(AlipayConfig {
+                app_id,
+                private_key,
+                alipay_public_key,
+                seller_id,
+                gateway_url,
+                ca_certs,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

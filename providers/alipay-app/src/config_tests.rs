@@ -1,0 +1,186 @@
+//! Every bad field is reported, with a message that says what to do and never shows a key.
+
+use std::time::Duration;
+
+use super::*;
+use crate::test_support::{ctx, fixture, sandbox_key, table};
+
+fn refused(overrides: &[(&str, &str)]) -> Vec<FieldError> {
+    parse(&table(overrides), &ctx(Duration::from_secs(1))).expect_err("should be refused")
+}
+
+fn fields(errors: &[FieldError]) -> Vec<&str> {
+    errors.iter().map(|e| e.field.as_str()).collect()
+}
+
+fn message<'a>(errors: &'a [FieldError], field: &str) -> &'a str {
+    errors
+        .iter()
+        .find(|e| e.field == field)
+        .map(|e| e.message.as_str())
+        .unwrap_or_else(|| panic!("no error for {field}: {errors:?}"))
+}
+
+#[test]
+fn a_valid_table_parses_with_defaults() {
+    let config = parse(&table(&[]), &ctx(Duration::from_secs(1))).expect("valid");
+    assert_eq!(config.app_id, "2021001100600001");
+    assert_eq!(config.seller_id, "2088000000000001");
+    assert_eq!(config.gateway_url, DEFAULT_GATEWAY_URL);
+    assert!(config.ca_certs.is_empty());
+    let debug = format!("{config:?}");
+    assert!(debug.contains("[REDACTED]"), "{debug}");
+    assert!(!debug.contains("MII"), "{debug}");
+}
+
+#[test]
+fn every_missing_required_field_is_listed() {
+    let mut t = toml::Table::new();
+    t.insert(
+        "gateway_url".into(),
+        "https://openapi-sandbox.dl.alipaydev.com/gateway.do".into(),
+    );
+    let errors = parse(&t, &ctx(Duration::from_secs(1))).expect_err("refused");
+    assert_eq!(
+        fields(&errors),
+        ["app_id", "private_key", "alipay_public_key", "seller_id"]
+    );
+    assert!(errors.iter().all(|e| e.message == "required"));
+}
+
+#[test]
+fn every_bad_field_is_listed_at_once() {
+    let errors = refused(&[
+        ("app_id", "wx123"),
+        (
+            "private_key",
+            "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2",
+        ),
+        (
+            "alipay_public_key",
+            &fixture("vectors/app_private_pkcs1.pem"),
+        ),
+        ("seller_id", "2088123"),
+        ("gateway_url", "ftp://openapi.alipay.com/gateway.do"),
+        ("sign_type", "RSA"),
+        ("ca_file", "no/such/file.pem"),
+        ("notify_url", "https://x"),
+    ]);
+    let mut listed = fields(&errors);
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        [
+            "alipay_public_key",
+            "app_id",
+            "ca_file",
+            "gateway_url",
+            "notify_url",
+            "private_key",
+            "seller_id",
+            "sign_type"
+        ]
+    );
+    assert_eq!(
+        message(&errors, "private_key"),
+        "not a PKCS#1 or PKCS#8 RSA private key (got 64 bytes of base64 that do not parse as either)"
+    );
+    assert_eq!(
+        message(&errors, "alipay_public_key"),
+        "this is an RSA private key; expected Alipay's public key (SPKI)"
+    );
+    assert!(message(&errors, "seller_id").contains("2088 followed by 12 digits"));
+    assert!(message(&errors, "sign_type").contains("RSA2"));
+    assert!(message(&errors, "notify_url").starts_with("unknown key"));
+    assert!(message(&errors, "app_id").contains("digits"));
+}
+
+#[test]
+fn the_apps_own_public_key_as_alipay_public_key_is_detected() {
+    for public in [
+        fixture("vectors/app_public.pem"),
+        fixture("vectors/app_public.pem")
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<String>(),
+    ] {
+        let errors = refused(&[("alipay_public_key", &public)]);
+        assert_eq!(fields(&errors), ["alipay_public_key"]);
+        assert_eq!(
+            errors[0].message,
+            "this is the app's own public key; use the Alipay public key from the Alipay console"
+        );
+    }
+    // The same check holds whichever format the private key is in.
+    let errors = refused(&[
+        ("private_key", &fixture("vectors/app_private_pkcs1.pem")),
+        ("alipay_public_key", &fixture("vectors/app_public.pem")),
+    ]);
+    assert_eq!(fields(&errors), ["alipay_public_key"]);
+}
+
+#[test]
+fn keys_swapped_between_the_two_fields_are_both_reported() {
+    let errors = refused(&[
+        ("private_key", &sandbox_key("alipay_sandbox_public.pem")),
+        (
+            "alipay_public_key",
+            &fixture("vectors/app_private_pkcs8.pem"),
+        ),
+    ]);
+    assert_eq!(
+        message(&errors, "private_key"),
+        "this is a public key; expected the app private key (PKCS#1 or PKCS#8)"
+    );
+    assert_eq!(
+        message(&errors, "alipay_public_key"),
+        "this is an RSA private key; expected Alipay's public key (SPKI)"
+    );
+}
+
+#[test]
+fn wrong_types_and_empty_values_are_reported() {
+    let mut t = table(&[]);
+    t.insert("app_id".into(), toml::Value::Integer(2021001100600001));
+    t.insert("seller_id".into(), "".into());
+    let errors = parse(&t, &ctx(Duration::from_secs(1))).expect_err("refused");
+    assert_eq!(
+        message(&errors, "app_id"),
+        "must be a string, found an integer"
+    );
+    assert_eq!(message(&errors, "seller_id"), "must not be empty");
+}
+
+#[test]
+fn no_message_contains_key_material() {
+    let private = fixture("vectors/app_private_pkcs8.pem");
+    let errors = refused(&[
+        ("alipay_public_key", &private),
+        ("private_key", &private.replace('A', "B")),
+    ]);
+    let body: String = private
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    for e in &errors {
+        for window in body.as_bytes().windows(10).step_by(5) {
+            let window = std::str::from_utf8(window).expect("ascii");
+            assert!(!e.message.contains(window), "{} leaks key text", e.field);
+        }
+    }
+}
+
+#[test]
+fn sign_type_rsa2_is_accepted_and_ca_file_is_relative_to_base_dir() {
+    assert!(
+        parse(
+            &table(&[("sign_type", "RSA2")]),
+            &ctx(Duration::from_secs(1))
+        )
+        .is_ok()
+    );
+    let errors = refused(&[("ca_file", "missing-ca.pem")]);
+    assert!(message(&errors, "ca_file").starts_with("cannot read file ./missing-ca.pem"));
+    let errors = refused(&[("ca_file", "Cargo.toml")]);
+    assert!(message(&errors, "ca_file").contains("holds no PEM certificate"));
+}

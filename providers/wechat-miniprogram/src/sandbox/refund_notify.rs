@@ -1,0 +1,43 @@
+//! The refund notification (PROTOCOLS §B.10), built by the simulator's own code.
+
+use super::envelope::nonce;
+use super::merchants::Merchant;
+use super::refund_crypto::encrypt_req_info;
+use super::refunds::Refund;
+use super::xml::{self, Fields};
+
+/// The refund notification: outer `<xml>` with `return_code`, `appid`, `mch_id`, `nonce_str` and
+/// `req_info` (the encrypted `<root>` of the refund's details). No `sign`, as WeChat sends it.
+pub(crate) fn build(refund: &Refund, merchant: &Merchant) -> String {
+    let mut inner = Fields::new();
+    let mut put = |name: &str, value: String| {
+        inner.insert(name.to_owned(), value);
+    };
+    put("transaction_id", refund.transaction_id.clone());
+    put("out_trade_no", refund.out_trade_no.clone());
+    put("refund_id", refund.refund_id.clone());
+    put("out_refund_no", refund.out_refund_no.clone());
+    put("total_fee", refund.total_fee.to_string());
+    put("settlement_total_fee", refund.total_fee.to_string());
+    put("refund_fee", refund.refund_fee.to_string());
+    put("settlement_refund_fee", refund.refund_fee.to_string());
+    put("refund_status", refund.status.as_str().to_owned());
+    if let Some(time) = &refund.success_time {
+        put("success_time", time.clone());
+    }
+    put("refund_recv_accout", "支付用户零钱".to_owned());
+    put("refund_account", "REFUND_SOURCE_UNSETTLED_FUNDS".to_owned());
+    put("refund_request_source", "API".to_owned());
+    let plaintext = xml::write_root("root", &inner);
+
+    let mut outer = Fields::new();
+    outer.insert("return_code".into(), "SUCCESS".into());
+    outer.insert("appid".into(), refund.appid.clone());
+    outer.insert("mch_id".into(), refund.mch_id.clone());
+    outer.insert("nonce_str".into(), nonce());
+    outer.insert(
+        "req_info".into(),
+        encrypt_req_info(&plaintext, &merchant.api_key),
+    );
+    xml::write(&outer)
+}

@@ -1,0 +1,92 @@
+//! Merchant API: refunds.
+
+use actix_web::{HttpResponse, get, post, web};
+
+use crate::api::auth::AuthTenant;
+use crate::error::ApiError;
+use crate::refunds;
+use crate::state::AppState;
+use crate::views::{CreateRefundRequest, ErrorBody, RefundView, SyncQuery};
+
+/// Refund (part of) a paid order.
+///
+/// The same `out_refund_no` again returns the same refund (200); with other content it is a 409.
+/// Refunds that have not failed never exceed the order amount (`refund_exceeds_order`).
+#[utoipa::path(
+    tag = "refunds",
+    params(("out_trade_no" = String, Path, description = "The merchant's order number")),
+    request_body = CreateRefundRequest,
+    responses(
+        (status = 201, description = "Refund accepted by the provider (`processing`, or `succeeded` when the provider settles at once)", body = RefundView),
+        (status = 200, description = "Exact replay of an earlier request", body = RefundView),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 404, description = "No such order for this tenant", body = ErrorBody),
+        (status = 409, description = "`refund_exceeds_order`, `out_refund_no_conflict` or `order_not_paid`", body = ErrorBody),
+        (status = 422, description = "`provider_misconfigured` (e.g. no client certificate; `field` names the key) or a provider refusal", body = ErrorBody),
+        (status = 502, description = "Provider failed; the refund stays `processing` and a replay sends it again", body = ErrorBody),
+        (status = 504, description = "Provider timed out; outcome unknown", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/v1/orders/{out_trade_no}/refunds")]
+pub async fn create_refund(
+    state: web::Data<AppState>,
+    auth: AuthTenant,
+    path: web::Path<String>,
+    body: web::Json<CreateRefundRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let order = state
+        .store
+        .find_order(&auth.0.id, &path)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    let (created, refund) = refunds::create_refund(&state, &auth.0, &order, &body).await?;
+    Ok(if created {
+        HttpResponse::Created().json(refund)
+    } else {
+        HttpResponse::Ok().json(refund)
+    })
+}
+
+/// Get a refund; with `?sync=true` ask the provider first.
+#[utoipa::path(
+    tag = "refunds",
+    params(
+        ("out_trade_no" = String, Path, description = "The merchant's order number"),
+        ("out_refund_no" = String, Path, description = "The merchant's refund number"),
+        SyncQuery,
+    ),
+    responses(
+        (status = 200, description = "The refund", body = RefundView),
+        (status = 404, description = "No such refund for this tenant", body = ErrorBody),
+        (status = 502, description = "sync=true and the provider failed; the refund is unchanged", body = ErrorBody),
+        (status = 504, description = "sync=true and the provider timed out", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/v1/orders/{out_trade_no}/refunds/{out_refund_no}")]
+pub async fn get_refund(
+    state: web::Data<AppState>,
+    auth: AuthTenant,
+    path: web::Path<(String, String)>,
+    query: web::Query<SyncQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (out_trade_no, out_refund_no) = path.into_inner();
+    let not_found = || ApiError::not_found("refund");
+    let order = state
+        .store
+        .find_order(&auth.0.id, &out_trade_no)
+        .await?
+        .ok_or_else(not_found)?;
+    let refund = state
+        .store
+        .find_refund(&auth.0.id, &out_trade_no, &out_refund_no)
+        .await?
+        .ok_or_else(not_found)?;
+    let refund = if query.sync {
+        refunds::sync_refund(&state, &auth.0, &order, &refund).await?
+    } else {
+        refund
+    };
+    Ok(HttpResponse::Ok().json(RefundView::from_model(&refund)))
+}

@@ -1,0 +1,192 @@
+//! The reconciler: what real integrations rely on when notifications are late or lost.
+//!
+//! Each pass, holding a database lease so that two instances never work at once:
+//! 1. queries pending orders older than `query_pending_after_seconds` that had no notification;
+//! 2. closes pending orders past their expiry, at the provider first (if the provider says paid,
+//!    they become paid instead);
+//! 3. queries `processing` refunds until they are final (re-sending one the provider never got).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use paybridge_core::order::OrderStatus;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TryInsertResult,
+};
+
+use crate::db::entities::{lease, order};
+use crate::refunds;
+use crate::service;
+use crate::state::AppState;
+use crate::store::StoreError;
+
+const LEASE: &str = "reconciler";
+const BATCH: u64 = 200;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// Whether this instance held the lease (otherwise it did nothing).
+    pub held_lease: bool,
+    /// Pending orders queried.
+    pub queried: usize,
+    /// Expired orders closed (or found paid).
+    pub expired: usize,
+    /// Refunds queried.
+    pub refunds: usize,
+    /// Calls that failed (logged; retried next pass).
+    pub errors: usize,
+}
+
+/// Try to take (or renew) the named lease until `now + ttl`.
+pub async fn acquire_lease(
+    state: &AppState,
+    holder: &str,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    let db = state.store.db();
+    let until =
+        now + chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::seconds(60));
+    let inserted = lease::Entity::insert(lease::ActiveModel {
+        name: Set(LEASE.to_owned()),
+        holder: Set(holder.to_owned()),
+        expires_at: Set(until),
+    })
+    .on_conflict_do_nothing_on([lease::Column::Name])
+    .exec_without_returning(db)
+    .await?;
+    if matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
+        return Ok(true);
+    }
+    let taken = lease::Entity::update_many()
+        .col_expr(lease::Column::Holder, Expr::value(holder))
+        .col_expr(lease::Column::ExpiresAt, Expr::value(until))
+        .filter(lease::Column::Name.eq(LEASE))
+        .filter(
+            Condition::any()
+                .add(lease::Column::Holder.eq(holder))
+                .add(lease::Column::ExpiresAt.lt(now)),
+        )
+        .exec(db)
+        .await?;
+    Ok(taken.rows_affected == 1)
+}
+
+/// Give the lease up (end of a pass).
+pub async fn release_lease(state: &AppState, holder: &str) -> Result<(), StoreError> {
+    lease::Entity::delete_many()
+        .filter(lease::Column::Name.eq(LEASE))
+        .filter(lease::Column::Holder.eq(holder))
+        .exec(state.store.db())
+        .await?;
+    Ok(())
+}
+
+async fn pending_orders(
+    state: &AppState,
+    filter: impl FnOnce(sea_orm::Select<order::Entity>) -> sea_orm::Select<order::Entity>,
+) -> Result<Vec<order::Model>, StoreError> {
+    let q = order::Entity::find().filter(order::Column::Status.eq(OrderStatus::Pending.as_str()));
+    Ok(filter(q)
+        .order_by_asc(order::Column::CreatedAt)
+        .limit(BATCH)
+        .all(state.store.db())
+        .await?)
+}
+
+/// One pass at time `now`. Returns what it did; failures of single calls are logged and counted,
+/// not fatal.
+pub async fn run_once(
+    state: &AppState,
+    holder: &str,
+    now: DateTime<Utc>,
+) -> Result<PassReport, StoreError> {
+    let mut report = PassReport::default();
+    let interval = Duration::from_secs(state.config.reconciler.interval_seconds.max(1));
+    if !acquire_lease(state, holder, now, interval * 4).await? {
+        return Ok(report);
+    }
+    report.held_lease = true;
+    let quiet_for =
+        i64::try_from(state.config.reconciler.query_pending_after_seconds).unwrap_or(i64::MAX);
+    let quiet_since = now - chrono::Duration::seconds(quiet_for);
+
+    let stale = pending_orders(state, |q| {
+        q.filter(order::Column::CreatedAt.lte(quiet_since))
+            .filter(order::Column::LastNotifiedAt.is_null())
+            .filter(order::Column::ExpiresAt.gt(now))
+    })
+    .await?;
+    for o in stale {
+        let Some(tenant) = state.tenants.get(&o.tenant_id) else {
+            continue;
+        };
+        report.queried += 1;
+        if let Err(e) = service::sync_order(state, &tenant, &o).await {
+            report.errors += 1;
+            tracing::warn!(tenant = %o.tenant_id, out_trade_no = %o.out_trade_no, error = %e, "reconciler: query failed");
+        }
+    }
+
+    let expired = pending_orders(state, |q| q.filter(order::Column::ExpiresAt.lte(now))).await?;
+    for o in expired {
+        let Some(tenant) = state.tenants.get(&o.tenant_id) else {
+            continue;
+        };
+        report.expired += 1;
+        match service::close_order(state, &tenant, &o).await {
+            Ok(_) => {}
+            Err(e) if e.code == "order_paid" => {
+                tracing::info!(tenant = %o.tenant_id, out_trade_no = %o.out_trade_no, "reconciler: expired order was paid");
+            }
+            Err(e) => {
+                report.errors += 1;
+                tracing::warn!(tenant = %o.tenant_id, out_trade_no = %o.out_trade_no, error = %e, "reconciler: close failed");
+            }
+        }
+    }
+
+    for r in state.store.open_refunds(BATCH).await? {
+        let Some(tenant) = state.tenants.get(&r.tenant_id) else {
+            continue;
+        };
+        let Some(o) = state
+            .store
+            .find_order(&r.tenant_id, &r.out_trade_no)
+            .await?
+        else {
+            continue;
+        };
+        report.refunds += 1;
+        if let Err(e) = refunds::sync_refund(state, &tenant, &o, &r).await {
+            report.errors += 1;
+            tracing::warn!(tenant = %r.tenant_id, out_refund_no = %r.out_refund_no, error = %e, "reconciler: refund query failed");
+        }
+    }
+    release_lease(state, holder).await?;
+    Ok(report)
+}
+
+/// Run passes forever at the configured interval.
+pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    let holder = uuid::Uuid::new_v4().to_string();
+    let interval = Duration::from_secs(state.config.reconciler.interval_seconds.max(1));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match run_once(&state, &holder, Utc::now()).await {
+                Ok(r) if r.queried + r.expired + r.refunds > 0 => {
+                    tracing::info!(?r, "reconciler pass")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "reconciler pass failed"),
+            }
+        }
+    })
+}

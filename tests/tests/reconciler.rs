@@ -1,0 +1,223 @@
+//! The reconciler: lost notifications, expiry, a payment racing the close, refunds left
+//! processing, and its lease. Passes are run directly with a chosen clock.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::{Duration, Utc};
+use paybridge_server::reconciler::{acquire_lease, run_once};
+use paybridge_tests::{Gateway, TestTenant, alipay, backends, wechat};
+
+fn tenant(id: &str, n: u32) -> TestTenant {
+    TestTenant::wechat(id, n, "MD5")
+}
+
+async fn status(gw: &Gateway, t: &str, no: &str) -> String {
+    gw.get(t, &format!("/v1/orders/{no}")).await.1["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_notifications_are_recovered_and_expired_orders_closed() {
+    for backend in backends() {
+        let t = tenant("rec_a", 50);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        // Paid, notifications lost, on both providers.
+        let (wx_paid, _) = wechat::create_order(&gw, &t.id, 100).await;
+        wechat::pay(&gw, &t, &wx_paid, "drop").await;
+        let (ali_paid, created) = alipay::create_order(&gw, &t.id, 100).await;
+        alipay::cashier(&gw, &alipay::order_string(&created), "drop").await;
+        // Never paid.
+        let (wx_unpaid, _) = wechat::create_order(&gw, &t.id, 100).await;
+
+        // Too early: nothing is queried before query_pending_after_seconds (120 s).
+        let report = run_once(&gw.state, "a", Utc::now()).await.unwrap();
+        assert!(report.held_lease);
+        assert_eq!(report.queried, 0);
+        assert_eq!(status(&gw, &t.id, &wx_paid).await, "pending");
+
+        let report = run_once(&gw.state, "a", Utc::now() + Duration::seconds(180))
+            .await
+            .unwrap();
+        assert_eq!(report.errors, 0, "{}: {report:?}", backend.name());
+        assert_eq!(
+            status(&gw, &t.id, &wx_paid).await,
+            "paid",
+            "{}",
+            backend.name()
+        );
+        assert_eq!(
+            status(&gw, &t.id, &ali_paid).await,
+            "paid",
+            "{}",
+            backend.name()
+        );
+        assert_eq!(status(&gw, &t.id, &wx_unpaid).await, "pending");
+
+        // Past the expiry (default 2 h): closed at the provider, then here.
+        let report = run_once(&gw.state, "a", Utc::now() + Duration::hours(3))
+            .await
+            .unwrap();
+        assert_eq!(report.errors, 0, "{report:?}");
+        assert_eq!(
+            status(&gw, &t.id, &wx_unpaid).await,
+            "closed",
+            "{}",
+            backend.name()
+        );
+        let (_, sim) = {
+            let r = gw
+                .http
+                .get(format!(
+                    "{}/sandbox/wechat_miniprogram/control/orders/{wx_unpaid}",
+                    gw.base
+                ))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        };
+        assert_eq!(
+            sim["trade_state"], "CLOSED",
+            "closed at WeChat first: {sim}"
+        );
+        gw.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_paid_just_before_its_close_shows_as_paid() {
+    for backend in backends() {
+        let t = tenant("rec_b", 51);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let (wx, _) = wechat::create_order(&gw, &t.id, 100).await;
+        let (ali, created) = alipay::create_order(&gw, &t.id, 100).await;
+        // Paid at the provider, the notification not (yet) here, and the order is past expiry.
+        wechat::pay(&gw, &t, &wx, "drop").await;
+        alipay::cashier(&gw, &alipay::order_string(&created), "drop").await;
+        let report = run_once(&gw.state, "a", Utc::now() + Duration::hours(3))
+            .await
+            .unwrap();
+        assert_eq!(report.expired, 2, "{report:?}");
+        assert_eq!(
+            status(&gw, &t.id, &wx).await,
+            "paid",
+            "{}: WeChat said ORDERPAID",
+            backend.name()
+        );
+        assert_eq!(
+            status(&gw, &t.id, &ali).await,
+            "paid",
+            "{}: Alipay said the trade is paid",
+            backend.name()
+        );
+        gw.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processing_refunds_are_queried_until_final() {
+    for backend in backends() {
+        let t = tenant("rec_c", 52);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let (no, _) = wechat::create_order(&gw, &t.id, 500).await;
+        wechat::pay(&gw, &t, &no, "deliver").await;
+        let (s, r) = gw
+            .post(
+                &t.id,
+                &format!("/v1/orders/{no}/refunds"),
+                &serde_json::json!({"out_refund_no": "RQ1", "amount": 200}),
+            )
+            .await;
+        assert_eq!((s, r["status"].as_str()), (201, Some("processing")), "{r}");
+        // WeChat completes it, but the refund notification is lost.
+        let (s, body) = gw
+            .sandbox("/control/refund", &serde_json::json!({"out_refund_no": "RQ1", "mch_id": t.mch_id, "status": "SUCCESS", "notify": "drop"}))
+            .await;
+        assert_eq!(s, 200, "{body}");
+        let report = run_once(&gw.state, "a", Utc::now()).await.unwrap();
+        assert_eq!(report.refunds, 1, "{report:?}");
+        let (_, refund) = gw.get(&t.id, &format!("/v1/orders/{no}/refunds/RQ1")).await;
+        assert_eq!(
+            refund["status"],
+            "succeeded",
+            "{}: {refund}",
+            backend.name()
+        );
+        let (_, order) = gw.get(&t.id, &format!("/v1/orders/{no}")).await;
+        assert_eq!(
+            (order["status"].as_str(), order["refunded_amount"].as_i64()),
+            (Some("partially_refunded"), Some(200))
+        );
+        let report = run_once(&gw.state, "a", Utc::now()).await.unwrap();
+        assert_eq!(report.refunds, 0, "final refunds are not queried again");
+        gw.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_never_reconcile_at_once() {
+    for backend in backends() {
+        let gw = Gateway::start(&backend, &[tenant("rec_d", 53)]).await;
+        let now = Utc::now();
+        assert!(
+            acquire_lease(
+                &gw.state,
+                "instance-1",
+                now,
+                std::time::Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            !acquire_lease(
+                &gw.state,
+                "instance-2",
+                now,
+                std::time::Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+        );
+        let report = run_once(&gw.state, "instance-2", now).await.unwrap();
+        assert!(
+            !report.held_lease,
+            "{}: the second instance waits",
+            backend.name()
+        );
+        // The holder renews; after expiry the other may take over.
+        assert!(
+            acquire_lease(
+                &gw.state,
+                "instance-1",
+                now,
+                std::time::Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+        );
+        let later = now + Duration::seconds(61);
+        assert!(
+            acquire_lease(
+                &gw.state,
+                "instance-2",
+                later,
+                std::time::Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            !acquire_lease(
+                &gw.state,
+                "instance-1",
+                later,
+                std::time::Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+        );
+        gw.finish().await;
+    }
+}

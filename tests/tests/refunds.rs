@@ -1,0 +1,249 @@
+//! Refunds on both providers through the HTTP API and the sandboxes, on SQLite and (with
+//! `DATABASE_URL`) PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use paybridge_tests::{Gateway, TestTenant, alipay, backends, wechat};
+
+#[derive(Clone, Copy, Debug)]
+enum Provider {
+    Wechat,
+    Alipay,
+}
+
+fn tenant(id: &str, n: u32) -> TestTenant {
+    TestTenant::wechat(id, n, "HMAC-SHA256")
+}
+
+/// A paid order of `amount` fen on `p`.
+async fn paid_order(gw: &Gateway, t: &TestTenant, p: Provider, amount: i64) -> String {
+    match p {
+        Provider::Wechat => {
+            let (no, _) = wechat::create_order(gw, &t.id, amount).await;
+            wechat::pay(gw, t, &no, "deliver").await;
+            no
+        }
+        Provider::Alipay => {
+            let (no, created) = alipay::create_order(gw, &t.id, amount).await;
+            alipay::cashier(gw, &alipay::order_string(&created), "deliver").await;
+            no
+        }
+    }
+}
+
+async fn refund(
+    gw: &Gateway,
+    t: &str,
+    no: &str,
+    out_refund_no: &str,
+    amount: i64,
+) -> (u16, serde_json::Value) {
+    gw.post(
+        t,
+        &format!("/v1/orders/{no}/refunds"),
+        &serde_json::json!({"out_refund_no": out_refund_no, "amount": amount}),
+    )
+    .await
+}
+
+/// Drive a refund to its final state the way the provider would: WeChat reports it later in a
+/// refund notification; Alipay settles it in the refund call itself.
+async fn settle(
+    gw: &Gateway,
+    t: &TestTenant,
+    p: Provider,
+    no: &str,
+    out_refund_no: &str,
+) -> serde_json::Value {
+    if let Provider::Wechat = p {
+        let (status, body) = gw
+            .sandbox(
+                "/control/refund",
+                &serde_json::json!({"out_refund_no": out_refund_no, "mch_id": t.mch_id, "status": "SUCCESS", "notify": "deliver"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["deliveries"][0]["acknowledged"], true,
+            "refund notification acknowledged: {body}"
+        );
+    }
+    let (status, body) = gw
+        .get(&t.id, &format!("/v1/orders/{no}/refunds/{out_refund_no}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn order(gw: &Gateway, t: &str, no: &str) -> serde_json::Value {
+    gw.get(t, &format!("/v1/orders/{no}")).await.1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_partial_replayed_and_excess_refunds() {
+    for backend in backends() {
+        for (i, p) in [Provider::Wechat, Provider::Alipay].into_iter().enumerate() {
+            let t = tenant(&format!("ref_{i}"), 20 + u32::try_from(i).unwrap());
+            let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+            let ctx = format!("{} {p:?}", backend.name());
+
+            // Full refund.
+            let full = paid_order(&gw, &t, p, 300).await;
+            let (status, r) = refund(&gw, &t.id, &full, "FULL-1", 300).await;
+            assert_eq!(status, 201, "{ctx}: {r}");
+            assert_eq!(r["out_trade_no"], full.as_str());
+            let settled = settle(&gw, &t, p, &full, "FULL-1").await;
+            assert_eq!(settled["status"], "succeeded", "{ctx}: {settled}");
+            assert!(settled["succeeded_at"].is_string());
+            let o = order(&gw, &t.id, &full).await;
+            assert_eq!(
+                (o["status"].as_str(), o["refunded_amount"].as_i64()),
+                (Some("refunded"), Some(300)),
+                "{ctx}"
+            );
+            // Asking the provider afterwards (Alipay reports a fully refunded trade as TRADE_CLOSED)
+            // leaves a refunded order refunded.
+            let (status, synced) = gw.get(&t.id, &format!("/v1/orders/{full}?sync=true")).await;
+            assert_eq!(
+                (status, synced["status"].as_str()),
+                (200, Some("refunded")),
+                "{ctx}: {synced}"
+            );
+            let path = format!("/v1/orders/{full}/refunds/FULL-1?sync=true");
+            let (status, synced) = gw.get(&t.id, &path).await;
+            assert_eq!(
+                (status, synced["status"].as_str()),
+                (200, Some("succeeded")),
+                "{ctx}: {synced}"
+            );
+
+            // Three partial refunds.
+            let part = paid_order(&gw, &t, p, 1000).await;
+            for (k, amount) in [(1, 100), (2, 200), (3, 300)] {
+                let no = format!("PART-{k}");
+                let (status, r) = refund(&gw, &t.id, &part, &no, amount).await;
+                assert_eq!(status, 201, "{ctx}: {r}");
+                assert_eq!(
+                    settle(&gw, &t, p, &part, &no).await["status"],
+                    "succeeded",
+                    "{ctx}"
+                );
+            }
+            let o = order(&gw, &t.id, &part).await;
+            assert_eq!(o["status"], "partially_refunded", "{ctx}");
+            assert_eq!(o["refunded_amount"], 600);
+
+            // The same out_refund_no again: the same refund, nothing new.
+            let (status, again) = refund(&gw, &t.id, &part, "PART-1", 100).await;
+            assert_eq!(status, 200, "{ctx}: {again}");
+            assert_eq!(again["status"], "succeeded");
+            let (status, err) = refund(&gw, &t.id, &part, "PART-1", 101).await;
+            assert_eq!(
+                (status, err["error"]["code"].as_str()),
+                (409, Some("out_refund_no_conflict")),
+                "{ctx}"
+            );
+            assert_eq!(order(&gw, &t.id, &part).await["refunded_amount"], 600);
+
+            // Over-refund refused: 400 left.
+            let (status, err) = refund(&gw, &t.id, &part, "PART-4", 401).await;
+            assert_eq!(
+                (status, err["error"]["code"].as_str()),
+                (409, Some("refund_exceeds_order")),
+                "{ctx}: {err}"
+            );
+            let (status, r) = refund(&gw, &t.id, &part, "PART-5", 400).await;
+            assert_eq!(status, 201, "{ctx}: {r}");
+            assert_eq!(
+                settle(&gw, &t, p, &part, "PART-5").await["status"],
+                "succeeded"
+            );
+            assert_eq!(order(&gw, &t.id, &part).await["status"], "refunded");
+
+            // A refund of an unpaid order.
+            let unpaid = match p {
+                Provider::Wechat => wechat::create_order(&gw, &t.id, 100).await.0,
+                Provider::Alipay => alipay::create_order(&gw, &t.id, 100).await.0,
+            };
+            let (status, err) = refund(&gw, &t.id, &unpaid, "X1", 1).await;
+            assert_eq!(
+                (status, err["error"]["code"].as_str()),
+                (409, Some("order_not_paid")),
+                "{ctx}"
+            );
+            gw.finish().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_one_fen_refunds_of_a_ten_fen_order() {
+    for backend in backends() {
+        for (i, p) in [Provider::Wechat, Provider::Alipay].into_iter().enumerate() {
+            let t = tenant(&format!("conc_{i}"), 30 + u32::try_from(i).unwrap());
+            let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+            let no = paid_order(&gw, &t, p, 10).await;
+            let numbers: Vec<String> = (0..50).map(|k| format!("C{k}")).collect();
+            let calls = numbers.iter().map(|n| refund(&gw, &t.id, &no, n, 1));
+            let answers = futures::future::join_all(calls).await;
+            let accepted = answers.iter().filter(|(s, _)| *s == 201).count();
+            let refused: Vec<_> = answers.iter().filter(|(s, _)| *s == 409).collect();
+            assert_eq!(accepted, 10, "{} {p:?}: {answers:?}", backend.name());
+            assert_eq!(refused.len(), 40);
+            assert!(
+                refused
+                    .iter()
+                    .all(|(_, e)| e["error"]["code"] == "refund_exceeds_order")
+            );
+            gw.finish().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wechat_refund_without_certificate_is_a_config_error_before_any_call() {
+    let backend = &backends()[0];
+    let mut t = tenant("nocert", 40);
+    t.extra = String::new();
+    let gw = Gateway::start_with(backend, std::slice::from_ref(&t), |_| {}).await;
+    // Rewrite the tenant without the certificate lines and reload it.
+    let dir = gw.state.config.tenants.dir.clone();
+    let path = dir.join("nocert.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let stripped: String = text
+        .lines()
+        .filter(|l| !l.starts_with("client_cert") && !l.starts_with("client_key"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, stripped).unwrap();
+    let tenants = paybridge_server::state::load_tenant_dir(&dir, &gw.state.config).unwrap();
+    gw.state.tenants.replace_all(tenants);
+
+    let no = paid_order(&gw, &t, Provider::Wechat, 100).await;
+    let (status, err) = refund(&gw, &t.id, &no, "NC1", 100).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["error"]["code"], "provider_misconfigured");
+    assert_eq!(
+        err["error"]["field"],
+        "providers.wechat_miniprogram.client_cert"
+    );
+    let (status, _) = gw.get(&t.id, &format!("/v1/orders/{no}/refunds/NC1")).await;
+    assert_eq!(status, 404, "nothing was kept");
+    let (_, sim) = {
+        let r = gw
+            .http
+            .get(format!(
+                "{}/sandbox/wechat_miniprogram/control/orders/{no}",
+                gw.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<serde_json::Value>().await.unwrap())
+    };
+    assert!(
+        sim.get("refunds")
+            .is_none_or(|r| r.as_array().is_none_or(Vec::is_empty)),
+        "no refund reached WeChat: {sim}"
+    );
+    gw.finish().await;
+}
