@@ -86,6 +86,46 @@ async fn lost_notifications_are_recovered_and_expired_orders_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_order_that_never_reached_the_provider_is_closed() {
+    for backend in backends() {
+        let t = tenant("rec_e", 54);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let openid = wechat::login(&gw, &t.id).await;
+        let no = wechat::trade_no();
+        gw.sandbox(
+            "/control/fail",
+            &serde_json::json!({"api": "unifiedorder", "mode": "SYSTEMERROR", "times": 1}),
+        )
+        .await;
+        let req = serde_json::json!({
+            "provider": "wechat_miniprogram", "out_trade_no": no, "amount": 100,
+            "description": "Never sent", "payer": {"openid": openid},
+        });
+        let (s, _) = gw.post(&t.id, "/v1/orders", &req).await;
+        assert_eq!(s, 502);
+        let report = run_once(&gw.state, "a", Utc::now() + Duration::hours(3))
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.expired, report.errors),
+            (1, 0),
+            "{}: {report:?}",
+            backend.name()
+        );
+        assert_eq!(status(&gw, &t.id, &no).await, "closed");
+        // A replay of the create now answers from the database: closed, no new prepay.
+        let (s, body) = gw.post(&t.id, "/v1/orders", &req).await;
+        assert_eq!(
+            (s, body["order"]["status"].as_str()),
+            (200, Some("closed")),
+            "{body}"
+        );
+        assert!(body["client_payment"].is_null());
+        gw.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_paid_just_before_its_close_shows_as_paid() {
     for backend in backends() {
         let t = tenant("rec_b", 51);

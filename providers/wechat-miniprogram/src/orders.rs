@@ -268,7 +268,9 @@ pub async fn close_payment(
             err_code,
             err_code_des,
         } => match err_code.as_str() {
-            "ORDERCLOSED" => Ok(CloseOutcome::Closed),
+            // ORDERNOTEXIST: unifiedorder never succeeded, so nothing can be paid; and paybridge
+            // never calls unifiedorder again for a closed order.
+            "ORDERCLOSED" | "ORDERNOTEXIST" => Ok(CloseOutcome::Closed),
             "ORDERPAID" => match query_payment(client, order).await? {
                 PaymentState::Paid(event) => Ok(CloseOutcome::AlreadyPaid(event)),
                 other => Err(ProviderError::Unavailable(format!(
