@@ -6,9 +6,11 @@
 //!   [`provider::ProviderFactory`] registry (`inventory`).
 //! - [`tenant`]: a tenant's config document, validated by the factories.
 //! - [`ids`]: the merchant API's identity rules.
+//! - [`beijing`]: the providers' UTC+8 timestamps.
 //!
 //! No HTTP framework and no database live here.
 
+pub mod beijing;
 pub mod ids;
 pub mod money;
 pub mod order;

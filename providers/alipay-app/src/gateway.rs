@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use paybridge_core::provider::ProviderError;
 use serde_json::{Map, Value};
 
-use crate::beijing;
 use crate::config::AlipayConfig;
 use crate::response::{self, ResponseKind};
 use crate::sign;
+use paybridge_core::beijing;
 
 /// Responses larger than this are refused (real ones are a few KiB).
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -187,7 +187,7 @@ impl Gateway {
         let params = sign::signed_request(
             &self.config,
             method,
-            beijing::format(self.now()),
+            beijing::format_dashed(self.now()),
             [("biz_content".to_owned(), biz_content)],
         )
         .map_err(|e| ProviderError::Misconfigured {

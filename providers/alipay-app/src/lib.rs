@@ -7,10 +7,8 @@
 //! - [`gateway`] runs server-to-server calls; [`response`] verifies their signatures over the
 //!   exact response text; [`trade`] maps query, close, refund and refund query.
 //! - [`notify`] verifies notifications and builds the `success`/`fail` acknowledgement.
-//! - [`beijing`] converts Alipay's Beijing-time timestamps.
 //! - [`sandbox`] simulates Alipay's side.
 
-pub mod beijing;
 pub mod config;
 pub mod gateway;
 pub mod keys;

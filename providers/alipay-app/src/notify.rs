@@ -11,9 +11,9 @@ use paybridge_core::provider::{
 use paybridge_core::refund::RefundStatus;
 use percent_encoding::percent_decode;
 
-use crate::beijing;
 use crate::config::AlipayConfig;
 use crate::sign::{self, SIGN_TYPE_RSA2};
+use paybridge_core::beijing;
 
 /// The success acknowledgement, byte for byte (no BOM, no newline).
 pub const ACK_SUCCESS: &[u8] = b"success";
@@ -133,7 +133,7 @@ fn time(
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, NotificationRejection> {
     match get(params, key) {
         None => Ok(None),
-        Some(t) => beijing::parse(t)
+        Some(t) => beijing::parse_dashed(t)
             .map(Some)
             .ok_or_else(|| undecodable(format!("{key} is not yyyy-MM-dd HH:mm:ss"))),
     }

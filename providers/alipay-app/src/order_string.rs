@@ -10,9 +10,9 @@ use paybridge_core::money::Fen;
 use paybridge_core::provider::{CreatePayment, ProviderError};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::beijing;
 use crate::config::AlipayConfig;
 use crate::sign;
+use paybridge_core::beijing;
 
 /// The API name.
 pub const METHOD_APP_PAY: &str = "alipay.trade.app.pay";
@@ -151,7 +151,7 @@ pub fn app_pay_params(
         ("notify_url".to_owned(), req.notify_url.clone()),
         ("biz_content".to_owned(), biz.to_json()),
     ];
-    sign::signed_request(config, METHOD_APP_PAY, beijing::format(now), extra).map_err(|e| {
+    sign::signed_request(config, METHOD_APP_PAY, beijing::format_dashed(now), extra).map_err(|e| {
         ProviderError::Misconfigured {
             field: "private_key".to_owned(),
             message: e.to_string(),

@@ -9,8 +9,8 @@ use paybridge_core::provider::{
 use paybridge_core::refund::RefundStatus;
 use serde_json::{Map, Value, json};
 
-use crate::beijing;
 use crate::gateway::{Gateway, Reply};
+use paybridge_core::beijing;
 
 /// `alipay.trade.query`
 pub const METHOD_QUERY: &str = "alipay.trade.query";
@@ -53,7 +53,7 @@ fn paid_event(
         .and_then(|t| Fen::from_yuan(t).ok())
         .ok_or_else(|| unreadable("total_amount is not a yuan amount"))?;
     let paid_at = field(fields, "send_pay_date")
-        .and_then(beijing::parse)
+        .and_then(beijing::parse_dashed)
         .ok_or_else(|| unreadable("paid trade without a valid send_pay_date"))?;
     Ok(PaymentEvent {
         out_trade_no: out_trade_no.to_owned(),
@@ -146,7 +146,7 @@ pub async fn refund(gw: &Gateway, req: &RefundRequest) -> Result<RefundState, Pr
                 Some("Y") => Ok(RefundState {
                     status: RefundStatus::Succeeded,
                     provider_refund_no: None,
-                    succeeded_at: field(&fields, "gmt_refund_pay").and_then(beijing::parse),
+                    succeeded_at: field(&fields, "gmt_refund_pay").and_then(beijing::parse_dashed),
                 }),
                 // A replay of the same out_request_no moves no money: ask what the first did.
                 _ => query_refund(gw, &req.order, &req.out_refund_no).await,
@@ -199,7 +199,7 @@ pub async fn query_refund(
                 RefundState {
                     status: RefundStatus::Succeeded,
                     provider_refund_no: None,
-                    succeeded_at: field(&fields, "gmt_refund_pay").and_then(beijing::parse),
+                    succeeded_at: field(&fields, "gmt_refund_pay").and_then(beijing::parse_dashed),
                 }
             } else {
                 RefundState {

@@ -10,10 +10,8 @@
 //! - [`refunds`] calls `/secapi/pay/refund` (mutual TLS) and `/pay/refundquery`.
 //! - [`notify`] verifies payment notifications and builds the acknowledgement.
 //! - [`refund_notify`] decrypts and verifies refund notifications (`req_info`).
-//! - [`beijing`] converts WeChat's Beijing-time timestamps.
 //! - [`sandbox`] simulates WeChat's side.
 
-pub mod beijing;
 pub mod certs;
 pub mod client;
 pub mod config;

@@ -11,10 +11,10 @@ use paybridge_core::provider::{
 };
 use secrecy::SecretString;
 
-use crate::beijing;
 use crate::client::{ApiClient, Reply, nonce, openid_prefix};
 use crate::config::WechatConfig;
 use crate::sign::{self, SignType};
+use paybridge_core::beijing;
 
 /// The sign type an order was created with (`provider_data.sign_type`), else the configured one.
 pub fn order_sign_type(

@@ -14,11 +14,11 @@ use paybridge_core::provider::{NotificationRejection, OrderLookup, ProviderEvent
 use paybridge_core::refund::RefundStatus;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::beijing;
 use crate::config::WechatConfig;
 use crate::orders::parse_fen;
 use crate::refunds::refund_status;
 use crate::xml;
+use paybridge_core::beijing;
 
 /// AES block size; WeChat pads to it (PKCS#7), unlike wechatpy's 32 (PROTOCOLS §F.15).
 const BLOCK: usize = 16;

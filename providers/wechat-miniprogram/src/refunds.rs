@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use paybridge_core::provider::{OrderRef, ProviderError, RefundRequest, RefundState};
 use paybridge_core::refund::RefundStatus;
 
-use crate::beijing;
 use crate::client::{ApiClient, Reply};
 use crate::orders::{order_sign_type, parse_fen};
+use paybridge_core::beijing;
 
 /// `refund_desc` is String(80): longer reasons are cut at a character boundary.
 pub const MAX_REFUND_DESC_CHARS: usize = 80;
