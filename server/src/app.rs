@@ -32,6 +32,7 @@ use crate::store::Store;
         (name = "orders", description = "Merchant API: orders"),
         (name = "refunds", description = "Merchant API: refunds"),
         (name = "sessions", description = "Merchant API: provider logins"),
+        (name = "events", description = "Merchant API: webhook events and their deliveries"),
         (name = "notifications", description = "Provider notifications (signature-authenticated)"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -57,6 +58,8 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(api::refunds::create_refund)
         .service(api::refunds::get_refund)
         .service(api::sessions::create_session)
+        .service(api::events::list_events)
+        .service(api::events::redeliver_event)
         .service(api::notify::refund_notification)
         .service(api::notify::payment_notification)
         .service(api::ops::healthz)

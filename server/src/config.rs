@@ -24,6 +24,8 @@ pub struct Config {
     pub secrets: SecretsSection,
     /// `[http]`: limits of the HTTP layer and of outbound calls.
     pub http: HttpSection,
+    /// `[webhooks]`: delivery of merchant webhooks.
+    pub webhooks: WebhooksSection,
 }
 
 /// `[server]`
@@ -160,6 +162,31 @@ impl Default for HttpSection {
             outbound_timeout_seconds: 10,
             max_body_bytes: 64 * 1024,
             max_notification_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `[webhooks]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSection {
+    /// Run the delivery worker.
+    pub enabled: bool,
+    /// Milliseconds between passes of the delivery worker.
+    pub interval_milliseconds: u64,
+    /// Timeout of one delivery (connect to last byte), in seconds.
+    pub timeout_seconds: u64,
+    /// Most deliveries claimed (and sent concurrently) by one pass.
+    pub batch_size: u64,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        WebhooksSection {
+            enabled: true,
+            interval_milliseconds: 1000,
+            timeout_seconds: 10,
+            batch_size: 50,
         }
     }
 }

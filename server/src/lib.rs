@@ -20,3 +20,4 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod views;
+pub mod webhooks;

@@ -82,6 +82,9 @@ fn serve(config_path: &std::path::Path) -> Result<(), String> {
         if state.config.reconciler.enabled {
             paybridge_server::reconciler::spawn(state.clone());
         }
+        if state.config.webhooks.enabled {
+            paybridge_server::webhooks::spawn(state.clone());
+        }
         let listener =
             TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         tracing::info!(%listen, "paybridge listening");

@@ -73,8 +73,9 @@ async fn write_outbox(
     data: &serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let event_id = Uuid::new_v4().to_string();
     outbox_event::Entity::insert(outbox_event::ActiveModel {
-        id: Set(Uuid::new_v4().to_string()),
+        id: Set(event_id.clone()),
         tenant_id: Set(tenant_id.to_owned()),
         event_type: Set(event_type.to_owned()),
         order_id: Set(Some(order_id.to_owned())),
@@ -83,6 +84,7 @@ async fn write_outbox(
     })
     .exec_without_returning(txn)
     .await?;
+    crate::webhooks::deliveries::schedule_event(txn, &event_id, tenant_id, now).await?;
     Ok(())
 }
 

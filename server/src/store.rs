@@ -351,8 +351,9 @@ impl Store {
                 types.push("order.flagged".to_owned());
             }
             for event_type in types {
+                let event_id = Uuid::new_v4().to_string();
                 outbox_event::Entity::insert(outbox_event::ActiveModel {
-                    id: Set(Uuid::new_v4().to_string()),
+                    id: Set(event_id.clone()),
                     tenant_id: Set(tenant_id.to_owned()),
                     event_type: Set(event_type),
                     order_id: Set(Some(updated.id.clone())),
@@ -361,6 +362,8 @@ impl Store {
                 })
                 .exec_without_returning(&txn)
                 .await?;
+                crate::webhooks::deliveries::schedule_event(&txn, &event_id, tenant_id, now)
+                    .await?;
             }
             txn.commit().await?;
             tracing::info!(

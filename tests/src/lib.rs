@@ -328,3 +328,154 @@ impl Gateway {
         (status, res.json().await.unwrap_or(serde_json::Value::Null))
     }
 }
+
+/// Give test tenant `tenant_id` a webhook endpoint. Call it from the `tweak` of
+/// [`Gateway::start_with`]: the tenant files are written by then and read after it.
+pub fn set_webhook(config: &Config, tenant_id: &str, url: &str, secret: &str) {
+    let path = config.tenants.dir.join(format!("{tenant_id}.toml"));
+    let text = std::fs::read_to_string(&path).expect("tenant file");
+    // Top-level keys must come before the first table.
+    let text = format!("webhook_url = \"{url}\"\nwebhook_secret = \"{secret}\"\n{text}");
+    std::fs::write(&path, text).expect("rewrite tenant file");
+}
+
+/// One request a [`WebhookReceiver`] got.
+#[derive(Debug, Clone)]
+pub struct ReceivedWebhook {
+    /// Headers, names lower-cased.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// The status it was answered with.
+    pub answered: u16,
+}
+
+impl ReceivedWebhook {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("webhook body is JSON")
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct ReceiverScript {
+    fail_next: usize,
+    delay_next: usize,
+    delay: std::time::Duration,
+}
+
+/// A merchant's webhook endpoint on `127.0.0.1`: records every request, answers 500 to the next
+/// `fail_next` requests and 200 after that, and can be slow.
+pub struct WebhookReceiver {
+    /// The URL to configure as `webhook_url`.
+    pub url: String,
+    received: Arc<std::sync::Mutex<Vec<ReceivedWebhook>>>,
+    script: Arc<std::sync::Mutex<ReceiverScript>>,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl WebhookReceiver {
+    /// Listen on a random port.
+    pub async fn start() -> WebhookReceiver {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/paybridge", listener.local_addr().unwrap());
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let script = Arc::new(std::sync::Mutex::new(ReceiverScript::default()));
+        let (log, plan) = (Arc::clone(&received), Arc::clone(&script));
+        let accept_loop = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (log, plan) = (Arc::clone(&log), Arc::clone(&plan));
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let (log, plan) = (Arc::clone(&log), Arc::clone(&plan));
+                            async move {
+                                let headers = request
+                                    .headers()
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (
+                                            k.as_str().to_owned(),
+                                            v.to_str().unwrap_or_default().to_owned(),
+                                        )
+                                    })
+                                    .collect();
+                                let body = request
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|c| c.to_bytes().to_vec())
+                                    .unwrap_or_default();
+                                let (fail, delay) = {
+                                    let mut s = plan.lock().unwrap();
+                                    let fail = s.fail_next > 0;
+                                    s.fail_next = s.fail_next.saturating_sub(1);
+                                    let delay = (s.delay_next > 0).then_some(s.delay);
+                                    s.delay_next = s.delay_next.saturating_sub(1);
+                                    (fail, delay)
+                                };
+                                if let Some(d) = delay {
+                                    tokio::time::sleep(d).await;
+                                }
+                                let answered = if fail { 500 } else { 200 };
+                                log.lock().unwrap().push(ReceivedWebhook {
+                                    headers,
+                                    body,
+                                    answered,
+                                });
+                                let text = if fail { "not yet\n" } else { "ok" };
+                                Ok::<_, std::convert::Infallible>(
+                                    hyper::Response::builder()
+                                        .status(answered)
+                                        .body(http_body_util::Full::new(bytes::Bytes::from(text)))
+                                        .unwrap(),
+                                )
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        WebhookReceiver {
+            url,
+            received,
+            script,
+            accept_loop,
+        }
+    }
+
+    /// Answer the next `n` requests with a 500.
+    pub fn fail_next(&self, n: usize) {
+        self.script.lock().unwrap().fail_next = n;
+    }
+
+    /// Answer the next `n` requests only after `delay`.
+    pub fn delay_next(&self, n: usize, delay: std::time::Duration) {
+        let mut s = self.script.lock().unwrap();
+        s.delay_next = n;
+        s.delay = delay;
+    }
+
+    /// Every request so far, in arrival order (of completion).
+    pub fn received(&self) -> Vec<ReceivedWebhook> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}

@@ -1,6 +1,7 @@
 //! HTTP handlers.
 
 pub mod auth;
+pub mod events;
 pub mod notify;
 pub mod ops;
 pub mod orders;

@@ -160,3 +160,62 @@ pub mod lease {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The delivery state of one outbox event to the tenant's webhook endpoint.
+pub mod webhook_delivery {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_deliveries")]
+    pub struct Model {
+        /// The outbox event's id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: String,
+        pub tenant_id: String,
+        /// `pending`, `delivered`, `failed` (gave up) or `not_configured`.
+        pub status: String,
+        /// Attempts made, in all.
+        pub attempts: i32,
+        /// Failed attempts since the schedule (re)started: the index into the retry schedule.
+        pub backoff_step: i32,
+        /// When the next attempt is due; while an attempt is in flight, when its claim expires.
+        pub next_attempt_at: Option<DateTimeUtc>,
+        /// The claim of the worker pass sending it now.
+        pub lease_token: Option<String>,
+        /// Bumped by every change, for compare-and-set.
+        pub version: i64,
+        pub delivered_at: Option<DateTimeUtc>,
+        pub last_error: Option<String>,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// One attempt to deliver a webhook, successful or not.
+pub mod webhook_attempt {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_attempts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub event_id: String,
+        pub tenant_id: String,
+        pub at: DateTimeUtc,
+        /// The endpoint's HTTP status, when it answered.
+        pub status_code: Option<i32>,
+        /// Why it failed, when it did.
+        pub error: Option<String>,
+        pub duration_ms: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

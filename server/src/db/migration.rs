@@ -7,7 +7,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Orders), Box::new(M0002RefundsLeases)]
+        vec![
+            Box::new(M0001Orders),
+            Box::new(M0002RefundsLeases),
+            Box::new(M0003Webhooks),
+        ]
     }
 }
 
@@ -294,5 +298,191 @@ impl MigrationTrait for M0002RefundsLeases {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum WebhookDeliveries {
+    Table,
+    EventId,
+    TenantId,
+    Status,
+    Attempts,
+    BackoffStep,
+    NextAttemptAt,
+    LeaseToken,
+    Version,
+    DeliveredAt,
+    LastError,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum WebhookAttempts {
+    Table,
+    Id,
+    EventId,
+    TenantId,
+    At,
+    StatusCode,
+    Error,
+    DurationMs,
+}
+
+struct M0003Webhooks;
+
+impl MigrationName for M0003Webhooks {
+    fn name(&self) -> &str {
+        "m0003_webhooks"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003Webhooks {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(WebhookDeliveries::Table)
+                    .if_not_exists()
+                    .col(string_len(WebhookDeliveries::EventId, 36).primary_key())
+                    .col(string_len(WebhookDeliveries::TenantId, 64))
+                    .col(string_len(WebhookDeliveries::Status, 16))
+                    .col(integer(WebhookDeliveries::Attempts))
+                    .col(integer(WebhookDeliveries::BackoffStep))
+                    .col(timestamp_with_time_zone_null(
+                        WebhookDeliveries::NextAttemptAt,
+                    ))
+                    .col(string_len_null(WebhookDeliveries::LeaseToken, 36))
+                    .col(big_integer(WebhookDeliveries::Version))
+                    .col(timestamp_with_time_zone_null(
+                        WebhookDeliveries::DeliveredAt,
+                    ))
+                    .col(text_null(WebhookDeliveries::LastError))
+                    .col(timestamp_with_time_zone(WebhookDeliveries::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("webhook_deliveries_due")
+                    .table(WebhookDeliveries::Table)
+                    .col(WebhookDeliveries::Status)
+                    .col(WebhookDeliveries::NextAttemptAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(WebhookAttempts::Table)
+                    .if_not_exists()
+                    .col(string_len(WebhookAttempts::Id, 36).primary_key())
+                    .col(string_len(WebhookAttempts::EventId, 36))
+                    .col(string_len(WebhookAttempts::TenantId, 64))
+                    .col(timestamp_with_time_zone(WebhookAttempts::At))
+                    .col(integer_null(WebhookAttempts::StatusCode))
+                    .col(text_null(WebhookAttempts::Error))
+                    .col(big_integer(WebhookAttempts::DurationMs))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("webhook_attempts_event")
+                    .table(WebhookAttempts::Table)
+                    .col(WebhookAttempts::EventId)
+                    .col(WebhookAttempts::At)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        // `GET /v1/events` pages a tenant's events newest first.
+        manager
+            .create_index(
+                Index::create()
+                    .name("outbox_events_tenant_created")
+                    .table(OutboxEvents::Table)
+                    .col(OutboxEvents::TenantId)
+                    .col(OutboxEvents::CreatedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        // Events written before webhooks were delivered were promised to the merchant too: they
+        // are scheduled now, like new ones.
+        let mut backfill = Query::insert();
+        backfill
+            .into_table(WebhookDeliveries::Table)
+            .columns([
+                WebhookDeliveries::EventId,
+                WebhookDeliveries::TenantId,
+                WebhookDeliveries::Status,
+                WebhookDeliveries::Attempts,
+                WebhookDeliveries::BackoffStep,
+                WebhookDeliveries::NextAttemptAt,
+                WebhookDeliveries::Version,
+                WebhookDeliveries::UpdatedAt,
+            ])
+            .select_from(
+                Query::select()
+                    .column(OutboxEvents::Id)
+                    .column(OutboxEvents::TenantId)
+                    .expr(Expr::val("pending"))
+                    .expr(Expr::val(0))
+                    .expr(Expr::val(0))
+                    .column(OutboxEvents::CreatedAt)
+                    .expr(Expr::val(0))
+                    .column(OutboxEvents::CreatedAt)
+                    .from(OutboxEvents::Table)
+                    .to_owned(),
+            )
+            .map_err(|e| DbErr::Migration(e.to_string()))?;
+        manager.exec_stmt(backfill).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use sea_orm::{ActiveValue::Set, Database, EntityTrait};
+
+    use super::*;
+    use crate::db::entities::{outbox_event, webhook_delivery};
+
+    #[tokio::test]
+    async fn events_written_before_webhooks_existed_are_scheduled_for_delivery() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        Migrator::up(&db, Some(2)).await.unwrap();
+        outbox_event::Entity::insert(outbox_event::ActiveModel {
+            id: Set("e-before".to_owned()),
+            tenant_id: Set("t".to_owned()),
+            event_type: Set("order.paid".to_owned()),
+            order_id: Set(None),
+            data: Set("{}".to_owned()),
+            created_at: Set(Utc::now()),
+        })
+        .exec_without_returning(&db)
+        .await
+        .unwrap();
+        Migrator::up(&db, None).await.unwrap();
+        let delivery = webhook_delivery::Entity::find_by_id("e-before".to_owned())
+            .one(&db)
+            .await
+            .unwrap()
+            .expect("backfilled");
+        assert_eq!(delivery.status, "pending");
+        assert_eq!(delivery.tenant_id, "t");
+        assert_eq!((delivery.attempts, delivery.version), (0, 0));
+        let event = outbox_event::Entity::find_by_id("e-before".to_owned())
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(delivery.next_attempt_at, Some(event.created_at));
     }
 }
