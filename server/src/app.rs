@@ -2,12 +2,16 @@
 //! real handlers.
 
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
 
 use actix_web::dev::Server;
 use actix_web::error::{InternalError, JsonPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpServer, web};
+use paybridge_admin::api::AdminSecurity;
+use paybridge_admin::{MasterKey, TenantStore};
+use tokio::sync::Notify;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
@@ -18,7 +22,7 @@ use crate::api;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::state::{AppState, TenantRegistry, build_simulators, load_tenant_dir};
+use crate::state::{AppState, TenantRegistry, build_simulators};
 use crate::store::Store;
 
 #[derive(OpenApi)]
@@ -27,7 +31,7 @@ use crate::store::Store;
         title = "paybridge",
         description = "Multi-tenant payment gateway for WeChat Pay (mini-program, API v2) and Alipay. Amounts are integer fen. Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`."
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &AdminSecurity),
     tags(
         (name = "orders", description = "Merchant API: orders"),
         (name = "refunds", description = "Merchant API: refunds"),
@@ -35,6 +39,7 @@ use crate::store::Store;
         (name = "events", description = "Merchant API: webhook events and their deliveries"),
         (name = "notifications", description = "Provider notifications (signature-authenticated)"),
         (name = "operations", description = "Health and metrics"),
+        (name = "admin", description = "Operators: tenant configuration (admin token)"),
     )
 )]
 struct ApiDoc;
@@ -63,7 +68,8 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(api::notify::refund_notification)
         .service(api::notify::payment_notification)
         .service(api::ops::healthz)
-        .service(api::ops::metrics);
+        .service(api::ops::metrics)
+        .configure(paybridge_admin::api::routes);
 }
 
 /// The OpenAPI document of the real handlers (also committed at `docs/openapi.json`).
@@ -76,22 +82,79 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// Connect the database, load the tenants and build the shared state.
+/// Connect the database, import and load the tenants, and build the shared state. Without a
+/// master key only sandbox tenants may exist: otherwise this refuses to start.
 pub async fn build_state(config: Config) -> Result<AppState, String> {
     let db = crate::db::connect(&config.database.url)
         .await
         .map_err(|e| format!("database {}: {e}", redact_url(&config.database.url)))?;
-    let tenants = load_tenant_dir(&config.tenants.dir, &config)?;
+    let key_name = &config.secrets.master_key_env;
+    let master_key = match &config.secrets.master_key_override {
+        Some(k) => Some(MasterKey::from_base64(k).map_err(|e| format!("master key: {e}"))?),
+        None => MasterKey::from_env(key_name).map_err(|e| format!("{key_name}: {e}"))?,
+    };
+    let prefix = crate::live::sandbox_prefix(&config);
+    let mut tenant_store = TenantStore::new(db.clone(), master_key)
+        .with_tenants_dir(config.tenants.dir.clone())
+        .with_http_timeout(config.outbound_timeout());
+    if !tenant_store.has_master_key() {
+        tenant_store = tenant_store.permit_plaintext_for_sandbox(prefix.clone());
+    }
+    let no_key_hint = format!(
+        "no master key: set {key_name} to 32 random bytes in base64 (`paybridge-admin gen-master-key` makes one); \
+         without it only sandbox tenants (every provider endpoint under {prefix}) are allowed"
+    );
+    tenant_store
+        .import_dir(&config.tenants.dir, false, "bootstrap")
+        .await
+        .map_err(|e| {
+            format!(
+                "importing {}: {e}{}",
+                config.tenants.dir.display(),
+                if tenant_store.has_master_key() {
+                    String::new()
+                } else {
+                    format!("\n{no_key_hint}")
+                }
+            )
+        })?;
+    let stored = tenant_store.load_all().await.map_err(|e| e.to_string())?;
+    let (tenants, problems) =
+        crate::live::build_all(&stored, &config, tenant_store.encrypts(), |_| None);
+    if !problems.is_empty() {
+        let hint = if tenant_store.has_master_key() {
+            String::new()
+        } else {
+            format!("\n{no_key_hint}")
+        };
+        return Err(format!("{}{hint}", problems.join("\n")));
+    }
+    let version = tenant_store
+        .config_version()
+        .await
+        .map_err(|e| e.to_string())?;
     let simulators = build_simulators(&config, &tenants);
     let registry = TenantRegistry::default();
-    tracing::info!(count = tenants.len(), "tenants loaded");
+    tracing::info!(
+        count = tenants.len(),
+        encrypted = tenant_store.encrypts(),
+        "tenants loaded"
+    );
     registry.replace_all(tenants);
+    let next_key_expiry = stored
+        .iter()
+        .filter_map(paybridge_admin::StoredTenant::next_key_expiry)
+        .min();
     Ok(AppState {
         store: Store::new(db),
         tenants: registry,
         simulators,
         metrics: Metrics::default(),
         config,
+        tenant_store,
+        loaded_version: AtomicI64::new(version),
+        next_key_expiry: Mutex::new(next_key_expiry),
+        reload: Arc::new(Notify::new()),
     })
 }
 
@@ -132,6 +195,22 @@ pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Serve
     let max_body = state.config.http.max_body_bytes;
     let max_notification = state.config.http.max_notification_bytes;
     let sandbox = state.config.sandbox.enabled;
+    let tokens = paybridge_admin::api::AdminTokens::from_config_and_env(&state.config.admin.tokens)
+        .map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("[admin] tokens: {e}"),
+            )
+        })?;
+    let reload = state.reload.clone();
+    let admin = web::Data::new(
+        paybridge_admin::api::AdminState::new(state.tenant_store.clone(), tokens)
+            .with_key_grace(std::time::Duration::from_secs(
+                state.config.admin.key_grace_seconds,
+            ))
+            .on_change(move || reload.notify_one()),
+    );
+    crate::live::spawn_watch(state.clone());
     let server = HttpServer::new(move || {
         let (app, _) = App::new()
             .into_utoipa_app()
@@ -139,6 +218,8 @@ pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Serve
             .split_for_parts();
         let mut app = app
             .app_data(data.clone())
+            .app_data(admin.clone())
+            .configure(paybridge_admin::web::routes)
             .app_data(
                 web::JsonConfig::default()
                     .limit(max_body)

@@ -134,12 +134,16 @@ impl Default for AdminSection {
 pub struct SecretsSection {
     /// Name of the environment variable holding the base64 master key.
     pub master_key_env: String,
+    /// A master key given in code (tests, embedding); never read from the file.
+    #[serde(skip)]
+    pub master_key_override: Option<String>,
 }
 
 impl Default for SecretsSection {
     fn default() -> Self {
         SecretsSection {
             master_key_env: "PAYBRIDGE_MASTER_KEY".to_owned(),
+            master_key_override: None,
         }
     }
 }

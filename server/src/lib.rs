@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 mod http_log;
+pub mod live;
 pub mod metrics;
 pub mod reconciler;
 pub mod refund_store;

@@ -1,13 +1,16 @@
 //! Shared server state: config, storage, the live tenant registry and the sandbox simulators.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use paybridge_admin::TenantStore;
 use paybridge_core::provider::{Simulator, factories};
-use paybridge_core::tenant::{Tenant, parse_tenant};
+use paybridge_core::tenant::Tenant;
 use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -25,6 +28,14 @@ pub struct AppState {
     pub simulators: BTreeMap<&'static str, Arc<dyn Simulator>>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// The tenant config store (the source of truth for tenants).
+    pub tenant_store: TenantStore,
+    /// The store's config version the registry was built from.
+    pub loaded_version: AtomicI64,
+    /// When the first retired API key's grace period ends (the registry is rebuilt then).
+    pub next_key_expiry: Mutex<Option<DateTime<Utc>>>,
+    /// Wakes the config watcher at once after a local admin change.
+    pub reload: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -77,50 +88,6 @@ impl TenantRegistry {
     }
 }
 
-/// Read and validate every `*.toml` in the tenants folder. Every bad file is reported with its
-/// path and every bad field.
-pub fn load_tenant_dir(dir: &Path, config: &Config) -> Result<Vec<Tenant>, String> {
-    let mut tenants: Vec<Tenant> = Vec::new();
-    let mut problems = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot read tenants dir {}: {e}", dir.display())),
-    };
-    let mut paths: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    for path in paths {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(format!("{}: {e}", path.display()));
-                continue;
-            }
-        };
-        let base = path.parent().unwrap_or(dir);
-        match parse_tenant(&text, base, config.outbound_timeout()) {
-            Ok(t) if tenants.iter().any(|x| x.id == t.id) => {
-                problems.push(format!(
-                    "{}: duplicate tenant id {:?}",
-                    path.display(),
-                    t.id
-                ));
-            }
-            Ok(t) => tenants.push(t),
-            Err(e) => problems.push(format!("{}: {e}", path.display())),
-        }
-    }
-    if problems.is_empty() {
-        Ok(tenants)
-    } else {
-        Err(problems.join("\n"))
-    }
-}
-
 /// Build every registered provider's simulator and teach it the tenants' merchants.
 pub fn build_simulators(
     config: &Config,
@@ -132,14 +99,20 @@ pub fn build_simulators(
     }
     for f in factories() {
         if let Some(make) = f.simulator {
-            let sim = make(config.outbound_timeout());
-            for t in tenants {
-                if let Some(p) = t.providers.get(f.kind) {
-                    sim.register_merchant(&p.table);
-                }
-            }
-            sims.insert(f.kind, sim);
+            sims.insert(f.kind, make(config.outbound_timeout()));
         }
     }
+    register_merchants(&sims, tenants);
     sims
+}
+
+/// Teach the simulators the tenants' merchants (again, after a config change).
+pub fn register_merchants(sims: &BTreeMap<&'static str, Arc<dyn Simulator>>, tenants: &[Tenant]) {
+    for (kind, sim) in sims {
+        for t in tenants {
+            if let Some(p) = t.providers.get(*kind) {
+                sim.register_merchant(&p.table);
+            }
+        }
+    }
 }

@@ -46,6 +46,9 @@ pub fn backends() -> Vec<Backend> {
     all
 }
 
+/// The master key test gateways encrypt tenant secrets with (32 bytes, base64; test-only).
+pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 /// The API key of test tenant `id`.
 pub fn api_key(tenant: &str) -> String {
     format!("key-{tenant}-0123456789")
@@ -224,6 +227,7 @@ impl Gateway {
         config.sandbox.enabled = true;
         config.reconciler.enabled = false;
         config.http.outbound_timeout_seconds = 5;
+        config.secrets.master_key_override = Some(TEST_MASTER_KEY.to_owned());
         tweak(&mut config);
         let state = Arc::new(app::build_state(config).await.expect("gateway state"));
         let server = app::run(listener, state.clone()).expect("run");

@@ -202,21 +202,25 @@ async fn fifty_concurrent_one_fen_refunds_of_a_ten_fen_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wechat_refund_without_certificate_is_a_config_error_before_any_call() {
     let backend = &backends()[0];
-    let mut t = tenant("nocert", 40);
-    t.extra = String::new();
-    let gw = Gateway::start_with(backend, std::slice::from_ref(&t), |_| {}).await;
-    // Rewrite the tenant without the certificate lines and reload it.
-    let dir = gw.state.config.tenants.dir.clone();
-    let path = dir.join("nocert.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let stripped: String = text
-        .lines()
-        .filter(|l| !l.starts_with("client_cert") && !l.starts_with("client_key"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&path, stripped).unwrap();
-    let tenants = paybridge_server::state::load_tenant_dir(&dir, &gw.state.config).unwrap();
-    gw.state.tenants.replace_all(tenants);
+    let t = tenant("nocert", 40);
+    let gw = Gateway::start(backend, std::slice::from_ref(&t)).await;
+    // Drop the certificate from the stored config; the change is live on the next request.
+    let store = &gw.state.tenant_store;
+    let stored = store.get(&t.id).await.unwrap().unwrap();
+    let mut doc = stored.document.clone();
+    let wx = doc["providers"]["wechat_miniprogram"]
+        .as_table()
+        .unwrap()
+        .clone();
+    let mut wx = wx;
+    wx.remove("client_cert");
+    wx.remove("client_key");
+    doc["providers"]
+        .as_table_mut()
+        .unwrap()
+        .insert("wechat_miniprogram".into(), toml::Value::Table(wx));
+    store.put(&t.id, &doc, None, "test", None).await.unwrap();
+    paybridge_server::live::reload(&gw.state).await.unwrap();
 
     let no = paid_order(&gw, &t, Provider::Wechat, 100).await;
     let (status, err) = refund(&gw, &t.id, &no, "NC1", 100).await;

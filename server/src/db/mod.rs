@@ -25,5 +25,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     }
     let db = Database::connect(options).await?;
     migration::Migrator::up(&db, None).await?;
+    // The admin crate's tables (tenant store, versions, audit), tracked in its own table.
+    paybridge_admin::store::migrate(&db).await?;
     Ok(db)
 }

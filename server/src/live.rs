@@ -1,0 +1,127 @@
+//! Tenants as live configuration. The admin store in the database is the source of truth; this
+//! instance rebuilds its registry when the store's config version changes (polled every second,
+//! or at once after a change made through this instance's admin API), and when a rotated API key's
+//! grace period ends. Requests in flight finish on the tenant they started with.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use paybridge_admin::StoredTenant;
+use paybridge_admin::secrets::is_sandbox_document;
+use paybridge_core::tenant::Tenant;
+
+use crate::config::Config;
+use crate::state::{AppState, register_merchants};
+
+/// How often other instances' changes are looked for.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The URL prefix of this server's simulators: tenants whose every provider endpoint starts with
+/// it are sandbox tenants.
+pub fn sandbox_prefix(config: &Config) -> String {
+    format!(
+        "{}/sandbox/",
+        config.server.public_base_url.trim_end_matches('/')
+    )
+}
+
+/// Build the tenants to serve. A stored tenant that no longer builds (e.g. a certificate file
+/// went missing) is reported and, when `previous` has it, kept at its last good version.
+pub fn build_all(
+    stored: &[StoredTenant],
+    config: &Config,
+    encrypts: bool,
+    previous: impl Fn(&str) -> Option<Tenant>,
+) -> (Vec<Tenant>, Vec<String>) {
+    let prefix = sandbox_prefix(config);
+    let now = Utc::now();
+    let mut tenants = Vec::new();
+    let mut problems = Vec::new();
+    for s in stored {
+        if !encrypts && !is_sandbox_document(&s.document, &prefix) {
+            problems.push(format!(
+                "tenant {:?}: not a sandbox tenant and no master key is set; it is not served",
+                s.id
+            ));
+            continue;
+        }
+        match s.build_for_serving(config.outbound_timeout(), now) {
+            Ok(t) => tenants.push(t),
+            Err(e) => {
+                problems.push(format!("tenant {:?}: {e}", s.id));
+                tenants.extend(previous(&s.id));
+            }
+        }
+    }
+    (tenants, problems)
+}
+
+/// Rebuild the registry from the store now.
+pub async fn reload(state: &AppState) -> Result<(), String> {
+    let version = state
+        .tenant_store
+        .config_version()
+        .await
+        .map_err(|e| e.to_string())?;
+    let stored = state
+        .tenant_store
+        .load_all()
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tenants, problems) = build_all(
+        &stored,
+        &state.config,
+        state.tenant_store.encrypts(),
+        |id| state.tenants.get(id).map(|t| (*t).clone()),
+    );
+    for p in &problems {
+        tracing::error!(problem = %p, "tenant config not applied");
+    }
+    register_merchants(&state.simulators, &tenants);
+    if let Ok(mut next) = state.next_key_expiry.lock() {
+        *next = stored
+            .iter()
+            .filter_map(StoredTenant::next_key_expiry)
+            .filter(|at| *at > Utc::now())
+            .min();
+    }
+    let count = tenants.len();
+    state.tenants.replace_all(tenants);
+    let before = state.loaded_version.swap(version, Ordering::SeqCst);
+    if before != version {
+        tracing::info!(version, tenants = count, "tenant config reloaded");
+    }
+    Ok(())
+}
+
+/// Watch the store and reload on change. One per process.
+pub fn spawn_watch(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = state.reload.notified() => {}
+            }
+            let key_expired = state
+                .next_key_expiry
+                .lock()
+                .ok()
+                .and_then(|next| *next)
+                .is_some_and(|at| at <= Utc::now());
+            let changed = match state.tenant_store.config_version().await {
+                Ok(v) => v != state.loaded_version.load(Ordering::SeqCst),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the config version");
+                    false
+                }
+            };
+            if (changed || key_expired)
+                && let Err(e) = reload(&state).await
+            {
+                tracing::error!(error = %e, "tenant config reload failed");
+            }
+        }
+    })
+}
