@@ -11,7 +11,6 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpServer, web};
 use paybridge_admin::api::AdminSecurity;
 use paybridge_admin::{MasterKey, TenantStore};
-use tokio::sync::Notify;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
@@ -154,7 +153,6 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         tenant_store,
         loaded_version: AtomicI64::new(version),
         next_key_expiry: Mutex::new(next_key_expiry),
-        reload: Arc::new(Notify::new()),
     })
 }
 
@@ -202,13 +200,22 @@ pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Serve
                 format!("[admin] tokens: {e}"),
             )
         })?;
-    let reload = state.reload.clone();
+    let live_state = state.clone();
     let admin = web::Data::new(
         paybridge_admin::api::AdminState::new(state.tenant_store.clone(), tokens)
             .with_key_grace(std::time::Duration::from_secs(
                 state.config.admin.key_grace_seconds,
             ))
-            .on_change(move || reload.notify_one()),
+            // Rebuild this instance's registry before answering: the change is live for the
+            // very next request. Other instances see it at their next poll (1 s).
+            .on_change(move || {
+                let state = live_state.clone();
+                async move {
+                    if let Err(e) = crate::live::reload(&state).await {
+                        tracing::error!(error = %e, "tenant config reload after an admin change failed");
+                    }
+                }
+            }),
     );
     crate::live::spawn_watch(state.clone());
     let server = HttpServer::new(move || {

@@ -1,7 +1,7 @@
 //! Tenants as live configuration. The admin store in the database is the source of truth; this
-//! instance rebuilds its registry when the store's config version changes (polled every second,
-//! or at once after a change made through this instance's admin API), and when a rotated API key's
-//! grace period ends. Requests in flight finish on the tenant they started with.
+//! instance rebuilds its registry at once after a change made through its own admin API, when the
+//! store's config version changes (polled every second: other instances, the CLI), and when a
+//! rotated API key's grace period ends. Requests in flight finish on the tenant they started with.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -100,10 +100,7 @@ pub async fn reload(state: &AppState) -> Result<(), String> {
 pub fn spawn_watch(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
-                () = state.reload.notified() => {}
-            }
+            tokio::time::sleep(POLL_INTERVAL).await;
             let key_expired = state
                 .next_key_expiry
                 .lock()

@@ -10,7 +10,6 @@ use paybridge_admin::TenantStore;
 use paybridge_core::provider::{Simulator, factories};
 use paybridge_core::tenant::Tenant;
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -34,8 +33,6 @@ pub struct AppState {
     pub loaded_version: AtomicI64,
     /// When the first retired API key's grace period ends (the registry is rebuilt then).
     pub next_key_expiry: Mutex<Option<DateTime<Utc>>>,
-    /// Wakes the config watcher at once after a local admin change.
-    pub reload: Arc<Notify>,
 }
 
 #[derive(Default)]

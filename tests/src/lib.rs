@@ -99,6 +99,11 @@ impl TestTenant {
         format!("20880000000000{}", &self.mch_id[self.mch_id.len() - 2..])
     }
 
+    /// The tenant file, with provider endpoints under `base` (a gateway's sandbox, or a real host).
+    pub fn toml_for(&self, base: &str) -> String {
+        self.toml(base)
+    }
+
     fn toml(&self, base: &str) -> String {
         format!(
             r#"id = "{id}"
@@ -244,6 +249,42 @@ impl Gateway {
             backend: backend.clone(),
             handle,
             pg_db,
+            _dir: dir,
+        }
+    }
+
+    /// Another server instance on the same database (its own port and state), as a second
+    /// process of a deployment would be. Finish it before the first.
+    pub async fn second_instance(
+        &self,
+        _tenants: &[TestTenant],
+        tweak: impl FnOnce(&mut Config),
+    ) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let mut config = self.state.config.clone();
+        config.server.public_base_url = base.clone();
+        tweak(&mut config);
+        let state = Arc::new(
+            app::build_state(config)
+                .await
+                .expect("second gateway state"),
+        );
+        let server = app::run(listener, state.clone()).expect("run");
+        let handle = server.handle();
+        tokio::spawn(server);
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Gateway {
+            base,
+            http,
+            state,
+            backend: self.backend.clone(),
+            handle,
+            pg_db: None,
             _dir: dir,
         }
     }

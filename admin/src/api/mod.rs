@@ -39,8 +39,13 @@ pub struct AdminState {
     pub tokens: AdminTokens,
     /// How long a rotated API key keeps working (`[admin] key_grace_seconds`).
     pub key_grace: Duration,
-    on_change: Option<Arc<dyn Fn() + Send + Sync>>,
+    on_change: Option<ChangeListener>,
 }
+
+/// Called after every committed change; the answer is sent once its future completes, so a
+/// listener that rebuilds the serving registry makes the change live for the very next request.
+pub type ChangeListener =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
 
 impl std::fmt::Debug for AdminState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,16 +73,21 @@ impl AdminState {
         self
     }
 
-    /// Call `listener` after every committed change made through the API (e.g. to reload this
-    /// instance's registry at once instead of at the next poll of the config version).
-    pub fn on_change(mut self, listener: impl Fn() + Send + Sync + 'static) -> Self {
-        self.on_change = Some(Arc::new(listener));
+    /// Await `listener` after every committed change made through the API, before answering
+    /// (e.g. to rebuild this instance's registry, so the change is live for the next request;
+    /// other instances see it at their next poll of the config version).
+    pub fn on_change<F, Fut>(mut self, listener: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.on_change = Some(Arc::new(move || Box::pin(listener())));
         self
     }
 
-    pub(crate) fn changed(&self) {
+    pub(crate) async fn changed(&self) {
         if let Some(listener) = &self.on_change {
-            listener();
+            listener().await;
         }
     }
 }

@@ -72,7 +72,7 @@ pub async fn create_tenant(
 ) -> Result<HttpResponse, AdminError> {
     let doc = read_document(&req, &body)?;
     let written = state.store.create(&doc, None, &auth.actor).await?;
-    state.changed();
+    state.changed().await;
     Ok(masked(&req, StatusCode::CREATED, &written.tenant))
 }
 
@@ -133,7 +133,7 @@ pub async fn put_tenant(
         .store
         .put(&path, &doc, None, &auth.actor, expected)
         .await?;
-    state.changed();
+    state.changed().await;
     let status = if written.created {
         StatusCode::CREATED
     } else {
@@ -160,7 +160,7 @@ pub async fn delete_tenant(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     state.store.delete(&path, &auth.actor).await?;
-    state.changed();
+    state.changed().await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -175,7 +175,7 @@ async fn switch(
         .store
         .set_provider_enabled(&path.0, &path.1, enabled, &auth.actor)
         .await?;
-    state.changed();
+    state.changed().await;
     Ok(masked(req, StatusCode::OK, &written.tenant))
 }
 
@@ -245,7 +245,7 @@ pub async fn rotate_api_key(
         .store
         .rotate_api_key(&path, state.key_grace, &auth.actor)
         .await?;
-    state.changed();
+    state.changed().await;
     reply(
         &req,
         StatusCode::OK,
