@@ -494,3 +494,21 @@ async fn without_a_master_key_a_production_tenant_refuses_to_start() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_master_key_sandbox_tenants_still_start() {
+    let t = TestTenant::wechat("adm_i", 79, "MD5");
+    let gw = Gateway::start_with(&backends()[0], std::slice::from_ref(&t), |c| {
+        c.secrets.master_key_override = None;
+        c.secrets.master_key_env = "PAYBRIDGE_TEST_NO_SUCH_KEY_VARIABLE".to_owned();
+    })
+    .await;
+    assert!(!gw.state.tenant_store.encrypts());
+    let (no, _) = wechat::create_order(&gw, &t.id, 100).await;
+    wechat::pay(&gw, &t, &no, "deliver").await;
+    assert_eq!(
+        gw.get(&t.id, &format!("/v1/orders/{no}")).await.1["status"],
+        "paid"
+    );
+    gw.finish().await;
+}
