@@ -12,8 +12,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::db::entities::{order, outbox_event, provider_event, refund};
-use crate::store::{ApplyError, Store, StoreError, status_of};
+use crate::db::entities::{order, outbox_event, refund};
+use crate::store::{
+    ApplyError, NewProviderEvent, Store, StoreError, record_provider_event, status_of,
+};
 use crate::views::{OrderView, RefundView};
 
 /// The outcome of asking to create a refund.
@@ -225,24 +227,20 @@ impl Store {
             .await?
             .ok_or(ApplyError::UnknownOrder)?;
         let now = Utc::now();
-        let recorded = provider_event::Entity::insert(provider_event::ActiveModel {
-            id: Set(Uuid::new_v4().to_string()),
-            tenant_id: Set(tenant_id.to_owned()),
-            provider: Set(provider.to_owned()),
-            event_id: Set(update.event_id.clone()),
-            order_id: Set(order.id.clone()),
-            kind: Set("refund".to_owned()),
-            payload: Set(update.payload.to_string()),
-            received_at: Set(now),
-        })
-        .on_conflict_do_nothing_on([
-            provider_event::Column::TenantId,
-            provider_event::Column::Provider,
-            provider_event::Column::EventId,
-        ])
-        .exec_without_returning(&txn)
+        let recorded = record_provider_event(
+            &txn,
+            NewProviderEvent {
+                tenant_id,
+                provider,
+                event_id: &update.event_id,
+                order_id: &order.id,
+                kind: "refund",
+                payload: &update.payload,
+            },
+            now,
+        )
         .await?;
-        if !matches!(recorded, TryInsertResult::Inserted(n) if n > 0) {
+        if !recorded {
             txn.rollback().await?;
             return Ok(current);
         }

@@ -126,6 +126,50 @@ pub enum Inserted {
     Existing(order::Model),
 }
 
+/// A provider event to record under its own identity.
+pub struct NewProviderEvent<'a> {
+    /// Tenant id.
+    pub tenant_id: &'a str,
+    /// Provider kind.
+    pub provider: &'a str,
+    /// The provider's identity of the event.
+    pub event_id: &'a str,
+    /// The order it is about.
+    pub order_id: &'a str,
+    /// `payment`, `closed`, `refund`…
+    pub kind: &'a str,
+    /// The raw facts.
+    pub payload: &'a serde_json::Value,
+}
+
+/// Record a provider event in `txn` unless the same (tenant, provider, event id) was recorded
+/// before. Returns whether it is new; a duplicate must change nothing.
+pub async fn record_provider_event(
+    txn: &sea_orm::DatabaseTransaction,
+    ev: NewProviderEvent<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let inserted = provider_event::Entity::insert(provider_event::ActiveModel {
+        id: Set(Uuid::new_v4().to_string()),
+        tenant_id: Set(ev.tenant_id.to_owned()),
+        provider: Set(ev.provider.to_owned()),
+        event_id: Set(ev.event_id.to_owned()),
+        order_id: Set(ev.order_id.to_owned()),
+        kind: Set(ev.kind.to_owned()),
+        payload: Set(ev.payload.to_string()),
+        received_at: Set(now),
+    })
+    .on_conflict_do_nothing_on([
+        provider_event::Column::TenantId,
+        provider_event::Column::Provider,
+        provider_event::Column::EventId,
+    ])
+    .exec_without_returning(txn)
+    .await?;
+    // ON CONFLICT DO NOTHING reports a skipped row as zero rows inserted.
+    Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
+}
+
 /// Access to orders and events.
 #[derive(Clone)]
 pub struct Store {
@@ -276,24 +320,20 @@ impl Store {
                 });
             }
             let now = Utc::now();
-            let recorded = provider_event::Entity::insert(provider_event::ActiveModel {
-                id: Set(Uuid::new_v4().to_string()),
-                tenant_id: Set(tenant_id.to_owned()),
-                provider: Set(provider.to_owned()),
-                event_id: Set(ev.event_id.clone()),
-                order_id: Set(current.id.clone()),
-                kind: Set(ev.kind.to_owned()),
-                payload: Set(ev.payload.to_string()),
-                received_at: Set(now),
-            })
-            .on_conflict_do_nothing_on([
-                provider_event::Column::TenantId,
-                provider_event::Column::Provider,
-                provider_event::Column::EventId,
-            ])
-            .exec_without_returning(&txn)
+            let recorded = record_provider_event(
+                &txn,
+                NewProviderEvent {
+                    tenant_id,
+                    provider,
+                    event_id: &ev.event_id,
+                    order_id: &current.id,
+                    kind: ev.kind,
+                    payload: &ev.payload,
+                },
+                now,
+            )
             .await?;
-            if !matches!(recorded, TryInsertResult::Inserted(n) if n > 0) {
+            if !recorded {
                 txn.rollback().await?;
                 return Ok(Applied::Duplicate(current));
             }
