@@ -261,3 +261,73 @@ async fn two_instances_never_reconcile_at_once() {
         gw.finish().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_the_provider_never_received_is_sent_again() {
+    for backend in backends() {
+        let t = tenant("rec_f", 55);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        // WeChat: the refund call fails with HTTP 500; Alipay: the same.
+        let (wx, _) = wechat::create_order(&gw, &t.id, 500).await;
+        wechat::pay(&gw, &t, &wx, "deliver").await;
+        let (ali, created) = alipay::create_order(&gw, &t.id, 500).await;
+        alipay::cashier(&gw, &alipay::order_string(&created), "deliver").await;
+        gw.sandbox(
+            "/control/fail",
+            &serde_json::json!({"api": "refund", "mode": "http500", "times": 1}),
+        )
+        .await;
+        gw.sandbox_of(
+            "alipay_app",
+            "/control/fail",
+            &serde_json::json!({"method": "alipay.trade.refund", "mode": "http500", "times": 1}),
+        )
+        .await;
+        for no in [&wx, &ali] {
+            let (s, err) = gw
+                .post(
+                    &t.id,
+                    &format!("/v1/orders/{no}/refunds"),
+                    &serde_json::json!({"out_refund_no": "LOST1", "amount": 200}),
+                )
+                .await;
+            assert_eq!(s, 502, "{}: {err}", backend.name());
+            let (_, r) = gw
+                .get(&t.id, &format!("/v1/orders/{no}/refunds/LOST1"))
+                .await;
+            assert_eq!(
+                r["status"], "processing",
+                "kept, counting against the limit"
+            );
+        }
+        // The reconciler finds that neither provider has it and sends it again under the same number.
+        let report = run_once(&gw.state, "a", Utc::now()).await.unwrap();
+        assert_eq!(
+            (report.refunds, report.errors),
+            (2, 0),
+            "{}: {report:?}",
+            backend.name()
+        );
+        let (_, r) = gw
+            .get(&t.id, &format!("/v1/orders/{ali}/refunds/LOST1"))
+            .await;
+        assert_eq!(
+            r["status"],
+            "succeeded",
+            "{}: Alipay settles at once: {r}",
+            backend.name()
+        );
+        let (_, r) = gw
+            .get(&t.id, &format!("/v1/orders/{wx}/refunds/LOST1"))
+            .await;
+        assert_eq!(
+            r["status"], "processing",
+            "WeChat accepted it; its result comes later: {r}"
+        );
+        assert!(
+            r["provider_refund_no"].is_string(),
+            "now known to WeChat: {r}"
+        );
+        gw.finish().await;
+    }
+}

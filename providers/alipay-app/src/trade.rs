@@ -149,26 +149,43 @@ pub async fn refund(gw: &Gateway, req: &RefundRequest) -> Result<RefundState, Pr
                     succeeded_at: field(&fields, "gmt_refund_pay").and_then(beijing::parse_dashed),
                 }),
                 // A replay of the same out_request_no moves no money: ask what the first did.
-                _ => query_refund(gw, &req.order, &req.out_refund_no).await,
+                // Alipay just acknowledged the number, so "not found" is a lag, not a refusal.
+                _ => match query_refund(gw, &req.order, &req.out_refund_no).await {
+                    Err(ProviderError::Rejected {
+                        code: "refund_not_found",
+                        ..
+                    }) => Err(ProviderError::Unavailable(
+                        "Alipay acknowledged the repeated refund but does not list it yet"
+                            .to_owned(),
+                    )),
+                    other => other,
+                },
             }
         }
+        // Only sub-codes that mean "nothing was done" are refusals (the refund then fails and
+        // frees its amount). Anything else may have moved money: the refund stays `processing`
+        // and a query settles it (PROTOCOLS.md pitfall 8).
         Reply::BusinessFailed(f) => Err(match f.sub_code.as_str() {
-            "ACQ.SYSTEM_ERROR" => f.unavailable(),
-            "ACQ.DISCORDANT_REPEAT_REQUEST" => f.rejected("out_refund_no_conflict"),
             "ACQ.SELLER_BALANCE_NOT_ENOUGH" => f.rejected("insufficient_balance"),
-            "ACQ.TRADE_HAS_FINISHED" | "ACQ.TRADE_NOT_ALLOW_REFUND" | "ACQ.TRADE_STATUS_ERROR" => {
-                f.rejected("refund_not_allowed")
-            }
+            "ACQ.TRADE_HAS_FINISHED"
+            | "ACQ.TRADE_NOT_ALLOW_REFUND"
+            | "ACQ.TRADE_STATUS_ERROR"
+            | "ACQ.TRADE_NOT_EXIST"
+            | "ACQ.REASON_TRADE_BEEN_FREEZEN" => f.rejected("refund_not_allowed"),
             "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL" | "ACQ.REASON_TRADE_REFUND_FEE_ERR" => {
                 f.rejected("refund_amount_invalid")
             }
-            _ => f.rejected("provider_rejected"),
+            "ACQ.INVALID_PARAMETER" => f.rejected("provider_rejected"),
+            // ACQ.SYSTEM_ERROR, ACQ.DISCORDANT_REPEAT_REQUEST (a refund with this number exists
+            // at Alipay with another amount: money may have moved) and anything unknown.
+            _ => f.unavailable(),
         }),
     }
 }
 
 /// Ask for one refund. `code=10000` only means the query worked: a refund Alipay has not
-/// received comes back without business fields, and is still `Processing`.
+/// received comes back without business fields, which is `Rejected{code: "refund_not_found"}`
+/// (the server then sends it again under the same number).
 pub async fn query_refund(
     gw: &Gateway,
     order: &OrderRef,
@@ -195,6 +212,14 @@ pub async fn query_refund(
                 Some(status) => status == "REFUND_SUCCESS",
                 None => received,
             };
+            if !received {
+                // Alipay has no refund with this number: never received, so it may be sent again
+                // under the same number.
+                return Err(ProviderError::Rejected {
+                    code: "refund_not_found",
+                    message: format!("Alipay has no refund {out_refund_no}"),
+                });
+            }
             Ok(if succeeded {
                 RefundState {
                     status: RefundStatus::Succeeded,

@@ -237,15 +237,15 @@ async fn a_replayed_refund_is_confirmed_by_a_refund_query() {
 #[tokio::test]
 async fn refund_sub_codes_map_to_stable_codes() {
     for (sub_code, code) in [
-        ("ACQ.DISCORDANT_REPEAT_REQUEST", "out_refund_no_conflict"),
         ("ACQ.SELLER_BALANCE_NOT_ENOUGH", "insufficient_balance"),
         ("ACQ.TRADE_HAS_FINISHED", "refund_not_allowed"),
         ("ACQ.TRADE_NOT_ALLOW_REFUND", "refund_not_allowed"),
         ("ACQ.TRADE_STATUS_ERROR", "refund_not_allowed"),
         ("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "refund_amount_invalid"),
         ("ACQ.REASON_TRADE_REFUND_FEE_ERR", "refund_amount_invalid"),
-        ("ACQ.TRADE_NOT_EXIST", "provider_rejected"),
-        ("ACQ.REASON_TRADE_BEEN_FREEZEN", "provider_rejected"),
+        ("ACQ.TRADE_NOT_EXIST", "refund_not_allowed"),
+        ("ACQ.REASON_TRADE_BEEN_FREEZEN", "refund_not_allowed"),
+        ("ACQ.INVALID_PARAMETER", "provider_rejected"),
     ] {
         let (app, _s) = app_answering(move |_| failed(sub_code)).await;
         match app.refund(&refund_request(50, None)).await {
@@ -256,11 +256,21 @@ async fn refund_sub_codes_map_to_stable_codes() {
             other => panic!("{sub_code}: {other:?}"),
         }
     }
-    let (app, _s) = app_answering(|_| failed("ACQ.SYSTEM_ERROR")).await;
-    assert!(matches!(
-        app.refund(&refund_request(50, None)).await,
-        Err(ProviderError::Unavailable(_))
-    ));
+    // Outcomes that may have moved money are not refusals: the refund stays processing.
+    for sub_code in [
+        "ACQ.SYSTEM_ERROR",
+        "ACQ.DISCORDANT_REPEAT_REQUEST",
+        "ACQ.SOMETHING_NEW",
+    ] {
+        let (app, _s) = app_answering(move |_| failed(sub_code)).await;
+        assert!(
+            matches!(
+                app.refund(&refund_request(50, None)).await,
+                Err(ProviderError::Unavailable(_))
+            ),
+            "{sub_code}"
+        );
+    }
     let (app, server) = app_answering(|_| ok(REFUNDED)).await;
     assert!(matches!(
         app.refund(&refund_request(0, None)).await,
@@ -294,11 +304,30 @@ async fn refund_query_tells_received_from_not_received() {
             ),
             succeeded(None),
         ),
-        (ok(r#","out_trade_no":"PB20240101001""#), processing.clone()),
-        (ok(""), processing.clone()),
+        (
+            ok(
+                r#","out_request_no":"RF001","refund_amount":"0.50","refund_status":"REFUND_PROCESSING""#,
+            ),
+            processing.clone(),
+        ),
     ] {
         let (app, _s) = app_answering(move |_| inner.clone()).await;
         assert_eq!(app.query_refund(&order(), "RF001").await, Ok(expected));
+    }
+    // No business fields: Alipay never received it, so it may be sent again.
+    for inner in [ok(r#","out_trade_no":"PB20240101001""#), ok("")] {
+        let shown = inner.clone();
+        let (app, _s) = app_answering(move |_| inner.clone()).await;
+        assert!(
+            matches!(
+                app.query_refund(&order(), "RF001").await,
+                Err(ProviderError::Rejected {
+                    code: "refund_not_found",
+                    ..
+                })
+            ),
+            "{shown}"
+        );
     }
     let (app, _s) = app_answering(|_| failed("ACQ.SYSTEM_ERROR")).await;
     assert!(matches!(
