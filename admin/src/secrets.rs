@@ -178,20 +178,20 @@ pub fn is_sandbox_document(doc: &toml::Table, prefix: &str) -> bool {
     let Some(providers) = doc.get("providers").and_then(toml::Value::as_table) else {
         return true;
     };
-    providers.values().all(|p| {
-        let Some(table) = p.as_table() else {
-            return false;
-        };
-        let endpoints: Vec<_> = table
-            .iter()
-            .filter(|(k, _)| k.ends_with("_base") || k.ends_with("_url"))
-            .map(|(_, v)| v)
-            .collect();
-        !endpoints.is_empty()
-            && endpoints
-                .iter()
-                .all(|v| v.as_str().is_some_and(|s| s.starts_with(prefix)))
-    })
+    providers
+        .values()
+        .all(|p| p.as_table().is_some_and(|t| is_sandbox_provider(t, prefix)))
+}
+
+/// Whether one provider table talks only to the sandbox at `prefix`: it has endpoint keys
+/// (`*_base`, `*_url`) and each starts with `prefix`.
+pub fn is_sandbox_provider(table: &toml::Table, prefix: &str) -> bool {
+    let mut endpoints = table
+        .iter()
+        .filter(|(k, _)| k.ends_with("_base") || k.ends_with("_url"))
+        .peekable();
+    endpoints.peek().is_some()
+        && endpoints.all(|(_, v)| v.as_str().is_some_and(|s| s.starts_with(prefix)))
 }
 
 impl SecretPolicy {

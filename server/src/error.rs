@@ -112,6 +112,19 @@ impl From<ApplyError> for ApiError {
             ApplyError::Transition(t) => {
                 ApiError::new(StatusCode::CONFLICT, "invalid_transition", t.to_string())
             }
+            ApplyError::RefundTransition(t) => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_transition", t.to_string())
+            }
+            // The provider reported something that does not match this order: its answer cannot
+            // be trusted as is. Logged for an operator; the order is unchanged.
+            ApplyError::AmountMismatch { expected, got } => {
+                tracing::warn!(expected, got, "provider reported another amount");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "provider_unavailable",
+                    format!("the provider reported {got} fen for an order of {expected} fen"),
+                )
+            }
             other => ApiError::internal(&other),
         }
     }

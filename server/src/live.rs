@@ -60,6 +60,9 @@ pub fn build_all(
 
 /// Rebuild the registry from the store now.
 pub async fn reload(state: &AppState) -> Result<(), String> {
+    // One rebuild at a time: each reads the store after the previous one finished, so the
+    // registry only ever moves forward.
+    let _one_at_a_time = state.reload_lock.lock().await;
     let version = state
         .tenant_store
         .config_version()
@@ -79,7 +82,7 @@ pub async fn reload(state: &AppState) -> Result<(), String> {
     for p in &problems {
         tracing::error!(problem = %p, "tenant config not applied");
     }
-    register_merchants(&state.simulators, &tenants);
+    register_merchants(&state.simulators, &tenants, &sandbox_prefix(&state.config));
     if let Ok(mut next) = state.next_key_expiry.lock() {
         *next = stored
             .iter()

@@ -98,6 +98,10 @@ async fn pending_orders(
         .await?)
 }
 
+fn elapsed(since: std::time::Instant) -> chrono::Duration {
+    chrono::Duration::from_std(since.elapsed()).unwrap_or_else(|_| chrono::Duration::zero())
+}
+
 /// One pass at time `now`. Returns what it did; failures of single calls are logged and counted,
 /// not fatal.
 pub async fn run_once(
@@ -107,7 +111,9 @@ pub async fn run_once(
 ) -> Result<PassReport, StoreError> {
     let mut report = PassReport::default();
     let interval = Duration::from_secs(state.config.reconciler.interval_seconds.max(1));
-    if !acquire_lease(state, holder, now, interval * 4).await? {
+    let ttl = interval * 4;
+    let started = std::time::Instant::now();
+    if !acquire_lease(state, holder, now, ttl).await? {
         return Ok(report);
     }
     report.held_lease = true;
@@ -122,6 +128,12 @@ pub async fn run_once(
     })
     .await?;
     for o in stale {
+        // Renew before each provider call: a long pass must not outlive its lease, or another
+        // instance would start working the same orders.
+        if !acquire_lease(state, holder, now + elapsed(started), ttl).await? {
+            tracing::warn!("reconciler: lease lost mid-pass; stopping");
+            return Ok(report);
+        }
         let Some(tenant) = state.tenants.get(&o.tenant_id) else {
             continue;
         };
@@ -134,6 +146,12 @@ pub async fn run_once(
 
     let expired = pending_orders(state, |q| q.filter(order::Column::ExpiresAt.lte(now))).await?;
     for o in expired {
+        // Renew before each provider call: a long pass must not outlive its lease, or another
+        // instance would start working the same orders.
+        if !acquire_lease(state, holder, now + elapsed(started), ttl).await? {
+            tracing::warn!("reconciler: lease lost mid-pass; stopping");
+            return Ok(report);
+        }
         let Some(tenant) = state.tenants.get(&o.tenant_id) else {
             continue;
         };
@@ -151,6 +169,12 @@ pub async fn run_once(
     }
 
     for r in state.store.open_refunds(BATCH).await? {
+        // Renew before each provider call: a long pass must not outlive its lease, or another
+        // instance would start working the same orders.
+        if !acquire_lease(state, holder, now + elapsed(started), ttl).await? {
+            tracing::warn!("reconciler: lease lost mid-pass; stopping");
+            return Ok(report);
+        }
         let Some(tenant) = state.tenants.get(&r.tenant_id) else {
             continue;
         };

@@ -30,7 +30,7 @@ pub enum RefundInsert {
         /// What is still refundable.
         refundable: i64,
     },
-    /// The order has not been paid (or is fully refunded and has nothing left).
+    /// The order has not been paid.
     OrderNotPaid(String),
 }
 
@@ -106,7 +106,7 @@ impl Store {
             .await?)
     }
 
-    /// Refunds still `processing` or `abnormal` that the provider accepted, oldest first.
+    /// Refunds still `processing` (sent or not), least recently changed first.
     pub async fn open_refunds(&self, limit: u64) -> Result<Vec<refund::Model>, StoreError> {
         use sea_orm::QueryOrder;
         Ok(refund::Entity::find()
@@ -245,17 +245,24 @@ impl Store {
             return Ok(current);
         }
         let from: RefundStatus = current.status.parse().map_err(StoreError::Corrupt)?;
-        let transition = from.apply(update.status).map_err(|e| {
-            ApplyError::Store(StoreError::Corrupt(format!("refund {out_refund_no}: {e}")))
-        })?;
+        let transition = from.apply(update.status)?;
+        let newly_sent = update.sent && current.sent_at.is_none();
+        let new_refund_no = update
+            .provider_refund_no
+            .as_ref()
+            .filter(|no| current.provider_refund_no.as_deref() != Some(no.as_str()));
+        if transition == RefundTransition::Unchanged && !newly_sent && new_refund_no.is_none() {
+            // A new report of what is already known: recorded, and nothing else changes, not
+            // even `updated_at`.
+            txn.commit().await?;
+            return Ok(current);
+        }
         let mut changes =
             refund::Entity::update_many().col_expr(refund::Column::UpdatedAt, Expr::value(now));
-        if update.sent && current.sent_at.is_none() {
+        if newly_sent {
             changes = changes.col_expr(refund::Column::SentAt, Expr::value(now));
         }
-        if let Some(no) = &update.provider_refund_no
-            && current.provider_refund_no.as_deref() != Some(no)
-        {
+        if let Some(no) = new_refund_no {
             changes = changes.col_expr(refund::Column::ProviderRefundNo, Expr::value(no.clone()));
         }
         let to = match transition {

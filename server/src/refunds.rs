@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use paybridge_core::ids;
 use paybridge_core::money::Fen;
 use paybridge_core::provider::{ProviderError, RefundEvent, RefundRequest, RefundState};
+use paybridge_core::refund::RefundStatus;
 use paybridge_core::tenant::Tenant;
 
 use crate::db::entities::{order, refund};
@@ -78,9 +79,11 @@ pub async fn create_refund(
             ));
         }
     };
-    // A replay of a refund the provider never accepted sends it again (same number: idempotent at
-    // the provider); anything else is answered from the database.
-    if !created && row.sent_at.is_some() {
+    // A replay of a refund still `processing` that the provider never acknowledged sends it
+    // again (same number: idempotent at the provider); anything else, a `failed` refund
+    // included, is answered from the database.
+    let unsent = row.sent_at.is_none() && row.status == RefundStatus::Processing.as_str();
+    if !created && !unsent {
         return Ok((false, RefundView::from_model(&row)));
     }
     let request = RefundRequest {
@@ -110,15 +113,21 @@ pub async fn create_refund(
             | ProviderError::Misconfigured { .. }
             | ProviderError::NotSupported { .. }),
         ) => {
-            // Refused before any network call: nothing exists at the provider.
-            state.store.delete_unsent_refund(&row.id).await?;
+            // Refused before any network call. A refund this request created reached no
+            // provider, so it is forgotten; an older one may have reached it before (e.g. a send
+            // that timed out) and stays `processing` for the reconciler.
+            if created {
+                state.store.delete_unsent_refund(&row.id).await?;
+            }
             Err(provider_error(&order.provider, e))
         }
-        Err(e @ ProviderError::Rejected { .. }) => {
-            // A definite refusal: the refund failed and frees its amount.
+        Err(e @ ProviderError::Rejected { .. }) if created => {
+            // A definite refusal of the first send: the refund failed and frees its amount. (A
+            // resend refused after an earlier send timed out proves nothing about that earlier
+            // send; the refund then stays `processing` and the reconciler queries it.)
             let update = RefundUpdate {
                 event_id: format!("rejected:{}", row.id),
-                status: paybridge_core::refund::RefundStatus::Failed,
+                status: RefundStatus::Failed,
                 provider_refund_no: None,
                 succeeded_at: None,
                 sent: false,

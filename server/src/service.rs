@@ -40,7 +40,8 @@ pub fn order_ref(o: &order::Model) -> OrderRef {
     }
 }
 
-fn enabled_provider(tenant: &Tenant, kind: &str) -> Result<Arc<dyn PaymentProvider>, ApiError> {
+/// The tenant's provider of this kind if it is enabled, else `422 provider_not_enabled`.
+pub fn enabled_provider(tenant: &Tenant, kind: &str) -> Result<Arc<dyn PaymentProvider>, ApiError> {
     tenant.enabled_provider(kind).cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -227,6 +228,7 @@ pub async fn create_order(
     }
 }
 
+/// The `outcome` label of a provider call for `/metrics`.
 pub fn outcome_label<T>(r: &Result<T, ProviderError>) -> &'static str {
     match r {
         Ok(_) => "ok",

@@ -33,6 +33,8 @@ pub struct AppState {
     pub loaded_version: AtomicI64,
     /// When the first retired API key's grace period ends (the registry is rebuilt then).
     pub next_key_expiry: Mutex<Option<DateTime<Utc>>>,
+    /// Serialises registry rebuilds, so a slower rebuild never replaces a newer one.
+    pub reload_lock: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -49,14 +51,24 @@ pub struct TenantRegistry {
 }
 
 impl TenantRegistry {
-    /// Replace every tenant at once.
+    /// Replace every tenant at once. A key digest that two tenants share authenticates neither
+    /// (it would otherwise open one tenant's data to the other); it is logged for an operator.
     pub fn replace_all(&self, tenants: Vec<Tenant>) {
         let mut index = TenantIndex::default();
+        let mut shared = Vec::new();
         for t in tenants {
             for digest in &t.api_key_hashes {
-                index.by_key_digest.insert(digest.clone(), t.id.clone());
+                if let Some(other) = index.by_key_digest.insert(digest.clone(), t.id.clone())
+                    && other != t.id
+                {
+                    shared.push((digest.clone(), other, t.id.clone()));
+                }
             }
             index.by_id.insert(t.id.clone(), Arc::new(t));
+        }
+        for (digest, a, b) in shared {
+            index.by_key_digest.remove(&digest);
+            tracing::error!(tenant_a = %a, tenant_b = %b, "two tenants share an API key; it authenticates neither");
         }
         self.index.store(Arc::new(index));
     }
@@ -76,13 +88,6 @@ impl TenantRegistry {
             .and_then(|id| index.by_id.get(id))
             .cloned()
     }
-
-    /// Every tenant.
-    pub fn all(&self) -> Vec<Arc<Tenant>> {
-        let mut all: Vec<_> = self.index.load().by_id.values().cloned().collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        all
-    }
 }
 
 /// Build every registered provider's simulator and teach it the tenants' merchants.
@@ -99,17 +104,63 @@ pub fn build_simulators(
             sims.insert(f.kind, make(config.outbound_timeout()));
         }
     }
-    register_merchants(&sims, tenants);
+    register_merchants(&sims, tenants, &crate::live::sandbox_prefix(config));
     sims
 }
 
-/// Teach the simulators the tenants' merchants (again, after a config change).
-pub fn register_merchants(sims: &BTreeMap<&'static str, Arc<dyn Simulator>>, tenants: &[Tenant]) {
+/// Teach the simulators the merchants of the tenants that use them (again, after a config
+/// change). Only provider tables whose every endpoint points at this server's sandbox are given
+/// to a simulator: a production tenant's credentials never reach one.
+pub fn register_merchants(
+    sims: &BTreeMap<&'static str, Arc<dyn Simulator>>,
+    tenants: &[Tenant],
+    sandbox_prefix: &str,
+) {
     for (kind, sim) in sims {
         for t in tenants {
-            if let Some(p) = t.providers.get(*kind) {
+            if let Some(p) = t.providers.get(*kind)
+                && paybridge_admin::secrets::is_sandbox_provider(&p.table, sandbox_prefix)
+            {
                 sim.register_merchant(&p.table);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paybridge_core::tenant::{hash_api_key, parse_tenant};
+
+    fn tenant(id: &str, keys: &[&str]) -> Tenant {
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|k| format!("\"{}\"", hash_api_key(k)))
+            .collect();
+        let doc = format!("id = \"{id}\"\napi_keys = [{}]\n", keys.join(", "));
+        parse_tenant(
+            &doc,
+            std::path::Path::new("."),
+            std::time::Duration::from_secs(1),
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn a_key_shared_by_two_tenants_authenticates_neither() {
+        let registry = TenantRegistry::default();
+        registry.replace_all(vec![
+            tenant("a", &["key-a", "shared"]),
+            tenant("b", &["key-b", "shared"]),
+        ]);
+        assert_eq!(
+            registry.by_api_key("key-a").map(|t| t.id.clone()),
+            Some("a".to_owned())
+        );
+        assert_eq!(
+            registry.by_api_key("key-b").map(|t| t.id.clone()),
+            Some("b".to_owned())
+        );
+        assert!(registry.by_api_key("shared").is_none());
     }
 }

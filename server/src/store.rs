@@ -44,6 +44,9 @@ pub enum ApplyError {
     /// The transition table refuses the event.
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// The refund transition table refuses the reported status.
+    #[error(transparent)]
+    RefundTransition(#[from] paybridge_core::refund::RefundTransitionError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

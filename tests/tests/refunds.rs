@@ -251,3 +251,87 @@ async fn a_wechat_refund_without_certificate_is_a_config_error_before_any_call()
     );
     gw.finish().await;
 }
+
+fn refund_calls(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("paybridge_provider_calls_total{") && l.contains("call=\"refund\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refund_is_failed_and_its_replay_is_not_sent_again() {
+    for backend in backends() {
+        let t = tenant("ref_fail", 41);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let no = paid_order(&gw, &t, Provider::Alipay, 300).await;
+        // The refund window closed at Alipay: a refund is refused (ACQ.TRADE_HAS_FINISHED).
+        let (s, body) = gw
+            .sandbox_of(
+                "alipay_app",
+                "/control/notify",
+                &serde_json::json!({"out_trade_no": no, "trade_status": "TRADE_FINISHED"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+        let (s, err) = refund(&gw, &t.id, &no, "RF-1", 100).await;
+        assert_eq!(
+            (s, err["error"]["code"].as_str()),
+            (422, Some("refund_not_allowed")),
+            "{err}"
+        );
+        let metrics = || async {
+            gw.http
+                .get(format!("{}/metrics", gw.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        };
+        let calls = refund_calls(&metrics().await);
+        let (s, replay) = refund(&gw, &t.id, &no, "RF-1", 100).await;
+        assert_eq!(
+            (s, replay["status"].as_str()),
+            (200, Some("failed")),
+            "{}: {replay}",
+            backend.name()
+        );
+        assert_eq!(
+            refund_calls(&metrics().await),
+            calls,
+            "a failed refund's replay is answered from the database"
+        );
+        // Its amount is free again.
+        let o = order(&gw, &t.id, &no).await;
+        assert_eq!(o["refunded_amount"], 0);
+        gw.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_refund_report_changes_nothing_not_even_updated_at() {
+    for backend in backends() {
+        let t = tenant("ref_dup", 42);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let no = paid_order(&gw, &t, Provider::Wechat, 300).await;
+        let (s, r) = refund(&gw, &t.id, &no, "RD-1", 100).await;
+        assert_eq!((s, r["status"].as_str()), (201, Some("processing")), "{r}");
+        let path = format!("/v1/orders/{no}/refunds/RD-1");
+        let before = gw.get(&t.id, &path).await.1;
+        // WeChat still says PROCESSING: nothing new.
+        let (s, synced) = gw.get(&t.id, &format!("{path}?sync=true")).await;
+        assert_eq!(s, 200, "{synced}");
+        assert_eq!(
+            synced,
+            before,
+            "{}: a repeated status changes nothing",
+            backend.name()
+        );
+        gw.finish().await;
+    }
+}

@@ -168,6 +168,16 @@ impl<'a> Reader<'a> {
         };
         let value = value.to_owned();
         match url::Url::parse(&value) {
+            Ok(u) if u.scheme() == "http" && u.host().is_some() && !is_loopback(&u) => {
+                // Signed answers carry no nonce: in cleartext an old one could be replayed.
+                self.error(
+                    "gateway_url",
+                    format!(
+                        "must use https (plain http only for a loopback host), found {value:?}"
+                    ),
+                );
+                DEFAULT_GATEWAY_URL.to_owned()
+            }
             Ok(u)
                 if matches!(u.scheme(), "http" | "https")
                     && u.host().is_some()
@@ -287,3 +297,13 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<AlipayConfig, Ve
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+/// Whether a URL's host is this machine (plain http is allowed there: the sandbox, test doubles).
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}

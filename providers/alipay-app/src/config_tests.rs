@@ -184,3 +184,21 @@ fn sign_type_rsa2_is_accepted_and_ca_file_is_relative_to_base_dir() {
     let errors = refused(&[("ca_file", "Cargo.toml")]);
     assert!(message(&errors, "ca_file").contains("holds no PEM certificate"));
 }
+
+#[test]
+fn plain_http_gateway_is_only_for_loopback_hosts() {
+    let errors = refused(&[("gateway_url", "http://openapi.alipay.com/gateway.do")]);
+    assert!(
+        message(&errors, "gateway_url").contains("https"),
+        "{errors:?}"
+    );
+    for ok in [
+        "http://127.0.0.1:8080/sandbox/alipay_app/gateway.do",
+        "http://localhost/gateway.do",
+    ] {
+        assert!(
+            parse(&table(&[("gateway_url", ok)]), &ctx(Duration::from_secs(1))).is_ok(),
+            "{ok}"
+        );
+    }
+}

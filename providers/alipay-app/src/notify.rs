@@ -139,10 +139,17 @@ fn time(
     }
 }
 
-/// A refund report: Alipay carries refunds on the payment notification, recognisable by its
-/// refund fields (a partial refund keeps `TRADE_SUCCESS`, a full one is `TRADE_CLOSED`).
+/// A refund report: Alipay carries refunds on the payment notification, recognisable by a
+/// positive `refund_fee` with its refund number `out_biz_no` (a partial refund keeps
+/// `TRADE_SUCCESS`, a full one is `TRADE_CLOSED`). `TRADE_FINISHED` is never one: it also
+/// arrives when the refund window closes, carrying the cumulative `refund_fee`, and is the
+/// payment again (deduplicated by `trade_no`).
 fn is_refund_report(params: &BTreeMap<String, String>) -> bool {
-    get(params, "refund_fee").is_some() || get(params, "gmt_refund").is_some()
+    let refunded = get(params, "refund_fee")
+        .and_then(|f| Fen::from_yuan(f).ok())
+        .is_some_and(|f| f > Fen::ZERO);
+    get(params, "trade_status") != Some("TRADE_FINISHED")
+        && (refunded || get(params, "gmt_refund").is_some())
 }
 
 /// Verify a notification posted to the payment notify URL. Checks, in order: decode and

@@ -95,6 +95,20 @@ async fn trade_success_is_a_payment_with_beijing_time_converted() {
 async fn trade_finished_is_the_same_payment_event() {
     let event = verify(&signed(&[("trade_status", "TRADE_FINISHED")]), &orders()).await;
     assert_eq!(event, Ok(payment_event()));
+    // Also when the refund window closes on a partly refunded trade: the cumulative refund_fee
+    // does not make it a refund report.
+    let late = signed(&[
+        ("trade_status", "TRADE_FINISHED"),
+        ("refund_fee", "5.00"),
+        ("out_biz_no", "RF001"),
+    ]);
+    assert_eq!(verify(&late, &orders()).await, Ok(payment_event()));
+}
+
+#[tokio::test]
+async fn a_zero_refund_fee_is_not_a_refund_report() {
+    let body = signed(&[("refund_fee", "0.00")]);
+    assert_eq!(verify(&body, &orders()).await, Ok(payment_event()));
 }
 
 #[tokio::test]

@@ -38,12 +38,11 @@ pub fn percent_encode(value: &str) -> String {
 }
 
 /// Whole minutes from `now` to `expires_at` as `"Nm"`, rounded down (Alipay must not outlive
-/// paybridge's own expiry) and clamped to `1m`–`21600m`.
-pub fn timeout_express(now: DateTime<Utc>, expires_at: DateTime<Utc>) -> String {
-    let minutes = (expires_at - now)
-        .num_minutes()
-        .clamp(MIN_TIMEOUT_MINUTES, MAX_TIMEOUT_MINUTES);
-    format!("{minutes}m")
+/// paybridge's own expiry) and capped at `21600m` (15 days). `None` when less than a minute is
+/// left: the order is as good as expired, and a `1m` timeout would outlive it.
+pub fn timeout_express(now: DateTime<Utc>, expires_at: DateTime<Utc>) -> Option<String> {
+    let minutes = (expires_at - now).num_minutes();
+    (minutes >= MIN_TIMEOUT_MINUTES).then(|| format!("{}m", minutes.min(MAX_TIMEOUT_MINUTES)))
 }
 
 fn push_json_field(out: &mut String, key: &str, value: &str) {
@@ -140,7 +139,12 @@ pub fn app_pay_params(
         out_trade_no: &req.out_trade_no,
         amount: req.amount,
         subject: &req.description,
-        timeout_express: timeout_express(now, req.expires_at),
+        timeout_express: timeout_express(now, req.expires_at).ok_or_else(|| {
+            ProviderError::InvalidRequest {
+                field: Some("expires_in_seconds".to_owned()),
+                message: "the order expires in less than a minute; create a new order".to_owned(),
+            }
+        })?,
         passback_params: req
             .attach
             .as_deref()

@@ -80,14 +80,17 @@ fn percent_encoding_keeps_only_unreserved_characters() {
 fn timeout_express_is_whole_minutes_within_alipays_bounds() {
     let now = utc("2024-01-01T00:00:00Z");
     let at = |secs: i64| now + TimeDelta::seconds(secs);
-    assert_eq!(timeout_express(now, at(7200)), "120m");
-    assert_eq!(timeout_express(now, at(5459)), "90m");
-    assert_eq!(timeout_express(now, at(300)), "5m");
-    assert_eq!(timeout_express(now, at(59)), "1m");
-    assert_eq!(timeout_express(now, at(0)), "1m");
-    assert_eq!(timeout_express(now, at(-3600)), "1m");
-    assert_eq!(timeout_express(now, at(15 * 86400)), "21600m");
-    assert_eq!(timeout_express(now, at(20 * 86400)), "21600m");
+    let minutes = |secs| timeout_express(now, at(secs));
+    assert_eq!(minutes(7200).as_deref(), Some("120m"));
+    assert_eq!(minutes(5459).as_deref(), Some("90m"));
+    assert_eq!(minutes(300).as_deref(), Some("5m"));
+    assert_eq!(minutes(60).as_deref(), Some("1m"));
+    // Less than a minute left: no timeout would end with the order, so there is none.
+    assert_eq!(minutes(59), None);
+    assert_eq!(minutes(0), None);
+    assert_eq!(minutes(-3600), None);
+    assert_eq!(minutes(15 * 86400).as_deref(), Some("21600m"));
+    assert_eq!(minutes(20 * 86400).as_deref(), Some("21600m"));
 }
 
 #[test]

@@ -166,7 +166,6 @@ pub async fn refund(gw: &Gateway, req: &RefundRequest) -> Result<RefundState, Pr
         // frees its amount). Anything else may have moved money: the refund stays `processing`
         // and a query settles it (PROTOCOLS.md pitfall 8).
         Reply::BusinessFailed(f) => Err(match f.sub_code.as_str() {
-            "ACQ.SELLER_BALANCE_NOT_ENOUGH" => f.rejected("insufficient_balance"),
             "ACQ.TRADE_HAS_FINISHED"
             | "ACQ.TRADE_NOT_ALLOW_REFUND"
             | "ACQ.TRADE_STATUS_ERROR"
@@ -176,8 +175,9 @@ pub async fn refund(gw: &Gateway, req: &RefundRequest) -> Result<RefundState, Pr
                 f.rejected("refund_amount_invalid")
             }
             "ACQ.INVALID_PARAMETER" => f.rejected("provider_rejected"),
-            // ACQ.SYSTEM_ERROR, ACQ.DISCORDANT_REPEAT_REQUEST (a refund with this number exists
-            // at Alipay with another amount: money may have moved) and anything unknown.
+            // ACQ.SYSTEM_ERROR, ACQ.SELLER_BALANCE_NOT_ENOUGH (retry the same number once the
+            // balance is topped up), ACQ.DISCORDANT_REPEAT_REQUEST (a refund with this number
+            // exists at Alipay with another amount: money may have moved) and anything unknown.
             _ => f.unavailable(),
         }),
     }

@@ -237,7 +237,6 @@ async fn a_replayed_refund_is_confirmed_by_a_refund_query() {
 #[tokio::test]
 async fn refund_sub_codes_map_to_stable_codes() {
     for (sub_code, code) in [
-        ("ACQ.SELLER_BALANCE_NOT_ENOUGH", "insufficient_balance"),
         ("ACQ.TRADE_HAS_FINISHED", "refund_not_allowed"),
         ("ACQ.TRADE_NOT_ALLOW_REFUND", "refund_not_allowed"),
         ("ACQ.TRADE_STATUS_ERROR", "refund_not_allowed"),

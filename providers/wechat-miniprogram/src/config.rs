@@ -206,6 +206,16 @@ impl Reader<'_> {
             return default.to_owned();
         };
         match url::Url::parse(&value) {
+            Ok(u) if u.scheme() == "http" && u.host().is_some() && !is_loopback(&u) => {
+                // The login answer is unsigned and the login URL carries the AppSecret.
+                self.error(
+                    key,
+                    format!(
+                        "must use https (plain http only for a loopback host), found {value:?}"
+                    ),
+                );
+                default.to_owned()
+            }
             Ok(u)
                 if matches!(u.scheme(), "http" | "https")
                     && u.host().is_some()
@@ -417,3 +427,13 @@ impl WechatConfig {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+/// Whether a URL's host is this machine (plain http is allowed there: the sandbox, test doubles).
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}

@@ -337,3 +337,17 @@ fn fields_describe_every_accepted_key() {
         .collect();
     assert_eq!(required, ["appid", "mch_id", "api_key"]);
 }
+
+#[test]
+fn plain_http_endpoints_are_only_for_loopback_hosts() {
+    let base = format!("appid = \"wx1\"\nmch_id = \"1900000109\"\napi_key = \"{KEY}\"\n");
+    let errs = errors(&format!(
+        "{base}api_base = \"http://api.mch.weixin.qq.com\"\nlogin_base = \"http://api.weixin.qq.com\"\n"
+    ));
+    assert!(has(&errs, "api_base", "https"), "{errs:?}");
+    assert!(has(&errs, "login_base", "https"), "{errs:?}");
+    let local = format!(
+        "{base}api_base = \"http://127.0.0.1:8080/sandbox/wechat_miniprogram\"\nlogin_base = \"http://localhost:9/x\"\n"
+    );
+    assert!(parse(&table(&local), &ctx(Path::new("."))).is_ok());
+}

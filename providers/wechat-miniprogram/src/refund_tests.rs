@@ -140,15 +140,11 @@ async fn refund_business_errors_map_to_core_errors() {
         ("BIZERR_NEED_RETRY", |e| {
             matches!(e, ProviderError::Unavailable(_))
         }),
-        ("NOTENOUGH", |e| {
-            matches!(
-                e,
-                ProviderError::Rejected {
-                    code: "insufficient_balance",
-                    ..
-                }
-            )
-        }),
+        // Retried under the same out_refund_no once the balance allows (B.12).
+        (
+            "NOTENOUGH",
+            |e| matches!(e, ProviderError::Unavailable(m) if m.contains("NOTENOUGH")),
+        ),
         ("TRADE_OVERDUE", |e| {
             matches!(
                 e,

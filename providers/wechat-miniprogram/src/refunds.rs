@@ -77,12 +77,9 @@ pub fn refund_params(req: &RefundRequest) -> Result<BTreeMap<String, String>, Pr
 pub fn refund_error(err_code: &str, err_code_des: &str) -> ProviderError {
     let message = format!("{err_code}: {err_code_des}");
     match err_code {
-        // Retry with the same out_refund_no.
-        "SYSTEMERROR" | "BIZERR_NEED_RETRY" => ProviderError::Unavailable(message),
-        "NOTENOUGH" => ProviderError::Rejected {
-            code: "insufficient_balance",
-            message,
-        },
+        // Retry with the same out_refund_no (NOTENOUGH: once the merchant's balance is topped
+        // up). The refund stays `processing`, and the reconciler sends it again.
+        "SYSTEMERROR" | "BIZERR_NEED_RETRY" | "NOTENOUGH" => ProviderError::Unavailable(message),
         "TRADE_OVERDUE" | "USER_ACCOUNT_ABNORMAL" => ProviderError::Rejected {
             code: "refund_not_allowed",
             message,

@@ -169,6 +169,10 @@ async fn handle(
                         ApplyError::Transition(t) => {
                             (NotificationRejection::Unsupported(t.to_string()), None)
                         }
+                        ApplyError::RefundTransition(t) => {
+                            tracing::warn!(tenant = tenant_id, error = %t, "refund report contradicts a final status");
+                            (NotificationRejection::Unsupported(t.to_string()), None)
+                        }
                         ApplyError::Store(s) => {
                             tracing::error!(error = %s, tenant = tenant_id, "cannot apply notification");
                             (

@@ -1,6 +1,5 @@
 //! Merchant API: a provider login (WeChat mini-program `wx.login()` code → openid).
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, post, web};
 
 use crate::api::auth::AuthTenant;
@@ -32,13 +31,7 @@ pub async fn create_session(
     body: web::Json<SessionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = path.into_inner();
-    let provider = auth.0.enabled_provider(&kind).cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "provider_not_enabled",
-            format!("provider {kind:?} is not enabled for this tenant"),
-        )
-    })?;
+    let provider = crate::service::enabled_provider(&auth.0, &kind)?;
     if body.code.is_empty() || body.code.len() > 128 {
         return Err(ApiError::invalid(
             "code",
