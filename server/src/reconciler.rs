@@ -86,16 +86,33 @@ pub async fn release_lease(state: &AppState, holder: &str) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Pending orders due for a check at `now`, oldest first.
 async fn pending_orders(
     state: &AppState,
+    now: DateTime<Utc>,
     filter: impl FnOnce(sea_orm::Select<order::Entity>) -> sea_orm::Select<order::Entity>,
 ) -> Result<Vec<order::Model>, StoreError> {
-    let q = order::Entity::find().filter(order::Column::Status.eq(OrderStatus::Pending.as_str()));
+    let q = order::Entity::find()
+        .filter(order::Column::Status.eq(OrderStatus::Pending.as_str()))
+        .filter(
+            Condition::any()
+                .add(order::Column::NextCheckAt.is_null())
+                .add(order::Column::NextCheckAt.lte(now)),
+        );
     Ok(filter(q)
         .order_by_asc(order::Column::CreatedAt)
         .limit(BATCH)
         .all(state.store.db())
         .await?)
+}
+
+/// The next check of a row created at `created`: a tenth of its age, between one interval and an
+/// hour.
+fn next_check(now: DateTime<Utc>, created: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
+    let interval =
+        chrono::Duration::from_std(interval).unwrap_or_else(|_| chrono::Duration::seconds(30));
+    let wait = ((now - created) / 10).clamp(interval, chrono::Duration::hours(1).max(interval));
+    now + wait
 }
 
 fn elapsed(since: std::time::Instant) -> chrono::Duration {
@@ -121,7 +138,7 @@ pub async fn run_once(
         i64::try_from(state.config.reconciler.query_pending_after_seconds).unwrap_or(i64::MAX);
     let quiet_since = now - chrono::Duration::seconds(quiet_for);
 
-    let stale = pending_orders(state, |q| {
+    let stale = pending_orders(state, now, |q| {
         q.filter(order::Column::CreatedAt.lte(quiet_since))
             .filter(order::Column::LastNotifiedAt.is_null())
             .filter(order::Column::ExpiresAt.gt(now))
@@ -134,6 +151,12 @@ pub async fn run_once(
             tracing::warn!("reconciler: lease lost mid-pass; stopping");
             return Ok(report);
         }
+        // Whatever the outcome, look again later, sooner for young orders: rows that never
+        // change must not crowd newer ones out of the batch.
+        state
+            .store
+            .defer_order(&o.id, next_check(now, o.created_at, interval))
+            .await?;
         let Some(tenant) = state.tenants.get(&o.tenant_id) else {
             continue;
         };
@@ -144,7 +167,8 @@ pub async fn run_once(
         }
     }
 
-    let expired = pending_orders(state, |q| q.filter(order::Column::ExpiresAt.lte(now))).await?;
+    let expired =
+        pending_orders(state, now, |q| q.filter(order::Column::ExpiresAt.lte(now))).await?;
     for o in expired {
         // Renew before each provider call: a long pass must not outlive its lease, or another
         // instance would start working the same orders.
@@ -152,6 +176,10 @@ pub async fn run_once(
             tracing::warn!("reconciler: lease lost mid-pass; stopping");
             return Ok(report);
         }
+        state
+            .store
+            .defer_order(&o.id, next_check(now, o.created_at, interval))
+            .await?;
         let Some(tenant) = state.tenants.get(&o.tenant_id) else {
             continue;
         };
@@ -168,13 +196,17 @@ pub async fn run_once(
         }
     }
 
-    for r in state.store.open_refunds(BATCH).await? {
+    for r in state.store.open_refunds(now, BATCH).await? {
         // Renew before each provider call: a long pass must not outlive its lease, or another
         // instance would start working the same orders.
         if !acquire_lease(state, holder, now + elapsed(started), ttl).await? {
             tracing::warn!("reconciler: lease lost mid-pass; stopping");
             return Ok(report);
         }
+        state
+            .store
+            .defer_refund(&r.id, next_check(now, r.created_at, interval))
+            .await?;
         let Some(tenant) = state.tenants.get(&r.tenant_id) else {
             continue;
         };
@@ -213,4 +245,33 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn young_rows_are_checked_often_and_old_ones_rarely() {
+        let now = Utc::now();
+        let interval = Duration::from_secs(30);
+        let wait = |age_secs: i64| {
+            next_check(now, now - chrono::Duration::seconds(age_secs), interval) - now
+        };
+        assert_eq!(
+            wait(60),
+            chrono::Duration::seconds(30),
+            "at least one interval"
+        );
+        assert_eq!(
+            wait(1200),
+            chrono::Duration::seconds(120),
+            "a tenth of the age"
+        );
+        assert_eq!(
+            wait(86_400 * 3),
+            chrono::Duration::hours(1),
+            "at most an hour"
+        );
+    }
 }

@@ -51,6 +51,14 @@ pub struct RefundUpdate {
     pub payload: serde_json::Value,
 }
 
+/// The sum of some refunds' amounts, checked (an overflow is corrupt data, never a wrap).
+fn total_of(refunds: &[refund::Model]) -> Result<Fen, StoreError> {
+    refunds.iter().try_fold(Fen::ZERO, |sum, r| {
+        sum.checked_add(Fen::new(r.amount))
+            .ok_or_else(|| StoreError::Corrupt("refund amounts overflow".to_owned()))
+    })
+}
+
 async fn lock_order(
     txn: &DatabaseTransaction,
     tenant_id: &str,
@@ -106,15 +114,34 @@ impl Store {
             .await?)
     }
 
-    /// Refunds still `processing` (sent or not), least recently changed first.
-    pub async fn open_refunds(&self, limit: u64) -> Result<Vec<refund::Model>, StoreError> {
-        use sea_orm::QueryOrder;
+    /// Refunds still `processing` (sent or not) that are due for a check at `now`, oldest first.
+    pub async fn open_refunds(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<refund::Model>, StoreError> {
+        use sea_orm::{Condition, QueryOrder};
         Ok(refund::Entity::find()
             .filter(refund::Column::Status.eq(RefundStatus::Processing.as_str()))
-            .order_by_asc(refund::Column::UpdatedAt)
+            .filter(
+                Condition::any()
+                    .add(refund::Column::NextCheckAt.is_null())
+                    .add(refund::Column::NextCheckAt.lte(now)),
+            )
+            .order_by_asc(refund::Column::CreatedAt)
             .limit(limit)
             .all(self.db())
             .await?)
+    }
+
+    /// When the reconciler may look at this refund again.
+    pub async fn defer_refund(&self, refund_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        refund::Entity::update_many()
+            .col_expr(refund::Column::NextCheckAt, Expr::value(at))
+            .filter(refund::Column::Id.eq(refund_id))
+            .exec(self.db())
+            .await?;
+        Ok(())
     }
 
     /// Create a refund unless it exists, checking the order's limit in the same transaction: the
@@ -145,14 +172,14 @@ impl Store {
             txn.commit().await?;
             return Ok(RefundInsert::OrderNotPaid(status.as_str().to_owned()));
         }
-        let committed: i64 = refund::Entity::find()
-            .filter(refund::Column::OrderId.eq(order.id.clone()))
-            .filter(refund::Column::Status.ne(RefundStatus::Failed.as_str()))
-            .all(&txn)
-            .await?
-            .iter()
-            .map(|r| r.amount)
-            .sum();
+        let committed = total_of(
+            &refund::Entity::find()
+                .filter(refund::Column::OrderId.eq(order.id.clone()))
+                .filter(refund::Column::Status.ne(RefundStatus::Failed.as_str()))
+                .all(&txn)
+                .await?,
+        )?
+        .get();
         let refundable = order.amount - committed;
         if amount.get() > refundable {
             txn.commit().await?;
@@ -170,6 +197,7 @@ impl Store {
             status: Set(RefundStatus::Processing.as_str().to_owned()),
             provider_refund_no: Set(None),
             sent_at: Set(None),
+            next_check_at: Set(None),
             succeeded_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
@@ -321,14 +349,14 @@ impl Store {
         order: &order::Model,
         now: DateTime<Utc>,
     ) -> Result<(), ApplyError> {
-        let total: i64 = refund::Entity::find()
-            .filter(refund::Column::OrderId.eq(order.id.clone()))
-            .filter(refund::Column::Status.eq(RefundStatus::Succeeded.as_str()))
-            .all(txn)
-            .await?
-            .iter()
-            .map(|r| r.amount)
-            .sum();
+        let total = total_of(
+            &refund::Entity::find()
+                .filter(refund::Column::OrderId.eq(order.id.clone()))
+                .filter(refund::Column::Status.eq(RefundStatus::Succeeded.as_str()))
+                .all(txn)
+                .await?,
+        )?
+        .get();
         let from = status_of(order)?;
         let event = OrderEvent::RefundTotal {
             refunded_total: Fen::new(total),

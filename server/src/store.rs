@@ -236,6 +236,7 @@ impl Store {
             client_payment: Set(None),
             provider_data: Set("{}".to_owned()),
             last_notified_at: Set(None),
+            next_check_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         };
@@ -422,6 +423,17 @@ impl Store {
         Err(ApplyError::Store(StoreError::Corrupt(
             "order kept changing under a compare-and-set".to_owned(),
         )))
+    }
+
+    /// When the reconciler may look at this order again. Not a change of the order (its
+    /// `updated_at` stays).
+    pub async fn defer_order(&self, order_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        order::Entity::update_many()
+            .col_expr(order::Column::NextCheckAt, Expr::value(at))
+            .filter(order::Column::Id.eq(order_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// Record one received notification and what was decided.

@@ -331,3 +331,30 @@ async fn a_refund_the_provider_never_received_is_sent_again() {
         gw.finish().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checked_order_waits_its_turn_so_others_are_reached() {
+    for backend in backends() {
+        let t = tenant("rec_g", 56);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let (first, _) = wechat::create_order(&gw, &t.id, 100).await;
+        let at = Utc::now() + Duration::seconds(180);
+        let report = run_once(&gw.state, "a", at).await.unwrap();
+        assert_eq!(report.queried, 1, "{report:?}");
+        // Checked a second later: the unpaid order is not due again yet, so it would not take a
+        // place in the batch from a newer one.
+        let report = run_once(&gw.state, "a", at + Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(report.queried, 0, "{}: {report:?}", backend.name());
+        let report = run_once(&gw.state, "a", at + Duration::seconds(31))
+            .await
+            .unwrap();
+        assert_eq!(
+            report.queried, 1,
+            "due again after one interval: {report:?}"
+        );
+        assert_eq!(status(&gw, &t.id, &first).await, "pending");
+        gw.finish().await;
+    }
+}

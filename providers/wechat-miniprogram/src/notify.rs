@@ -87,15 +87,30 @@ pub async fn verify_payment(
         found: None,
     };
 
-    // (1) signature: `sign_type` if present, else the order's, else the tenant's.
-    let sign_type = match fields.get("sign_type") {
-        Some(name) if !name.is_empty() => {
-            SignType::parse(name).ok_or(NotificationRejection::BadSignature)?
-        }
-        _ => {
-            let provider_data = order.get().await.map(|o| &o.provider_data);
-            order_sign_type(provider_data, config.sign_type)
-        }
+    // (1) signature, with the order's own sign type when the order recorded one (a `sign_type`
+    // field that contradicts it is refused); else the `sign_type` field; else inferred from the
+    // signature's length (64 hex = HMAC-SHA256, 32 = MD5, PROTOCOLS.md §B.2).
+    let stored = order
+        .get()
+        .await
+        .and_then(|o| {
+            o.provider_data
+                .get("sign_type")
+                .and_then(serde_json::Value::as_str)
+        })
+        .and_then(SignType::parse);
+    let declared = match fields.get("sign_type").filter(|n| !n.is_empty()) {
+        Some(name) => Some(SignType::parse(name).ok_or(NotificationRejection::BadSignature)?),
+        None => None,
+    };
+    let sign_type = match (stored, declared) {
+        (Some(s), Some(d)) if s != d => return Err(NotificationRejection::BadSignature),
+        (Some(s), _) | (None, Some(s)) => s,
+        (None, None) => match fields.get("sign").map(String::len) {
+            Some(64) => SignType::HmacSha256,
+            Some(32) => SignType::Md5,
+            _ => order_sign_type(None, config.sign_type),
+        },
     };
     if !sign::verify(&fields, sign_type, &config.api_key) {
         tracing::warn!(

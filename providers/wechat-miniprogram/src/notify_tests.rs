@@ -183,39 +183,54 @@ async fn hmac_notification_without_sign_type_verifies_with_the_orders_sign_type(
 }
 
 #[tokio::test]
-async fn without_order_data_the_tenants_sign_type_is_used() {
+async fn without_order_data_the_sign_type_is_inferred_from_the_signature_length() {
     let lookup = orders(serde_json::Value::Null);
+    // Whatever the tenant's current sign_type: 32 hex digits are MD5, 64 are HMAC-SHA256.
+    for tenant in ["MD5", "HMAC-SHA256"] {
+        for alg in [Alg::Md5, Alg::Hmac] {
+            assert_eq!(
+                verify(
+                    &provider(tenant),
+                    &notification(&base_fields(), alg, &[]),
+                    &lookup
+                )
+                .await,
+                Ok(expected_event()),
+                "{tenant}"
+            );
+        }
+    }
+    let tampered = notification(&base_fields(), Alg::Hmac, &[]).replace("ORDER0001", "ORDER0002");
     assert_eq!(
-        verify(
-            &provider("MD5"),
-            &notification(&base_fields(), Alg::Md5, &[]),
-            &lookup
-        )
-        .await,
-        Ok(expected_event())
-    );
-    assert_eq!(
-        verify(
-            &provider("HMAC-SHA256"),
-            &notification(&base_fields(), Alg::Md5, &[]),
-            &lookup
-        )
-        .await,
+        verify(&provider("MD5"), &tampered, &lookup).await,
         Err(NotificationRejection::BadSignature)
     );
 }
 
 #[tokio::test]
-async fn an_explicit_sign_type_field_wins() {
+async fn a_sign_type_field_must_agree_with_the_orders() {
     let lookup = orders(serde_json::json!({"sign_type": "HMAC-SHA256"}));
+    // A notification claiming MD5 for an HMAC-SHA256 order is refused, even if it verifies.
     let body = notification(&with(&[("sign_type", "MD5")]), Alg::Md5, &[]);
     assert_eq!(
         verify(&provider("HMAC-SHA256"), &body, &lookup).await,
+        Err(NotificationRejection::BadSignature)
+    );
+    let body = notification(&with(&[("sign_type", "HMAC-SHA256")]), Alg::Hmac, &[]);
+    assert_eq!(
+        verify(&provider("MD5"), &body, &lookup).await,
+        Ok(expected_event())
+    );
+    // Without order data the field decides.
+    let unknown = orders(serde_json::Value::Null);
+    let body = notification(&with(&[("sign_type", "MD5")]), Alg::Md5, &[]);
+    assert_eq!(
+        verify(&provider("HMAC-SHA256"), &body, &unknown).await,
         Ok(expected_event())
     );
     let body = notification(&with(&[("sign_type", "SHA1")]), Alg::Md5, &[]);
     assert_eq!(
-        verify(&provider("MD5"), &body, &lookup).await,
+        verify(&provider("MD5"), &body, &unknown).await,
         Err(NotificationRejection::BadSignature)
     );
 }

@@ -31,6 +31,8 @@ pub mod order {
         pub provider_data: String,
         pub last_notified_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
+        /// When the reconciler next looks at it (`None`: at once).
+        pub next_check_at: Option<DateTimeUtc>,
         pub updated_at: DateTimeUtc,
     }
 
@@ -134,6 +136,8 @@ pub mod refund {
         pub succeeded_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// When the reconciler next looks at it (`None`: at once).
+        pub next_check_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Orders),
             Box::new(M0002RefundsLeases),
             Box::new(M0003Webhooks),
+            Box::new(M0004NextCheck),
         ]
     }
 }
@@ -484,5 +485,43 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(delivery.next_attempt_at, Some(event.created_at));
+    }
+}
+
+#[derive(DeriveIden)]
+enum NextCheck {
+    NextCheckAt,
+}
+
+/// When the reconciler next looks at a pending order or a processing refund, so rows that never
+/// change cannot crowd out newer ones.
+struct M0004NextCheck;
+
+impl MigrationName for M0004NextCheck {
+    fn name(&self) -> &str {
+        "m0004_next_check"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004NextCheck {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Orders::Table)
+                    .add_column(timestamp_with_time_zone_null(NextCheck::NextCheckAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Refunds::Table)
+                    .add_column(timestamp_with_time_zone_null(NextCheck::NextCheckAt))
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
     }
 }
