@@ -96,7 +96,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
     let mut tenant_store = TenantStore::new(db.clone(), master_key)
         .with_tenants_dir(config.tenants.dir.clone())
         .with_http_timeout(config.outbound_timeout());
-    if !tenant_store.has_master_key() {
+    if !tenant_store.encrypts() {
         tenant_store = tenant_store.permit_plaintext_for_sandbox(prefix.clone());
     }
     let no_key_hint = format!(
@@ -110,7 +110,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
             format!(
                 "importing {}: {e}{}",
                 config.tenants.dir.display(),
-                if tenant_store.has_master_key() {
+                if tenant_store.encrypts() {
                     String::new()
                 } else {
                     format!("\n{no_key_hint}")
@@ -121,7 +121,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
     let (tenants, problems) =
         crate::live::build_all(&stored, &config, tenant_store.encrypts(), |_| None);
     if !problems.is_empty() {
-        let hint = if tenant_store.has_master_key() {
+        let hint = if tenant_store.encrypts() {
             String::new()
         } else {
             format!("\n{no_key_hint}")

@@ -156,7 +156,19 @@ impl TenantStore {
             return Err(StoreError::InvalidFiles(problems));
         }
         for (path, id, doc, (base_dir, outcome)) in planned {
-            self.put(&id, &doc, Some(base_dir), actor, None).await?;
+            let outcome = match outcome {
+                // Another instance (or an admin) may have created it since it was read: the
+                // database copy wins, so a create never replaces.
+                ImportOutcome::Created => match self.create(&doc, Some(base_dir), actor).await {
+                    Ok(_) => ImportOutcome::Created,
+                    Err(StoreError::Conflict(_)) => ImportOutcome::Skipped,
+                    Err(e) => return Err(e),
+                },
+                _ => {
+                    self.put(&id, &doc, Some(base_dir), actor, None).await?;
+                    outcome
+                }
+            };
             report.files.push((path, id, outcome));
         }
         report.files.sort_by(|a, b| a.0.cmp(&b.0));

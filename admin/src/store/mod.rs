@@ -147,11 +147,6 @@ impl TenantStore {
         self
     }
 
-    /// Whether a master key is configured.
-    pub fn has_master_key(&self) -> bool {
-        self.secrets.key.is_some()
-    }
-
     /// The folder relative paths of API-created tenants resolve against (`[tenants] dir`).
     pub fn with_tenants_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.tenants_dir = dir.into();
@@ -164,7 +159,7 @@ impl TenantStore {
         self
     }
 
-    /// Whether a master key is configured.
+    /// Whether a master key is configured (secrets are then encrypted at rest).
     pub fn encrypts(&self) -> bool {
         self.secrets.key.is_some()
     }
