@@ -72,10 +72,12 @@ impl fmt::Debug for Tenant {
 
 /// `sha256:<hex>` of a plaintext API key, the form stored in tenant configs.
 pub fn hash_api_key(plaintext: &str) -> String {
-    format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(plaintext.as_bytes()))
-    )
+    format!("sha256:{}", api_key_digest(plaintext))
+}
+
+/// The bare hex SHA-256 of a plaintext API key, as held in [`Tenant::api_key_hashes`].
+pub fn api_key_digest(plaintext: &str) -> String {
+    hex::encode(Sha256::digest(plaintext.as_bytes()))
 }
 
 fn is_valid_tenant_id(id: &str) -> bool {
@@ -260,7 +262,7 @@ impl Tenant {
 
     /// Whether this plaintext key is one of the tenant's (compares digests).
     pub fn accepts_api_key(&self, plaintext: &str) -> bool {
-        let digest = hex::encode(Sha256::digest(plaintext.as_bytes()));
+        let digest = api_key_digest(plaintext);
         self.api_key_hashes.iter().any(|h| h == &digest)
     }
 

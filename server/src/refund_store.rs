@@ -12,9 +12,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::db::entities::{order, outbox_event, refund};
+use crate::db::entities::{order, refund};
 use crate::store::{
-    ApplyError, NewProviderEvent, Store, StoreError, record_provider_event, status_of,
+    ApplyError, NewProviderEvent, Store, StoreError, record_provider_event, status_of, write_outbox,
 };
 use crate::views::{OrderView, RefundView};
 
@@ -73,29 +73,6 @@ async fn lock_order(
         q = q.lock_exclusive();
     }
     Ok(q.one(txn).await?)
-}
-
-async fn write_outbox(
-    txn: &DatabaseTransaction,
-    tenant_id: &str,
-    order_id: &str,
-    event_type: &str,
-    data: &serde_json::Value,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let event_id = Uuid::new_v4().to_string();
-    outbox_event::Entity::insert(outbox_event::ActiveModel {
-        id: Set(event_id.clone()),
-        tenant_id: Set(tenant_id.to_owned()),
-        event_type: Set(event_type.to_owned()),
-        order_id: Set(Some(order_id.to_owned())),
-        data: Set(data.to_string()),
-        created_at: Set(now),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    crate::webhooks::deliveries::schedule_event(txn, &event_id, tenant_id, now).await?;
-    Ok(())
 }
 
 impl Store {

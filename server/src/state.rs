@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use paybridge_admin::TenantStore;
 use paybridge_core::provider::{Simulator, factories};
 use paybridge_core::tenant::Tenant;
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -80,7 +79,7 @@ impl TenantRegistry {
 
     /// The tenant owning this plaintext API key.
     pub fn by_api_key(&self, plaintext: &str) -> Option<Arc<Tenant>> {
-        let digest = hex::encode(Sha256::digest(plaintext.as_bytes()));
+        let digest = paybridge_core::tenant::api_key_digest(plaintext);
         let index = self.index.load();
         index
             .by_key_digest

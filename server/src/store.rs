@@ -173,6 +173,31 @@ pub async fn record_provider_event(
     Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
 }
 
+/// Write a merchant webhook event and schedule its delivery, in the caller's transaction (the
+/// event exists exactly when the change it describes does).
+pub(crate) async fn write_outbox(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant_id: &str,
+    order_id: &str,
+    event_type: &str,
+    data: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let event_id = Uuid::new_v4().to_string();
+    outbox_event::Entity::insert(outbox_event::ActiveModel {
+        id: Set(event_id.clone()),
+        tenant_id: Set(tenant_id.to_owned()),
+        event_type: Set(event_type.to_owned()),
+        order_id: Set(Some(order_id.to_owned())),
+        data: Set(data.to_string()),
+        created_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    crate::webhooks::deliveries::schedule_event(txn, &event_id, tenant_id, now).await?;
+    Ok(())
+}
+
 /// Access to orders and events.
 #[derive(Clone)]
 pub struct Store {
@@ -395,19 +420,7 @@ impl Store {
                 types.push("order.flagged".to_owned());
             }
             for event_type in types {
-                let event_id = Uuid::new_v4().to_string();
-                outbox_event::Entity::insert(outbox_event::ActiveModel {
-                    id: Set(event_id.clone()),
-                    tenant_id: Set(tenant_id.to_owned()),
-                    event_type: Set(event_type),
-                    order_id: Set(Some(updated.id.clone())),
-                    data: Set(view.to_string()),
-                    created_at: Set(now),
-                })
-                .exec_without_returning(&txn)
-                .await?;
-                crate::webhooks::deliveries::schedule_event(&txn, &event_id, tenant_id, now)
-                    .await?;
+                write_outbox(&txn, tenant_id, &updated.id, &event_type, &view, now).await?;
             }
             txn.commit().await?;
             tracing::info!(

@@ -593,3 +593,28 @@ async fn unknown_tenant_in_a_notify_url_is_a_404_and_refusals_are_counted() {
     );
     gw.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notification_limit_applies_even_below_the_api_limit() {
+    let tenant = tenant_a();
+    let gw = Gateway::start_with(&backends()[0], std::slice::from_ref(&tenant), |c| {
+        c.http.max_body_bytes = 65_536;
+        c.http.max_notification_bytes = 1_024;
+    })
+    .await;
+    let (status, _) = notify(
+        &gw,
+        &tenant.id,
+        &format!("<xml><a>{}</a></xml>", "x".repeat(2_000)),
+    )
+    .await;
+    assert_eq!(status, 413);
+    let (status, _) = notify(
+        &gw,
+        &tenant.id,
+        "<xml><return_code>SUCCESS</return_code></xml>",
+    )
+    .await;
+    assert_eq!(status, 200);
+    gw.finish().await;
+}

@@ -123,6 +123,14 @@ async fn handle(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
+    // The HTTP layer caps every body at the larger of the two limits; notifications have their own.
+    if body.len() > state.config.http.max_notification_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "notification body too large",
+        ));
+    }
     let Some(tenant) = state.tenants.get(tenant_id) else {
         return Err(ApiError::not_found("tenant"));
     };
