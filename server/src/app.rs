@@ -18,8 +18,8 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::api;
+use crate::api::error::ApiError;
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::state::{AppState, TenantRegistry, build_simulators};
 use crate::store::Store;
@@ -84,15 +84,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Connect the database, import and load the tenants, and build the shared state. Without a
 /// master key only sandbox tenants may exist: otherwise this refuses to start.
 pub async fn build_state(config: Config) -> Result<AppState, String> {
-    let db = crate::db::connect(&config.database.url)
+    let connections = crate::db::connect(&config.database.url)
         .await
         .map_err(|e| format!("database {}: {e}", redact_url(&config.database.url)))?;
+    let db = connections.write.clone();
     let key_name = &config.secrets.master_key_env;
     let master_key = match &config.secrets.master_key_override {
         Some(k) => Some(MasterKey::from_base64(k).map_err(|e| format!("master key: {e}"))?),
         None => MasterKey::from_env(key_name).map_err(|e| format!("{key_name}: {e}"))?,
     };
-    let prefix = crate::live::sandbox_prefix(&config);
+    let prefix = config.sandbox_prefix();
     let mut tenant_store = TenantStore::new(db.clone(), master_key)
         .with_tenants_dir(config.tenants.dir.clone())
         .with_http_timeout(config.outbound_timeout());
@@ -145,7 +146,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         .filter_map(paybridge_admin::StoredTenant::next_key_expiry)
         .min();
     Ok(AppState {
-        store: Store::new(db),
+        store: Store::new(connections.write, connections.read),
         tenants: registry,
         simulators,
         metrics: Metrics::default(),

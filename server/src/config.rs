@@ -224,6 +224,15 @@ impl Config {
         }
     }
 
+    /// The URL prefix of this server's simulators: tenants whose every provider endpoint starts
+    /// with it are sandbox tenants.
+    pub fn sandbox_prefix(&self) -> String {
+        format!(
+            "{}/sandbox/",
+            self.server.public_base_url.trim_end_matches('/')
+        )
+    }
+
     /// The outbound timeout as a duration.
     pub fn outbound_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.http.outbound_timeout_seconds.max(1))

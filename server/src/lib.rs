@@ -2,6 +2,13 @@
 //!
 //! Provider crates are named here exactly once each, so the linker keeps their
 //! `inventory::submit!` registrations. Nothing else in the server knows a provider by name.
+//!
+//! Layers, each calling only the ones below it:
+//! - `app`, `api`: HTTP (actix-web): handlers, request/response shapes, the error contract;
+//! - `reconciler`, `webhooks`, `live`: background workers;
+//! - `usecases`: what the API and the workers ask for, with the providers; no HTTP;
+//! - `state`: the shared state (config, storage, tenants, simulators, metrics);
+//! - `store`: storage, the only layer that speaks SQL; `db`: connection, entities, migrations.
 
 use paybridge_alipay as _;
 use paybridge_wechat as _;
@@ -10,15 +17,11 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod db;
-pub mod error;
 mod http_log;
 pub mod live;
 pub mod metrics;
 pub mod reconciler;
-pub mod refund_store;
-pub mod refunds;
-pub mod service;
 pub mod state;
 pub mod store;
-pub mod views;
+pub mod usecases;
 pub mod webhooks;

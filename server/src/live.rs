@@ -18,15 +18,6 @@ use crate::state::{AppState, register_merchants};
 /// How often other instances' changes are looked for.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The URL prefix of this server's simulators: tenants whose every provider endpoint starts with
-/// it are sandbox tenants.
-pub fn sandbox_prefix(config: &Config) -> String {
-    format!(
-        "{}/sandbox/",
-        config.server.public_base_url.trim_end_matches('/')
-    )
-}
-
 /// Build the tenants to serve. A stored tenant that no longer builds (e.g. a certificate file
 /// went missing) is reported and, when `previous` has it, kept at its last good version.
 pub fn build_all(
@@ -35,7 +26,7 @@ pub fn build_all(
     encrypts: bool,
     previous: impl Fn(&str) -> Option<Tenant>,
 ) -> (Vec<Tenant>, Vec<String>) {
-    let prefix = sandbox_prefix(config);
+    let prefix = config.sandbox_prefix();
     let now = Utc::now();
     let mut tenants = Vec::new();
     let mut problems = Vec::new();
@@ -82,7 +73,7 @@ pub async fn reload(state: &AppState) -> Result<(), String> {
     for p in &problems {
         tracing::error!(problem = %p, "tenant config not applied");
     }
-    register_merchants(&state.simulators, &tenants, &sandbox_prefix(&state.config));
+    register_merchants(&state.simulators, &tenants, &state.config.sandbox_prefix());
     if let Ok(mut next) = state.next_key_expiry.lock() {
         *next = stored
             .iter()

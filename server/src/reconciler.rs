@@ -18,10 +18,11 @@ use sea_orm::{
 };
 
 use crate::db::entities::{lease, order};
-use crate::refunds;
-use crate::service;
 use crate::state::AppState;
 use crate::store::StoreError;
+use crate::store::orders::{defer_order, find_order};
+use crate::store::refunds::{defer_refund, open_refunds};
+use crate::usecases::{orders as service, refunds};
 
 const LEASE: &str = "reconciler";
 const BATCH: u64 = 200;
@@ -153,10 +154,12 @@ pub async fn run_once(
         }
         // Whatever the outcome, look again later, sooner for young orders: rows that never
         // change must not crowd newer ones out of the batch.
-        state
-            .store
-            .defer_order(&o.id, next_check(now, o.created_at, interval))
-            .await?;
+        defer_order(
+            state.store.db(),
+            &o.id,
+            next_check(now, o.created_at, interval),
+        )
+        .await?;
         let Some(tenant) = state.tenants.get(&o.tenant_id) else {
             continue;
         };
@@ -176,10 +179,12 @@ pub async fn run_once(
             tracing::warn!("reconciler: lease lost mid-pass; stopping");
             return Ok(report);
         }
-        state
-            .store
-            .defer_order(&o.id, next_check(now, o.created_at, interval))
-            .await?;
+        defer_order(
+            state.store.db(),
+            &o.id,
+            next_check(now, o.created_at, interval),
+        )
+        .await?;
         let Some(tenant) = state.tenants.get(&o.tenant_id) else {
             continue;
         };
@@ -196,25 +201,23 @@ pub async fn run_once(
         }
     }
 
-    for r in state.store.open_refunds(now, BATCH).await? {
+    for r in open_refunds(state.store.db(), now, BATCH).await? {
         // Renew before each provider call: a long pass must not outlive its lease, or another
         // instance would start working the same orders.
         if !acquire_lease(state, holder, now + elapsed(started), ttl).await? {
             tracing::warn!("reconciler: lease lost mid-pass; stopping");
             return Ok(report);
         }
-        state
-            .store
-            .defer_refund(&r.id, next_check(now, r.created_at, interval))
-            .await?;
+        defer_refund(
+            state.store.db(),
+            &r.id,
+            next_check(now, r.created_at, interval),
+        )
+        .await?;
         let Some(tenant) = state.tenants.get(&r.tenant_id) else {
             continue;
         };
-        let Some(o) = state
-            .store
-            .find_order(&r.tenant_id, &r.out_trade_no)
-            .await?
-        else {
+        let Some(o) = find_order(state.store.db(), &r.tenant_id, &r.out_trade_no).await? else {
             continue;
         };
         report.refunds += 1;

@@ -103,7 +103,7 @@ pub fn build_simulators(
             sims.insert(f.kind, make(config.outbound_timeout()));
         }
     }
-    register_merchants(&sims, tenants, &crate::live::sandbox_prefix(config));
+    register_merchants(&sims, tenants, &config.sandbox_prefix());
     sims
 }
 

@@ -7,7 +7,6 @@
 //! [`RETRY_SCHEDULE`]. Delivery is at least once: a crash between sending and recording means the
 //! lease expires and the event is sent again, so receivers deduplicate by event id.
 
-pub mod deliveries;
 pub mod signature;
 
 use std::collections::HashMap;
@@ -21,7 +20,7 @@ use serde::Serialize;
 use crate::db::entities::outbox_event;
 use crate::state::AppState;
 use crate::store::StoreError;
-use deliveries::{AttemptRecord, Claim, Settle};
+use crate::store::deliveries::{self, AttemptRecord, Claim, Settle};
 
 /// The wait before each retry: the first comes 20 s after the first failure, the last about 23 h
 /// 42 min after it; after the 10th failed attempt in a row the delivery is `failed`.

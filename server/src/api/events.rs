@@ -1,20 +1,18 @@
 //! Merchant API: webhook events and their deliveries.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
-use chrono::Utc;
 
 use crate::api::auth::AuthTenant;
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::store::StoreError;
-use crate::views::{
+use crate::api::error::ApiError;
+use crate::api::views::{
     DeliveryAttemptView, DeliveryView, ErrorBody, EventListResponse, EventView, EventsQuery,
 };
-use crate::webhooks::deliveries::{self, EventRecord};
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::store::deliveries::EventRecord;
+use crate::usecases::events::{self, MAX_LIMIT};
 
 const DEFAULT_LIMIT: u64 = 50;
-const MAX_LIMIT: u64 = 200;
 
 fn view(record: EventRecord) -> Result<EventView, StoreError> {
     let data = serde_json::from_str(&record.event.data).map_err(|e| {
@@ -83,25 +81,14 @@ pub async fn list_events(
             format!("must be 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"),
         ));
     }
-    let db = state.store.db();
-    let after = match &query.after {
-        Some(id) => Some(
-            deliveries::find_event(db, &auth.0.id, id)
-                .await?
-                .ok_or_else(|| ApiError::invalid("after", "no such event for this tenant"))?,
-        ),
-        None => None,
-    };
-    let mut records = deliveries::list_events(
-        db,
-        &auth.0.id,
-        limit + 1,
-        after.as_ref(),
+    let (records, has_more) = events::list_events(
+        &state,
+        &auth.0,
+        limit,
+        query.after.as_deref(),
         query.event_type.as_deref(),
     )
     .await?;
-    let has_more = records.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let events = records
         .into_iter()
         .map(view)
@@ -129,30 +116,6 @@ pub async fn redeliver_event(
     auth: AuthTenant,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let db = state.store.db();
-    if deliveries::find_event(db, &auth.0.id, &path)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::not_found("event"));
-    }
-    let missing = if auth.0.webhook_url.is_none() {
-        Some("webhook_url")
-    } else if auth.0.webhook_secret_bytes().is_none_or(<[u8]>::is_empty) {
-        Some("webhook_secret")
-    } else {
-        None
-    };
-    if let Some(field) = missing {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "webhook_not_configured",
-            format!("the tenant has no {field}; set it in the tenant config, then redeliver"),
-        )
-        .field(field));
-    }
-    let record = deliveries::redeliver(db, &auth.0.id, &path, Utc::now())
-        .await?
-        .ok_or_else(|| ApiError::not_found("event"))?;
+    let record = events::redeliver(&state, &auth.0, &path).await?;
     Ok(HttpResponse::Accepted().json(view(record)?))
 }

@@ -1,6 +1,8 @@
-//! HTTP handlers.
+//! The HTTP layer: handlers, the request and response shapes, and the error contract. Handlers
+//! call the use cases and never the storage.
 
 pub mod auth;
+pub mod error;
 pub mod events;
 pub mod notify;
 pub mod ops;
@@ -8,3 +10,4 @@ pub mod orders;
 pub mod refunds;
 pub mod sandbox;
 pub mod sessions;
+pub mod views;

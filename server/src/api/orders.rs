@@ -3,10 +3,11 @@
 use actix_web::{HttpResponse, get, post, web};
 
 use crate::api::auth::AuthTenant;
-use crate::error::ApiError;
-use crate::service;
+use crate::api::error::ApiError;
+use crate::api::views::{CreateOrderRequest, CreateOrderResponse, ErrorBody, OrderView, SyncQuery};
+use crate::db::entities::order;
 use crate::state::AppState;
-use crate::views::{CreateOrderRequest, CreateOrderResponse, ErrorBody, OrderView, SyncQuery};
+use crate::usecases::orders;
 
 /// Create an order and get the client's payment params.
 ///
@@ -34,7 +35,11 @@ pub async fn create_order(
     auth: AuthTenant,
     body: web::Json<CreateOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (created, response) = service::create_order(&state, &auth.0, &body).await?;
+    let (created, row) = orders::create_order(&state, &auth.0, &body).await?;
+    let response = CreateOrderResponse {
+        order: OrderView::from_model(&row)?,
+        client_payment: client_payment_of(&row),
+    };
     Ok(if created {
         HttpResponse::Created().json(response)
     } else {
@@ -61,9 +66,9 @@ pub async fn get_order(
     path: web::Path<String>,
     query: web::Query<SyncQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let order = find(&state, &auth, &path).await?;
+    let order = orders::find_order(&state, &auth.0, &path).await?;
     let order = if query.sync {
-        service::sync_order(&state, &auth.0, &order).await?
+        orders::sync_order(&state, &auth.0, &order).await?
     } else {
         order
     };
@@ -89,19 +94,13 @@ pub async fn close_order(
     auth: AuthTenant,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let order = find(&state, &auth, &path).await?;
-    let order = service::close_order(&state, &auth.0, &order).await?;
+    let order = orders::find_order(&state, &auth.0, &path).await?;
+    let order = orders::close_order(&state, &auth.0, &order).await?;
     Ok(HttpResponse::Ok().json(OrderView::from_model(&order)?))
 }
 
-async fn find(
-    state: &AppState,
-    auth: &AuthTenant,
-    out_trade_no: &str,
-) -> Result<crate::db::entities::order::Model, ApiError> {
-    state
-        .store
-        .find_order(&auth.0.id, out_trade_no)
-        .await?
-        .ok_or_else(|| ApiError::not_found("order"))
+/// The client's payment params as issued, keyed by provider kind.
+fn client_payment_of(o: &order::Model) -> Option<serde_json::Value> {
+    let params: serde_json::Value = serde_json::from_str(o.client_payment.as_deref()?).ok()?;
+    Some(serde_json::json!({ o.provider.clone(): params }))
 }

@@ -3,10 +3,10 @@
 use actix_web::{HttpResponse, get, post, web};
 
 use crate::api::auth::AuthTenant;
-use crate::error::ApiError;
-use crate::refunds;
+use crate::api::error::ApiError;
+use crate::api::views::{CreateRefundRequest, ErrorBody, RefundView, SyncQuery};
 use crate::state::AppState;
-use crate::views::{CreateRefundRequest, ErrorBody, RefundView, SyncQuery};
+use crate::usecases::{orders, refunds};
 
 /// Refund (part of) a paid order.
 ///
@@ -35,12 +35,9 @@ pub async fn create_refund(
     path: web::Path<String>,
     body: web::Json<CreateRefundRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let order = state
-        .store
-        .find_order(&auth.0.id, &path)
-        .await?
-        .ok_or_else(|| ApiError::not_found("order"))?;
+    let order = orders::find_order(&state, &auth.0, &path).await?;
     let (created, refund) = refunds::create_refund(&state, &auth.0, &order, &body).await?;
+    let refund = RefundView::from_model(&refund);
     Ok(if created {
         HttpResponse::Created().json(refund)
     } else {
@@ -72,17 +69,8 @@ pub async fn get_refund(
     query: web::Query<SyncQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (out_trade_no, out_refund_no) = path.into_inner();
-    let not_found = || ApiError::not_found("refund");
-    let order = state
-        .store
-        .find_order(&auth.0.id, &out_trade_no)
-        .await?
-        .ok_or_else(not_found)?;
-    let refund = state
-        .store
-        .find_refund(&auth.0.id, &out_trade_no, &out_refund_no)
-        .await?
-        .ok_or_else(not_found)?;
+    let (order, refund) =
+        refunds::find_refund(&state, &auth.0, &out_trade_no, &out_refund_no).await?;
     let refund = if query.sync {
         refunds::sync_refund(&state, &auth.0, &order, &refund).await?
     } else {

@@ -3,9 +3,10 @@
 use actix_web::{HttpResponse, post, web};
 
 use crate::api::auth::AuthTenant;
-use crate::error::{ApiError, provider_error};
+use crate::api::error::ApiError;
+use crate::api::views::{ErrorBody, SessionRequest, SessionResponse};
 use crate::state::AppState;
-use crate::views::{ErrorBody, SessionRequest, SessionResponse};
+use crate::usecases::sessions;
 
 /// Exchange a client login code for the payer's openid (e.g. `POST /v1/wechat_miniprogram/sessions`).
 /// The session key stays on the server.
@@ -31,23 +32,7 @@ pub async fn create_session(
     body: web::Json<SessionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = path.into_inner();
-    let provider = crate::service::enabled_provider(&auth.0, &kind)?;
-    if body.code.is_empty() || body.code.len() > 128 {
-        return Err(ApiError::invalid(
-            "code",
-            "must be the 1-128 character code from wx.login()",
-        ));
-    }
-    let session = provider.login(&body.code).await;
-    state.metrics.inc(
-        "paybridge_provider_calls_total",
-        &[
-            ("provider", provider.kind()),
-            ("call", "login"),
-            ("outcome", if session.is_ok() { "ok" } else { "error" }),
-        ],
-    );
-    let session = session.map_err(|e| provider_error(&kind, e))?;
+    let session = sessions::login(&state, &auth.0, &kind, &body.code).await?;
     Ok(HttpResponse::Ok().json(SessionResponse {
         openid: session.openid,
         unionid: session.unionid,

@@ -6,26 +6,73 @@ mod migration;
 
 use std::time::Duration;
 
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
 
-/// Connect and run pending migrations.
-pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+/// Readers of a SQLite database besides its one writer.
+const SQLITE_READERS: u32 = 4;
+
+/// PostgreSQL connections: enough for every request in flight to commit at once, so that the
+/// server can flush their commits together.
+const POSTGRES_CONNECTIONS: u32 = 48;
+
+/// The connections of a database.
+pub struct Connections {
+    /// Takes every write. On SQLite one connection: SQLite has one writer at a time, and a second
+    /// one in this process would only wait for the lock.
+    pub write: DatabaseConnection,
+    /// Reads that need not see a write still in flight. On SQLite, in WAL mode, readers never
+    /// wait for the writer. On PostgreSQL the same pool as `write`.
+    pub read: DatabaseConnection,
+}
+
+fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
-        .sqlx_logging(false);
-    if url.starts_with("sqlite:") {
-        // SQLite has one writer. One connection serialises every transaction in the process,
-        // which avoids SQLITE_BUSY on lock upgrades; transactions here never span network calls.
-        options.max_connections(1).min_connections(1);
+        .sqlx_logging(false)
+        .max_connections(connections)
+        .min_connections(1)
+        // WAL: a commit is one append and one fsync of the log, and readers never block the
+        // writer. FULL: that fsync happens at every commit, so an acknowledged payment survives
+        // a power loss, not only a crash.
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+        });
+    options
+}
+
+/// Connect and run pending migrations.
+pub async fn connect(url: &str) -> Result<Connections, DbErr> {
+    let connections = if url.starts_with("sqlite:") {
+        let write = Database::connect(sqlite_options(url, 1)).await?;
+        // An in-memory database exists once per connection: it has no separate readers.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let read = if in_memory {
+            write.clone()
+        } else {
+            Database::connect(sqlite_options(url, SQLITE_READERS)).await?
+        };
+        Connections { write, read }
     } else {
-        options.max_connections(16);
-    }
-    let db = Database::connect(options).await?;
-    migration::Migrator::up(&db, None).await?;
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(30))
+            .sqlx_logging(false)
+            .max_connections(POSTGRES_CONNECTIONS);
+        let write = Database::connect(options).await?;
+        Connections {
+            read: write.clone(),
+            write,
+        }
+    };
+    migration::Migrator::up(&connections.write, None).await?;
     // The admin crate's tables (tenant store, versions, audit), tracked in its own table.
-    paybridge_admin::store::migrate(&db).await?;
-    Ok(db)
+    paybridge_admin::store::migrate(&connections.write).await?;
+    Ok(connections)
 }

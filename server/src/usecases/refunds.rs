@@ -1,35 +1,35 @@
 //! The refund use cases: create (under the order's limit), send to the provider, and sync.
 
-use actix_web::http::StatusCode;
 use paybridge_core::ids;
 use paybridge_core::money::Fen;
 use paybridge_core::provider::{ProviderError, RefundEvent, RefundRequest, RefundState};
 use paybridge_core::refund::RefundStatus;
 use paybridge_core::tenant::Tenant;
+use sea_orm::DatabaseTransaction;
 
+use super::orders::{notify_url, order_provider, order_ref, outcome_label, publish_order_change};
+use super::resources::{CreateRefundRequest, RefundView};
+use super::{Failure, provider_failure};
 use crate::db::entities::{order, refund};
-use crate::error::{ApiError, provider_error};
-use crate::refund_store::{RefundInsert, RefundUpdate};
-use crate::service::{notify_url, order_provider, order_ref, outcome_label};
 use crate::state::AppState;
-use crate::store::ApplyError;
-use crate::views::{CreateRefundRequest, RefundView};
+use crate::store::refunds::{self as refund_store, RefundApplied, RefundInsert, RefundUpdate};
+use crate::store::{ApplyError, StoreError};
 
-fn validate(req: &CreateRefundRequest) -> Result<Fen, ApiError> {
+fn validate(req: &CreateRefundRequest) -> Result<Fen, Failure> {
     ids::check_out_refund_no(&req.out_refund_no)?;
     if let Some(r) = &req.reason
         && (r.len() > 256 || r.chars().any(char::is_control))
     {
-        return Err(ApiError::invalid(
+        return Err(Failure::invalid(
             "reason",
             "must be at most 256 UTF-8 bytes without control characters",
         ));
     }
-    Fen::positive(req.amount).map_err(|e| ApiError::invalid("amount", e.to_string()))
+    Fen::positive(req.amount).map_err(|e| Failure::invalid("amount", e.to_string()))
 }
 
-fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, message)
+fn conflict(code: &'static str, message: impl Into<String>) -> Failure {
+    Failure::conflict(code, message)
 }
 
 /// Create a refund, or replay it. Returns whether it is new (201) or a replay (200).
@@ -38,20 +38,32 @@ pub async fn create_refund(
     tenant: &Tenant,
     order: &order::Model,
     req: &CreateRefundRequest,
-) -> Result<(bool, RefundView), ApiError> {
+) -> Result<(bool, refund::Model), Failure> {
     let amount = validate(req)?;
     let provider = order_provider(tenant, order)?;
-    let (created, row) = match state
+    let (tenant_id, out_trade_no, out_refund_no, reason) = (
+        tenant.id.clone(),
+        order.out_trade_no.clone(),
+        req.out_refund_no.clone(),
+        req.reason.clone(),
+    );
+    let inserted = state
         .store
-        .insert_refund(
-            &tenant.id,
-            &order.out_trade_no,
-            &req.out_refund_no,
-            amount,
-            req.reason.as_deref(),
-        )
-        .await?
-    {
+        .write(move |txn| {
+            Box::pin(async move {
+                refund_store::insert_refund(
+                    txn,
+                    &tenant_id,
+                    &out_trade_no,
+                    &out_refund_no,
+                    amount,
+                    reason.as_deref(),
+                )
+                .await
+            })
+        })
+        .await?;
+    let (created, row) = match inserted {
         RefundInsert::Created(r) => (true, r),
         RefundInsert::Existing(r) => {
             if r.amount != amount.get() || r.reason != req.reason {
@@ -84,7 +96,7 @@ pub async fn create_refund(
     // included, is answered from the database.
     let unsent = row.sent_at.is_none() && row.status == RefundStatus::Processing.as_str();
     if !created && !unsent {
-        return Ok((false, RefundView::from_model(&row)));
+        return Ok((false, row));
     }
     let request = RefundRequest {
         order: order_ref(order),
@@ -106,7 +118,7 @@ pub async fn create_refund(
         Ok(accepted) => {
             let update = update_from_state(&row, &accepted, "accepted", true);
             let row = apply(state, tenant, order, &row.out_refund_no, &update).await?;
-            Ok((created, RefundView::from_model(&row)))
+            Ok((created, row))
         }
         Err(
             e @ (ProviderError::InvalidRequest { .. }
@@ -117,9 +129,15 @@ pub async fn create_refund(
             // provider, so it is forgotten; an older one may have reached it before (e.g. a send
             // that timed out) and stays `processing` for the reconciler.
             if created {
-                state.store.delete_unsent_refund(&row.id).await?;
+                let id = row.id.clone();
+                state
+                    .store
+                    .write(move |txn| {
+                        Box::pin(async move { refund_store::delete_unsent_refund(txn, &id).await })
+                    })
+                    .await?;
             }
-            Err(provider_error(&order.provider, e))
+            Err(provider_failure(&order.provider, e))
         }
         Err(e @ ProviderError::Rejected { .. }) if created => {
             // A definite refusal of the first send: the refund failed and frees its amount. (A
@@ -134,9 +152,9 @@ pub async fn create_refund(
                 payload: serde_json::json!({ "rejected": e.to_string() }),
             };
             apply(state, tenant, order, &row.out_refund_no, &update).await?;
-            Err(provider_error(&order.provider, e))
+            Err(provider_failure(&order.provider, e))
         }
-        Err(e) => Err(provider_error(&order.provider, e)),
+        Err(e) => Err(provider_failure(&order.provider, e)),
     }
 }
 
@@ -160,38 +178,98 @@ fn update_from_state(
     }
 }
 
+/// Write the merchant's events for a refund report's changes, in the transaction that made them.
+async fn publish_refund_change(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    applied: &RefundApplied,
+) -> Result<(), StoreError> {
+    if let Some(to) = applied.to {
+        let view = serde_json::to_value(RefundView::from_model(&applied.refund))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        crate::store::events::write_outbox(
+            txn,
+            tenant_id,
+            &applied.refund.order_id,
+            &format!("refund.{}", to.as_str()),
+            &view,
+            applied.refund.updated_at,
+        )
+        .await?;
+    }
+    if let Some(change) = &applied.order_change {
+        publish_order_change(txn, change).await?;
+    }
+    Ok(())
+}
+
+/// Apply a refund report and write the merchant's events for it, in `txn`.
+async fn apply_in(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    provider: &str,
+    out_trade_no: &str,
+    out_refund_no: &str,
+    update: &RefundUpdate,
+) -> Result<refund::Model, ApplyError> {
+    let applied = refund_store::apply_refund_update(
+        txn,
+        tenant_id,
+        provider,
+        out_trade_no,
+        out_refund_no,
+        update,
+    )
+    .await?;
+    publish_refund_change(txn, tenant_id, &applied).await?;
+    Ok(applied.refund)
+}
+
 async fn apply(
     state: &AppState,
     tenant: &Tenant,
     order: &order::Model,
     out_refund_no: &str,
     update: &RefundUpdate,
-) -> Result<refund::Model, ApiError> {
+) -> Result<refund::Model, Failure> {
+    let (tenant_id, provider, out_trade_no, out_refund_no, update) = (
+        tenant.id.clone(),
+        order.provider.clone(),
+        order.out_trade_no.clone(),
+        out_refund_no.to_owned(),
+        update.clone(),
+    );
     state
         .store
-        .apply_refund_update(
-            &tenant.id,
-            &order.provider,
-            &order.out_trade_no,
-            out_refund_no,
-            update,
-        )
+        .write(move |txn| {
+            Box::pin(async move {
+                apply_in(
+                    txn,
+                    &tenant_id,
+                    &provider,
+                    &out_trade_no,
+                    &out_refund_no,
+                    &update,
+                )
+                .await
+            })
+        })
         .await
-        .map_err(ApiError::from)
+        .map_err(Failure::from)
 }
 
-/// Apply a verified refund event from a notification.
-pub async fn apply_refund_event(
-    state: &AppState,
+/// Apply a verified refund event from a notification, in `txn`: the refund must exist with the
+/// reported amount.
+pub(crate) async fn apply_refund_event_in(
+    txn: &DatabaseTransaction,
     tenant_id: &str,
     kind: &str,
     event: &RefundEvent,
 ) -> Result<refund::Model, ApplyError> {
-    let stored = state
-        .store
-        .find_refund(tenant_id, &event.out_trade_no, &event.out_refund_no)
-        .await?
-        .ok_or(ApplyError::UnknownOrder)?;
+    let stored =
+        refund_store::find_refund(txn, tenant_id, &event.out_trade_no, &event.out_refund_no)
+            .await?
+            .ok_or(ApplyError::UnknownOrder)?;
     if stored.amount != event.amount.get() {
         return Err(ApplyError::AmountMismatch {
             expected: stored.amount,
@@ -206,16 +284,15 @@ pub async fn apply_refund_event(
         sent: true,
         payload: serde_json::to_value(event).unwrap_or_default(),
     };
-    state
-        .store
-        .apply_refund_update(
-            tenant_id,
-            kind,
-            &event.out_trade_no,
-            &event.out_refund_no,
-            &update,
-        )
-        .await
+    apply_in(
+        txn,
+        tenant_id,
+        kind,
+        &event.out_trade_no,
+        &event.out_refund_no,
+        &update,
+    )
+    .await
 }
 
 /// Ask the provider for a refund's state and apply it. A refund the provider never received
@@ -225,7 +302,7 @@ pub async fn sync_refund(
     tenant: &Tenant,
     order: &order::Model,
     row: &refund::Model,
-) -> Result<refund::Model, ApiError> {
+) -> Result<refund::Model, Failure> {
     let provider = order_provider(tenant, order)?;
     let answer = provider
         .query_refund(&order_ref(order), &row.out_refund_no)
@@ -265,6 +342,27 @@ pub async fn sync_refund(
                 .await?
                 .unwrap_or_else(|| row.clone()))
         }
-        Err(e) => Err(provider_error(&order.provider, e)),
+        Err(e) => Err(provider_failure(&order.provider, e)),
     }
+}
+
+/// A tenant's refund with its order, or `not_found`.
+pub async fn find_refund(
+    state: &AppState,
+    tenant: &Tenant,
+    out_trade_no: &str,
+    out_refund_no: &str,
+) -> Result<(order::Model, refund::Model), Failure> {
+    let not_found = || Failure::not_found("refund");
+    let order = state
+        .store
+        .find_order(&tenant.id, out_trade_no)
+        .await?
+        .ok_or_else(not_found)?;
+    let refund = state
+        .store
+        .find_refund(&tenant.id, out_trade_no, out_refund_no)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok((order, refund))
 }

@@ -1,0 +1,128 @@
+//! Storage: the only layer that speaks SQL. Use cases call it; it calls nothing above it.
+//!
+//! - [`orders`]: orders, and the one function that changes an order's state.
+//! - [`refunds`]: refunds under the order's limit, and refund status reports.
+//! - [`events`]: provider events (deduplication) and the merchant outbox.
+//! - [`attempts`]: every notification received.
+//! - [`deliveries`]: webhook deliveries and their attempts.
+//! - [`writer`]: the write path (group commit on SQLite).
+
+pub mod attempts;
+pub mod deliveries;
+pub mod events;
+pub mod orders;
+pub mod refunds;
+pub mod writer;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
+
+pub use orders::{
+    Applied, ApplyError, EventToApply, Inserted, NewOrder, OrderChange, flags_of, status_of,
+};
+pub use writer::{JobFuture, Writer};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    /// Stored data is not what the code wrote (a bug or manual edit).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// The time written with a change, to the microsecond: PostgreSQL keeps no more, so what a use
+/// case puts in a webhook equals what a later read returns.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Access to the database: one connection (pool) for writes, one for reads, and the writer.
+pub struct Store {
+    db: DatabaseConnection,
+    read: DatabaseConnection,
+    writer: Writer,
+}
+
+impl Store {
+    /// Wrap the connections. `db` takes every write (on SQLite it is one connection); `read`
+    /// answers reads that need not see a write still in flight. Starts the writer task, so it
+    /// must be called on a Tokio runtime.
+    pub fn new(db: DatabaseConnection, read: DatabaseConnection) -> Self {
+        let writer = Writer::new(db.clone());
+        Store { db, read, writer }
+    }
+
+    /// The write connection: for writes outside the writer (workers, leases) and health checks.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The read connection.
+    pub fn reader(&self) -> &DatabaseConnection {
+        &self.read
+    }
+
+    /// The group-commit writer's counters.
+    pub fn writer_stats(&self) -> &writer::WriterStats {
+        self.writer.stats()
+    }
+
+    /// Run a write job through the writer; its result comes back after its commit.
+    pub async fn write<T, E, F>(&self, job: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbErr> + Send + 'static,
+        F: for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, Result<T, E>> + Send + 'static,
+    {
+        self.writer.run(job).await
+    }
+}
+
+/// Reads for tests and operators, on the write connection so that they see every commit.
+impl Store {
+    /// Notification attempts of a tenant, oldest first.
+    pub async fn attempts(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Vec<crate::db::entities::notification_attempt::Model>, StoreError> {
+        attempts::attempts(&self.db, tenant_id).await
+    }
+
+    /// Provider events recorded for a tenant.
+    pub async fn provider_events(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Vec<crate::db::entities::provider_event::Model>, StoreError> {
+        events::provider_events(&self.db, tenant_id).await
+    }
+
+    /// Outbox events of a tenant, oldest first.
+    pub async fn outbox(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Vec<crate::db::entities::outbox_event::Model>, StoreError> {
+        events::outbox(&self.db, tenant_id).await
+    }
+
+    /// A tenant's order by number.
+    pub async fn find_order(
+        &self,
+        tenant_id: &str,
+        out_trade_no: &str,
+    ) -> Result<Option<crate::db::entities::order::Model>, StoreError> {
+        orders::find_order(&self.read, tenant_id, out_trade_no).await
+    }
+
+    /// A refund of a tenant's order.
+    pub async fn find_refund(
+        &self,
+        tenant_id: &str,
+        out_trade_no: &str,
+        out_refund_no: &str,
+    ) -> Result<Option<crate::db::entities::refund::Model>, StoreError> {
+        refunds::find_refund(&self.read, tenant_id, out_trade_no, out_refund_no).await
+    }
+}

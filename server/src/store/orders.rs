@@ -1,0 +1,465 @@
+//! Orders, and where an order changes.
+//!
+//! [`change_order`] is the only code that writes an order's `status`: payments, closes, failures
+//! and refund totals all go through it. It applies core's transition table and compare-and-sets
+//! the status it read, so a change made meanwhile by someone else is never overwritten. It returns
+//! the change; the use cases turn that into the merchant's webhook events.
+
+use chrono::{DateTime, Utc};
+use paybridge_core::money::Fen;
+use paybridge_core::order::{OrderEvent, OrderFlag, OrderStatus, Transition, TransitionError};
+use paybridge_core::provider::PaymentEvent;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    TryInsertResult,
+};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::events::{NewProviderEvent, provider_event_exists, record_provider_event};
+use crate::db::entities::order;
+
+/// Why an event could not be applied. Every variant but `Store` is raised before anything was
+/// written, so the caller's transaction can go on (e.g. to record the refused notification).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// No such order (or refund) for this tenant and provider.
+    #[error("unknown order")]
+    UnknownOrder,
+    /// The event's amount differs from the order's.
+    #[error("amount {got} does not match the order amount {expected}")]
+    AmountMismatch {
+        /// The order amount.
+        expected: i64,
+        /// The event amount.
+        got: i64,
+    },
+    /// The transition table refuses the event.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// The refund transition table refuses the reported status.
+    #[error(transparent)]
+    RefundTransition(#[from] paybridge_core::refund::RefundTransitionError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<DbErr> for ApplyError {
+    fn from(e: DbErr) -> Self {
+        ApplyError::Store(StoreError::Db(e))
+    }
+}
+
+/// An order's change of state, as written.
+#[derive(Debug, Clone)]
+pub struct OrderChange {
+    /// The status before.
+    pub from: OrderStatus,
+    /// The status after (the same as `from` when only the refunded total moved).
+    pub to: OrderStatus,
+    /// The flag this change added, if any.
+    pub flag: Option<OrderFlag>,
+    /// The order after the change.
+    pub order: order::Model,
+}
+
+impl OrderChange {
+    /// Whether the status itself changed.
+    pub fn status_changed(&self) -> bool {
+        self.from != self.to
+    }
+}
+
+/// What applying an event did.
+#[derive(Debug)]
+pub enum Applied {
+    /// The order changed.
+    Changed(OrderChange),
+    /// The event was new but the order was already there (e.g. a query confirming a payment).
+    Unchanged(order::Model),
+    /// The same provider event was applied before; nothing changed.
+    Duplicate(order::Model),
+}
+
+impl Applied {
+    /// The order after the event.
+    pub fn order(&self) -> &order::Model {
+        match self {
+            Applied::Changed(c) => &c.order,
+            Applied::Unchanged(o) | Applied::Duplicate(o) => o,
+        }
+    }
+}
+
+/// An order-level event to apply, with what the provider said.
+#[derive(Debug, Clone)]
+pub struct EventToApply {
+    /// The provider's identity of the event, for deduplication.
+    pub event_id: String,
+    /// `payment`, `closed`, `failed`.
+    pub kind: &'static str,
+    /// What the state machine sees.
+    pub event: OrderEvent,
+    /// For payments: the verified payment.
+    pub payment: Option<PaymentEvent>,
+    /// Whether it came from a provider notification (as opposed to a query or a merchant call).
+    pub from_notification: bool,
+    /// The raw facts, stored with the event.
+    pub payload: serde_json::Value,
+}
+
+/// The fields of a new order.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Provider kind.
+    pub provider: String,
+    /// Merchant order number.
+    pub out_trade_no: String,
+    /// Amount.
+    pub amount: Fen,
+    /// ISO currency code.
+    pub currency: String,
+    /// Description.
+    pub description: String,
+    /// Payer's openid.
+    pub payer_openid: Option<String>,
+    /// Client IP.
+    pub client_ip: Option<String>,
+    /// Attach.
+    pub attach: Option<String>,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl NewOrder {
+    /// "The same request" compares provider, amount, currency, description, payer and attach.
+    pub fn same_as(&self, o: &order::Model) -> bool {
+        o.provider == self.provider
+            && o.amount == self.amount.get()
+            && o.currency == self.currency
+            && o.description == self.description
+            && o.payer_openid == self.payer_openid
+            && o.attach == self.attach
+    }
+}
+
+/// What the provider issued for an order: the client's payment params and its own data.
+#[derive(Debug, Clone)]
+pub struct ClientPayment {
+    /// What the client app needs to pay.
+    pub client_payment: serde_json::Value,
+    /// What the provider keeps with the order.
+    pub provider_data: serde_json::Value,
+}
+
+/// The outcome of inserting an order.
+#[derive(Debug)]
+pub enum Inserted {
+    /// A new row.
+    Created(order::Model),
+    /// The tenant already has an order with this number (as it is now).
+    Existing(order::Model),
+}
+
+/// Parse a stored status.
+pub fn status_of(o: &order::Model) -> Result<OrderStatus, StoreError> {
+    o.status.parse().map_err(StoreError::Corrupt)
+}
+
+/// Parse stored flags.
+pub fn flags_of(o: &order::Model) -> Vec<String> {
+    serde_json::from_str(&o.flags).unwrap_or_default()
+}
+
+/// A tenant's order by number.
+pub async fn find_order<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    out_trade_no: &str,
+) -> Result<Option<order::Model>, StoreError> {
+    Ok(order::Entity::find()
+        .filter(order::Column::TenantId.eq(tenant_id))
+        .filter(order::Column::OutTradeNo.eq(out_trade_no))
+        .one(db)
+        .await?)
+}
+
+/// Insert an order unless the tenant already has one with this number. With `issued`, the order
+/// is stored with the provider's client params in the same write; an existing order of the same
+/// request that has none yet gets these.
+pub async fn insert_order(
+    txn: &DatabaseTransaction,
+    new: &NewOrder,
+    issued: Option<&ClientPayment>,
+    now: DateTime<Utc>,
+) -> Result<Inserted, StoreError> {
+    let model = order::Model {
+        id: Uuid::new_v4().to_string(),
+        tenant_id: new.tenant_id.clone(),
+        out_trade_no: new.out_trade_no.clone(),
+        provider: new.provider.clone(),
+        amount: new.amount.get(),
+        currency: new.currency.clone(),
+        description: new.description.clone(),
+        payer_openid: new.payer_openid.clone(),
+        client_ip: new.client_ip.clone(),
+        attach: new.attach.clone(),
+        expires_at: new.expires_at,
+        status: OrderStatus::Pending.as_str().to_owned(),
+        flags: "[]".to_owned(),
+        provider_trade_no: None,
+        refunded_amount: 0,
+        paid_at: None,
+        client_payment: issued.map(|i| i.client_payment.to_string()),
+        provider_data: issued.map_or_else(|| "{}".to_owned(), |i| i.provider_data.to_string()),
+        last_notified_at: None,
+        next_check_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let result = order::Entity::insert(order::ActiveModel::from(model.clone()))
+        .on_conflict_do_nothing_on([order::Column::TenantId, order::Column::OutTradeNo])
+        .exec_without_returning(txn)
+        .await?;
+    // ON CONFLICT DO NOTHING reports a skipped row as zero rows inserted.
+    if matches!(result, TryInsertResult::Inserted(n) if n > 0) {
+        return Ok(Inserted::Created(model));
+    }
+    let existing = find_order(txn, &new.tenant_id, &new.out_trade_no)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("order vanished after insert".to_owned()))?;
+    match issued {
+        Some(issued)
+            if existing.client_payment.is_none()
+                && new.same_as(&existing)
+                && existing.status == OrderStatus::Pending.as_str() =>
+        {
+            Ok(Inserted::Existing(
+                set_client_payment(txn, &existing, issued, now).await?,
+            ))
+        }
+        _ => Ok(Inserted::Existing(existing)),
+    }
+}
+
+/// Store the client's payment params and the provider's data after a successful create.
+pub async fn set_client_payment(
+    txn: &DatabaseTransaction,
+    current: &order::Model,
+    issued: &ClientPayment,
+    now: DateTime<Utc>,
+) -> Result<order::Model, StoreError> {
+    let client_payment = issued.client_payment.to_string();
+    let provider_data = issued.provider_data.to_string();
+    order::Entity::update_many()
+        .col_expr(
+            order::Column::ClientPayment,
+            Expr::value(client_payment.clone()),
+        )
+        .col_expr(
+            order::Column::ProviderData,
+            Expr::value(provider_data.clone()),
+        )
+        .col_expr(order::Column::UpdatedAt, Expr::value(now))
+        .filter(order::Column::Id.eq(current.id.clone()))
+        .exec(txn)
+        .await?;
+    Ok(order::Model {
+        client_payment: Some(client_payment),
+        provider_data,
+        updated_at: now,
+        ..current.clone()
+    })
+}
+
+/// When the reconciler may look at this order again. Not a change of the order (its
+/// `updated_at` stays).
+pub async fn defer_order<C: ConnectionTrait>(
+    db: &C,
+    order_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    order::Entity::update_many()
+        .col_expr(order::Column::NextCheckAt, Expr::value(at))
+        .filter(order::Column::Id.eq(order_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Apply one provider event to a tenant's order: deduplicate it by the provider's identity, then
+/// change the order. Doing it twice, or many times concurrently, changes the order once.
+pub async fn apply_order_event(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    provider: &str,
+    out_trade_no: &str,
+    ev: &EventToApply,
+) -> Result<Applied, ApplyError> {
+    // A compare-and-set that loses a race (PostgreSQL: another transaction committed in between)
+    // retries from a fresh read; the loser then sees the winner's event or status.
+    for _ in 0..8 {
+        let current = match find_order(txn, tenant_id, out_trade_no).await? {
+            Some(o) if o.provider == provider => o,
+            _ => return Err(ApplyError::UnknownOrder),
+        };
+        if let Some(p) = &ev.payment
+            && p.amount.get() != current.amount
+        {
+            return Err(ApplyError::AmountMismatch {
+                expected: current.amount,
+                got: p.amount.get(),
+            });
+        }
+        let from = status_of(&current)?;
+        // The table is asked before anything is written, so a refusal leaves the transaction
+        // clean. A refused event that was applied before is a duplicate, not an error.
+        let transition = match from.apply(ev.event) {
+            Ok(t) => t,
+            Err(e) => {
+                if provider_event_exists(txn, tenant_id, provider, &ev.event_id).await? {
+                    return Ok(Applied::Duplicate(current));
+                }
+                return Err(e.into());
+            }
+        };
+        let now = super::now();
+        let recorded = record_provider_event(
+            txn,
+            NewProviderEvent {
+                tenant_id,
+                provider,
+                event_id: &ev.event_id,
+                order_id: &current.id,
+                kind: ev.kind,
+                payload: &ev.payload,
+            },
+            now,
+        )
+        .await?;
+        if !recorded {
+            return Ok(Applied::Duplicate(current));
+        }
+        let facts = Facts {
+            payment: ev.payment.as_ref(),
+            notified: ev.from_notification,
+        };
+        match change_order(txn, &current, transition, ev.event, &facts, now).await? {
+            Change::Changed(change) => return Ok(Applied::Changed(*change)),
+            Change::Unchanged => return Ok(Applied::Unchanged(current)),
+            Change::Lost => {
+                // Forget this attempt's event row with it: the retry records it again.
+                super::events::forget_provider_event(txn, tenant_id, provider, &ev.event_id)
+                    .await?;
+            }
+        }
+    }
+    Err(ApplyError::Store(StoreError::Corrupt(
+        "order kept changing under a compare-and-set".to_owned(),
+    )))
+}
+
+/// What comes with an event besides the state machine's view of it.
+#[derive(Debug, Default)]
+pub struct Facts<'a> {
+    /// The verified payment (trade number and time).
+    pub payment: Option<&'a PaymentEvent>,
+    /// It came from a provider notification.
+    pub notified: bool,
+}
+
+/// The outcome of [`change_order`].
+#[derive(Debug)]
+pub enum Change {
+    /// Written.
+    Changed(Box<OrderChange>),
+    /// Nothing to write.
+    Unchanged,
+    /// The order's status was no longer the one read: read again and retry.
+    Lost,
+}
+
+/// The one writer of an order's state. `transition` is what core's table said for `event` from
+/// `current`'s status; `current` is the row as read in this transaction. The refund total of a
+/// `RefundTotal` event is written with it, even when the status stays.
+pub async fn change_order(
+    txn: &DatabaseTransaction,
+    current: &order::Model,
+    transition: Transition,
+    event: OrderEvent,
+    facts: &Facts<'_>,
+    now: DateTime<Utc>,
+) -> Result<Change, StoreError> {
+    let from = status_of(current)?;
+    let refunded_total = match event {
+        OrderEvent::RefundTotal { refunded_total, .. }
+            if refunded_total.get() != current.refunded_amount =>
+        {
+            Some(refunded_total.get())
+        }
+        _ => None,
+    };
+    let (to, flag) = match transition {
+        Transition::To { to, flag } => (to, flag),
+        Transition::Unchanged if refunded_total.is_some() => (from, None),
+        Transition::Unchanged => return Ok(Change::Unchanged),
+    };
+    let mut after = current.clone();
+    after.status = to.as_str().to_owned();
+    after.updated_at = now;
+    let mut update = order::Entity::update_many()
+        .col_expr(order::Column::Status, Expr::value(to.as_str()))
+        .col_expr(order::Column::UpdatedAt, Expr::value(now));
+    if let Some(f) = flag {
+        let mut flags = flags_of(current);
+        if !flags.iter().any(|x| x == f.as_str()) {
+            flags.push(f.as_str().to_owned());
+        }
+        after.flags = serde_json::json!(flags).to_string();
+        update = update.col_expr(order::Column::Flags, Expr::value(after.flags.clone()));
+    }
+    if let Some(total) = refunded_total {
+        after.refunded_amount = total;
+        update = update.col_expr(order::Column::RefundedAmount, Expr::value(total));
+    }
+    if let Some(p) = facts.payment {
+        after.provider_trade_no = Some(p.provider_trade_no.clone());
+        after.paid_at = Some(p.paid_at);
+        update = update
+            .col_expr(
+                order::Column::ProviderTradeNo,
+                Expr::value(p.provider_trade_no.clone()),
+            )
+            .col_expr(order::Column::PaidAt, Expr::value(p.paid_at));
+    }
+    if facts.notified {
+        after.last_notified_at = Some(now);
+        update = update.col_expr(order::Column::LastNotifiedAt, Expr::value(now));
+    }
+    let done = update
+        .filter(order::Column::Id.eq(current.id.clone()))
+        .filter(order::Column::Status.eq(current.status.clone()))
+        .exec(txn)
+        .await?;
+    if done.rows_affected != 1 {
+        return Ok(Change::Lost);
+    }
+    tracing::info!(
+        tenant = %current.tenant_id,
+        out_trade_no = %current.out_trade_no,
+        from = from.as_str(),
+        to = to.as_str(),
+        flag = flag.map(OrderFlag::as_str),
+        "order transition"
+    );
+    Ok(Change::Changed(Box::new(OrderChange {
+        from,
+        to,
+        flag,
+        order: after,
+    })))
+}

@@ -1,0 +1,244 @@
+//! Provider notifications: verify, apply, record the attempt, and only then acknowledge.
+//!
+//! The event, its outbox rows and the attempt record are one write: the provider's success
+//! acknowledgement is built only after the commit that holds them.
+
+use async_trait::async_trait;
+use paybridge_core::money::Fen;
+use paybridge_core::provider::{
+    AckBody, IncomingNotification, NotificationRejection, NotifyChannel, OrderLookup,
+    OrderSnapshot, ProviderEvent,
+};
+use sha2::{Digest, Sha256};
+
+use super::orders::{apply_in, closed_notification_event, payment_event};
+use super::refunds::apply_refund_event_in;
+use super::{Failure, FailureKind};
+use crate::state::AppState;
+use crate::store::attempts::{NewAttempt, record_attempt};
+use crate::store::{ApplyError, Store, StoreError};
+
+/// A received notification.
+pub struct Received<'a> {
+    /// Tenant id of the notify URL.
+    pub tenant_id: &'a str,
+    /// Provider kind of the notify URL.
+    pub kind: &'a str,
+    /// Payment or refund.
+    pub channel: NotifyChannel,
+    /// The request's `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+/// The answer to the provider.
+pub struct Acknowledgement {
+    /// The provider's body (success or failure).
+    pub body: AckBody,
+    /// A status other than the body's own: 400 for an undecodable body, 500 when storage failed
+    /// (the provider sends it again).
+    pub status: Option<u16>,
+}
+
+struct TenantOrders<'a> {
+    store: &'a Store,
+    tenant_id: &'a str,
+    kind: &'a str,
+}
+
+#[async_trait]
+impl OrderLookup for TenantOrders<'_> {
+    async fn find_order(&self, out_trade_no: &str) -> Option<OrderSnapshot> {
+        let o = self
+            .store
+            .find_order(self.tenant_id, out_trade_no)
+            .await
+            .ok()??;
+        (o.provider == self.kind).then(|| OrderSnapshot {
+            amount: Fen::new(o.amount),
+            provider_data: serde_json::from_str(&o.provider_data)
+                .unwrap_or(serde_json::Value::Null),
+        })
+    }
+
+    async fn find_refund(&self, out_trade_no: &str, out_refund_no: &str) -> Option<Fen> {
+        let order = self
+            .store
+            .find_order(self.tenant_id, out_trade_no)
+            .await
+            .ok()??;
+        if order.provider != self.kind {
+            return None;
+        }
+        let refund = self
+            .store
+            .find_refund(self.tenant_id, out_trade_no, out_refund_no)
+            .await
+            .ok()??;
+        Some(Fen::new(refund.amount))
+    }
+}
+
+/// What the write decided.
+struct Decision {
+    outcome: &'static str,
+    rejection: Option<NotificationRejection>,
+}
+
+/// Apply a verified event in `txn`. A refusal (unknown order, another amount, a transition the
+/// table refuses) wrote nothing and is the decision; a storage failure fails the write.
+async fn apply_event(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant_id: &str,
+    kind: &str,
+    event: &ProviderEvent,
+) -> Result<Decision, StoreError> {
+    let applied = match event {
+        ProviderEvent::Payment(p) => apply_in(
+            txn,
+            tenant_id,
+            kind,
+            &p.out_trade_no,
+            &payment_event(p, true),
+        )
+        .await
+        .map(|_| ()),
+        ProviderEvent::Closed {
+            out_trade_no,
+            event_id,
+        } => apply_in(
+            txn,
+            tenant_id,
+            kind,
+            out_trade_no,
+            &closed_notification_event(event_id),
+        )
+        .await
+        .map(|_| ()),
+        ProviderEvent::Refund(r) => apply_refund_event_in(txn, tenant_id, kind, r)
+            .await
+            .map(|_| ()),
+    };
+    let rejection = match applied {
+        Ok(()) => {
+            return Ok(Decision {
+                outcome: "accepted",
+                rejection: None,
+            });
+        }
+        Err(ApplyError::Store(e)) => return Err(e),
+        Err(ApplyError::UnknownOrder) => NotificationRejection::Unknown("order"),
+        Err(ApplyError::AmountMismatch { .. }) => {
+            NotificationRejection::Mismatch { field: "amount" }
+        }
+        Err(ApplyError::Transition(t)) => NotificationRejection::Unsupported(t.to_string()),
+        Err(ApplyError::RefundTransition(t)) => {
+            tracing::warn!(tenant = tenant_id, error = %t, "refund report contradicts a final status");
+            NotificationRejection::Unsupported(t.to_string())
+        }
+    };
+    Ok(Decision {
+        outcome: "rejected",
+        rejection: Some(rejection),
+    })
+}
+
+/// Verify a notification, apply it and record the attempt in one write, and build the provider's
+/// acknowledgement after its commit. `Err` is for a notification that names no tenant or
+/// provider here, or is too large.
+pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgement, Failure> {
+    if n.body.len() > state.config.http.max_notification_bytes {
+        return Err(Failure::new(
+            FailureKind::TooLarge,
+            "body_too_large",
+            "notification body too large",
+        ));
+    }
+    let Some(tenant) = state.tenants.get(n.tenant_id) else {
+        return Err(Failure::not_found("tenant"));
+    };
+    // A disabled provider still verifies notifications of its existing orders: that money moved.
+    let Some(provider) = tenant.any_provider(n.kind).cloned() else {
+        return Err(Failure::not_found("provider"));
+    };
+    let channel: &'static str = match n.channel {
+        NotifyChannel::Payment => "payment",
+        NotifyChannel::Refund => "refund",
+    };
+    let incoming = IncomingNotification {
+        channel: n.channel,
+        content_type: n.content_type,
+        body: n.body,
+    };
+    let lookup = TenantOrders {
+        store: &state.store,
+        tenant_id: n.tenant_id,
+        kind: n.kind,
+    };
+    let verified = provider.verify_notification(&incoming, &lookup).await;
+    let undecodable = matches!(verified, Err(NotificationRejection::Undecodable(_)));
+    let attempt = NewAttempt {
+        tenant_id: n.tenant_id.to_owned(),
+        provider: n.kind.to_owned(),
+        channel,
+        out_trade_no: verified.as_ref().ok().map(|e| e.out_trade_no().to_owned()),
+        outcome: "rejected",
+        reason: None,
+        body_sha256: hex::encode(Sha256::digest(n.body)),
+    };
+    let (tenant_id, kind) = (n.tenant_id.to_owned(), n.kind.to_owned());
+    let written = state
+        .store
+        .write(move |txn| {
+            Box::pin(async move {
+                let decision = match verified {
+                    Ok(event) => apply_event(txn, &tenant_id, &kind, &event).await?,
+                    Err(rejection) => Decision {
+                        outcome: "rejected",
+                        rejection: Some(rejection),
+                    },
+                };
+                let attempt = NewAttempt {
+                    outcome: decision.outcome,
+                    reason: decision.rejection.as_ref().map(ToString::to_string),
+                    ..attempt
+                };
+                record_attempt(txn, attempt, crate::store::now()).await?;
+                Ok::<_, StoreError>(decision)
+            })
+        })
+        .await;
+    let (decision, status) = match written {
+        Ok(decision) => {
+            let status = undecodable.then_some(400);
+            (decision, status)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, tenant = n.tenant_id, "cannot apply notification");
+            let decision = Decision {
+                outcome: "rejected",
+                rejection: Some(NotificationRejection::Unsupported(
+                    "temporary failure".to_owned(),
+                )),
+            };
+            (decision, Some(500))
+        }
+    };
+    state.metrics.inc(
+        "paybridge_notifications_total",
+        &[
+            ("provider", n.kind),
+            ("channel", channel),
+            ("outcome", decision.outcome),
+        ],
+    );
+    let body = match &decision.rejection {
+        None => provider.acknowledgement(Ok(())),
+        Some(rejection) => {
+            tracing::warn!(tenant = n.tenant_id, provider = n.kind, reason = %rejection, "notification refused");
+            provider.acknowledgement(Err(rejection))
+        }
+    };
+    Ok(Acknowledgement { body, status })
+}
