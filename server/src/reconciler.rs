@@ -10,17 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use paybridge_core::order::OrderStatus;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
     TryInsertResult,
 };
 
-use crate::db::entities::{lease, order};
+use crate::db::entities::lease;
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::store::orders::{defer_order, find_order};
+use crate::store::orders::{defer_order, find_order, pending_due};
 use crate::store::refunds::{defer_refund, open_refunds};
 use crate::usecases::{orders as service, refunds};
 
@@ -87,26 +86,6 @@ pub async fn release_lease(state: &AppState, holder: &str) -> Result<(), StoreEr
     Ok(())
 }
 
-/// Pending orders due for a check at `now`, oldest first.
-async fn pending_orders(
-    state: &AppState,
-    now: DateTime<Utc>,
-    filter: impl FnOnce(sea_orm::Select<order::Entity>) -> sea_orm::Select<order::Entity>,
-) -> Result<Vec<order::Model>, StoreError> {
-    let q = order::Entity::find()
-        .filter(order::Column::Status.eq(OrderStatus::Pending.as_str()))
-        .filter(
-            Condition::any()
-                .add(order::Column::NextCheckAt.is_null())
-                .add(order::Column::NextCheckAt.lte(now)),
-        );
-    Ok(filter(q)
-        .order_by_asc(order::Column::CreatedAt)
-        .limit(BATCH)
-        .all(state.store.db())
-        .await?)
-}
-
 /// The next check of a row created at `created`: a tenth of its age, between one interval and an
 /// hour.
 fn next_check(now: DateTime<Utc>, created: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
@@ -139,12 +118,9 @@ pub async fn run_once(
         i64::try_from(state.config.reconciler.query_pending_after_seconds).unwrap_or(i64::MAX);
     let quiet_since = now - chrono::Duration::seconds(quiet_for);
 
-    let stale = pending_orders(state, now, |q| {
-        q.filter(order::Column::CreatedAt.lte(quiet_since))
-            .filter(order::Column::LastNotifiedAt.is_null())
-            .filter(order::Column::ExpiresAt.gt(now))
-    })
-    .await?;
+    let stale = pending_due(now, Some(quiet_since), BATCH)
+        .all(state.store.db())
+        .await?;
     for o in stale {
         // Renew before each provider call: a long pass must not outlive its lease, or another
         // instance would start working the same orders.
@@ -170,8 +146,9 @@ pub async fn run_once(
         }
     }
 
-    let expired =
-        pending_orders(state, now, |q| q.filter(order::Column::ExpiresAt.lte(now))).await?;
+    let expired = pending_due(now, None, BATCH)
+        .all(state.store.db())
+        .await?;
     for o in expired {
         // Renew before each provider call: a long pass must not outlive its lease, or another
         // instance would start working the same orders.

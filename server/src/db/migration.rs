@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002RefundsLeases),
             Box::new(M0003Webhooks),
             Box::new(M0004NextCheck),
+            Box::new(M0005HotIndexes),
         ]
     }
 }
@@ -519,6 +520,78 @@ impl MigrationTrait for M0004NextCheck {
                 Table::alter()
                     .table(Refunds::Table)
                     .add_column(timestamp_with_time_zone_null(NextCheck::NextCheckAt))
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Every hot query on an index (`bench/RESULTS.md` shows the plans): the reconciler's scans and
+/// the refund lookup by number. `next_check_at` is set for every row (a new row is due at once),
+/// so "due" is one index range instead of `IS NULL OR <=`.
+struct M0005HotIndexes;
+
+impl MigrationName for M0005HotIndexes {
+    fn name(&self) -> &str {
+        "m0005_hot_indexes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0005HotIndexes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("UPDATE orders SET next_check_at = created_at WHERE next_check_at IS NULL")
+            .await?;
+        db.execute_unprepared(
+            "UPDATE refunds SET next_check_at = created_at WHERE next_check_at IS NULL",
+        )
+        .await?;
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("orders_status_created")
+                    .table(Orders::Table)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("orders_status_next_check")
+                    .table(Orders::Table)
+                    .col(Orders::Status)
+                    .col(NextCheck::NextCheckAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("refunds_status")
+                    .table(Refunds::Table)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("refunds_status_next_check")
+                    .table(Refunds::Table)
+                    .col(Refunds::Status)
+                    .col(NextCheck::NextCheckAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("refunds_tenant_number")
+                    .table(Refunds::Table)
+                    .col(Refunds::TenantId)
+                    .col(Refunds::OutTradeNo)
+                    .col(Refunds::OutRefundNo)
                     .to_owned(),
             )
             .await?;

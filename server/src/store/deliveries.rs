@@ -79,7 +79,8 @@ pub struct Claim {
     pub event: outbox_event::Model,
 }
 
-fn due(now: DateTime<Utc>, limit: u64) -> sea_orm::Select<webhook_delivery::Entity> {
+/// The deliveries due at `now`, most overdue first (the claim's query).
+pub fn due(now: DateTime<Utc>, limit: u64) -> sea_orm::Select<webhook_delivery::Entity> {
     webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))

@@ -11,6 +11,7 @@ pub mod attempts;
 pub mod deliveries;
 pub mod events;
 pub mod orders;
+pub mod plans;
 pub mod refunds;
 pub mod writer;
 

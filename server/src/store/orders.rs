@@ -175,17 +175,20 @@ pub fn flags_of(o: &order::Model) -> Vec<String> {
     serde_json::from_str(&o.flags).unwrap_or_default()
 }
 
+/// The query of a tenant's order by number.
+pub fn find_by_number(tenant_id: &str, out_trade_no: &str) -> sea_orm::Select<order::Entity> {
+    order::Entity::find()
+        .filter(order::Column::TenantId.eq(tenant_id))
+        .filter(order::Column::OutTradeNo.eq(out_trade_no))
+}
+
 /// A tenant's order by number.
 pub async fn find_order<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
     out_trade_no: &str,
 ) -> Result<Option<order::Model>, StoreError> {
-    Ok(order::Entity::find()
-        .filter(order::Column::TenantId.eq(tenant_id))
-        .filter(order::Column::OutTradeNo.eq(out_trade_no))
-        .one(db)
-        .await?)
+    Ok(find_by_number(tenant_id, out_trade_no).one(db).await?)
 }
 
 /// Insert an order unless the tenant already has one with this number. With `issued`, the order
@@ -217,7 +220,8 @@ pub async fn insert_order(
         client_payment: issued.map(|i| i.client_payment.to_string()),
         provider_data: issued.map_or_else(|| "{}".to_owned(), |i| i.provider_data.to_string()),
         last_notified_at: None,
-        next_check_at: None,
+        // Due at once; the reconciler's scans filter on age, and move it on when they look.
+        next_check_at: Some(now),
         created_at: now,
         updated_at: now,
     };
@@ -274,6 +278,28 @@ pub async fn set_client_payment(
         updated_at: now,
         ..current.clone()
     })
+}
+
+/// Pending orders due for a reconciler check at `now`, most overdue first. With `quiet_since`,
+/// only those created by then that never had a notification and have not expired (to query);
+/// without, those that expired by `now` (to close).
+pub fn pending_due(
+    now: DateTime<Utc>,
+    quiet_since: Option<DateTime<Utc>>,
+    limit: u64,
+) -> sea_orm::Select<order::Entity> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let q = order::Entity::find()
+        .filter(order::Column::Status.eq(OrderStatus::Pending.as_str()))
+        .filter(order::Column::NextCheckAt.lte(now));
+    let q = match quiet_since {
+        Some(since) => q
+            .filter(order::Column::CreatedAt.lte(since))
+            .filter(order::Column::LastNotifiedAt.is_null())
+            .filter(order::Column::ExpiresAt.gt(now)),
+        None => q.filter(order::Column::ExpiresAt.lte(now)),
+    };
+    q.order_by_asc(order::Column::NextCheckAt).limit(limit)
 }
 
 /// When the reconciler may look at this order again. Not a change of the order (its

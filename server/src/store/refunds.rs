@@ -101,24 +101,24 @@ pub async fn find_refund<C: ConnectionTrait>(
         .await?)
 }
 
-/// Refunds still `processing` (sent or not) that are due for a check at `now`, oldest first.
+/// Refunds still `processing` (sent or not) that are due for a check at `now`, most overdue
+/// first.
 pub async fn open_refunds<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<refund::Model>, StoreError> {
-    use sea_orm::{Condition, QueryOrder};
-    Ok(refund::Entity::find()
+    Ok(open_due(now, limit).all(db).await?)
+}
+
+/// The query of [`open_refunds`]: `processing` refunds due at `now`, most overdue first.
+pub fn open_due(now: DateTime<Utc>, limit: u64) -> sea_orm::Select<refund::Entity> {
+    use sea_orm::QueryOrder;
+    refund::Entity::find()
         .filter(refund::Column::Status.eq(RefundStatus::Processing.as_str()))
-        .filter(
-            Condition::any()
-                .add(refund::Column::NextCheckAt.is_null())
-                .add(refund::Column::NextCheckAt.lte(now)),
-        )
-        .order_by_asc(refund::Column::CreatedAt)
+        .filter(refund::Column::NextCheckAt.lte(now))
+        .order_by_asc(refund::Column::NextCheckAt)
         .limit(limit)
-        .all(db)
-        .await?)
 }
 
 /// When the reconciler may look at this refund again.
@@ -184,7 +184,7 @@ pub async fn insert_refund(
         status: RefundStatus::Processing.as_str().to_owned(),
         provider_refund_no: None,
         sent_at: None,
-        next_check_at: None,
+        next_check_at: Some(now),
         succeeded_at: None,
         created_at: now,
         updated_at: now,
