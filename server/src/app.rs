@@ -273,3 +273,23 @@ pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Serve
     .run();
     Ok(server)
 }
+
+/// Run the gateway with `config` until it is stopped: the state, the background workers and the
+/// HTTP server.
+pub async fn serve(config: Config) -> Result<(), String> {
+    let listen = config.server.listen.clone();
+    let state = Arc::new(build_state(config).await?);
+    if state.config.reconciler.enabled {
+        crate::reconciler::spawn(state.clone());
+    }
+    if state.config.webhooks.enabled {
+        crate::webhooks::spawn(state.clone());
+    }
+    let listener =
+        TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(%listen, "paybridge listening");
+    run(listener, state)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())
+}

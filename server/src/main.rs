@@ -1,9 +1,7 @@
 //! The `paybridge` binary.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use paybridge_server::app;
@@ -76,21 +74,5 @@ fn serve(config_path: &std::path::Path) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async move {
-        let listen = config.server.listen.clone();
-        let state = Arc::new(app::build_state(config).await?);
-        if state.config.reconciler.enabled {
-            paybridge_server::reconciler::spawn(state.clone());
-        }
-        if state.config.webhooks.enabled {
-            paybridge_server::webhooks::spawn(state.clone());
-        }
-        let listener =
-            TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        tracing::info!(%listen, "paybridge listening");
-        app::run(listener, state)
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())
-    })
+    runtime.block_on(app::serve(config))
 }

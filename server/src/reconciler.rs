@@ -12,8 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
-    TryInsertResult,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, TryInsertResult,
 };
 
 use crate::db::entities::lease;
@@ -146,9 +145,7 @@ pub async fn run_once(
         }
     }
 
-    let expired = pending_due(now, None, BATCH)
-        .all(state.store.db())
-        .await?;
+    let expired = pending_due(now, None, BATCH).all(state.store.db()).await?;
     for o in expired {
         // Renew before each provider call: a long pass must not outlive its lease, or another
         // instance would start working the same orders.

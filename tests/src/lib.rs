@@ -5,6 +5,7 @@
 
 pub mod alipay;
 pub mod fake_provider;
+pub mod process;
 pub mod tls;
 pub mod wechat;
 
@@ -165,7 +166,8 @@ pub struct Gateway {
     _dir: tempfile::TempDir,
 }
 
-async fn fresh_postgres(admin_url: &str) -> (String, String) {
+/// A new, empty database on the PostgreSQL server of `admin_url`: its URL and its name.
+pub async fn fresh_postgres(admin_url: &str) -> (String, String) {
     let admin = Database::connect(admin_url)
         .await
         .expect("connect to DATABASE_URL");

@@ -542,8 +542,10 @@ impl MigrationName for M0005HotIndexes {
 impl MigrationTrait for M0005HotIndexes {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        db.execute_unprepared("UPDATE orders SET next_check_at = created_at WHERE next_check_at IS NULL")
-            .await?;
+        db.execute_unprepared(
+            "UPDATE orders SET next_check_at = created_at WHERE next_check_at IS NULL",
+        )
+        .await?;
         db.execute_unprepared(
             "UPDATE refunds SET next_check_at = created_at WHERE next_check_at IS NULL",
         )

@@ -13,7 +13,10 @@ pub fn hot_queries(backend: DbBackend) -> Vec<(&'static str, Statement)> {
     let now = Utc::now();
     let o = super::orders::find_by_number("demo", "T0000000001");
     vec![
-        ("order by number (every API call, notification lookup)", o.build(backend)),
+        (
+            "order by number (every API call, notification lookup)",
+            o.build(backend),
+        ),
         (
             "provider event by identity (deduplication)",
             provider_event::Entity::find()
@@ -82,7 +85,10 @@ mod tests {
     #[tokio::test]
     async fn every_hot_query_searches_an_index_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("plans.db").display());
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("plans.db").display()
+        );
         let db = crate::db::connect(&url).await.unwrap().write;
         let plans = explain(&db).await.unwrap();
         let mut query = "";

@@ -1,0 +1,166 @@
+//! A gateway in a process of its own (`paybridge-gateway`), for tests that kill it with SIGKILL
+//! and start it again on the same database.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database};
+
+use crate::{Backend, TestTenant, fresh_postgres};
+
+/// A gateway process and what it needs to start again.
+pub struct ProcessGateway {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    /// A client with a timeout.
+    pub http: reqwest::Client,
+    child: Option<Child>,
+    config: PathBuf,
+    log: PathBuf,
+    pg_db: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl ProcessGateway {
+    /// Write the config and the tenants, and start the process. `binary` is
+    /// `env!("CARGO_BIN_EXE_paybridge-gateway")` of the calling test.
+    pub async fn start(binary: &str, backend: &Backend, tenants: &[TestTenant]) -> ProcessGateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let tenants_dir = dir.path().join("tenants");
+        std::fs::create_dir_all(&tenants_dir).expect("mkdir");
+        for t in tenants {
+            std::fs::write(
+                tenants_dir.join(format!("{}.toml", t.id)),
+                t.toml_for(&base),
+            )
+            .expect("write tenant");
+        }
+        let (db_url, pg_db) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}?mode=rwc", dir.path().join("gw.db").display()),
+                None,
+            ),
+            Backend::Postgres(admin) => {
+                let (url, name) = fresh_postgres(admin).await;
+                (url, Some((admin.clone(), name)))
+            }
+        };
+        let config = dir.path().join("paybridge.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[server]
+listen = "127.0.0.1:{port}"
+public_base_url = "{base}"
+[database]
+url = "{db_url}"
+[tenants]
+dir = "tenants"
+[sandbox]
+enabled = true
+[reconciler]
+enabled = false
+[http]
+outbound_timeout_seconds = 5
+"#
+            ),
+        )
+        .expect("write config");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let mut gw = ProcessGateway {
+            base,
+            http,
+            child: None,
+            log: dir.path().join("gateway.log"),
+            config,
+            pg_db,
+            _dir: dir,
+        };
+        gw.launch(binary).await;
+        gw
+    }
+
+    /// Start the process (again) and wait until it serves.
+    pub async fn launch(&mut self, binary: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(binary)
+            .arg(&self.config)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn the gateway");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("the gateway exited with {status}: {}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not start in 60 s: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL the process and reap it: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the gateway");
+            child.wait().expect("reap the gateway");
+        }
+    }
+
+    /// What the process logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kill the process and drop its PostgreSQL database.
+    pub async fn finish(mut self) {
+        self.kill();
+        if let Some((admin_url, name)) = &self.pg_db
+            && let Ok(admin) = Database::connect(admin_url.as_str()).await
+        {
+            admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await
+                .ok();
+            admin.close().await.ok();
+        }
+    }
+}
+
+impl Drop for ProcessGateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
