@@ -239,11 +239,17 @@ pub async fn deliver_due(
     let config = &state.config.webhooks;
     let timeout = Duration::from_secs(config.timeout_seconds.max(1));
     let client = client()?;
-    let db = state.store.db();
     let token = uuid::Uuid::new_v4().to_string();
     let lease_until = now + chrono_duration(timeout + LEASE_MARGIN);
-    let claims =
-        deliveries::claim_due(db, now, lease_until, config.batch_size.max(1), &token).await?;
+    let limit = config.batch_size.max(1);
+    let claims = state
+        .store
+        .write(move |txn| {
+            Box::pin(
+                async move { deliveries::claim_due(txn, now, lease_until, limit, &token).await },
+            )
+        })
+        .await?;
     let mut report = DeliveryReport {
         claimed: claims.len(),
         ..DeliveryReport::default()
@@ -251,19 +257,14 @@ pub async fn deliver_due(
     let started = Instant::now();
     let mut sending = tokio::task::JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, Claim> = HashMap::new();
+    let mut unsent: Vec<(Claim, Settle)> = Vec::new();
     for claim in claims {
         let tenant = state.tenants.get(&claim.event.tenant_id);
         let (url, secret) = match endpoint(tenant.as_deref()) {
             Ok(e) => e,
             Err(missing) => {
                 report.not_configured += 1;
-                deliveries::settle_without_attempt(
-                    db,
-                    &claim,
-                    Settle::NotConfigured(missing.to_owned()),
-                    now,
-                )
-                .await?;
+                unsent.push((claim, Settle::NotConfigured(missing.to_owned())));
                 continue;
             }
         };
@@ -272,7 +273,7 @@ pub async fn deliver_due(
             Err(e) => {
                 tracing::error!(event_id = %claim.event.id, error = %e, "webhook event cannot be sent");
                 report.gave_up += 1;
-                deliveries::settle_without_attempt(db, &claim, Settle::Failed(e), now).await?;
+                unsent.push((claim, Settle::Failed(e)));
                 continue;
             }
         };
@@ -281,8 +282,7 @@ pub async fn deliver_due(
             Ok(s) => s,
             Err(e) => {
                 report.not_configured += 1;
-                deliveries::settle_without_attempt(db, &claim, Settle::NotConfigured(e), now)
-                    .await?;
+                unsent.push((claim, Settle::NotConfigured(e)));
                 continue;
             }
         };
@@ -295,6 +295,15 @@ pub async fn deliver_due(
         };
         let task = sending.spawn(send(client.clone(), out, timeout, at));
         in_flight.insert(task.id(), claim);
+    }
+    if !unsent.is_empty() {
+        // One write for every claim of the pass that is not sent.
+        state
+            .store
+            .write(move |txn| {
+                Box::pin(async move { deliveries::settle_without_attempt(txn, &unsent, now).await })
+            })
+            .await?;
     }
     while let Some(joined) = sending.join_next_with_id().await {
         let (id, sent) = match joined {
@@ -346,8 +355,15 @@ async fn record(
         error: sent.error.clone(),
         duration_ms: i64::try_from(sent.duration.as_millis()).unwrap_or(i64::MAX),
     };
-    let kept =
-        deliveries::record_attempt(state.store.db(), claim, &attempt, outcome, finished).await?;
+    let recorded = claim.clone();
+    let kept = state
+        .store
+        .write(move |txn| {
+            Box::pin(async move {
+                deliveries::record_attempt(txn, &recorded, &attempt, outcome, finished).await
+            })
+        })
+        .await?;
     state
         .metrics
         .inc("paybridge_webhook_attempts_total", &[("outcome", label)]);

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
-    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -106,24 +106,25 @@ fn take_lease(
         .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(now))
 }
 
-/// Claim up to `limit` due deliveries for `token` until `lease_until`, with their events.
+/// Claim up to `limit` due deliveries for `token` until `lease_until`, with their events, in
+/// the caller's transaction (a writer job: one commit for the whole claim).
 ///
-/// PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED` in a transaction, so concurrent instances take
-/// disjoint rows without waiting. SQLite: a compare-and-set on each row's version, so two
-/// processes on one file never both win a row.
+/// PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED`, so concurrent instances take disjoint rows
+/// without waiting. SQLite: the writer's transaction holds the write lock from its start, and a
+/// compare-and-set on each row's version makes sure two processes on one file never both win a
+/// row.
 pub async fn claim_due(
-    db: &DatabaseConnection,
+    txn: &DatabaseTransaction,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: u64,
     token: &str,
 ) -> Result<Vec<Claim>, StoreError> {
     let mut claimed = Vec::new();
-    if db.get_database_backend() == DbBackend::Postgres {
-        let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
         let rows = due(now, limit)
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-            .all(&txn)
+            .all(txn)
             .await?;
         if !rows.is_empty() {
             take_lease(token, lease_until, now)
@@ -131,18 +132,17 @@ pub async fn claim_due(
                     webhook_delivery::Column::EventId
                         .is_in(rows.iter().map(|r| r.event_id.clone())),
                 )
-                .exec(&txn)
+                .exec(txn)
                 .await?;
         }
-        txn.commit().await?;
         claimed = rows;
     } else {
-        for row in due(now, limit).all(db).await? {
+        for row in due(now, limit).all(txn).await? {
             let won = take_lease(token, lease_until, now)
                 .filter(webhook_delivery::Column::EventId.eq(row.event_id.clone()))
                 .filter(webhook_delivery::Column::Version.eq(row.version))
                 .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
-                .exec(db)
+                .exec(txn)
                 .await?;
             if won.rows_affected == 1 {
                 claimed.push(row);
@@ -154,7 +154,7 @@ pub async fn claim_due(
     }
     let mut events: HashMap<String, outbox_event::Model> = outbox_event::Entity::find()
         .filter(outbox_event::Column::Id.is_in(claimed.iter().map(|r| r.event_id.clone())))
-        .all(db)
+        .all(txn)
         .await?
         .into_iter()
         .map(|e| (e.id.clone(), e))
@@ -169,7 +169,7 @@ pub async fn claim_due(
             None => {
                 tracing::error!(event_id = %delivery.event_id, "webhook delivery without its outbox event");
                 settle(
-                    db,
+                    txn,
                     &delivery,
                     Settle::Failed("the event is missing from the outbox".to_owned()),
                     now,
@@ -250,27 +250,28 @@ async fn settle<C: ConnectionTrait>(
     Ok(done.rows_affected == 1)
 }
 
-/// Settle a claim without an attempt (e.g. the tenant has no endpoint). False when the claim was
-/// lost (a redelivery took the row back).
+/// Settle claims without an attempt (e.g. the tenant has no endpoint), in the caller's
+/// transaction. A claim that was lost meanwhile (a redelivery took the row back) is left alone.
 pub async fn settle_without_attempt(
-    db: &DatabaseConnection,
-    claim: &Claim,
-    outcome: Settle,
+    txn: &DatabaseTransaction,
+    settled: &[(Claim, Settle)],
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    Ok(settle(db, &claim.delivery, outcome, now).await?)
+) -> Result<(), StoreError> {
+    for (claim, outcome) in settled {
+        settle(txn, &claim.delivery, outcome.clone(), now).await?;
+    }
+    Ok(())
 }
 
-/// Record an attempt and settle its claim, in one transaction. The attempt is recorded even when
-/// the claim was lost; the return value says whether the claim still decided the row.
+/// Record an attempt and settle its claim, in the caller's transaction. The attempt is recorded
+/// even when the claim was lost; the return value says whether the claim still decided the row.
 pub async fn record_attempt(
-    db: &DatabaseConnection,
+    txn: &DatabaseTransaction,
     claim: &Claim,
     attempt: &AttemptRecord,
     outcome: Settle,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let txn = db.begin().await?;
     webhook_attempt::Entity::insert(webhook_attempt::ActiveModel {
         id: Set(Uuid::new_v4().to_string()),
         event_id: Set(claim.event.id.clone()),
@@ -280,7 +281,7 @@ pub async fn record_attempt(
         error: Set(attempt.error.clone()),
         duration_ms: Set(attempt.duration_ms),
     })
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
     webhook_delivery::Entity::update_many()
         .col_expr(
@@ -288,11 +289,9 @@ pub async fn record_attempt(
             Expr::col(webhook_delivery::Column::Attempts).add(1),
         )
         .filter(webhook_delivery::Column::EventId.eq(claim.event.id.clone()))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    let kept = settle(&txn, &claim.delivery, outcome, now).await?;
-    txn.commit().await?;
-    Ok(kept)
+    Ok(settle(txn, &claim.delivery, outcome, now).await?)
 }
 
 /// An event with its delivery state and attempts, oldest attempt first.
