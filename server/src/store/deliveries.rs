@@ -110,9 +110,8 @@ fn take_lease(
 /// the caller's transaction (a writer job: one commit for the whole claim).
 ///
 /// PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED`, so concurrent instances take disjoint rows
-/// without waiting. SQLite: the writer's transaction holds the write lock from its start, and a
-/// compare-and-set on each row's version makes sure two processes on one file never both win a
-/// row.
+/// without waiting. SQLite: the writer's transaction is `BEGIN IMMEDIATE`, so it holds the write
+/// lock from its first statement: no other process can claim between the select and the update.
 pub async fn claim_due(
     txn: &DatabaseTransaction,
     now: DateTime<Utc>,
@@ -120,34 +119,19 @@ pub async fn claim_due(
     limit: u64,
     token: &str,
 ) -> Result<Vec<Claim>, StoreError> {
-    let mut claimed = Vec::new();
+    let mut due = due(now, limit);
     if txn.get_database_backend() == DbBackend::Postgres {
-        let rows = due(now, limit)
-            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-            .all(txn)
+        due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let claimed = due.all(txn).await?;
+    if !claimed.is_empty() {
+        take_lease(token, lease_until, now)
+            .filter(
+                webhook_delivery::Column::EventId.is_in(claimed.iter().map(|r| r.event_id.clone())),
+            )
+            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .exec(txn)
             .await?;
-        if !rows.is_empty() {
-            take_lease(token, lease_until, now)
-                .filter(
-                    webhook_delivery::Column::EventId
-                        .is_in(rows.iter().map(|r| r.event_id.clone())),
-                )
-                .exec(txn)
-                .await?;
-        }
-        claimed = rows;
-    } else {
-        for row in due(now, limit).all(txn).await? {
-            let won = take_lease(token, lease_until, now)
-                .filter(webhook_delivery::Column::EventId.eq(row.event_id.clone()))
-                .filter(webhook_delivery::Column::Version.eq(row.version))
-                .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
-                .exec(txn)
-                .await?;
-            if won.rows_affected == 1 {
-                claimed.push(row);
-            }
-        }
     }
     if claimed.is_empty() {
         return Ok(Vec::new());
@@ -257,8 +241,37 @@ pub async fn settle_without_attempt(
     settled: &[(Claim, Settle)],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    use webhook_delivery::Column as C;
+    // Every claim of a pass that is not sent for the same reason is settled by one statement
+    // (a tenant without an endpoint can have a whole batch of them).
+    let mut not_configured: HashMap<(&str, Option<&str>), Vec<String>> = HashMap::new();
     for (claim, outcome) in settled {
-        settle(txn, &claim.delivery, outcome.clone(), now).await?;
+        match outcome {
+            Settle::NotConfigured(reason) => not_configured
+                .entry((reason.as_str(), claim.delivery.lease_token.as_deref()))
+                .or_default()
+                .push(claim.event.id.clone()),
+            other => {
+                settle(txn, &claim.delivery, other.clone(), now).await?;
+            }
+        }
+    }
+    for ((reason, token), ids) in not_configured {
+        let none_time: Option<DateTime<Utc>> = None;
+        webhook_delivery::Entity::update_many()
+            .col_expr(C::LeaseToken, Expr::value(Option::<String>::None))
+            .col_expr(C::Version, Expr::col(C::Version).add(1))
+            .col_expr(C::UpdatedAt, Expr::value(now))
+            .col_expr(
+                C::Status,
+                Expr::value(DeliveryStatus::NotConfigured.as_str()),
+            )
+            .col_expr(C::NextAttemptAt, Expr::value(none_time))
+            .col_expr(C::LastError, Expr::value(reason))
+            .filter(C::EventId.is_in(ids))
+            .filter(C::LeaseToken.eq(token))
+            .exec(txn)
+            .await?;
     }
     Ok(())
 }

@@ -188,7 +188,7 @@ pub async fn find_order<C: ConnectionTrait>(
     tenant_id: &str,
     out_trade_no: &str,
 ) -> Result<Option<order::Model>, StoreError> {
-    Ok(find_by_number(tenant_id, out_trade_no).one(db).await?)
+    Ok(super::unique(find_by_number(tenant_id, out_trade_no), db).await?)
 }
 
 /// Insert an order unless the tenant already has one with this number. With `issued`, the order

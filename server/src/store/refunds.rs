@@ -83,7 +83,7 @@ async fn lock_order(
     if txn.get_database_backend() == DbBackend::Postgres {
         q = q.lock_exclusive();
     }
-    Ok(q.one(txn).await?)
+    Ok(super::unique(q, txn).await?)
 }
 
 /// A refund of a tenant's order.
@@ -93,12 +93,14 @@ pub async fn find_refund<C: ConnectionTrait>(
     out_trade_no: &str,
     out_refund_no: &str,
 ) -> Result<Option<refund::Model>, StoreError> {
-    Ok(refund::Entity::find()
-        .filter(refund::Column::TenantId.eq(tenant_id))
-        .filter(refund::Column::OutTradeNo.eq(out_trade_no))
-        .filter(refund::Column::OutRefundNo.eq(out_refund_no))
-        .one(db)
-        .await?)
+    Ok(super::unique(
+        refund::Entity::find()
+            .filter(refund::Column::TenantId.eq(tenant_id))
+            .filter(refund::Column::OutTradeNo.eq(out_trade_no))
+            .filter(refund::Column::OutRefundNo.eq(out_refund_no)),
+        db,
+    )
+    .await?)
 }
 
 /// Refunds still `processing` (sent or not) that are due for a check at `now`, most overdue
@@ -148,11 +150,13 @@ pub async fn insert_refund(
     let Some(order) = lock_order(txn, tenant_id, out_trade_no).await? else {
         return Err(StoreError::Corrupt("refund of a vanished order".to_owned()));
     };
-    let existing = refund::Entity::find()
-        .filter(refund::Column::OrderId.eq(order.id.clone()))
-        .filter(refund::Column::OutRefundNo.eq(out_refund_no))
-        .one(txn)
-        .await?;
+    let existing = super::unique(
+        refund::Entity::find()
+            .filter(refund::Column::OrderId.eq(order.id.clone()))
+            .filter(refund::Column::OutRefundNo.eq(out_refund_no)),
+        txn,
+    )
+    .await?;
     if let Some(r) = existing {
         return Ok(RefundInsert::Existing(r));
     }
@@ -196,12 +200,14 @@ pub async fn insert_refund(
     if matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
         return Ok(RefundInsert::Created(model));
     }
-    let row = refund::Entity::find()
-        .filter(refund::Column::OrderId.eq(order.id.clone()))
-        .filter(refund::Column::OutRefundNo.eq(out_refund_no))
-        .one(txn)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("refund vanished after insert".to_owned()))?;
+    let row = super::unique(
+        refund::Entity::find()
+            .filter(refund::Column::OrderId.eq(order.id.clone()))
+            .filter(refund::Column::OutRefundNo.eq(out_refund_no)),
+        txn,
+    )
+    .await?
+    .ok_or_else(|| StoreError::Corrupt("refund vanished after insert".to_owned()))?;
     Ok(RefundInsert::Existing(row))
 }
 
@@ -236,12 +242,14 @@ pub async fn apply_refund_update(
     if order.provider != provider {
         return Err(ApplyError::UnknownOrder);
     }
-    let current = refund::Entity::find()
-        .filter(refund::Column::OrderId.eq(order.id.clone()))
-        .filter(refund::Column::OutRefundNo.eq(out_refund_no))
-        .one(txn)
-        .await?
-        .ok_or(ApplyError::UnknownOrder)?;
+    let current = super::unique(
+        refund::Entity::find()
+            .filter(refund::Column::OrderId.eq(order.id.clone()))
+            .filter(refund::Column::OutRefundNo.eq(out_refund_no)),
+        txn,
+    )
+    .await?
+    .ok_or(ApplyError::UnknownOrder)?;
     let unchanged = |refund: refund::Model| RefundApplied {
         refund,
         to: None,
