@@ -4,14 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mimalloc::MiMalloc;
 use paybridge_server::app;
 use paybridge_server::config::Config;
-
-/// glibc's allocator spent about a seventh of a notification's CPU in malloc and free (see
-/// `bench/RESULTS.md`); mimalloc's per-thread heaps cost a fraction of that.
-#[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
 
 #[derive(Parser)]
 #[command(

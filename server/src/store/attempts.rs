@@ -5,7 +5,6 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder,
 };
-use uuid::Uuid;
 
 use super::StoreError;
 use crate::db::entities::notification_attempt;
@@ -36,7 +35,7 @@ pub async fn record_attempt(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     notification_attempt::Entity::insert(notification_attempt::ActiveModel {
-        id: Set(Uuid::new_v4().to_string()),
+        id: Set(super::new_id()),
         tenant_id: Set(attempt.tenant_id),
         provider: Set(attempt.provider),
         channel: Set(attempt.channel.to_owned()),

@@ -14,7 +14,6 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use uuid::Uuid;
 
 use crate::db::entities::{outbox_event, webhook_attempt, webhook_delivery};
 use crate::store::StoreError;
@@ -286,7 +285,7 @@ pub async fn record_attempt(
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     webhook_attempt::Entity::insert(webhook_attempt::ActiveModel {
-        id: Set(Uuid::new_v4().to_string()),
+        id: Set(super::new_id()),
         event_id: Set(claim.event.id.clone()),
         tenant_id: Set(claim.event.tenant_id.clone()),
         at: Set(attempt.at),

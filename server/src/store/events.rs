@@ -6,7 +6,6 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, TryInsertResult,
 };
-use uuid::Uuid;
 
 use super::StoreError;
 use crate::db::entities::{outbox_event, provider_event};
@@ -35,7 +34,7 @@ pub async fn record_provider_event(
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let inserted = provider_event::Entity::insert(provider_event::ActiveModel {
-        id: Set(Uuid::new_v4().to_string()),
+        id: Set(super::new_id()),
         tenant_id: Set(ev.tenant_id.to_owned()),
         provider: Set(ev.provider.to_owned()),
         event_id: Set(ev.event_id.to_owned()),
@@ -97,7 +96,7 @@ pub async fn write_outbox(
     data: &serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let event_id = Uuid::new_v4().to_string();
+    let event_id = super::new_id();
     outbox_event::Entity::insert(outbox_event::ActiveModel {
         id: Set(event_id.clone()),
         tenant_id: Set(tenant_id.to_owned()),

@@ -14,7 +14,6 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
     TryInsertResult,
 };
-use uuid::Uuid;
 
 use super::StoreError;
 use super::events::{NewProviderEvent, provider_event_exists, record_provider_event};
@@ -201,7 +200,7 @@ pub async fn insert_order(
     now: DateTime<Utc>,
 ) -> Result<Inserted, StoreError> {
     let model = order::Model {
-        id: Uuid::new_v4().to_string(),
+        id: super::new_id(),
         tenant_id: new.tenant_id.clone(),
         out_trade_no: new.out_trade_no.clone(),
         provider: new.provider.clone(),

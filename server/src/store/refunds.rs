@@ -11,7 +11,6 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     QuerySelect, TryInsertResult,
 };
-use uuid::Uuid;
 
 use super::StoreError;
 use super::events::{NewProviderEvent, provider_event_exists, record_provider_event};
@@ -178,7 +177,7 @@ pub async fn insert_refund(
     }
     let now = super::now();
     let model = refund::Model {
-        id: Uuid::new_v4().to_string(),
+        id: super::new_id(),
         tenant_id: tenant_id.to_owned(),
         order_id: order.id.clone(),
         out_trade_no: out_trade_no.to_owned(),
