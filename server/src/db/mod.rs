@@ -35,6 +35,9 @@ fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
         .sqlx_logging(false)
         .max_connections(connections)
         .min_connections(1)
+        // A file on this machine does not go away between two uses: no ping before each one (a
+        // round trip to the connection's thread on every lookup and every write group).
+        .test_before_acquire(false)
         // WAL: a commit is one append and one fsync of the log, and readers never block the
         // writer. FULL: that fsync happens at every commit, so an acknowledged payment survives
         // a power loss, not only a crash.
@@ -64,7 +67,10 @@ pub async fn connect(url: &str) -> Result<Connections, DbErr> {
             .connect_timeout(Duration::from_secs(10))
             .acquire_timeout(Duration::from_secs(30))
             .sqlx_logging(false)
-            .max_connections(POSTGRES_CONNECTIONS);
+            .max_connections(POSTGRES_CONNECTIONS)
+            // Ping a connection only after it sat idle: a ping on every use is one more network
+            // round trip for every lookup and every write.
+            .test_before_acquire_if_idle_for(Duration::from_secs(30));
         let write = Database::connect(options).await?;
         Connections {
             read: write.clone(),
