@@ -249,34 +249,30 @@ pub async fn insert_order(
     }
 }
 
-/// Store the client's payment params and the provider's data after a successful create.
+/// Store the client's payment params and the provider's data after a successful create, and
+/// return the row as it is now (a payment may have arrived since `current` was read).
 pub async fn set_client_payment(
     txn: &DatabaseTransaction,
     current: &order::Model,
     issued: &ClientPayment,
     now: DateTime<Utc>,
 ) -> Result<order::Model, StoreError> {
-    let client_payment = issued.client_payment.to_string();
-    let provider_data = issued.provider_data.to_string();
     order::Entity::update_many()
         .col_expr(
             order::Column::ClientPayment,
-            Expr::value(client_payment.clone()),
+            Expr::value(issued.client_payment.to_string()),
         )
         .col_expr(
             order::Column::ProviderData,
-            Expr::value(provider_data.clone()),
+            Expr::value(issued.provider_data.to_string()),
         )
         .col_expr(order::Column::UpdatedAt, Expr::value(now))
         .filter(order::Column::Id.eq(current.id.clone()))
         .exec(txn)
         .await?;
-    Ok(order::Model {
-        client_payment: Some(client_payment),
-        provider_data,
-        updated_at: now,
-        ..current.clone()
-    })
+    super::unique(order::Entity::find_by_id(current.id.clone()), txn)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("order vanished in its own transaction".to_owned()))
 }
 
 /// Pending orders due for a reconciler check at `now`, most overdue first. With `quiet_since`,
