@@ -39,10 +39,6 @@ impl Workload for AlipayCreate {
         status == 201
     }
 
-    fn content_type(&self) -> &'static str {
-        "application/json"
-    }
-
     fn authorization(&self) -> Option<&str> {
         Some(&self.authorization)
     }

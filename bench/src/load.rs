@@ -46,7 +46,9 @@ pub trait Workload: Send + Sync {
     /// Whether this answer is a success.
     fn is_success(&self, status: u16, body: &[u8]) -> bool;
     /// `Content-Type` of every request.
-    fn content_type(&self) -> &'static str;
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
     /// `Authorization` header value, if any.
     fn authorization(&self) -> Option<&str>;
 }

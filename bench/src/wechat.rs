@@ -68,10 +68,6 @@ impl Workload for CreateOrders {
         status == 201
     }
 
-    fn content_type(&self) -> &'static str {
-        "application/json"
-    }
-
     fn authorization(&self) -> Option<&str> {
         Some(&self.authorization)
     }

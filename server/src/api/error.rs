@@ -1,4 +1,5 @@
 //! The HTTP error contract: `{"error": {"code", "message", "field"?}}` with a fitting status.
+//! Handlers report rule breaks as the use cases' [`Failure`]; `ApiError` adds the status.
 
 use crate::api::views::{ErrorBody, ErrorDetail};
 use crate::store::StoreError;
@@ -28,26 +29,6 @@ impl ApiError {
             message: message.into(),
             field: None,
         }
-    }
-
-    /// Name the field at fault.
-    pub fn field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
-        self
-    }
-
-    /// 400 for a request that breaks a rule, naming the field.
-    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message).field(field)
-    }
-
-    /// 404 for a resource this tenant does not have.
-    pub fn not_found(what: &str) -> Self {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
     }
 
     /// 401.

@@ -10,6 +10,7 @@ use crate::api::views::{
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::deliveries::EventRecord;
+use crate::usecases::Failure;
 use crate::usecases::events::{self, MAX_LIMIT};
 
 const DEFAULT_LIMIT: u64 = 50;
@@ -76,10 +77,11 @@ pub async fn list_events(
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(
+        return Err(Failure::invalid(
             "limit",
             format!("must be 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"),
-        ));
+        )
+        .into());
     }
     let (records, has_more) = events::list_events(
         &state,

@@ -86,14 +86,14 @@ pub async fn forget_provider_event(
     Ok(())
 }
 
-/// Write a merchant webhook event and schedule its delivery, in the caller's transaction (the
-/// event exists exactly when the change it describes does).
+/// Write a merchant webhook event (`data` is its JSON) and schedule its delivery, in the caller's
+/// transaction (the event exists exactly when the change it describes does).
 pub async fn write_outbox(
     txn: &DatabaseTransaction,
     tenant_id: &str,
     order_id: &str,
     event_type: &str,
-    data: &serde_json::Value,
+    data: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let event_id = super::new_id();
@@ -102,7 +102,7 @@ pub async fn write_outbox(
         tenant_id: Set(tenant_id.to_owned()),
         event_type: Set(event_type.to_owned()),
         order_id: Set(Some(order_id.to_owned())),
-        data: Set(data.to_string()),
+        data: Set(data.to_owned()),
         created_at: Set(now),
     })
     .exec_without_returning(txn)

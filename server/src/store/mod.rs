@@ -84,11 +84,6 @@ impl Store {
         &self.read
     }
 
-    /// The group-commit writer's counters.
-    pub fn writer_stats(&self) -> &writer::WriterStats {
-        self.writer.stats()
-    }
-
     /// Run a write job through the writer; its result comes back after its commit.
     pub async fn write<T, E, F>(&self, job: F) -> Result<T, E>
     where

@@ -38,15 +38,6 @@ const MAX_GROUP: usize = 512;
 /// Jobs waiting for the SQLite writer. Full means requests wait to hand theirs over.
 const QUEUE: usize = 4096;
 
-/// What a group commit did, for `/metrics` and the benchmark.
-#[derive(Debug, Default)]
-pub struct WriterStats {
-    /// Commits made.
-    pub commits: std::sync::atomic::AtomicU64,
-    /// Jobs committed.
-    pub jobs: std::sync::atomic::AtomicU64,
-}
-
 enum Mode {
     /// SQLite: the single writer task takes the jobs.
     Grouped(mpsc::Sender<ErasedJob>),
@@ -57,27 +48,20 @@ enum Mode {
 /// Runs write jobs; see the module docs.
 pub struct Writer {
     mode: Mode,
-    stats: std::sync::Arc<WriterStats>,
 }
 
 impl Writer {
     /// A writer for `db`: grouped on SQLite (the writer task starts now, on the current Tokio
     /// runtime, and ends when the last `Writer` handle is dropped), per job elsewhere.
     pub fn new(db: DatabaseConnection) -> Writer {
-        let stats = std::sync::Arc::new(WriterStats::default());
         let mode = if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(run_groups(db, rx, stats.clone()));
+            tokio::spawn(run_groups(db, rx));
             Mode::Grouped(tx)
         } else {
             Mode::PerJob(db)
         };
-        Writer { mode, stats }
-    }
-
-    /// Commits and jobs so far.
-    pub fn stats(&self) -> &WriterStats {
-        &self.stats
+        Writer { mode }
     }
 
     /// Run `job` in a transaction and return its result once that transaction is committed.
@@ -98,7 +82,6 @@ impl Writer {
                 match result {
                     Ok(value) => {
                         txn.commit().await?;
-                        self.count(1);
                         Ok(value)
                     }
                     Err(e) => {
@@ -135,12 +118,6 @@ impl Writer {
             }
         }
     }
-
-    fn count(&self, jobs: u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.stats.commits.fetch_add(1, Relaxed);
-        self.stats.jobs.fetch_add(jobs, Relaxed);
-    }
 }
 
 /// Run one job under a savepoint of `txn`: released on `Ok`, rolled back on `Err`. A savepoint
@@ -168,12 +145,7 @@ where
 }
 
 /// The SQLite writer: take what is waiting, run it in one transaction, commit once, answer.
-async fn run_groups(
-    db: DatabaseConnection,
-    mut queue: mpsc::Receiver<ErasedJob>,
-    stats: std::sync::Arc<WriterStats>,
-) {
-    use std::sync::atomic::Ordering::Relaxed;
+async fn run_groups(db: DatabaseConnection, mut queue: mpsc::Receiver<ErasedJob>) {
     let mut group: Vec<ErasedJob> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = queue.recv().await {
         group.push(first);
@@ -222,10 +194,6 @@ async fn run_groups(
             );
             Err("the transaction was rolled back after a savepoint failed".to_owned())
         };
-        if outcome.is_ok() {
-            stats.commits.fetch_add(1, Relaxed);
-            stats.jobs.fetch_add(jobs, Relaxed);
-        }
         for complete in completions {
             complete(outcome.clone());
         }

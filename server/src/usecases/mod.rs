@@ -115,12 +115,6 @@ impl From<StoreError> for Failure {
     }
 }
 
-impl From<sea_orm::DbErr> for Failure {
-    fn from(e: sea_orm::DbErr) -> Self {
-        Failure::internal(&e)
-    }
-}
-
 impl From<ApplyError> for Failure {
     fn from(e: ApplyError) -> Self {
         match e {

@@ -179,14 +179,7 @@ pub async fn create_order(
             .and_then(|o| serde_json::from_str(&o.provider_data).ok()),
     };
     let outcome = provider.create_payment(&call).await;
-    state.metrics.inc(
-        "paybridge_provider_calls_total",
-        &[
-            ("provider", provider.kind()),
-            ("call", "create"),
-            ("outcome", outcome_label(&outcome)),
-        ],
-    );
+    count_call(state, provider.as_ref(), "create", &outcome);
     let created_payment = match outcome {
         Ok(p) => p,
         // Refused before any network call: nothing exists at the provider, so nothing is
@@ -248,14 +241,27 @@ pub async fn create_order(
     Ok((created, row))
 }
 
-/// The `outcome` label of a provider call for `/metrics`.
-pub fn outcome_label<T>(r: &Result<T, ProviderError>) -> &'static str {
-    match r {
+/// Count a provider call in `/metrics` by provider, call and outcome.
+pub fn count_call<T>(
+    state: &AppState,
+    provider: &dyn PaymentProvider,
+    call: &str,
+    result: &Result<T, ProviderError>,
+) {
+    let outcome = match result {
         Ok(_) => "ok",
         Err(ProviderError::Timeout) => "timeout",
         Err(ProviderError::Unavailable(_)) => "unavailable",
         Err(_) => "refused",
-    }
+    };
+    state.metrics.inc(
+        "paybridge_provider_calls_total",
+        &[
+            ("provider", provider.kind()),
+            ("call", call),
+            ("outcome", outcome),
+        ],
+    );
 }
 
 /// Write the merchant's events for an order's change, in the transaction that made it.
@@ -266,7 +272,7 @@ pub(crate) async fn publish_order_change(
     if !change.status_changed() {
         return Ok(());
     }
-    let view = serde_json::to_value(OrderView::from_model(&change.order)?)
+    let view = serde_json::to_string(&OrderView::from_model(&change.order)?)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut types = vec![format!("order.{}", change.to.as_str())];
     if change.flag.is_some() {
@@ -389,14 +395,7 @@ pub async fn sync_order(
 ) -> Result<order::Model, Failure> {
     let provider = order_provider(tenant, o)?;
     let answer = provider.query_payment(&order_ref(o)).await;
-    state.metrics.inc(
-        "paybridge_provider_calls_total",
-        &[
-            ("provider", provider.kind()),
-            ("call", "query"),
-            ("outcome", outcome_label(&answer)),
-        ],
-    );
+    count_call(state, provider.as_ref(), "query", &answer);
     let applied = match answer.map_err(|e| provider_failure(&o.provider, e))? {
         PaymentState::NotPaid => return Ok(o.clone()),
         // A paid order reported closed is a fully refunded trade (Alipay): refunds tell that story.
@@ -436,14 +435,7 @@ pub async fn close_order(
     }
     let provider = order_provider(tenant, o)?;
     let answer = provider.close_payment(&order_ref(o)).await;
-    state.metrics.inc(
-        "paybridge_provider_calls_total",
-        &[
-            ("provider", provider.kind()),
-            ("call", "close"),
-            ("outcome", outcome_label(&answer)),
-        ],
-    );
+    count_call(state, provider.as_ref(), "close", &answer);
     match answer.map_err(|e| provider_failure(&o.provider, e))? {
         CloseOutcome::Closed => Ok(apply_close(state, tenant, o, "merchant")
             .await?

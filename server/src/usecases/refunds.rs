@@ -7,7 +7,7 @@ use paybridge_core::refund::RefundStatus;
 use paybridge_core::tenant::Tenant;
 use sea_orm::DatabaseTransaction;
 
-use super::orders::{notify_url, order_provider, order_ref, outcome_label, publish_order_change};
+use super::orders::{count_call, notify_url, order_provider, order_ref, publish_order_change};
 use super::resources::{CreateRefundRequest, RefundView};
 use super::{Failure, provider_failure};
 use crate::db::entities::{order, refund};
@@ -26,10 +26,6 @@ fn validate(req: &CreateRefundRequest) -> Result<Fen, Failure> {
         ));
     }
     Fen::positive(req.amount).map_err(|e| Failure::invalid("amount", e.to_string()))
-}
-
-fn conflict(code: &'static str, message: impl Into<String>) -> Failure {
-    Failure::conflict(code, message)
 }
 
 /// Create a refund, or replay it. Returns whether it is new (201) or a replay (200).
@@ -67,7 +63,7 @@ pub async fn create_refund(
         RefundInsert::Created(r) => (true, r),
         RefundInsert::Existing(r) => {
             if r.amount != amount.get() || r.reason != req.reason {
-                return Err(conflict(
+                return Err(Failure::conflict(
                     "out_refund_no_conflict",
                     "a refund with this out_refund_no exists with different content; use a new out_refund_no",
                 )
@@ -76,7 +72,7 @@ pub async fn create_refund(
             (false, r)
         }
         RefundInsert::ExceedsOrder { refundable } => {
-            return Err(conflict(
+            return Err(Failure::conflict(
                 "refund_exceeds_order",
                 format!(
                     "refunds would exceed the order amount; {refundable} fen is still refundable"
@@ -85,7 +81,7 @@ pub async fn create_refund(
             .field("amount"));
         }
         RefundInsert::OrderNotPaid(status) => {
-            return Err(conflict(
+            return Err(Failure::conflict(
                 "order_not_paid",
                 format!("the order is {status}; only paid orders can be refunded"),
             ));
@@ -106,14 +102,7 @@ pub async fn create_refund(
         notify_url: format!("{}/refund", notify_url(state, &tenant.id, &order.provider)),
     };
     let answer = provider.refund(&request).await;
-    state.metrics.inc(
-        "paybridge_provider_calls_total",
-        &[
-            ("provider", provider.kind()),
-            ("call", "refund"),
-            ("outcome", outcome_label(&answer)),
-        ],
-    );
+    count_call(state, provider.as_ref(), "refund", &answer);
     match answer {
         Ok(accepted) => {
             let update = update_from_state(&row, &accepted, "accepted", true);
@@ -185,7 +174,7 @@ async fn publish_refund_change(
     applied: &RefundApplied,
 ) -> Result<(), StoreError> {
     if let Some(to) = applied.to {
-        let view = serde_json::to_value(RefundView::from_model(&applied.refund))
+        let view = serde_json::to_string(&RefundView::from_model(&applied.refund))
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         crate::store::events::write_outbox(
             txn,
@@ -307,14 +296,7 @@ pub async fn sync_refund(
     let answer = provider
         .query_refund(&order_ref(order), &row.out_refund_no)
         .await;
-    state.metrics.inc(
-        "paybridge_provider_calls_total",
-        &[
-            ("provider", provider.kind()),
-            ("call", "refund_query"),
-            ("outcome", outcome_label(&answer)),
-        ],
-    );
+    count_call(state, provider.as_ref(), "refund_query", &answer);
     match answer {
         Ok(s) => {
             apply(
