@@ -5,7 +5,8 @@
 use paybridge_core::provider::{FieldError, factory};
 use paybridge_core::tenant::ConfigErrors;
 
-use crate::secrets::ENCRYPTED_PREFIX;
+/// The prefix of every encrypted value at rest; a plaintext value may not start with it.
+pub const ENCRYPTED_PREFIX: &str = "enc:v1:";
 
 /// A key path into a document, e.g. `["providers", "alipay_app", "private_key"]`.
 pub type FieldPath = Vec<String>;

@@ -11,10 +11,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::document;
-
-/// The prefix of every encrypted value.
-pub const ENCRYPTED_PREFIX: &str = "enc:v1:";
+use crate::document::{self, ENCRYPTED_PREFIX};
 
 /// Why a secret could not be sealed or opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

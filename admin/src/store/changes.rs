@@ -27,10 +27,6 @@ pub fn generate_api_key() -> Result<SecretString, StoreError> {
     )))
 }
 
-pub(super) fn not_found(id: &str) -> StoreError {
-    StoreError::NotFound(format!("tenant {id:?} not found"))
-}
-
 impl TenantStore {
     /// Create a tenant from a plaintext document (its `id` names it). An existing id is a
     /// [`StoreError::Conflict`]. `base_dir` defaults to the tenants folder.
@@ -94,7 +90,7 @@ impl TenantStore {
     /// entries stay.
     pub async fn delete(&self, id: &str, actor: &str) -> Result<(), StoreError> {
         self.modify(id, actor, None, |current| {
-            let current = current.ok_or_else(|| not_found(id))?;
+            let current = current.ok_or_else(|| StoreError::tenant_not_found(id))?;
             Ok(Plan {
                 action: "delete",
                 after: None,
@@ -115,7 +111,7 @@ impl TenantStore {
         actor: &str,
     ) -> Result<Written, StoreError> {
         self.modify(id, actor, None, |current| {
-            let current = current.ok_or_else(|| not_found(id))?;
+            let current = current.ok_or_else(|| StoreError::tenant_not_found(id))?;
             let mut doc = current.document.clone();
             let table = doc
                 .get_mut("providers")
@@ -148,7 +144,7 @@ impl TenantStore {
             Utc::now() + chrono::Duration::from_std(grace).unwrap_or(chrono::TimeDelta::MAX);
         let written = self
             .modify(id, actor, None, |current| {
-                let current = current.ok_or_else(|| not_found(id))?;
+                let current = current.ok_or_else(|| StoreError::tenant_not_found(id))?;
                 let mut doc = current.document.clone();
                 let old: Vec<String> = doc
                     .get("api_keys")

@@ -78,6 +78,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// No tenant with this id.
+    pub(crate) fn tenant_not_found(id: &str) -> StoreError {
+        StoreError::NotFound(format!("tenant {id:?} not found"))
+    }
+}
+
 impl From<ConfigErrors> for StoreError {
     fn from(e: ConfigErrors) -> Self {
         StoreError::Invalid(e)

@@ -14,7 +14,6 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::changes::not_found;
 use super::entities::{audit, config_state, retired_key, tenant, tenant_version};
 use super::{StoreError, StoredTenant, TenantStore};
 use crate::diff::diff;
@@ -74,8 +73,11 @@ impl TenantStore {
             if self.commit(id, actor, current.as_ref(), &plan).await? {
                 let created = current.is_none();
                 let tenant = match plan.after {
-                    Some(_) => self.get(id).await?.ok_or_else(|| not_found(id))?,
-                    None => current.ok_or_else(|| not_found(id))?,
+                    Some(_) => self
+                        .get(id)
+                        .await?
+                        .ok_or_else(|| StoreError::tenant_not_found(id))?,
+                    None => current.ok_or_else(|| StoreError::tenant_not_found(id))?,
                 };
                 return Ok(Written { created, tenant });
             }

@@ -7,7 +7,9 @@ use std::path::Path;
 use paybridge_core::provider::{BuildContext, FieldError, FieldSpec};
 
 use crate::keys::{AlipayPublicKey, AppPrivateKey};
-use crate::sign::SIGN_TYPE_RSA2;
+
+/// The one `sign_type` paybridge signs and accepts (SHA256withRSA).
+pub const SIGN_TYPE_RSA2: &str = "RSA2";
 
 /// Default `gateway_url` (production).
 pub const DEFAULT_GATEWAY_URL: &str = "https://openapi.alipay.com/gateway.do";

@@ -12,7 +12,8 @@ use paybridge_core::refund::RefundStatus;
 use percent_encoding::percent_decode;
 
 use crate::config::AlipayConfig;
-use crate::sign::{self, SIGN_TYPE_RSA2};
+use crate::config::SIGN_TYPE_RSA2;
+use crate::sign;
 use paybridge_core::beijing;
 
 /// The success acknowledgement, byte for byte (no BOM, no newline).

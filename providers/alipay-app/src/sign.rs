@@ -9,11 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::AlipayConfig;
+use crate::config::{AlipayConfig, SIGN_TYPE_RSA2};
 use crate::keys::{AlipayPublicKey, AppPrivateKey, SignError};
 
-/// The only sign type paybridge speaks: SHA256withRSA.
-pub const SIGN_TYPE_RSA2: &str = "RSA2";
 /// `charset`: the only one paybridge sends or accepts.
 pub const CHARSET: &str = "utf-8";
 

@@ -11,6 +11,7 @@ use paybridge_core::provider::SimResponse;
 
 use super::control::parse;
 use super::notify;
+use super::refund_notify;
 use super::refunds::{RefundLookup, RefundStatus};
 use super::{WechatSimulator, json_error, json_response, lock};
 
@@ -126,7 +127,7 @@ impl WechatSimulator {
         let notification = match &refund.notification {
             Some(sent) if refund.status == command.status => sent.clone(),
             _ if refund.status.may_become(command.status) => {
-                refund.finish(command.status, &merchant)
+                refund_notify::finish(refund, command.status, &merchant)
             }
             _ => {
                 return Err(json_error(
@@ -197,7 +198,7 @@ impl WechatSimulator {
             let merchant = state.registry.merchant(mch_id).cloned();
             match (merchant, state.refunds.get_mut(mch_id, out_refund_no)) {
                 (Some(merchant), Some(refund)) => {
-                    let notification = refund.finish(status, &merchant);
+                    let notification = refund_notify::finish(refund, status, &merchant);
                     refund.notify_url.clone().map(|url| (url, notification))
                 }
                 _ => None,

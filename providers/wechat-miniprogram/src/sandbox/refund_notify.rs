@@ -1,14 +1,28 @@
-//! The refund notification (PROTOCOLS §B.10), built by the simulator's own code.
+//! The refund notification (PROTOCOLS §B.10), built by the simulator's own code when a refund
+//! reaches a final status.
 
 use super::envelope::nonce;
 use super::merchants::Merchant;
+use super::orders::beijing_now;
 use super::refund_crypto::encrypt_req_info;
-use super::refunds::Refund;
+use super::refunds::{Refund, RefundStatus};
 use super::xml::{self, Fields};
+
+/// Move a refund to a final status (stamping `success_time` on SUCCESS) and build its
+/// notification, kept for redeliveries.
+pub(crate) fn finish(refund: &mut Refund, status: RefundStatus, merchant: &Merchant) -> String {
+    refund.status = status;
+    if status == RefundStatus::Success && refund.success_time.is_none() {
+        refund.success_time = Some(beijing_now().format("%Y-%m-%d %H:%M:%S").to_string());
+    }
+    let notification = build(refund, merchant);
+    refund.notification = Some(notification.clone());
+    notification
+}
 
 /// The refund notification: outer `<xml>` with `return_code`, `appid`, `mch_id`, `nonce_str` and
 /// `req_info` (the encrypted `<root>` of the refund's details). No `sign`, as WeChat sends it.
-pub(crate) fn build(refund: &Refund, merchant: &Merchant) -> String {
+fn build(refund: &Refund, merchant: &Merchant) -> String {
     let mut inner = Fields::new();
     let mut put = |name: &str, value: String| {
         inner.insert(name.to_owned(), value);

@@ -7,9 +7,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use super::envelope::{Authed, Reply};
-use super::merchants::Merchant;
 use super::orders::{Delivery, Order, OrderBook, TradeState, beijing_now};
-use super::refund_notify;
 use super::unifiedorder::valid_notify_url;
 
 /// At most this many refunds of one order (§B.13).
@@ -107,17 +105,6 @@ impl Refund {
             "success_time": self.success_time,
             "deliveries": self.deliveries,
         })
-    }
-
-    /// Moves to a final status (stamping `success_time` on SUCCESS) and builds its notification.
-    pub(crate) fn finish(&mut self, status: RefundStatus, merchant: &Merchant) -> String {
-        self.status = status;
-        if status == RefundStatus::Success && self.success_time.is_none() {
-            self.success_time = Some(beijing_now().format("%Y-%m-%d %H:%M:%S").to_string());
-        }
-        let notification = refund_notify::build(self, merchant);
-        self.notification = Some(notification.clone());
-        notification
     }
 }
 
