@@ -6,9 +6,9 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 
 use actix_web::dev::Server;
-use actix_web::error::{InternalError, JsonPayloadError};
+use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpServer, web};
+use actix_web::{App, HttpServer, web};
 use paybridge_admin::api::AdminSecurity;
 use paybridge_admin::{MasterKey, TenantStore};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -169,25 +169,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let api = match &err {
-        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "request body too large",
-            )
-        }
-        JsonPayloadError::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send Content-Type: application/json",
-        ),
-        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", other.to_string()),
-    };
-    InternalError::from_response(err, actix_web::ResponseError::error_response(&api)).into()
-}
-
 /// Serve on an already-bound listener.
 pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Server> {
     let data = web::Data::from(state.clone());
@@ -229,11 +210,6 @@ pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Serve
             .app_data(data.clone())
             .app_data(admin.clone())
             .configure(paybridge_admin::web::routes)
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(max_body)
-                    .error_handler(json_error),
-            )
             .app_data(web::PayloadConfig::new(max_notification.max(max_body)))
             .app_data(web::PathConfig::default().error_handler(|err, _| {
                 let api = ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string());

@@ -106,13 +106,19 @@ pub async fn close_payment(gw: &Gateway, order: &OrderRef) -> Result<CloseOutcom
         }
         Reply::BusinessFailed(f) => match f.sub_code.as_str() {
             "ACQ.TRADE_NOT_EXIST" => Ok(CloseOutcome::Closed),
-            "ACQ.TRADE_STATUS_ERROR" => match query_payment(gw, order).await? {
+            // "Not closable": Alipay documents three sub-codes for it. Usually the trade was
+            // paid a moment ago; the query says what it is, and a payment is applied.
+            "ACQ.TRADE_STATUS_ERROR"
+            | "ACQ.REASON_TRADE_STATUS_INVALID"
+            | "ACQ.REASON_ILLEGAL_STATUS" => match query_payment(gw, order).await? {
                 PaymentState::Paid(event) => Ok(CloseOutcome::AlreadyPaid(event)),
                 PaymentState::Closed => Ok(CloseOutcome::Closed),
-                PaymentState::NotPaid | PaymentState::Failed => Err(ProviderError::Unavailable(
-                    "Alipay refused the close (ACQ.TRADE_STATUS_ERROR) but reports the trade unpaid"
-                        .to_owned(),
-                )),
+                PaymentState::NotPaid | PaymentState::Failed => {
+                    Err(ProviderError::Unavailable(format!(
+                        "Alipay refused the close ({}) but reports the trade unpaid",
+                        f.sub_code
+                    )))
+                }
             },
             "ACQ.SYSTEM_ERROR" => Err(f.unavailable()),
             _ => Err(f.rejected("provider_rejected")),

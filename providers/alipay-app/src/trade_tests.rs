@@ -148,21 +148,28 @@ async fn close_maps_sub_codes() {
 
 #[tokio::test]
 async fn close_of_a_paid_trade_reports_the_payment() {
-    let (app, server) = app_answering(|method| match method {
-        "alipay.trade.close" => failed("ACQ.TRADE_STATUS_ERROR"),
-        _ => ok(PAID),
-    })
-    .await;
-    assert_eq!(
-        app.close_payment(&order()).await,
-        Ok(CloseOutcome::AlreadyPaid(paid_event()))
-    );
-    let methods: Vec<String> = server
-        .requests()
-        .iter()
-        .map(|s| s.form()["method"].clone())
-        .collect();
-    assert_eq!(methods, ["alipay.trade.close", "alipay.trade.query"]);
+    for sub_code in [
+        "ACQ.TRADE_STATUS_ERROR",
+        "ACQ.REASON_TRADE_STATUS_INVALID",
+        "ACQ.REASON_ILLEGAL_STATUS",
+    ] {
+        let (app, server) = app_answering(move |method| match method {
+            "alipay.trade.close" => failed(sub_code),
+            _ => ok(PAID),
+        })
+        .await;
+        assert_eq!(
+            app.close_payment(&order()).await,
+            Ok(CloseOutcome::AlreadyPaid(paid_event())),
+            "{sub_code}"
+        );
+        let methods: Vec<String> = server
+            .requests()
+            .iter()
+            .map(|s| s.form()["method"].clone())
+            .collect();
+        assert_eq!(methods, ["alipay.trade.close", "alipay.trade.query"]);
+    }
 
     let (app, _s) = app_answering(|method| match method {
         "alipay.trade.close" => failed("ACQ.TRADE_STATUS_ERROR"),

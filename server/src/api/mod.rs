@@ -2,6 +2,7 @@
 //! call the use cases and never the storage.
 
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod events;
 pub mod notify;

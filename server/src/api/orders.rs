@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, get, post, web};
 
 use crate::api::auth::AuthTenant;
+use crate::api::body::JsonBody;
 use crate::api::error::ApiError;
 use crate::api::views::{CreateOrderRequest, CreateOrderResponse, ErrorBody, OrderView, SyncQuery};
 use crate::db::entities::order;
@@ -33,7 +34,7 @@ use crate::usecases::orders;
 pub async fn create_order(
     state: web::Data<AppState>,
     auth: AuthTenant,
-    body: web::Json<CreateOrderRequest>,
+    body: JsonBody<CreateOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (created, row) = orders::create_order(&state, &auth.0, &body).await?;
     let response = CreateOrderResponse {

@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, get, post, web};
 
 use crate::api::auth::AuthTenant;
+use crate::api::body::JsonBody;
 use crate::api::error::ApiError;
 use crate::api::views::{CreateRefundRequest, ErrorBody, RefundView, SyncQuery};
 use crate::state::AppState;
@@ -33,7 +34,7 @@ pub async fn create_refund(
     state: web::Data<AppState>,
     auth: AuthTenant,
     path: web::Path<String>,
-    body: web::Json<CreateRefundRequest>,
+    body: JsonBody<CreateRefundRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let order = orders::find_order(&state, &auth.0, &path).await?;
     let (created, refund) = refunds::create_refund(&state, &auth.0, &order, &body).await?;

@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, post, web};
 
 use crate::api::auth::AuthTenant;
+use crate::api::body::JsonBody;
 use crate::api::error::ApiError;
 use crate::api::views::{ErrorBody, SessionRequest, SessionResponse};
 use crate::state::AppState;
@@ -29,7 +30,7 @@ pub async fn create_session(
     state: web::Data<AppState>,
     auth: AuthTenant,
     path: web::Path<String>,
-    body: web::Json<SessionRequest>,
+    body: JsonBody<SessionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = path.into_inner();
     let session = sessions::login(&state, &auth.0, &kind, &body.code).await?;

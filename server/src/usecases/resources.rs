@@ -115,6 +115,26 @@ impl RefundView {
     }
 }
 
+/// `#[serde(deserialize_with = "…")]` for an amount in fen: an integer, and an error that says so
+/// for `1.5` or `"1.00"`.
+pub fn fen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    struct Fen;
+    impl serde::de::Visitor<'_> for Fen {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer number of fen, e.g. 150 for 1.50 CNY")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+    }
+    d.deserialize_i64(Fen)
+}
+
 /// `POST /v1/orders` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +144,7 @@ pub struct CreateOrderRequest {
     /// 6–32 characters: letters, digits, `_ - | *`. Unique per tenant.
     pub out_trade_no: String,
     /// Amount in fen, positive.
+    #[serde(deserialize_with = "fen")]
     pub amount: i64,
     /// Only `CNY`; the default.
     #[serde(default)]
@@ -151,6 +172,7 @@ pub struct CreateRefundRequest {
     /// 1–64 characters: letters, digits, `_ - | * @`. The same number is the same refund.
     pub out_refund_no: String,
     /// Amount in fen, positive. Refunds that have not failed never exceed the order amount.
+    #[serde(deserialize_with = "fen")]
     pub amount: i64,
     /// Shown to the payer.
     #[serde(default)]

@@ -22,7 +22,8 @@
 //! JSON text; refusals before the method is known use `error_response`. The state rules:
 //! - query: `WAIT_BUYER_PAY`, `TRADE_SUCCESS`, `TRADE_FINISHED` or `TRADE_CLOSED`; a trade exists
 //!   only once its orderString was opened in the cashier (else 40004 `ACQ.TRADE_NOT_EXIST`).
-//! - close: `WAIT_BUYER_PAY` → `TRADE_CLOSED`; any other status → `ACQ.TRADE_STATUS_ERROR`.
+//! - close: `WAIT_BUYER_PAY` → `TRADE_CLOSED`; paid → `ACQ.REASON_TRADE_STATUS_INVALID`; closed →
+//!   `ACQ.TRADE_STATUS_ERROR`.
 //! - refund: only `TRADE_SUCCESS` (`TRADE_FINISHED` → `ACQ.TRADE_HAS_FINISHED`, others →
 //!   `ACQ.TRADE_STATUS_ERROR`); `refund_amount` strict 2-decimal yuan (`ACQ.INVALID_PARAMETER`),
 //!   zero → `ACQ.REASON_TRADE_REFUND_FEE_ERR`, beyond the refundable rest (or a partial amount

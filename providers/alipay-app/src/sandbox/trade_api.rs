@@ -91,12 +91,25 @@ pub(crate) fn close(book: &mut TradeBook, call: &Call) -> Reply {
     let Some(trade) = book.get_mut(&call.app_id, &number) else {
         return not_exist(call.api);
     };
-    if trade.status != TradeStatus::WaitBuyerPay {
-        return Reply::business(
-            call.api,
-            "ACQ.TRADE_STATUS_ERROR",
-            &format!("交易状态不合法: the trade is {}", trade.status.as_str()),
-        );
+    // Alipay lists three sub-codes for "not closable" (ACQ.TRADE_STATUS_ERROR,
+    // ACQ.REASON_TRADE_STATUS_INVALID, ACQ.REASON_ILLEGAL_STATUS). A paid trade gets the one a
+    // merchant saw in the field (issue 8); a closed one the classic.
+    match trade.status {
+        TradeStatus::WaitBuyerPay => {}
+        TradeStatus::TradeSuccess | TradeStatus::TradeFinished => {
+            return Reply::business(
+                call.api,
+                "ACQ.REASON_TRADE_STATUS_INVALID",
+                &format!("交易状态异常: the trade is {}", trade.status.as_str()),
+            );
+        }
+        TradeStatus::TradeClosed => {
+            return Reply::business(
+                call.api,
+                "ACQ.TRADE_STATUS_ERROR",
+                &format!("交易状态不合法: the trade is {}", trade.status.as_str()),
+            );
+        }
     }
     trade.status = TradeStatus::TradeClosed;
     trade.gmt_close = Some(beijing_stamp());

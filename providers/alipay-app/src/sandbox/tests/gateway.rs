@@ -212,7 +212,7 @@ async fn close_closes_only_an_unpaid_trade() {
     let paid = gateway(&sim, "alipay.trade.close", json!({ "out_trade_no": "C-2" })).await;
     assert_eq!(
         (paid.code(), paid.sub_code()),
-        ("40004", "ACQ.TRADE_STATUS_ERROR")
+        ("40004", "ACQ.REASON_TRADE_STATUS_INVALID")
     );
     assert!(paid.sign_verifies);
 }
