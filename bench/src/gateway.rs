@@ -92,7 +92,8 @@ impl RoundEnv {
              \n[tenants]\ndir = \"tenants\"\n\
              \n[sandbox]\nenabled = true\n\
              \n[reconciler]\nenabled = true\n\
-             \n[http]\noutbound_timeout_seconds = 10\nmax_body_bytes = 65536\nmax_notification_bytes = 65536\n",
+             \n[http]\noutbound_timeout_seconds = 10\nmax_body_bytes = 65536\nmax_notification_bytes = 65536\n\
+             \n# Capacity is measured, not the limiter: the driver is one IP sending thousands a second.\n[limits]\nnotify_per_ip_per_second = 0\nnotify_per_tenant_per_second = 0\napi_per_tenant_per_second = 0\n",
             db = toml_string(db_url),
         );
         let config_path = dir.join("paybridge.toml");

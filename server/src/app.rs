@@ -145,11 +145,13 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         .iter()
         .filter_map(paybridge_admin::StoredTenant::next_key_expiry)
         .min();
+    let limits = crate::limits::Limits::new(&config.limits);
     Ok(AppState {
         store: Store::new(connections.write, connections.read),
         tenants: registry,
         simulators,
         metrics: Metrics::default(),
+        limits,
         config,
         tenant_store,
         loaded_version: AtomicI64::new(version),

@@ -26,6 +26,41 @@ pub struct Config {
     pub http: HttpSection,
     /// `[webhooks]`: delivery of merchant webhooks.
     pub webhooks: WebhooksSection,
+    /// `[limits]`: request rate limits.
+    pub limits: LimitsSection,
+}
+
+/// `[limits]`: token buckets, as requests per second with a burst. `0` turns a limit off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Notifications from one client IP.
+    pub notify_per_ip_per_second: u32,
+    /// Notifications to one tenant's notify URLs, from everywhere.
+    pub notify_per_tenant_per_second: u32,
+    /// Merchant API requests with one tenant's API keys.
+    pub api_per_tenant_per_second: u32,
+    /// Admin API requests with one admin token.
+    pub admin_per_token_per_second: u32,
+    /// Each bucket holds this many seconds of its rate as a burst.
+    pub burst_seconds: u32,
+    /// Notifications refused before their signature verified (forged, undecodable) that are still
+    /// recorded as attempt rows, per tenant and provider per minute. The rest are only counted in
+    /// `paybridge_notifications_unrecorded_total`: a flood of forgeries writes a bounded sample.
+    pub unverified_attempts_recorded_per_minute: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            notify_per_ip_per_second: 500,
+            notify_per_tenant_per_second: 1000,
+            api_per_tenant_per_second: 200,
+            admin_per_token_per_second: 20,
+            burst_seconds: 2,
+            unverified_attempts_recorded_per_minute: 60,
+        }
+    }
 }
 
 /// `[server]`

@@ -7,7 +7,7 @@
 //! - `app`, `api`: HTTP (actix-web): handlers, request/response shapes, the error contract;
 //! - `reconciler`, `webhooks`, `live`: background workers;
 //! - `usecases`: what the API and the workers ask for, with the providers; no HTTP;
-//! - `state`: the shared state (config, storage, tenants, simulators, metrics);
+//! - `state`: the shared state (config, storage, tenants, simulators, metrics, limits);
 //! - `store`: storage, the only layer that speaks SQL; `db`: connection, entities, migrations.
 
 use paybridge_alipay as _;
@@ -18,6 +18,7 @@ pub mod app;
 pub mod config;
 pub mod db;
 mod http_log;
+pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod reconciler;

@@ -26,6 +26,8 @@ pub struct AppState {
     pub simulators: BTreeMap<&'static str, Arc<dyn Simulator>>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Request rate limits.
+    pub limits: crate::limits::Limits,
     /// The tenant config store (the source of truth for tenants).
     pub tenant_store: TenantStore,
     /// The store's config version the registry was built from.

@@ -72,6 +72,9 @@ enabled = true
 enabled = false
 [http]
 outbound_timeout_seconds = 5
+[limits]
+notify_per_ip_per_second = 0
+notify_per_tenant_per_second = 0
 "#
             ),
         )

@@ -10,7 +10,7 @@ fn tenant(id: &str, n: u32) -> TestTenant {
     TestTenant::wechat(id, n, "MD5")
 }
 
-async fn status(gw: &Gateway, t: &str, no: &str) -> String {
+async fn order_status(gw: &Gateway, t: &str, no: &str) -> String {
     gw.get(t, &format!("/v1/orders/{no}")).await.1["status"]
         .as_str()
         .unwrap_or_default()
@@ -125,7 +125,7 @@ async fn closing_an_alipay_order_that_alipay_reports_paid_is_409_and_paid() {
         // Paid at Alipay; the notification is lost. The merchant closes it.
         let (no, created) = alipay::create_order(&gw, &t.id, 1200).await;
         alipay::cashier(&gw, &alipay::order_string(&created), "drop").await;
-        assert_eq!(status(&gw, &t.id, &no).await, "pending");
+        assert_eq!(order_status(&gw, &t.id, &no).await, "pending");
         let (s, body) = gw
             .post(
                 &t.id,
@@ -148,7 +148,7 @@ async fn closing_an_alipay_order_that_alipay_reports_paid_is_409_and_paid() {
         assert_eq!(report.errors, 0, "{}: {report:?}", backend.name());
         assert_eq!(report.expired, 1, "{report:?}");
         assert_eq!(
-            status(&gw, &t.id, &expired).await,
+            order_status(&gw, &t.id, &expired).await,
             "paid",
             "{}",
             backend.name()
@@ -156,3 +156,135 @@ async fn closing_an_alipay_order_that_alipay_reports_paid_is_409_and_paid() {
         gw.finish().await;
     }
 }
+
+fn limited(c: &mut paybridge_server::config::Config, notify_per_tenant: u32, recorded: u32) {
+    c.limits.notify_per_tenant_per_second = notify_per_tenant;
+    c.limits.api_per_tenant_per_second = 5;
+    c.limits.burst_seconds = 1;
+    c.limits.unverified_attempts_recorded_per_minute = recorded;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_notifications_is_limited_and_writes_a_bounded_sample() {
+    for backend in backends() {
+        let t = tenant("hard_flood", 83);
+        let gw = Gateway::start_with(&backend, std::slice::from_ref(&t), |c| {
+            limited(c, 10, 3);
+        })
+        .await;
+        let (no, _) = wechat::create_order(&gw, &t.id, 300).await;
+        let good = wechat::parse_xml(
+            wechat::pay(&gw, &t, &no, "return").await["notification"]
+                .as_str()
+                .unwrap(),
+        );
+        let mut forged = good.clone();
+        forged.insert("total_fee".into(), "1".into()); // not re-signed
+        let forged = wechat::to_xml(&forged);
+
+        let answers = futures::future::join_all(
+            (0..100).map(|_| wechat::notify(&gw, &t.id, &forged)),
+        )
+        .await;
+        let refused = answers.iter().filter(|(s, _)| *s == 429).count();
+        for (_, body) in &answers {
+            assert_eq!(
+                wechat::parse_xml(body).get("return_code").map(String::as_str),
+                Some("FAIL"),
+                "every answer is WeChat's failure body: {body}"
+            );
+        }
+        // 10 tokens, plus what refills while the flood runs.
+        assert!(refused >= 80, "{}: {refused} of 100 limited", backend.name());
+        let attempts = gw.state.store.attempts(&t.id).await.unwrap();
+        assert_eq!(
+            attempts.len(),
+            3,
+            "{}: a bounded sample of forgeries is recorded",
+            backend.name()
+        );
+        let metrics = gw.state.metrics.render();
+        assert!(
+            metrics.contains("outcome=\"rate_limited\""),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("paybridge_notifications_unrecorded_total"),
+            "{metrics}"
+        );
+        println!(
+            "{}: flood of 100 forged notifications: {refused} refused by the rate limiter, {} recorded",
+            backend.name(),
+            attempts.len()
+        );
+
+        // The provider's retry a moment later gets through.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let (status, body) = wechat::notify(&gw, &t.id, &wechat::to_xml(&good)).await;
+        assert_eq!((status, body.as_str()), (200, wechat::SUCCESS_ACK));
+
+        // The merchant API: 429 `rate_limited` past the tenant's rate.
+        let mut statuses = Vec::new();
+        for _ in 0..20 {
+            let (s, body) = gw.get(&t.id, &format!("/v1/orders/{no}")).await;
+            if s == 429 {
+                assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+            }
+            statuses.push(s);
+        }
+        let limited_api = statuses.iter().filter(|s| **s == 429).count();
+        assert!(limited_api >= 10, "{statuses:?}");
+        gw.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_during_a_notification_is_not_an_unknown_order() {
+    for backend in backends() {
+        let t = tenant("hard_dberr", 84);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let (no, _) = wechat::create_order(&gw, &t.id, 300).await;
+        let good = pay_notification(&gw, &t, &no).await;
+        let db = gw.state.store.db().clone();
+        use sea_orm::ConnectionTrait;
+        db.execute_unprepared("ALTER TABLE orders RENAME TO orders_away")
+            .await
+            .unwrap();
+        let (status, body) = wechat::notify(&gw, &t.id, &good).await;
+        db.execute_unprepared("ALTER TABLE orders_away RENAME TO orders")
+            .await
+            .unwrap();
+        assert_eq!(status, 500, "{}: {body}", backend.name());
+        assert_eq!(
+            wechat::parse_xml(&body).get("return_code").map(String::as_str),
+            Some("FAIL"),
+            "{body}"
+        );
+        let attempts = gw.state.store.attempts(&t.id).await.unwrap();
+        assert!(
+            attempts.is_empty(),
+            "{}: nothing recorded as refused: {attempts:?}",
+            backend.name()
+        );
+        let metrics = gw.state.metrics.render();
+        assert!(
+            metrics.contains("outcome=\"storage_unavailable\""),
+            "{metrics}"
+        );
+        assert!(!metrics.contains("outcome=\"rejected\""), "{metrics}");
+
+        // The provider's next delivery, with the database back, is applied.
+        let (status, body) = wechat::notify(&gw, &t.id, &good).await;
+        assert_eq!((status, body.as_str()), (200, wechat::SUCCESS_ACK));
+        assert_eq!(order_status(&gw, &t.id, &no).await, "paid");
+        gw.finish().await;
+    }
+}
+
+async fn pay_notification(gw: &Gateway, t: &TestTenant, no: &str) -> String {
+    wechat::pay(gw, t, no, "return").await["notification"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+

@@ -31,6 +31,20 @@ impl FromRequest for AuthTenant {
             }
             state.tenants.by_api_key(key.trim())
         })();
-        ready(tenant.map(AuthTenant).ok_or_else(ApiError::unauthorized))
+        let Some(tenant) = tenant else {
+            return ready(Err(ApiError::unauthorized()));
+        };
+        let allowed = req
+            .app_data::<web::Data<AppState>>()
+            .is_none_or(|state| state.limits.api(&tenant.id));
+        ready(if allowed {
+            Ok(AuthTenant(tenant))
+        } else {
+            Err(ApiError::new(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests with this tenant's API keys: slow down and retry ([limits] api_per_tenant_per_second)",
+            ))
+        })
     }
 }

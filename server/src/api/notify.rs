@@ -81,6 +81,7 @@ async fn handle(
             channel,
             content_type,
             body,
+            client_ip: req.peer_addr().map(|a| a.ip()),
         },
     )
     .await?;

@@ -3,6 +3,8 @@
 //! The event, its outbox rows and the attempt record are one write: the provider's success
 //! acknowledgement is built only after the commit that holds them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_trait::async_trait;
 use paybridge_core::money::Fen;
 use paybridge_core::provider::{
@@ -30,6 +32,8 @@ pub struct Received<'a> {
     pub content_type: Option<&'a str>,
     /// The raw body.
     pub body: &'a [u8],
+    /// The client's address, for the per-IP rate limit.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 /// The answer to the provider.
@@ -41,20 +45,30 @@ pub struct Acknowledgement {
     pub status: Option<u16>,
 }
 
+/// The provider's view of this tenant's orders. A storage failure is not "no such order": it is
+/// remembered, and the notification is then answered with the provider's failure body so that the
+/// provider sends it again, whatever the provider concluded from the missing order.
 struct TenantOrders<'a> {
     store: &'a Store,
     tenant_id: &'a str,
     kind: &'a str,
+    failed: AtomicBool,
+}
+
+impl TenantOrders<'_> {
+    fn seen<T>(&self, found: Result<Option<T>, StoreError>) -> Option<T> {
+        found.unwrap_or_else(|e| {
+            tracing::error!(tenant = self.tenant_id, error = %e, "notification: order lookup failed");
+            self.failed.store(true, Ordering::Relaxed);
+            None
+        })
+    }
 }
 
 #[async_trait]
 impl OrderLookup for TenantOrders<'_> {
     async fn find_order(&self, out_trade_no: &str) -> Option<OrderSnapshot> {
-        let o = self
-            .store
-            .find_order(self.tenant_id, out_trade_no)
-            .await
-            .ok()??;
+        let o = self.seen(self.store.find_order(self.tenant_id, out_trade_no).await)?;
         (o.provider == self.kind).then(|| OrderSnapshot {
             amount: Fen::new(o.amount),
             provider_data: serde_json::from_str(&o.provider_data)
@@ -63,19 +77,15 @@ impl OrderLookup for TenantOrders<'_> {
     }
 
     async fn find_refund(&self, out_trade_no: &str, out_refund_no: &str) -> Option<Fen> {
-        let order = self
-            .store
-            .find_order(self.tenant_id, out_trade_no)
-            .await
-            .ok()??;
+        let order = self.seen(self.store.find_order(self.tenant_id, out_trade_no).await)?;
         if order.provider != self.kind {
             return None;
         }
-        let refund = self
-            .store
-            .find_refund(self.tenant_id, out_trade_no, out_refund_no)
-            .await
-            .ok()??;
+        let refund = self.seen(
+            self.store
+                .find_refund(self.tenant_id, out_trade_no, out_refund_no)
+                .await,
+        )?;
         Some(Fen::new(refund.amount))
     }
 }
@@ -166,6 +176,25 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         NotifyChannel::Payment => "payment",
         NotifyChannel::Refund => "refund",
     };
+    let count = |outcome: &str| {
+        state.metrics.inc(
+            "paybridge_notifications_total",
+            &[
+                ("provider", n.kind),
+                ("channel", channel),
+                ("outcome", outcome),
+            ],
+        );
+    };
+    // Before any work: the provider's failure body, so that it sends the notification again later.
+    if !state.limits.notify(n.client_ip, n.tenant_id) {
+        count("rate_limited");
+        let limited = NotificationRejection::Unsupported("rate limited".to_owned());
+        return Ok(Acknowledgement {
+            body: provider.acknowledgement(Err(&limited)),
+            status: Some(429),
+        });
+    }
     let incoming = IncomingNotification {
         channel: n.channel,
         content_type: n.content_type,
@@ -175,9 +204,37 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         store: &state.store,
         tenant_id: n.tenant_id,
         kind: n.kind,
+        failed: AtomicBool::new(false),
     };
     let verified = provider.verify_notification(&incoming, &lookup).await;
+    if lookup.failed.load(Ordering::Relaxed) {
+        // The verdict rests on a read that failed: nothing is recorded as refused.
+        count("storage_unavailable");
+        let failed = NotificationRejection::Unsupported("temporary failure".to_owned());
+        return Ok(Acknowledgement {
+            body: provider.acknowledgement(Err(&failed)),
+            status: Some(500),
+        });
+    }
     let undecodable = matches!(verified, Err(NotificationRejection::Undecodable(_)));
+    // Refused before the signature verified: anyone can send these. A bounded sample is
+    // recorded; the rest are counted only.
+    let unverified = matches!(
+        verified,
+        Err(NotificationRejection::Undecodable(_) | NotificationRejection::BadSignature)
+    );
+    if unverified && !state.limits.record_unverified(n.tenant_id, n.kind) {
+        count("rejected");
+        state.metrics.inc(
+            "paybridge_notifications_unrecorded_total",
+            &[("provider", n.kind), ("channel", channel)],
+        );
+        let rejection = verified.err().unwrap_or(NotificationRejection::BadSignature);
+        return Ok(Acknowledgement {
+            body: provider.acknowledgement(Err(&rejection)),
+            status: undecodable.then_some(400),
+        });
+    }
     let attempt = NewAttempt {
         tenant_id: n.tenant_id.to_owned(),
         provider: n.kind.to_owned(),
@@ -217,7 +274,7 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         Err(e) => {
             tracing::error!(error = %e, tenant = n.tenant_id, "cannot apply notification");
             let decision = Decision {
-                outcome: "rejected",
+                outcome: "storage_unavailable",
                 rejection: Some(NotificationRejection::Unsupported(
                     "temporary failure".to_owned(),
                 )),
@@ -225,14 +282,7 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
             (decision, Some(500))
         }
     };
-    state.metrics.inc(
-        "paybridge_notifications_total",
-        &[
-            ("provider", n.kind),
-            ("channel", channel),
-            ("outcome", decision.outcome),
-        ],
-    );
+    count(decision.outcome);
     let body = match &decision.rejection {
         None => provider.acknowledgement(Ok(())),
         Some(rejection) => {

@@ -1,0 +1,143 @@
+//! Request rate limits (`[limits]`): token buckets per client IP and per tenant on `/notify`, per
+//! tenant on `/v1`, and the sample of unverified notifications that is still recorded.
+//!
+//! Buckets live in this process: two instances each allow the configured rate. Idle keys are
+//! dropped every [`SWEEP_EVERY`] checks, so a flood of distinct IPs cannot grow memory without
+//! bound.
+
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::LimitsSection;
+
+/// Checks between two sweeps of idle keys.
+const SWEEP_EVERY: u64 = 4096;
+
+/// One keyed token bucket, or none when its rate is 0.
+struct Bucket<K: Hash + Eq + Clone> {
+    limiter: Option<DefaultKeyedRateLimiter<K>>,
+    checks: AtomicU64,
+}
+
+impl<K: Hash + Eq + Clone> Bucket<K> {
+    fn new(quota: Option<Quota>) -> Self {
+        Bucket {
+            limiter: quota.map(RateLimiter::keyed),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Take one token for `key`; `true` when it was there (or there is no limit).
+    fn take(&self, key: &K) -> bool {
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            limiter.retain_recent();
+        }
+        limiter.check_key(key).is_ok()
+    }
+}
+
+/// A quota of `per_second` with a burst of `burst_seconds` of it; `None` for 0.
+fn per_second(per_second: u32, burst_seconds: u32) -> Option<Quota> {
+    let rate = NonZeroU32::new(per_second)?;
+    let burst = NonZeroU32::new(per_second.saturating_mul(burst_seconds.max(1))).unwrap_or(rate);
+    Some(Quota::per_second(rate).allow_burst(burst))
+}
+
+/// Every limit of the server.
+pub struct Limits {
+    notify_ip: Bucket<IpAddr>,
+    notify_tenant: Bucket<String>,
+    api_tenant: Bucket<String>,
+    unverified: Bucket<(String, String)>,
+}
+
+impl Limits {
+    /// The limits of `[limits]`.
+    pub fn new(c: &LimitsSection) -> Self {
+        let burst = c.burst_seconds;
+        Limits {
+            notify_ip: Bucket::new(per_second(c.notify_per_ip_per_second, burst)),
+            notify_tenant: Bucket::new(per_second(c.notify_per_tenant_per_second, burst)),
+            api_tenant: Bucket::new(per_second(c.api_per_tenant_per_second, burst)),
+            unverified: Bucket::new(
+                NonZeroU32::new(c.unverified_attempts_recorded_per_minute).map(Quota::per_minute),
+            ),
+        }
+    }
+
+    /// Whether a notification from `ip` to `tenant` may be handled now. Both buckets are charged.
+    pub fn notify(&self, ip: Option<IpAddr>, tenant: &str) -> bool {
+        let ip_ok = ip.is_none_or(|ip| self.notify_ip.take(&ip));
+        ip_ok && self.notify_tenant.take(&tenant.to_owned())
+    }
+
+    /// Whether a merchant API request of `tenant` may be handled now.
+    pub fn api(&self, tenant: &str) -> bool {
+        self.api_tenant.take(&tenant.to_owned())
+    }
+
+    /// Whether a notification refused before its signature verified is still recorded as an
+    /// attempt row. A limit of 0 records none.
+    pub fn record_unverified(&self, tenant: &str, kind: &str) -> bool {
+        self.unverified.limiter.is_some()
+            && self
+                .unverified
+                .take(&(tenant.to_owned(), kind.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(rate: u32) -> Limits {
+        Limits::new(&LimitsSection {
+            notify_per_ip_per_second: rate,
+            notify_per_tenant_per_second: rate * 2,
+            api_per_tenant_per_second: rate,
+            admin_per_token_per_second: rate,
+            burst_seconds: 1,
+            unverified_attempts_recorded_per_minute: 3,
+        })
+    }
+
+    #[test]
+    fn a_bucket_empties_per_key_and_a_zero_rate_is_no_limit() {
+        let l = limits(5);
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let allowed = (0..20).filter(|_| l.notify(Some(ip), "t")).count();
+        assert_eq!(allowed, 5, "the burst of one IP");
+        let other: IpAddr = [10, 0, 0, 2].into();
+        assert_eq!((0..20).filter(|_| l.notify(Some(other), "t")).count(), 5);
+        // The tenant's bucket (10) is now empty too, whatever the IP.
+        let third: IpAddr = [10, 0, 0, 3].into();
+        assert!(!l.notify(Some(third), "t"));
+        assert!(l.notify(Some(third), "u"));
+
+        assert_eq!((0..20).filter(|_| l.api("t")).count(), 5);
+        let off = limits(0);
+        assert!((0..10_000).all(|_| off.api("t") && off.notify(Some(ip), "t")));
+    }
+
+    #[test]
+    fn unverified_attempts_are_sampled_per_tenant_and_provider() {
+        let l = limits(5);
+        assert_eq!(
+            (0..100).filter(|_| l.record_unverified("t", "k")).count(),
+            3
+        );
+        assert!(l.record_unverified("t", "other"));
+        let none = Limits::new(&LimitsSection {
+            unverified_attempts_recorded_per_minute: 0,
+            ..LimitsSection::default()
+        });
+        assert!(!none.record_unverified("t", "k"));
+    }
+}
