@@ -67,6 +67,8 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(api::notify::refund_notification)
         .service(api::notify::payment_notification)
         .service(api::ops::healthz)
+        .service(api::ops::livez)
+        .service(api::ops::readyz)
         .service(api::ops::metrics)
         .configure(paybridge_admin::api::routes);
 }
@@ -152,6 +154,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         simulators,
         metrics: Metrics::default(),
         limits,
+        shutting_down: std::sync::atomic::AtomicBool::new(false),
         config,
         tenant_store,
         loaded_version: AtomicI64::new(version),

@@ -87,9 +87,7 @@ impl Limits {
     /// attempt row. A limit of 0 records none.
     pub fn record_unverified(&self, tenant: &str, kind: &str) -> bool {
         self.unverified.limiter.is_some()
-            && self
-                .unverified
-                .take(&(tenant.to_owned(), kind.to_owned()))
+            && self.unverified.take(&(tenant.to_owned(), kind.to_owned()))
     }
 }
 

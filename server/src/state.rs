@@ -28,6 +28,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Request rate limits.
     pub limits: crate::limits::Limits,
+    /// Set once a shutdown began: `/readyz` answers 503 from then on.
+    pub shutting_down: std::sync::atomic::AtomicBool,
     /// The tenant config store (the source of truth for tenants).
     pub tenant_store: TenantStore,
     /// The store's config version the registry was built from.
@@ -36,6 +38,14 @@ pub struct AppState {
     pub next_key_expiry: Mutex<Option<DateTime<Utc>>>,
     /// Serialises registry rebuilds, so a slower rebuild never replaces a newer one.
     pub reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    /// Whether a shutdown began.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 #[derive(Default)]

@@ -5,6 +5,7 @@
 
 pub mod alipay;
 pub mod fake_provider;
+pub mod outage;
 pub mod process;
 pub mod tls;
 pub mod wechat;

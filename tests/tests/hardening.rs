@@ -182,20 +182,24 @@ async fn a_flood_of_forged_notifications_is_limited_and_writes_a_bounded_sample(
         forged.insert("total_fee".into(), "1".into()); // not re-signed
         let forged = wechat::to_xml(&forged);
 
-        let answers = futures::future::join_all(
-            (0..100).map(|_| wechat::notify(&gw, &t.id, &forged)),
-        )
-        .await;
+        let answers =
+            futures::future::join_all((0..100).map(|_| wechat::notify(&gw, &t.id, &forged))).await;
         let refused = answers.iter().filter(|(s, _)| *s == 429).count();
         for (_, body) in &answers {
             assert_eq!(
-                wechat::parse_xml(body).get("return_code").map(String::as_str),
+                wechat::parse_xml(body)
+                    .get("return_code")
+                    .map(String::as_str),
                 Some("FAIL"),
                 "every answer is WeChat's failure body: {body}"
             );
         }
         // 10 tokens, plus what refills while the flood runs.
-        assert!(refused >= 80, "{}: {refused} of 100 limited", backend.name());
+        assert!(
+            refused >= 80,
+            "{}: {refused} of 100 limited",
+            backend.name()
+        );
         let attempts = gw.state.store.attempts(&t.id).await.unwrap();
         assert_eq!(
             attempts.len(),
@@ -204,10 +208,7 @@ async fn a_flood_of_forged_notifications_is_limited_and_writes_a_bounded_sample(
             backend.name()
         );
         let metrics = gw.state.metrics.render();
-        assert!(
-            metrics.contains("outcome=\"rate_limited\""),
-            "{metrics}"
-        );
+        assert!(metrics.contains("outcome=\"rate_limited\""), "{metrics}");
         assert!(
             metrics.contains("paybridge_notifications_unrecorded_total"),
             "{metrics}"
@@ -256,7 +257,9 @@ async fn a_storage_failure_during_a_notification_is_not_an_unknown_order() {
             .unwrap();
         assert_eq!(status, 500, "{}: {body}", backend.name());
         assert_eq!(
-            wechat::parse_xml(&body).get("return_code").map(String::as_str),
+            wechat::parse_xml(&body)
+                .get("return_code")
+                .map(String::as_str),
             Some("FAIL"),
             "{body}"
         );
@@ -288,3 +291,104 @@ async fn pay_notification(gw: &Gateway, t: &TestTenant, no: &str) -> String {
         .to_owned()
 }
 
+/// The database goes away under a running gateway and comes back (PostgreSQL, behind a proxy
+/// that is cut and restored). Without `DATABASE_URL` there is nothing to stop: SQLite is a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_503_and_failure_bodies_and_recovers_without_a_restart() {
+    use paybridge_tests::outage::CutProxy;
+    let Some(Backend::Postgres(admin)) = backends().into_iter().nth(1) else {
+        println!("no DATABASE_URL: the outage test runs on PostgreSQL only");
+        return;
+    };
+    let target: std::net::SocketAddr = {
+        let url = url::Url::parse(&admin).unwrap();
+        let host = url
+            .host_str()
+            .unwrap_or("127.0.0.1")
+            .replace("localhost", "127.0.0.1");
+        format!("{host}:{}", url.port().unwrap_or(5432))
+            .parse()
+            .unwrap()
+    };
+    let proxy = CutProxy::start(target).await;
+    let t = tenant("hard_outage", 85);
+    let proxied = proxy.addr;
+    let gw = Gateway::start_with(
+        &Backend::Postgres(admin.clone()),
+        std::slice::from_ref(&t),
+        move |c| {
+            let mut url = url::Url::parse(&c.database.url).unwrap();
+            url.set_host(Some("127.0.0.1")).unwrap();
+            url.set_port(Some(proxied.port())).unwrap();
+            c.database.url = url.to_string();
+        },
+    )
+    .await;
+    let (no, _) = wechat::create_order(&gw, &t.id, 300).await;
+    let paid = pay_notification(&gw, &t, &no).await;
+    let get = |path: &'static str| {
+        let (http, base) = (gw.http.clone(), gw.base.clone());
+        async move {
+            let res = http.get(format!("{base}{path}")).send().await.unwrap();
+            res.status().as_u16()
+        }
+    };
+    assert_eq!(get("/readyz").await, 200);
+
+    proxy.cut();
+    let started = std::time::Instant::now();
+    let ready = get("/readyz").await;
+    assert_eq!(ready, 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(get("/livez").await, 200);
+
+    let (status, body) = wechat::notify(&gw, &t.id, &paid).await;
+    assert_eq!(
+        wechat::parse_xml(&body)
+            .get("return_code")
+            .map(String::as_str),
+        Some("FAIL"),
+        "the provider is told to send it again: {status} {body}"
+    );
+    assert_eq!(status, 500);
+    let (status, body) = gw.get(&t.id, &format!("/v1/orders/{no}")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+    let (status, body) = gw
+        .post(
+            &t.id,
+            "/v1/orders",
+            &serde_json::json!({
+                "provider": "wechat_miniprogram",
+                "out_trade_no": wechat::trade_no(),
+                "amount": 100,
+                "description": "during the outage",
+                "payer": {"openid": "o-1"},
+            }),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+
+    proxy.restore();
+    let back = std::time::Instant::now();
+    let mut recovered = None;
+    for _ in 0..60 {
+        if get("/readyz").await == 200 {
+            recovered = Some(back.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let recovered = recovered.expect("ready again within 15 s of the database's return");
+    // The provider's redelivery is applied; the merchant API answers again.
+    let (status, body) = wechat::notify(&gw, &t.id, &paid).await;
+    assert_eq!((status, body.as_str()), (200, wechat::SUCCESS_ACK));
+    assert_eq!(order_status(&gw, &t.id, &no).await, "paid");
+    println!("postgres outage: ready again {recovered:?} after the database came back");
+    gw.finish().await;
+}

@@ -75,6 +75,7 @@ impl From<Failure> for ApiError {
             K::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             K::ProviderFailed => StatusCode::BAD_GATEWAY,
             K::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
+            K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError {

@@ -18,6 +18,26 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// Liveness: 200 while the process serves, whatever the database does.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "The process serves")))]
+#[get("/livez")]
+pub async fn livez() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: 200 when the database answers a ping within 1 s and the tenants are loaded;
+/// otherwise 503. A load balancer sends no traffic to an instance that is not ready.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready: the database did not answer within 1 s, or the instance is shutting down")))]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match crate::usecases::health::ready(&state).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(reason) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": reason}))
+        }
+    }
+}
+
 /// Prometheus counters.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 #[get("/metrics")]

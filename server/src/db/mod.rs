@@ -63,9 +63,11 @@ pub async fn connect(url: &str) -> Result<Connections, DbErr> {
         Connections { write, read }
     } else {
         let mut options = ConnectOptions::new(url.to_owned());
+        // During an outage a request waits at most this long for a connection, then answers
+        // 503 (the provider's failure body for a notification): no request hangs for minutes.
         options
-            .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
             .sqlx_logging(false)
             .max_connections(POSTGRES_CONNECTIONS)
             // Ping a connection only after it sat idle: a ping on every use is one more network

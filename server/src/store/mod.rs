@@ -34,6 +34,43 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached, or was too busy to answer, rather than refusing
+    /// the statement: an outage, worth a retry once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => db_unavailable(e),
+            StoreError::Corrupt(_) => false,
+        }
+    }
+}
+
+fn db_unavailable(e: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as S;
+    let sqlx = match e {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(RuntimeErr::SqlxError(s))
+        | DbErr::Exec(RuntimeErr::SqlxError(s))
+        | DbErr::Query(RuntimeErr::SqlxError(s)) => s,
+        DbErr::Conn(_) => return true,
+        _ => return false,
+    };
+    match sqlx.as_ref() {
+        S::Io(_) | S::Tls(_) | S::PoolTimedOut | S::PoolClosed | S::WorkerCrashed => true,
+        S::Database(db) => db.code().is_some_and(|code| {
+            // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+            // PostgreSQL: class 08 (connection exception), 53 (insufficient resources),
+            // 57P01-57P03 (shutdown, crash shutdown, cannot connect now).
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+                || code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+        }),
+        _ => false,
+    }
+}
+
 /// The row a lookup by a unique key finds, if any. Not `Select::one`: that binds `LIMIT ?`, and
 /// SQLite then spent about 35 µs more per lookup (measured: 53 µs against 18 µs for the same
 /// unique-index lookup on this machine), a tenth of a notification's CPU.
@@ -77,6 +114,12 @@ impl Store {
     /// The write connection: for writes outside the writer (workers, leases) and health checks.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Whether the database answers (a read connection: on SQLite the writer's one connection
+    /// is busy with write groups, and a reader proves the file is there).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.read.ping().await?)
     }
 
     /// The read connection.

@@ -3,6 +3,7 @@
 //! know nothing of HTTP: a [`Failure`] says what went wrong, and the HTTP layer picks the status.
 
 pub mod events;
+pub mod health;
 pub mod notifications;
 pub mod orders;
 pub mod refunds;
@@ -33,6 +34,8 @@ pub enum FailureKind {
     ProviderFailed,
     /// The provider did not answer in time (504).
     ProviderTimeout,
+    /// The database is unreachable or busy (503); nothing was changed, retry later.
+    Unavailable,
     /// A bug or a storage failure (500); the detail was logged.
     Internal,
 }
@@ -111,6 +114,14 @@ impl From<IdError> for Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::error!(error = %e, "storage unavailable");
+            return Failure::new(
+                FailureKind::Unavailable,
+                "storage_unavailable",
+                "the database is unavailable; retry the request later (repeating it is safe: orders, refunds and closes are idempotent by their numbers)",
+            );
+        }
         Failure::internal(&e)
     }
 }
@@ -132,6 +143,7 @@ impl From<ApplyError> for Failure {
                     format!("the provider reported {got} fen for an order of {expected} fen"),
                 )
             }
+            ApplyError::Store(e) => Failure::from(e),
             other => Failure::internal(&other),
         }
     }

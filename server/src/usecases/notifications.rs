@@ -229,7 +229,9 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
             "paybridge_notifications_unrecorded_total",
             &[("provider", n.kind), ("channel", channel)],
         );
-        let rejection = verified.err().unwrap_or(NotificationRejection::BadSignature);
+        let rejection = verified
+            .err()
+            .unwrap_or(NotificationRejection::BadSignature);
         return Ok(Acknowledgement {
             body: provider.acknowledgement(Err(&rejection)),
             status: undecodable.then_some(400),
