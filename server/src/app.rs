@@ -155,6 +155,8 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         metrics: Metrics::default(),
         limits,
         shutting_down: std::sync::atomic::AtomicBool::new(false),
+        workers: tokio_util::sync::CancellationToken::new(),
+        instance_id: uuid::Uuid::new_v4().to_string(),
         config,
         tenant_store,
         loaded_version: AtomicI64::new(version),
@@ -250,27 +252,112 @@ pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Serve
         }))
     })
     .listen(listener)?
-    .shutdown_timeout(10)
+    // The drain gets what the workers' half of the shutdown timeout leaves.
+    .shutdown_timeout(
+        state
+            .config
+            .server
+            .shutdown_timeout_seconds
+            .saturating_sub(worker_timeout(&state.config))
+            .max(1),
+    )
+    // Signals are `serve`'s: it marks the instance not ready before it stops the server.
+    .disable_signals()
     .run();
     Ok(server)
 }
 
-/// Run the gateway with `config` until it is stopped: the state, the background workers and the
-/// HTTP server.
+/// Run the gateway with `config` until SIGTERM or SIGINT, then shut down gracefully:
+/// - `/readyz` answers 503 at once, so that a load balancer stops sending traffic;
+/// - the workers stop (half the timeout at most), and the reconciler releases its lease;
+/// - the server stops accepting connections, and the requests in flight finish: what they wrote
+///   is committed and acknowledged;
+/// - the database connections close; `Ok` within `[server] shutdown_timeout_seconds`.
 pub async fn serve(config: Config) -> Result<(), String> {
     let listen = config.server.listen.clone();
     let state = Arc::new(build_state(config).await?);
+    let mut workers = Vec::new();
     if state.config.reconciler.enabled {
-        crate::reconciler::spawn(state.clone());
+        workers.push(crate::reconciler::spawn(state.clone()));
     }
     if state.config.webhooks.enabled {
-        crate::webhooks::spawn(state.clone());
+        workers.push(crate::webhooks::spawn(state.clone()));
     }
     let listener =
         TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, "paybridge listening");
-    run(listener, state)
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())
+    let server = run(listener, state.clone()).map_err(|e| e.to_string())?;
+    let handle = server.handle();
+    let mut serving = tokio::spawn(server);
+    tokio::select! {
+        ended = &mut serving => {
+            state.workers.cancel();
+            return match ended {
+                Ok(Ok(())) => Err("the HTTP server stopped by itself".to_owned()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        signal = shutdown_signal() => {
+            let signal = signal.map_err(|e| format!("cannot listen for signals: {e}"))?;
+            tracing::info!(signal, "shutting down");
+        }
+    }
+    shutdown(&state, handle, serving, workers).await;
+    Ok(())
+}
+
+/// The workers' share of the shutdown timeout, in seconds: half, at least one.
+fn worker_timeout(config: &Config) -> u64 {
+    (config.server.shutdown_timeout_seconds / 2).max(1)
+}
+
+/// Wait for SIGTERM or SIGINT; returns its name.
+async fn shutdown_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+async fn shutdown(
+    state: &Arc<AppState>,
+    handle: actix_web::dev::ServerHandle,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+) {
+    state
+        .shutting_down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // The workers first, while the HTTP workers' runtimes still run: pooled database connections
+    // opened by a request belong to its worker's runtime and fail once that runtime is gone.
+    // They get half the timeout, the drain the other half.
+    let half = std::time::Duration::from_secs(worker_timeout(&state.config));
+    let deadline = tokio::time::Instant::now() + half;
+    state.workers.cancel();
+    let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
+    let joined = async {
+        for w in workers {
+            let _ = w.await;
+        }
+    };
+    if tokio::time::timeout_at(deadline, joined).await.is_err() {
+        tracing::warn!("shutdown: workers still busy at the timeout; stopping them");
+        for a in &aborts {
+            a.abort();
+        }
+        // A reconciler stopped mid-pass did not release its lease.
+        if let Err(e) = crate::reconciler::release_lease(state, &state.instance_id).await {
+            tracing::warn!(error = %e, "shutdown: cannot release the reconciler lease");
+        }
+    }
+    // Graceful: no new connections; requests in flight get the rest of the timeout to finish,
+    // and are answered after what they wrote is committed.
+    handle.stop(true).await;
+    let _ = serving.await;
+    state.store.close().await;
+    tracing::info!("shut down");
 }

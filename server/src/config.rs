@@ -71,6 +71,9 @@ pub struct ServerSection {
     pub listen: String,
     /// Base of every `notify_url` sent to providers.
     pub public_base_url: String,
+    /// On SIGTERM or SIGINT: how long requests in flight may take to finish, and then the
+    /// workers; the process exits 0 within it.
+    pub shutdown_timeout_seconds: u64,
 }
 
 impl Default for ServerSection {
@@ -78,6 +81,7 @@ impl Default for ServerSection {
         ServerSection {
             listen: "127.0.0.1:8080".to_owned(),
             public_base_url: "http://127.0.0.1:8080".to_owned(),
+            shutdown_timeout_seconds: 10,
         }
     }
 }

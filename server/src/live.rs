@@ -93,8 +93,13 @@ pub async fn reload(state: &AppState) -> Result<(), String> {
 /// Watch the store and reload on change. One per process.
 pub fn spawn_watch(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let stop = state.workers.clone();
         loop {
-            tokio::time::sleep(POLL_INTERVAL).await;
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
             let key_expired = state
                 .next_key_expiry
                 .lock()

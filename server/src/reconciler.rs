@@ -85,6 +85,31 @@ pub async fn release_lease(state: &AppState, holder: &str) -> Result<(), StoreEr
     Ok(())
 }
 
+/// `work`, unless the workers are told to stop first: then it is dropped, `None`. Only provider
+/// calls (and the writes right after them) are cut short this way, never a statement on the
+/// lease: a lease renewal dropped mid-flight could still land after the release.
+async fn unless_stopped<T>(
+    state: &AppState,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = state.workers.cancelled() => None,
+        done = work => Some(done),
+    }
+}
+
+/// End a pass cut short by a shutdown: give the lease up now, for another instance to take.
+async fn stopped(
+    state: &AppState,
+    holder: &str,
+    report: PassReport,
+) -> Result<PassReport, StoreError> {
+    tracing::info!("reconciler: stopping mid-pass for shutdown");
+    release_lease(state, holder).await?;
+    Ok(report)
+}
+
 /// The next check of a row created at `created`: a tenth of its age, between one interval and an
 /// hour.
 fn next_check(now: DateTime<Utc>, created: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
@@ -139,7 +164,11 @@ pub async fn run_once(
             continue;
         };
         report.queried += 1;
-        if let Err(e) = service::sync_order(state, &tenant, &o).await {
+        let Some(synced) = unless_stopped(state, service::sync_order(state, &tenant, &o)).await
+        else {
+            return stopped(state, holder, report).await;
+        };
+        if let Err(e) = synced {
             report.errors += 1;
             tracing::warn!(tenant = %o.tenant_id, out_trade_no = %o.out_trade_no, error = %e, "reconciler: query failed");
         }
@@ -163,7 +192,11 @@ pub async fn run_once(
             continue;
         };
         report.expired += 1;
-        match service::close_order(state, &tenant, &o).await {
+        let Some(closed) = unless_stopped(state, service::close_order(state, &tenant, &o)).await
+        else {
+            return stopped(state, holder, report).await;
+        };
+        match closed {
             Ok(_) => {}
             Err(e) if e.code == "order_paid" => {
                 tracing::info!(tenant = %o.tenant_id, out_trade_no = %o.out_trade_no, "reconciler: expired order was paid");
@@ -195,7 +228,12 @@ pub async fn run_once(
             continue;
         };
         report.refunds += 1;
-        if let Err(e) = refunds::sync_refund(state, &tenant, &o, &r).await {
+        let Some(synced) =
+            unless_stopped(state, refunds::sync_refund(state, &tenant, &o, &r)).await
+        else {
+            return stopped(state, holder, report).await;
+        };
+        if let Err(e) = synced {
             report.errors += 1;
             tracing::warn!(tenant = %r.tenant_id, out_refund_no = %r.out_refund_no, error = %e, "reconciler: refund query failed");
         }
@@ -204,15 +242,24 @@ pub async fn run_once(
     Ok(report)
 }
 
-/// Run passes forever at the configured interval.
+/// Run passes at the configured interval until `state.workers` is cancelled, then release the
+/// lease so that another instance takes over at once. A pass cut short is safe: each change it
+/// made is its own transaction, and what it did not reach is picked up by the next pass.
+/// The release after the loop covers a stop between passes; a pass stopped midway released it.
 pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
-    let holder = uuid::Uuid::new_v4().to_string();
     let interval = Duration::from_secs(state.config.reconciler.interval_seconds.max(1));
     tokio::spawn(async move {
+        let holder = state.instance_id.clone();
+        let stop = state.workers.clone();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            // A pass told to stop returns at its next provider call, lease released.
             match run_once(&state, &holder, Utc::now()).await {
                 Ok(r) if r.queried + r.expired + r.refunds > 0 => {
                     tracing::info!(?r, "reconciler pass")
@@ -220,6 +267,9 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "reconciler pass failed"),
             }
+        }
+        if let Err(e) = release_lease(&state, &holder).await {
+            tracing::warn!(error = %e, "reconciler: cannot release the lease at shutdown");
         }
     })
 }

@@ -30,6 +30,10 @@ pub struct AppState {
     pub limits: crate::limits::Limits,
     /// Set once a shutdown began: `/readyz` answers 503 from then on.
     pub shutting_down: std::sync::atomic::AtomicBool,
+    /// Cancelled when the background workers (reconciler, webhooks, config watcher) must stop.
+    pub workers: tokio_util::sync::CancellationToken,
+    /// This instance's name, e.g. as the holder of the reconciler's lease.
+    pub instance_id: String,
     /// The tenant config store (the source of truth for tenants).
     pub tenant_store: TenantStore,
     /// The store's config version the registry was built from.

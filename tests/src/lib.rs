@@ -77,6 +77,9 @@ pub struct TestTenant {
     pub sign_type: String,
     /// More TOML appended to the tenant file (other providers).
     pub extra: String,
+    /// Where its providers' endpoints are, when not under the gateway's sandbox (a server of
+    /// the test's own). Needs the master key: only sandbox tenants may go without.
+    pub provider_base: Option<String>,
 }
 
 impl TestTenant {
@@ -88,6 +91,7 @@ impl TestTenant {
             mch_id: format!("19000001{n:02}"),
             sign_type: sign_type.to_owned(),
             extra: String::new(),
+            provider_base: None,
         }
     }
 
@@ -107,6 +111,7 @@ impl TestTenant {
     }
 
     fn toml(&self, base: &str) -> String {
+        let base = self.provider_base.as_deref().unwrap_or(base);
         format!(
             r#"id = "{id}"
 name = "Test {id}"

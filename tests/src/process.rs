@@ -16,6 +16,8 @@ pub struct ProcessGateway {
     /// A client with a timeout.
     pub http: reqwest::Client,
     child: Option<Child>,
+    /// The database it runs on.
+    pub database_url: String,
     config: PathBuf,
     log: PathBuf,
     pg_db: Option<(String, String)>,
@@ -33,6 +35,23 @@ impl ProcessGateway {
     /// Write the config and the tenants, and start the process. `binary` is
     /// `env!("CARGO_BIN_EXE_paybridge-gateway")` of the calling test.
     pub async fn start(binary: &str, backend: &Backend, tenants: &[TestTenant]) -> ProcessGateway {
+        Self::start_with(
+            binary,
+            backend,
+            tenants,
+            "[reconciler]\nenabled = false\n[limits]\nnotify_per_ip_per_second = 0\nnotify_per_tenant_per_second = 0\napi_per_tenant_per_second = 0\n",
+        )
+        .await
+    }
+
+    /// [`start`](Self::start) with these TOML sections (`[reconciler]` and `[limits]` at least)
+    /// after the fixed ones.
+    pub async fn start_with(
+        binary: &str,
+        backend: &Backend,
+        tenants: &[TestTenant],
+        sections: &str,
+    ) -> ProcessGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
@@ -62,20 +81,16 @@ impl ProcessGateway {
                 r#"[server]
 listen = "127.0.0.1:{port}"
 public_base_url = "{base}"
+shutdown_timeout_seconds = 4
 [database]
 url = "{db_url}"
 [tenants]
 dir = "tenants"
 [sandbox]
 enabled = true
-[reconciler]
-enabled = false
 [http]
 outbound_timeout_seconds = 5
-[limits]
-notify_per_ip_per_second = 0
-notify_per_tenant_per_second = 0
-"#
+{sections}"#
             ),
         )
         .expect("write config");
@@ -87,6 +102,7 @@ notify_per_tenant_per_second = 0
             base,
             http,
             child: None,
+            database_url: db_url.clone(),
             log: dir.path().join("gateway.log"),
             config,
             pg_db,
@@ -106,9 +122,14 @@ notify_per_tenant_per_second = 0
         let child = Command::new(binary)
             .arg(&self.config)
             .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "warn")
+            .env("PAYBRIDGE_MASTER_KEY", crate::TEST_MASTER_KEY)
+            .env(
+                "RUST_LOG",
+                "warn,paybridge_server::reconciler=info,paybridge_server::app=info",
+            )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // tracing writes to stdout; errors of start-up to stderr.
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn the gateway");
@@ -140,6 +161,81 @@ notify_per_tenant_per_second = 0
             child.kill().expect("SIGKILL the gateway");
             child.wait().expect("reap the gateway");
         }
+    }
+
+    /// Send SIGTERM and wait (at most `limit`) for the process to exit: its exit status and how
+    /// long it took, or `None` if it was still running at the limit (it is then killed).
+    pub async fn terminate(
+        &mut self,
+        limit: Duration,
+    ) -> Option<(std::process::ExitStatus, Duration)> {
+        let mut child = self.child.take()?;
+        let sent = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        while sent.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some((status, sent.elapsed()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        child.kill().ok();
+        child.wait().ok();
+        None
+    }
+
+    /// `POST` JSON, with a tenant's API key or none.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(key) = bearer {
+            req = req.bearer_auth(key);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Create WeChat order `no` through the API and have the sandbox sign its payment
+    /// notification without sending it; returns the notification.
+    pub async fn order_with_notification(
+        &self,
+        tenant: &TestTenant,
+        openid: &str,
+        no: &str,
+        amount: usize,
+    ) -> String {
+        let key = crate::api_key(&tenant.id);
+        let (status, body) = self
+            .post_json(
+                "/v1/orders",
+                Some(&key),
+                &serde_json::json!({
+                    "provider": "wechat_miniprogram", "out_trade_no": no, "amount": amount,
+                    "description": "process test", "payer": {"openid": openid},
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "create: {body}");
+        let (status, paid) = self
+            .post_json(
+                "/sandbox/wechat_miniprogram/control/pay",
+                None,
+                &serde_json::json!({"out_trade_no": no, "mch_id": tenant.mch_id, "notify": "return"}),
+            )
+            .await;
+        assert_eq!(status, 200, "sandbox pay: {paid}");
+        paid["notification"]
+            .as_str()
+            .expect("notification")
+            .to_owned()
     }
 
     /// What the process logged.

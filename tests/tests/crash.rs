@@ -14,21 +14,6 @@ use paybridge_tests::{TestTenant, api_key, backends};
 const ORDERS: usize = 1500;
 const CONCURRENCY: usize = 32;
 
-async fn post_json(
-    gw: &ProcessGateway,
-    path: &str,
-    bearer: Option<&str>,
-    body: &serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let mut req = gw.http.post(format!("{}{path}", gw.base)).json(body);
-    if let Some(key) = bearer {
-        req = req.bearer_auth(key);
-    }
-    let res = req.send().await.expect("request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(serde_json::Value::Null))
-}
-
 /// Create an order through the API and have the sandbox sign its payment notification without
 /// sending it.
 async fn order_with_notification(
@@ -37,28 +22,11 @@ async fn order_with_notification(
     openid: &str,
     i: usize,
 ) -> (String, String) {
-    let key = api_key(&tenant.id);
     let no = format!("CRASH{i:08}");
-    let (status, body) = post_json(
-        gw,
-        "/v1/orders",
-        Some(&key),
-        &serde_json::json!({
-            "provider": "wechat_miniprogram", "out_trade_no": no, "amount": 100 + i,
-            "description": "crash test", "payer": {"openid": openid},
-        }),
-    )
-    .await;
-    assert_eq!(status, 201, "create: {body}");
-    let (status, paid) = post_json(
-        gw,
-        "/sandbox/wechat_miniprogram/control/pay",
-        None,
-        &serde_json::json!({"out_trade_no": no, "mch_id": tenant.mch_id, "notify": "return"}),
-    )
-    .await;
-    assert_eq!(status, 200, "sandbox pay: {paid}");
-    (no, paid["notification"].as_str().unwrap().to_owned())
+    let xml = gw
+        .order_with_notification(tenant, openid, &no, 100 + i)
+        .await;
+    (no, xml)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,13 +35,13 @@ async fn every_acknowledged_payment_survives_a_sigkill() {
     for backend in backends() {
         let tenant = TestTenant::wechat("crash", 41, "HMAC-SHA256");
         let mut gw = ProcessGateway::start(binary, &backend, std::slice::from_ref(&tenant)).await;
-        let (status, login) = post_json(
-            &gw,
-            "/v1/wechat_miniprogram/sessions",
-            Some(&api_key(&tenant.id)),
-            &serde_json::json!({"code": "crash-code"}),
-        )
-        .await;
+        let (status, login) = gw
+            .post_json(
+                "/v1/wechat_miniprogram/sessions",
+                Some(&api_key(&tenant.id)),
+                &serde_json::json!({"code": "crash-code"}),
+            )
+            .await;
         assert_eq!(status, 200, "login: {login}");
         let openid = login["openid"].as_str().unwrap().to_owned();
 

@@ -116,6 +116,13 @@ impl Store {
         &self.db
     }
 
+    /// Close both pools, after the last write: SQLite checkpoints its WAL, PostgreSQL sees its
+    /// sessions end.
+    pub async fn close(&self) {
+        self.read.clone().close().await.ok();
+        self.db.clone().close().await.ok();
+    }
+
     /// Whether the database answers (a read connection: on SQLite the writer's one connection
     /// is busy with write groups, and a reader proves the file is there).
     pub async fn ping(&self) -> Result<(), StoreError> {
