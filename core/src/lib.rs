@@ -13,6 +13,7 @@
 pub mod beijing;
 pub mod ids;
 pub mod money;
+pub mod net;
 pub mod order;
 pub mod provider;
 pub mod refund;

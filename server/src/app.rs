@@ -98,7 +98,8 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
     let prefix = config.sandbox_prefix();
     let mut tenant_store = TenantStore::new(db.clone(), master_key)
         .with_tenants_dir(config.tenants.dir.clone())
-        .with_http_timeout(config.outbound_timeout());
+        .with_http_timeout(config.outbound_timeout())
+        .with_private_webhook_targets(config.webhooks.allow_private_targets);
     if !tenant_store.encrypts() {
         tenant_store = tenant_store.permit_plaintext_for_sandbox(prefix.clone());
     }

@@ -221,6 +221,10 @@ pub struct WebhooksSection {
     pub timeout_seconds: u64,
     /// Most deliveries claimed (and sent concurrently) by one pass.
     pub batch_size: u64,
+    /// Allow `webhook_url`s on loopback, private, link-local and multicast addresses (tests,
+    /// on-premises). Off: such URLs are refused when a tenant is saved, and every address a name
+    /// resolves to is checked again when a webhook is sent.
+    pub allow_private_targets: bool,
 }
 
 impl Default for WebhooksSection {
@@ -230,6 +234,7 @@ impl Default for WebhooksSection {
             interval_milliseconds: 1000,
             timeout_seconds: 10,
             batch_size: 50,
+            allow_private_targets: false,
         }
     }
 }

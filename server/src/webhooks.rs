@@ -109,20 +109,53 @@ impl From<sea_orm::DbErr> for DeliveryError {
     }
 }
 
-fn client() -> Result<reqwest::Client, DeliveryError> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            // Redirects are not followed: a webhook endpoint answers where it was configured, and
-            // a redirected POST would lose its body or be resent elsewhere.
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("paybridge-webhooks/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| e.to_string())
+/// Resolves names to their public addresses only: a name that resolves into the platform's own
+/// network (now, whatever it resolved to when the tenant was saved) is not connected to.
+struct PublicAddresses;
+
+impl reqwest::dns::Resolve for PublicAddresses {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let all: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> = all
+                .iter()
+                .copied()
+                .filter(|a| paybridge_core::net::non_public(a.ip()).is_none())
+                .collect();
+            if public.is_empty() {
+                return Err(format!(
+                    "{host} resolves only to non-public addresses; webhooks into the platform's network are refused ([webhooks] allow_private_targets)"
+                )
+                .into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
         })
-        .clone()
-        .map_err(DeliveryError::Client)
+    }
+}
+
+/// The webhook client: public targets only, unless `[webhooks] allow_private_targets`.
+fn client(allow_private: bool) -> Result<reqwest::Client, DeliveryError> {
+    static GUARDED: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    static OPEN: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    let cell = if allow_private { &OPEN } else { &GUARDED };
+    cell.get_or_init(|| {
+        // Redirects are not followed: a webhook endpoint answers where it was configured, and
+        // a redirected POST would lose its body or be resent elsewhere (or inside).
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("paybridge-webhooks/", env!("CARGO_PKG_VERSION")));
+        let builder = if allow_private {
+            builder
+        } else {
+            builder.dns_resolver(Arc::new(PublicAddresses))
+        };
+        builder.build().map_err(|e| e.to_string())
+    })
+    .clone()
+    .map_err(DeliveryError::Client)
 }
 
 /// The tenant's endpoint and secret, or what is missing.
@@ -176,8 +209,20 @@ async fn send(
     out: Outgoing,
     timeout: Duration,
     at: DateTime<Utc>,
+    allow_private: bool,
 ) -> Sent {
     let started = Instant::now();
+    // An IP literal never reaches the resolver: it is judged here.
+    if !allow_private && let Some(why) = paybridge_core::net::url_target_problem(&out.url) {
+        return Sent {
+            at,
+            duration: started.elapsed(),
+            status_code: None,
+            error: Some(format!(
+                "not sent: {why}; webhooks into the platform's network are refused ([webhooks] allow_private_targets)"
+            )),
+        };
+    }
     let result = client
         .post(&out.url)
         .timeout(timeout)
@@ -238,7 +283,8 @@ pub async fn deliver_due(
 ) -> Result<DeliveryReport, DeliveryError> {
     let config = &state.config.webhooks;
     let timeout = Duration::from_secs(config.timeout_seconds.max(1));
-    let client = client()?;
+    let allow_private = config.allow_private_targets;
+    let client = client(allow_private)?;
     let token = uuid::Uuid::new_v4().to_string();
     let lease_until = now + chrono_duration(timeout + LEASE_MARGIN);
     let limit = config.batch_size.max(1);
@@ -293,7 +339,7 @@ pub async fn deliver_due(
             event_id: claim.event.id.clone(),
             event_type: claim.event.event_type.clone(),
         };
-        let task = sending.spawn(send(client.clone(), out, timeout, at));
+        let task = sending.spawn(send(client.clone(), out, timeout, at, allow_private));
         in_flight.insert(task.id(), claim);
     }
     if !unsent.is_empty() {
@@ -421,6 +467,16 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn names_that_resolve_only_into_the_platform_are_not_connected_to() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let name = reqwest::dns::Name::from_str("localhost").expect("a name");
+        let resolved = PublicAddresses.resolve(name).await;
+        let error = resolved.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("non-public"), "{error}");
+    }
 
     #[test]
     fn the_first_retry_comes_within_30_seconds_and_the_schedule_spans_about_a_day() {

@@ -392,3 +392,86 @@ async fn a_database_outage_answers_503_and_failure_bodies_and_recovers_without_a
     println!("postgres outage: ready again {recovered:?} after the database came back");
     gw.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_targets_inside_the_platform_are_refused_when_saved_and_when_sent() {
+    use paybridge_tests::{WebhookReceiver, set_webhook};
+    const ADMIN: &str = "hardening-admin-token";
+    for backend in backends() {
+        // The first instance allows private targets (as the test harness does), so that a
+        // tenant with a loopback webhook_url exists; the second, on the same database, does not.
+        let receiver = WebhookReceiver::start().await;
+        let t = tenant("hard_ssrf", 86);
+        let url = receiver.url.clone();
+        let id = t.id.clone();
+        let gw = Gateway::start_with(&backend, std::slice::from_ref(&t), move |c| {
+            set_webhook(c, &id, &url, "whsec-hardening");
+        })
+        .await;
+        let strict = gw
+            .second_instance(std::slice::from_ref(&t), |c| {
+                c.webhooks.allow_private_targets = false;
+                c.admin.tokens = vec![paybridge_core::tenant::hash_api_key(ADMIN)];
+            })
+            .await;
+
+        // Saved: refused with the field and the setting named; a public URL is accepted.
+        let save = |webhook_url: &'static str, id: &'static str| {
+            let (http, base) = (strict.http.clone(), strict.base.clone());
+            async move {
+                let res = http
+                    .post(format!("{base}/admin/api/tenants"))
+                    .bearer_auth(ADMIN)
+                    .json(&serde_json::json!({
+                        "id": id, "api_keys": [],
+                        "webhook_url": webhook_url, "webhook_secret": "whsec-x",
+                    }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status().as_u16();
+                (status, res.json::<serde_json::Value>().await.unwrap())
+            }
+        };
+        for target in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.7/hook",
+            "http://127.0.0.1:9/hook",
+            "http://[::1]/hook",
+            "http://localhost/hook",
+        ] {
+            let (status, body) = save(target, "ssrf_x").await;
+            assert_eq!(status, 422, "{target}: {body}");
+            let text = body.to_string();
+            assert!(
+                text.contains("webhook_url") && text.contains("allow_private_targets"),
+                "{target}: {body}"
+            );
+        }
+        let (status, body) = save("https://merchant.example.com/hooks", "ssrf_ok").await;
+        assert_eq!(status, 201, "{body}");
+
+        // Sent: the event to the loopback receiver is not sent by the strict instance; the
+        // attempt says why.
+        let (no, _) = wechat::create_order(&gw, &t.id, 100).await;
+        wechat::pay(&gw, &t, &no, "deliver").await;
+        let report = paybridge_server::webhooks::deliver_due(&strict.state, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(report.claimed, 1, "{report:?}");
+        assert_eq!(report.delivered, 0, "{report:?}");
+        assert!(receiver.received().is_empty(), "{}", backend.name());
+        let (_, events) = gw.get(&t.id, "/v1/events").await;
+        let error = events["events"][0]["attempts"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.contains("not sent") && error.contains("loopback"),
+            "{}: {events}",
+            backend.name()
+        );
+        strict.finish().await;
+        gw.finish().await;
+    }
+}

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
+use paybridge_core::provider::FieldError;
 use paybridge_core::tenant::{ConfigErrors, Tenant, build_tenant};
 use sea_orm::{
     ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
@@ -121,6 +122,7 @@ pub struct TenantStore {
     secrets: SecretPolicy,
     tenants_dir: PathBuf,
     http_timeout: Duration,
+    private_webhook_targets: bool,
 }
 
 impl TenantStore {
@@ -136,7 +138,15 @@ impl TenantStore {
             },
             tenants_dir: PathBuf::from("tenants"),
             http_timeout: Duration::from_secs(10),
+            private_webhook_targets: false,
         }
+    }
+
+    /// Accept a `webhook_url` on loopback, private, link-local or multicast addresses (tests and
+    /// on-premises use; `[webhooks] allow_private_targets`). Refused by default.
+    pub fn with_private_webhook_targets(mut self, allowed: bool) -> Self {
+        self.private_webhook_targets = allowed;
+        self
     }
 
     /// Allow storing secrets in plaintext when there is no master key (sandbox-only deployments;
@@ -183,7 +193,27 @@ impl TenantStore {
 
     /// Validate a plaintext document through core and the provider factories.
     pub fn validate(&self, doc: &toml::Table, base_dir: &Path) -> Result<Tenant, ConfigErrors> {
-        build_tenant(doc, base_dir, self.http_timeout)
+        let built = build_tenant(doc, base_dir, self.http_timeout);
+        let target = (!self.private_webhook_targets)
+            .then(|| doc.get("webhook_url").and_then(toml::Value::as_str))
+            .flatten()
+            .and_then(paybridge_core::net::url_target_problem)
+            .map(|why| {
+                FieldError::new(
+                    "webhook_url",
+                    format!(
+                        "must be a public address: {why}. Webhooks into the platform's own network are refused; set [webhooks] allow_private_targets = true in paybridge.toml for tests or on-premises use"
+                    ),
+                )
+            });
+        match (built, target) {
+            (built, None) => built,
+            (Ok(_), Some(e)) => Err(ConfigErrors(vec![e])),
+            (Err(ConfigErrors(mut errors)), Some(e)) => {
+                errors.push(e);
+                Err(ConfigErrors(errors))
+            }
+        }
     }
 
     /// The global config version: bumped by every change, so instances can poll it and reload.
