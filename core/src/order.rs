@@ -46,6 +46,9 @@ pub enum OrderEvent {
     Closed,
     /// The provider reported the payment failed.
     Failed,
+    /// The provider reports a refund that paybridge did not make (e.g. one made in the provider's
+    /// merchant console). The money moved; an operator must look. The status stays.
+    RefundedOutside,
     /// Succeeded refunds now total `refunded_total` of an order of `amount`.
     RefundTotal {
         /// Sum of all succeeded refunds, including the new one.
@@ -63,6 +66,9 @@ pub enum OrderFlag {
     PaidAfterClose,
     /// A verified payment arrived after the provider had reported failure.
     PaidAfterFailure,
+    /// The provider reported a refund that was not made through paybridge: `refunded_amount`
+    /// does not include it. Reconcile with the provider's records.
+    RefundedOutside,
 }
 
 /// The outcome of applying an event.
@@ -157,6 +163,13 @@ impl OrderStatus {
                 flag: Some(OrderFlag::PaidAfterFailure),
             }),
             (S::Paid | S::PartiallyRefunded | S::Refunded, E::Paid) => Ok(Transition::Unchanged),
+            // Same status, with a flag for an operator; a second report adds nothing.
+            (S::Paid | S::PartiallyRefunded | S::Refunded, E::RefundedOutside) => {
+                Ok(Transition::To {
+                    to: self,
+                    flag: Some(OrderFlag::RefundedOutside),
+                })
+            }
             (S::Closed, E::Closed) | (S::Failed, E::Failed) => Ok(Transition::Unchanged),
             (S::Failed, E::Closed) => to(S::Closed),
             (
@@ -182,6 +195,7 @@ impl OrderStatus {
             ) if refunded_total == amount => Ok(Transition::Unchanged),
             (S::Pending | S::Closed | S::Failed | S::Refunded, E::RefundTotal { .. })
             | (S::Paid | S::PartiallyRefunded | S::Refunded, E::Closed | E::Failed)
+            | (S::Pending | S::Closed | S::Failed, E::RefundedOutside)
             | (S::Closed, E::Failed) => Err(TransitionError {
                 from: self,
                 event: event.to_string(),
@@ -212,6 +226,7 @@ impl fmt::Display for OrderEvent {
             OrderEvent::Paid => f.write_str("payment"),
             OrderEvent::Closed => f.write_str("close"),
             OrderEvent::Failed => f.write_str("failure"),
+            OrderEvent::RefundedOutside => f.write_str("a refund made outside paybridge"),
             OrderEvent::RefundTotal {
                 refunded_total,
                 amount,
@@ -233,6 +248,7 @@ impl OrderFlag {
         match self {
             OrderFlag::PaidAfterClose => "paid_after_close",
             OrderFlag::PaidAfterFailure => "paid_after_failure",
+            OrderFlag::RefundedOutside => "refunded_outside",
         }
     }
 }
@@ -243,6 +259,23 @@ mod tests {
     use proptest::prelude::*;
 
     const AMOUNT: Fen = Fen::new(10);
+
+    #[test]
+    fn a_refund_made_outside_flags_a_paid_order_and_keeps_its_status() {
+        use OrderStatus as S;
+        for s in [S::Paid, S::PartiallyRefunded, S::Refunded] {
+            assert_eq!(
+                s.apply(OrderEvent::RefundedOutside),
+                Ok(Transition::To {
+                    to: s,
+                    flag: Some(OrderFlag::RefundedOutside)
+                })
+            );
+        }
+        for s in [S::Pending, S::Closed, S::Failed] {
+            assert!(s.apply(OrderEvent::RefundedOutside).is_err(), "{s}");
+        }
+    }
 
     fn refund(total: i64) -> OrderEvent {
         OrderEvent::RefundTotal {

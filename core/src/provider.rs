@@ -113,6 +113,16 @@ pub enum ProviderEvent {
     },
     /// A refund changed status.
     Refund(RefundEvent),
+    /// A refund of this order that paybridge did not make (no refund of that number exists):
+    /// acknowledged, and the order is flagged `refunded_outside` for an operator.
+    RefundedOutside {
+        /// The merchant's order number.
+        out_trade_no: String,
+        /// The refund's number as the provider reported it, if it did.
+        out_refund_no: Option<String>,
+        /// The provider's own identity of this event.
+        event_id: String,
+    },
 }
 
 impl ProviderEvent {
@@ -122,6 +132,7 @@ impl ProviderEvent {
             ProviderEvent::Payment(p) => &p.out_trade_no,
             ProviderEvent::Closed { out_trade_no, .. } => out_trade_no,
             ProviderEvent::Refund(r) => &r.out_trade_no,
+            ProviderEvent::RefundedOutside { out_trade_no, .. } => out_trade_no,
         }
     }
 
@@ -131,6 +142,7 @@ impl ProviderEvent {
             ProviderEvent::Payment(p) => &p.event_id,
             ProviderEvent::Closed { event_id, .. } => event_id,
             ProviderEvent::Refund(r) => &r.event_id,
+            ProviderEvent::RefundedOutside { event_id, .. } => event_id,
         }
     }
 }
@@ -181,6 +193,9 @@ pub struct RefundState {
     pub provider_refund_no: Option<String>,
     /// When it succeeded.
     pub succeeded_at: Option<DateTime<Utc>>,
+    /// This refund's amount as the provider reported it, when it did. The server compares it
+    /// with the refund it recorded: a provider that reports another amount is not believed.
+    pub amount: Option<Fen>,
 }
 
 /// A WeChat-style login: a one-time code exchanged for the payer's identity.

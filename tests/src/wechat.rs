@@ -169,6 +169,24 @@ pub async fn notify(gw: &Gateway, tenant_id: &str, xml: &str) -> (u16, String) {
     .await
 }
 
+/// `req_info` of a refund notification: `base64(AES-256-ECB(hex(MD5(api_key)), PKCS#7(xml)))`,
+/// the tests' own code (PROTOCOLS §B.10), for notifications the tests change.
+pub fn encrypt_req_info(plaintext: &str, api_key: &str) -> String {
+    use aes::cipher::{BlockCipherEncrypt, KeyInit};
+    use base64::Engine;
+    use md5::{Digest, Md5};
+    let key = hex::encode(Md5::digest(api_key.as_bytes()));
+    let cipher = aes::Aes256::new_from_slice(key.as_bytes()).expect("a 32-byte key");
+    let mut data = plaintext.as_bytes().to_vec();
+    let pad = 16 - data.len() % 16;
+    data.extend(std::iter::repeat_n(u8::try_from(pad).expect("pad"), pad));
+    for chunk in data.chunks_exact_mut(16) {
+        let block = <&mut aes::Block>::try_from(chunk).expect("a block");
+        cipher.encrypt_block(block);
+    }
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -475,3 +475,138 @@ async fn webhook_targets_inside_the_platform_are_refused_when_saved_and_when_sen
         gw.finish().await;
     }
 }
+
+/// A refund made in Alipay's merchant console (a number paybridge never issued) is acknowledged,
+/// not refused for 25 hours, and flags the order for an operator, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alipay_refund_made_outside_paybridge_is_acknowledged_and_flagged() {
+    for backend in backends() {
+        let t = tenant("hard_console", 87);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let (no, created) = alipay::create_order(&gw, &t.id, 1000).await;
+        let paid = alipay::cashier(&gw, &alipay::order_string(&created), "return").await;
+        let paid = paid["notification"].as_str().unwrap().to_owned();
+        let (_, ack) = alipay::notify(&gw, &t.id, &paid).await;
+        assert_eq!(ack, "success");
+
+        // Two console refunds, the first delivered twice.
+        let console = |notify_id: &str, out_biz_no: &str| {
+            let mut n = alipay::parse_form(&paid);
+            n.insert("notify_id".into(), notify_id.into());
+            n.insert("refund_fee".into(), "3.00".into());
+            n.insert("gmt_refund".into(), "2026-12-06 10:00:00".into());
+            n.insert("out_biz_no".into(), out_biz_no.into());
+            alipay::resign_notification(&mut n);
+            alipay::to_form(&n)
+        };
+        for body in [
+            console("console-refund-0001", "CONSOLE0001"),
+            console("console-refund-0001", "CONSOLE0001"),
+            console("console-refund-0002", "CONSOLE0002"),
+        ] {
+            let (status, ack) = alipay::notify(&gw, &t.id, &body).await;
+            assert_eq!(
+                (status, ack.as_str()),
+                (200, "success"),
+                "{}",
+                backend.name()
+            );
+        }
+        let (_, order) = gw.get(&t.id, &format!("/v1/orders/{no}")).await;
+        assert_eq!(order["status"], "paid", "{order}");
+        assert_eq!(order["refunded_amount"], 0, "{order}");
+        assert_eq!(
+            order["flags"],
+            serde_json::json!(["refunded_outside"]),
+            "{order}"
+        );
+        let outbox = gw.state.store.outbox(&t.id).await.unwrap();
+        let types: Vec<&str> = outbox.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["order.paid", "order.flagged"], "{}", backend.name());
+        gw.finish().await;
+    }
+}
+
+/// A WeChat refund notification must name the refund WeChat numbered when it accepted it, and its
+/// amount: one that names another `refund_id` or `refund_fee` is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_notification_with_another_refund_id_or_amount_is_refused() {
+    for backend in backends() {
+        let t = tenant("hard_refund_id", 88);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let (no, _) = wechat::create_order(&gw, &t.id, 500).await;
+        wechat::pay(&gw, &t, &no, "deliver").await;
+        let (s, refund) = gw
+            .post(
+                &t.id,
+                &format!("/v1/orders/{no}/refunds"),
+                &serde_json::json!({"out_refund_no": "R1", "amount": 200}),
+            )
+            .await;
+        assert_eq!(s, 201, "{refund}");
+        let refund_id = refund["provider_refund_no"].as_str().unwrap().to_owned();
+        let (s, settled) = gw
+            .sandbox(
+                "/control/refund",
+                &serde_json::json!({"out_refund_no": "R1", "mch_id": t.mch_id, "status": "SUCCESS", "notify": "return"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{settled}");
+        let genuine = settled["notification"].as_str().unwrap().to_owned();
+        let outer = wechat::parse_xml(&genuine);
+        let key = paybridge_tests::wechat_api_key(&t.id);
+        let plain = paybridge_wechat::refund_notify::decrypt_req_info(
+            &outer["req_info"],
+            &secrecy::SecretString::from(key.clone()),
+        )
+        .unwrap();
+        let with = |field: &str, value: &str| {
+            let open = format!("<{field}>");
+            let close = format!("</{field}>");
+            let start = plain.find(&open).expect("field") + open.len();
+            let end = plain[start..].find(&close).expect("end") + start;
+            let changed = format!("{}{value}{}", &plain[..start], &plain[end..]);
+            let mut o = outer.clone();
+            o.insert("req_info".into(), wechat::encrypt_req_info(&changed, &key));
+            wechat::to_xml(&o)
+        };
+        assert!(plain.contains(&refund_id), "{plain}");
+        for (field, value) in [("refund_id", "50300099999999"), ("refund_fee", "199")] {
+            let (status, body) = gw
+                .post_raw(
+                    &format!("/notify/{}/wechat_miniprogram/refund", t.id),
+                    "text/xml",
+                    with(field, value).into_bytes(),
+                )
+                .await;
+            assert_eq!(
+                wechat::parse_xml(&body)
+                    .get("return_code")
+                    .map(String::as_str),
+                Some("FAIL"),
+                "{}: {field}: {status} {body}",
+                backend.name()
+            );
+            let (_, r) = gw.get(&t.id, &format!("/v1/orders/{no}/refunds/R1")).await;
+            assert_eq!(r["status"], "processing", "{field}: {r}");
+            assert_eq!(r["provider_refund_no"], refund_id.as_str());
+        }
+        // The genuine one is applied.
+        let (status, body) = gw
+            .post_raw(
+                &format!("/notify/{}/wechat_miniprogram/refund", t.id),
+                "text/xml",
+                genuine.into_bytes(),
+            )
+            .await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, wechat::SUCCESS_ACK),
+            "{}",
+            backend.name()
+        );
+        let (_, r) = gw.get(&t.id, &format!("/v1/orders/{no}/refunds/R1")).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        gw.finish().await;
+    }
+}

@@ -209,12 +209,26 @@ pub async fn verify_payment_notification(
     // (3) what happened
     let trade_status = get(&params, "trade_status").unwrap_or_default();
     if is_refund_report(&params) {
-        let out_biz_no =
-            get(&params, "out_biz_no").ok_or(NotificationRejection::Unknown("refund"))?;
-        let amount = orders
-            .find_refund(out_trade_no, out_biz_no)
-            .await
-            .ok_or(NotificationRejection::Unknown("refund"))?;
+        let out_biz_no = get(&params, "out_biz_no");
+        let found = match out_biz_no {
+            Some(no) => orders.find_refund(out_trade_no, no).await,
+            None => None,
+        };
+        let (Some(out_biz_no), Some(amount)) = (out_biz_no, found) else {
+            // A refund paybridge never made: one from the merchant console, say. Refusing it
+            // would only have Alipay send it again for 25 hours; it is acknowledged and the
+            // order flagged for an operator.
+            tracing::warn!(
+                out_trade_no,
+                out_biz_no,
+                "refund notification for a refund paybridge did not make"
+            );
+            return Ok(ProviderEvent::RefundedOutside {
+                out_trade_no: out_trade_no.to_owned(),
+                out_refund_no: out_biz_no.map(str::to_owned),
+                event_id: required(&params, "notify_id")?.to_owned(),
+            });
+        };
         let event = RefundEvent {
             out_trade_no: out_trade_no.to_owned(),
             out_refund_no: out_biz_no.to_owned(),

@@ -149,7 +149,9 @@ pub async fn refund(gw: &Gateway, req: &RefundRequest) -> Result<RefundState, Pr
         Reply::Success(fields) => {
             check_same_order(&fields, &req.order.out_trade_no)?;
             match field(&fields, "fund_change") {
+                // `refund_fee` here is the trade's refunded total, not this refund's amount.
                 Some("Y") => Ok(RefundState {
+                    amount: None,
                     status: RefundStatus::Succeeded,
                     provider_refund_no: None,
                     succeeded_at: field(&fields, "gmt_refund_pay").and_then(beijing::parse_dashed),
@@ -226,17 +228,20 @@ pub async fn query_refund(
                     message: format!("Alipay has no refund {out_refund_no}"),
                 });
             }
+            let amount = field(&fields, "refund_amount").and_then(|a| Fen::from_yuan(a).ok());
             Ok(if succeeded {
                 RefundState {
                     status: RefundStatus::Succeeded,
                     provider_refund_no: None,
                     succeeded_at: field(&fields, "gmt_refund_pay").and_then(beijing::parse_dashed),
+                    amount,
                 }
             } else {
                 RefundState {
                     status: RefundStatus::Processing,
                     provider_refund_no: None,
                     succeeded_at: None,
+                    amount,
                 }
             })
         }

@@ -199,6 +199,7 @@ async fn refund_with_fund_change_succeeds_at_gmt_refund_pay() {
             status: RefundStatus::Succeeded,
             provider_refund_no: None,
             succeeded_at: Some(utc("2024-01-02T01:30:00Z")),
+            amount: None,
         })
     );
     let form = server.requests()[0].form();
@@ -291,11 +292,13 @@ async fn refund_query_tells_received_from_not_received() {
         status: RefundStatus::Succeeded,
         provider_refund_no: None,
         succeeded_at: at.map(utc),
+        amount: Some(Fen::new(50)),
     };
     let processing = RefundState {
         status: RefundStatus::Processing,
         provider_refund_no: None,
         succeeded_at: None,
+        amount: Some(Fen::new(50)),
     };
     for (inner, expected) in [
         (

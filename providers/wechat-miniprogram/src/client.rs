@@ -182,6 +182,25 @@ pub fn check_response_signature(
     }
 }
 
+/// Step 7b: a signed answer must still be about this merchant: its `appid` and `mch_id`, when it
+/// has them, are the config's. An answer for another merchant (a proxy or a key shared by
+/// mistake) is not trusted.
+pub fn check_merchant(
+    fields: &BTreeMap<String, String>,
+    config: &WechatConfig,
+) -> Result<(), ProviderError> {
+    for (name, ours) in [("appid", &config.appid), ("mch_id", &config.mch_id)] {
+        if let Some(theirs) = fields.get(name).filter(|v| !v.is_empty())
+            && theirs != ours
+        {
+            return Err(ProviderError::Unavailable(format!(
+                "WeChat Pay answered with {name} {theirs}, not this merchant's {ours}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Step 8: `result_code` (business level).
 pub fn business_result(fields: BTreeMap<String, String>) -> Reply {
     if fields.get("result_code").map(String::as_str) == Some("SUCCESS") {
@@ -279,6 +298,9 @@ impl ApiClient {
                 "WeChat Pay response signature did not verify"
             );
         })?;
+        check_merchant(&fields, &self.config).inspect_err(|e| {
+            tracing::warn!(path, error = %e, "WeChat Pay answer for another merchant");
+        })?;
         let reply = business_result(fields);
         match &reply {
             Reply::Success(_) => tracing::debug!(path, "WeChat Pay call succeeded"),
@@ -313,6 +335,41 @@ mod tests {
     fn openid_prefix_never_shows_the_whole_id() {
         assert_eq!(openid_prefix("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"), "oUpF8u…");
         assert_eq!(openid_prefix("ab"), "ab…");
+    }
+
+    #[test]
+    fn an_answer_for_another_appid_or_mch_id_is_not_trusted() {
+        let config = WechatConfig {
+            appid: "wx0000000000000001".into(),
+            mch_id: "1900000101".into(),
+            api_key: secrecy::SecretString::from("k"),
+            app_secret: None,
+            sign_type: crate::sign::SignType::Md5,
+            client_identity: None,
+            ca_certs: Vec::new(),
+            api_base: String::new(),
+            login_base: String::new(),
+            spbill_create_ip: String::new(),
+        };
+        let fields = |appid: &str, mch: &str| -> BTreeMap<String, String> {
+            [
+                ("appid", appid),
+                ("mch_id", mch),
+                ("result_code", "SUCCESS"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+        };
+        assert!(check_merchant(&fields("wx0000000000000001", "1900000101"), &config).is_ok());
+        assert!(check_merchant(&fields("", ""), &config).is_ok());
+        for (a, m) in [
+            ("wx0000000000000002", "1900000101"),
+            ("wx0000000000000001", "1900000102"),
+        ] {
+            let e = check_merchant(&fields(a, m), &config).expect_err("refused");
+            assert!(matches!(e, ProviderError::Unavailable(_)), "{e:?}");
+        }
     }
 
     #[test]

@@ -101,6 +101,7 @@ async fn refund_sends_the_documented_params_with_the_orders_sign_type() {
             status: RefundStatus::Processing,
             provider_refund_no: Some("50300001".into()),
             succeeded_at: None,
+            amount: Some(Fen::new(990)),
         }
     );
     let requests = server.requests();
@@ -387,6 +388,7 @@ async fn refundquery_picks_the_refund_by_number_among_several() {
                 status,
                 provider_refund_no: Some("50300001".into()),
                 succeeded_at,
+                amount: Some(Fen::new(990)),
             },
             "{wire}"
         );

@@ -149,6 +149,7 @@ pub fn accepted_refund(
         status: RefundStatus::Processing,
         provider_refund_no: Some(refund_id.to_owned()),
         succeeded_at: None,
+        amount: get("refund_fee").and_then(parse_fen),
     })
 }
 
@@ -236,6 +237,7 @@ pub fn refund_in_query(
         status,
         provider_refund_no: get("refund_id").map(str::to_owned),
         succeeded_at,
+        amount: get("refund_fee").and_then(parse_fen),
     })
 }
 

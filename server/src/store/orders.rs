@@ -34,6 +34,14 @@ pub enum ApplyError {
         /// The event amount.
         got: i64,
     },
+    /// A refund report names another provider refund number than the one recorded.
+    #[error("refund number {reported} does not match the recorded {known}")]
+    RefundNoMismatch {
+        /// The recorded `provider_refund_no`.
+        known: String,
+        /// The reported one.
+        reported: String,
+    },
     /// The transition table refuses the event.
     #[error(transparent)]
     Transition(#[from] TransitionError),
@@ -429,6 +437,11 @@ pub async fn change_order(
         Transition::Unchanged if refunded_total.is_some() => (from, None),
         Transition::Unchanged => return Ok(Change::Unchanged),
     };
+    // A flag the order already has, on a status it already has, is no change.
+    let flag = flag.filter(|f| !flags_of(current).iter().any(|x| x == f.as_str()));
+    if to == from && flag.is_none() && refunded_total.is_none() && facts.payment.is_none() {
+        return Ok(Change::Unchanged);
+    }
     let mut after = current.clone();
     after.status = to.as_str().to_owned();
     after.updated_at = now;

@@ -46,6 +46,8 @@ pub struct RefundUpdate {
     pub succeeded_at: Option<DateTime<Utc>>,
     /// Whether the provider accepted the refund request (it was sent).
     pub sent: bool,
+    /// The refund's amount as the provider reported it, if it did: it must be the recorded one.
+    pub amount: Option<i64>,
     /// Raw facts for the event log.
     pub payload: serde_json::Value,
 }
@@ -254,6 +256,26 @@ pub async fn apply_refund_update(
         to: None,
         order_change: None,
     };
+    // A report about this refund must agree with it: the amount, and the provider's refund
+    // number once one is known. Anything else is another refund, or a lie; nothing changes.
+    if let Some(got) = update.amount
+        && got != current.amount
+    {
+        return Err(ApplyError::AmountMismatch {
+            expected: current.amount,
+            got,
+        });
+    }
+    if let (Some(known), Some(reported)) = (
+        current.provider_refund_no.as_deref(),
+        update.provider_refund_no.as_deref(),
+    ) && known != reported
+    {
+        return Err(ApplyError::RefundNoMismatch {
+            known: known.to_owned(),
+            reported: reported.to_owned(),
+        });
+    }
     let from: RefundStatus = current.status.parse().map_err(StoreError::Corrupt)?;
     let transition = match from.apply(update.status) {
         Ok(t) => t,

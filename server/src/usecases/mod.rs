@@ -143,6 +143,16 @@ impl From<ApplyError> for Failure {
                     format!("the provider reported {got} fen for an order of {expected} fen"),
                 )
             }
+            ApplyError::RefundNoMismatch { known, reported } => {
+                tracing::warn!(%known, %reported, "provider reported another refund number");
+                Failure::new(
+                    FailureKind::ProviderFailed,
+                    "provider_unavailable",
+                    format!(
+                        "the provider reported refund {reported} for the refund it numbered {known}"
+                    ),
+                )
+            }
             ApplyError::Store(e) => Failure::from(e),
             other => Failure::internal(&other),
         }

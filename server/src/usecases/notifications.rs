@@ -13,7 +13,7 @@ use paybridge_core::provider::{
 };
 use sha2::{Digest, Sha256};
 
-use super::orders::{apply_in, closed_notification_event, payment_event};
+use super::orders::{apply_in, closed_notification_event, payment_event, refunded_outside_event};
 use super::refunds::apply_refund_event_in;
 use super::{Failure, FailureKind};
 use crate::state::AppState;
@@ -129,6 +129,19 @@ async fn apply_event(
         ProviderEvent::Refund(r) => apply_refund_event_in(txn, tenant_id, kind, r)
             .await
             .map(|_| ()),
+        ProviderEvent::RefundedOutside {
+            out_trade_no,
+            out_refund_no,
+            event_id,
+        } => apply_in(
+            txn,
+            tenant_id,
+            kind,
+            out_trade_no,
+            &refunded_outside_event(event_id, out_refund_no.as_deref()),
+        )
+        .await
+        .map(|_| ()),
     };
     let rejection = match applied {
         Ok(()) => {
@@ -141,6 +154,9 @@ async fn apply_event(
         Err(ApplyError::UnknownOrder) => NotificationRejection::Unknown("order"),
         Err(ApplyError::AmountMismatch { .. }) => {
             NotificationRejection::Mismatch { field: "amount" }
+        }
+        Err(ApplyError::RefundNoMismatch { .. }) => {
+            NotificationRejection::Mismatch { field: "refund_id" }
         }
         Err(ApplyError::Transition(t)) => NotificationRejection::Unsupported(t.to_string()),
         Err(ApplyError::RefundTransition(t)) => {

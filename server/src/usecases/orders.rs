@@ -269,12 +269,15 @@ pub(crate) async fn publish_order_change(
     txn: &DatabaseTransaction,
     change: &OrderChange,
 ) -> Result<(), StoreError> {
-    if !change.status_changed() {
+    if !change.status_changed() && change.flag.is_none() {
         return Ok(());
     }
     let view = serde_json::to_string(&OrderView::from_model(&change.order)?)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut types = vec![format!("order.{}", change.to.as_str())];
+    let mut types = Vec::new();
+    if change.status_changed() {
+        types.push(format!("order.{}", change.to.as_str()));
+    }
     if change.flag.is_some() {
         types.push("order.flagged".to_owned());
     }
@@ -338,6 +341,18 @@ pub fn payment_event(payment: &PaymentEvent, from_notification: bool) -> EventTo
         payment: Some(payment.clone()),
         from_notification,
         payload: serde_json::to_value(payment).unwrap_or_default(),
+    }
+}
+
+/// The event of a refund the provider reports that paybridge did not make.
+pub fn refunded_outside_event(event_id: &str, out_refund_no: Option<&str>) -> EventToApply {
+    EventToApply {
+        event_id: format!("refunded_outside:{event_id}"),
+        kind: "refunded_outside",
+        event: OrderEvent::RefundedOutside,
+        payment: None,
+        from_notification: true,
+        payload: serde_json::json!({ "event_id": event_id, "out_refund_no": out_refund_no }),
     }
 }
 

@@ -138,6 +138,7 @@ pub async fn create_refund(
                 provider_refund_no: None,
                 succeeded_at: None,
                 sent: false,
+                amount: None,
                 payload: serde_json::json!({ "rejected": e.to_string() }),
             };
             apply(state, tenant, order, &row.out_refund_no, &update).await?;
@@ -159,10 +160,12 @@ fn update_from_state(
         provider_refund_no: s.provider_refund_no.clone(),
         succeeded_at: s.succeeded_at,
         sent,
+        amount: s.amount.map(Fen::get),
         payload: serde_json::json!({
             "source": source,
             "status": s.status.as_str(),
             "provider_refund_no": s.provider_refund_no,
+            "amount": s.amount.map(Fen::get),
         }),
     }
 }
@@ -247,30 +250,21 @@ async fn apply(
         .map_err(Failure::from)
 }
 
-/// Apply a verified refund event from a notification, in `txn`: the refund must exist with the
-/// reported amount.
+/// Apply a verified refund event from a notification, in `txn`: the refund must exist, with the
+/// reported amount and provider refund number (storage checks both).
 pub(crate) async fn apply_refund_event_in(
     txn: &DatabaseTransaction,
     tenant_id: &str,
     kind: &str,
     event: &RefundEvent,
 ) -> Result<refund::Model, ApplyError> {
-    let stored =
-        refund_store::find_refund(txn, tenant_id, &event.out_trade_no, &event.out_refund_no)
-            .await?
-            .ok_or(ApplyError::UnknownOrder)?;
-    if stored.amount != event.amount.get() {
-        return Err(ApplyError::AmountMismatch {
-            expected: stored.amount,
-            got: event.amount.get(),
-        });
-    }
     let update = RefundUpdate {
         event_id: format!("refund:{}", event.event_id),
         status: event.status,
         provider_refund_no: event.provider_refund_no.clone(),
         succeeded_at: event.succeeded_at,
         sent: true,
+        amount: Some(event.amount.get()),
         payload: serde_json::to_value(event).unwrap_or_default(),
     };
     apply_in(
