@@ -284,6 +284,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     if state.config.webhooks.enabled {
         workers.push(crate::webhooks::spawn(state.clone()));
     }
+    if state.config.retention.enabled {
+        workers.push(crate::retention::spawn(state.clone()));
+    }
     let listener =
         TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, "paybridge listening");

@@ -28,6 +28,37 @@ pub struct Config {
     pub webhooks: WebhooksSection,
     /// `[limits]`: request rate limits.
     pub limits: LimitsSection,
+    /// `[retention]`: how long attempt records are kept.
+    pub retention: RetentionSection,
+}
+
+/// `[retention]`: notification attempts and webhook delivery attempts older than `attempts_days`
+/// are deleted by a worker, `batch_size` rows per statement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// Run the pruning worker.
+    pub enabled: bool,
+    /// Keep attempt records this many days; `0` keeps them forever.
+    pub attempts_days: u32,
+    /// Rows deleted per statement (one short write each).
+    pub batch_size: u64,
+    /// Most batches per table in one pass; the rest waits for the next pass.
+    pub max_batches: u32,
+    /// Seconds between passes.
+    pub interval_seconds: u64,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection {
+            enabled: true,
+            attempts_days: 90,
+            batch_size: 1000,
+            max_batches: 100,
+            interval_seconds: 3600,
+        }
+    }
 }
 
 /// `[limits]`: token buckets, as requests per second with a burst. `0` turns a limit off.

@@ -5,7 +5,7 @@
 //!
 //! Layers, each calling only the ones below it:
 //! - `app`, `api`: HTTP (actix-web): handlers, request/response shapes, the error contract;
-//! - `reconciler`, `webhooks`, `live`: background workers;
+//! - `reconciler`, `webhooks`, `retention`, `live`: background workers;
 //! - `usecases`: what the API and the workers ask for, with the providers; no HTTP;
 //! - `state`: the shared state (config, storage, tenants, simulators, metrics, limits);
 //! - `store`: storage, the only layer that speaks SQL; `db`: connection, entities, migrations.
@@ -22,6 +22,7 @@ pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod reconciler;
+pub mod retention;
 pub mod state;
 pub mod store;
 pub mod usecases;

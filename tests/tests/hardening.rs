@@ -610,3 +610,95 @@ async fn a_refund_notification_with_another_refund_id_or_amount_is_refused() {
         gw.finish().await;
     }
 }
+
+/// Attempt records older than the retention are pruned in bounded batches; newer ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_attempt_records_are_pruned_in_bounded_batches() {
+    use paybridge_server::db::entities::{notification_attempt, webhook_attempt};
+    use sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait};
+    for backend in backends() {
+        let t = tenant("hard_retention", 89);
+        let gw = Gateway::start_with(&backend, std::slice::from_ref(&t), |c| {
+            c.retention.attempts_days = 30;
+            c.retention.batch_size = 1000;
+            c.retention.max_batches = 2;
+        })
+        .await;
+        let db = gw.state.store.db();
+        let now = Utc::now();
+        let old = now - Duration::days(31);
+        let recent = now - Duration::days(29);
+        let n_attempt = |i: usize| notification_attempt::ActiveModel {
+            id: Set(format!("na-{i:06}")),
+            tenant_id: Set(t.id.clone()),
+            provider: Set("wechat_miniprogram".into()),
+            channel: Set("payment".into()),
+            out_trade_no: Set(None),
+            outcome: Set("rejected".into()),
+            reason: Set(Some("signature mismatch".into())),
+            body_sha256: Set("0".repeat(64)),
+            received_at: Set(if i < 2500 { old } else { recent }),
+        };
+        let w_attempt = |i: usize, at| webhook_attempt::ActiveModel {
+            id: Set(format!("wa-{i:06}")),
+            event_id: Set(format!("ev-{i}")),
+            tenant_id: Set(t.id.clone()),
+            at: Set(at),
+            status_code: Set(Some(500)),
+            error: Set(Some("HTTP 500".into())),
+            duration_ms: Set(3),
+        };
+        let rows: Vec<_> = (0..2505).map(n_attempt).collect();
+        for chunk in rows.chunks(500) {
+            notification_attempt::Entity::insert_many(chunk.to_vec())
+                .exec(db)
+                .await
+                .unwrap();
+        }
+        let rows: Vec<_> = (0..1203)
+            .map(|i| w_attempt(i, if i < 1200 { old } else { recent }))
+            .collect();
+        for chunk in rows.chunks(500) {
+            webhook_attempt::Entity::insert_many(chunk.to_vec())
+                .exec(db)
+                .await
+                .unwrap();
+        }
+
+        // At most two batches of 1000 per table in a pass: 2 500 old notification attempts
+        // take two passes, 1 200 old webhook attempts one.
+        let first = paybridge_server::retention::run_once(&gw.state, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                first.notification_attempts,
+                first.webhook_attempts,
+                first.batches
+            ),
+            (2000, 1200, 4),
+            "{}: {first:?}",
+            backend.name()
+        );
+        let second = paybridge_server::retention::run_once(&gw.state, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            (second.notification_attempts, second.webhook_attempts),
+            (500, 0),
+            "{second:?}"
+        );
+        let left_n = notification_attempt::Entity::find()
+            .count(db)
+            .await
+            .unwrap();
+        let left_w = webhook_attempt::Entity::find().count(db).await.unwrap();
+        assert_eq!(
+            (left_n, left_w),
+            (5, 3),
+            "{}: the recent ones stay",
+            backend.name()
+        );
+        gw.finish().await;
+    }
+}

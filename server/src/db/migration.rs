@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003Webhooks),
             Box::new(M0004NextCheck),
             Box::new(M0005HotIndexes),
+            Box::new(M0006RetentionIndexes),
         ]
     }
 }
@@ -594,6 +595,40 @@ impl MigrationTrait for M0005HotIndexes {
                     .col(Refunds::TenantId)
                     .col(Refunds::OutTradeNo)
                     .col(Refunds::OutRefundNo)
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Retention prunes attempt rows by age: an index on their time keeps each batch a range scan.
+struct M0006RetentionIndexes;
+
+impl MigrationName for M0006RetentionIndexes {
+    fn name(&self) -> &str {
+        "m0006_retention_indexes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0006RetentionIndexes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_index(
+                Index::create()
+                    .name("notification_attempts_received")
+                    .table(NotificationAttempts::Table)
+                    .col(NotificationAttempts::ReceivedAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("webhook_attempts_at")
+                    .table(WebhookAttempts::Table)
+                    .col(WebhookAttempts::At)
                     .to_owned(),
             )
             .await?;

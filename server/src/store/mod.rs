@@ -5,6 +5,7 @@
 //! - [`events`]: provider events (deduplication) and the merchant outbox.
 //! - [`attempts`]: every notification received.
 //! - [`deliveries`]: webhook deliveries and their attempts.
+//! - [`retention`]: pruning of old attempt records.
 //! - [`writer`]: the write path (group commit on SQLite).
 
 pub mod attempts;
@@ -13,6 +14,7 @@ pub mod events;
 pub mod orders;
 pub mod plans;
 pub mod refunds;
+pub mod retention;
 pub mod writer;
 
 use chrono::{DateTime, SubsecRound, Utc};

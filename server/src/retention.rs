@@ -1,0 +1,83 @@
+//! The retention worker: deletes attempt records older than `[retention] attempts_days`, in
+//! bounded batches, so that `notification_attempts` and `webhook_attempts` stop growing forever.
+//! Several instances may run it at once: a batch deletes rows by id, and a row deleted twice is
+//! simply not there the second time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::store::retention::{prune_notification_attempts, prune_webhook_attempts};
+
+/// What one pass deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Notification attempts deleted.
+    pub notification_attempts: u64,
+    /// Webhook delivery attempts deleted.
+    pub webhook_attempts: u64,
+    /// Statements run.
+    pub batches: u32,
+}
+
+/// One pass at time `now`: up to `max_batches` batches per table, each a short write of its own.
+pub async fn run_once(state: &AppState, now: DateTime<Utc>) -> Result<PruneReport, StoreError> {
+    let c = &state.config.retention;
+    let mut report = PruneReport::default();
+    if c.attempts_days == 0 {
+        return Ok(report);
+    }
+    let before = now - chrono::Duration::days(i64::from(c.attempts_days));
+    let limit = c.batch_size.max(1);
+    let db = state.store.db();
+    for _ in 0..c.max_batches.max(1) {
+        if state.workers.is_cancelled() {
+            return Ok(report);
+        }
+        let n = prune_notification_attempts(db, before, limit).await?;
+        report.notification_attempts += n;
+        report.batches += 1;
+        if n < limit {
+            break;
+        }
+    }
+    for _ in 0..c.max_batches.max(1) {
+        if state.workers.is_cancelled() {
+            return Ok(report);
+        }
+        let n = prune_webhook_attempts(db, before, limit).await?;
+        report.webhook_attempts += n;
+        report.batches += 1;
+        if n < limit {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Run passes every `interval_seconds` until `state.workers` is cancelled.
+pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    let interval = Duration::from_secs(state.config.retention.interval_seconds.max(1));
+    tokio::spawn(async move {
+        let stop = state.workers.clone();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            match run_once(&state, Utc::now()).await {
+                Ok(r) if r.notification_attempts + r.webhook_attempts > 0 => {
+                    tracing::info!(?r, "retention pass");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "retention pass failed"),
+            }
+        }
+    })
+}
