@@ -230,3 +230,59 @@ abc
         assert!(parse_json(b"[1]").is_err());
     }
 }
+
+/// Fuzzing (issue 8): the admin document parsers never panic, whatever the body.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TOKENS: &[&str] = &[
+        "{",
+        "}",
+        "[",
+        "]",
+        "\"",
+        ":",
+        ",",
+        "null",
+        "true",
+        "1e999",
+        "-0",
+        "18446744073709551616",
+        "\"id\"",
+        "\"providers\"",
+        "\"a\\u0000\"",
+        "=",
+        "\n",
+        "[providers.x]",
+        "'''",
+        "#",
+        " ",
+    ];
+
+    proptest! {
+        #[test]
+        fn the_json_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse_json(&bytes);
+        }
+
+        #[test]
+        fn json_and_toml_shaped_noise_never_panics(
+            tokens in prop::collection::vec(prop::sample::select(TOKENS), 0..64),
+        ) {
+            let text = tokens.concat();
+            let _ = parse_json(text.as_bytes());
+            if let Ok(table) = parse_toml(&text) {
+                // What parses also renders and converts back.
+                let _ = json_to_toml(&toml_to_json(&table));
+                let _ = render_toml(&table);
+            }
+        }
+
+        #[test]
+        fn the_toml_parser_never_panics(text in "\\PC{0,400}") {
+            let _ = parse_toml(&text);
+        }
+    }
+}

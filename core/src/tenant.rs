@@ -324,3 +324,62 @@ mod tests {
         assert!(!is_valid_tenant_id(""));
     }
 }
+
+/// Fuzzing (issue 8): validating any TOML document, however wrong its keys, types and nesting,
+/// returns errors and never panics. `PROPTEST_CASES` sets the number of cases.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = toml::Value> {
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(toml::Value::Boolean),
+            any::<i64>().prop_map(toml::Value::Integer),
+            any::<f64>().prop_map(toml::Value::Float),
+            "\\PC{0,20}".prop_map(toml::Value::String),
+            prop::sample::select(
+                &["https://x.example/h", "sha256:00", "wechat_miniprogram", ""][..]
+            )
+            .prop_map(|s| toml::Value::String(s.to_owned())),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(toml::Value::Array),
+                prop::collection::btree_map(key(), inner, 0..5)
+                    .prop_map(|m| toml::Value::Table(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(
+                &[
+                    "id",
+                    "name",
+                    "api_keys",
+                    "webhook_url",
+                    "webhook_secret",
+                    "providers",
+                    "wechat_miniprogram",
+                    "alipay_app",
+                    "enabled",
+                    "appid",
+                ][..]
+            )
+            .prop_map(str::to_owned),
+            "\\PC{0,8}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_document_is_validated_without_a_panic(
+            doc in prop::collection::btree_map(key(), value(), 0..8),
+        ) {
+            let doc: toml::Table = doc.into_iter().collect();
+            let _ = build_tenant(&doc, Path::new("."), Duration::from_secs(1));
+        }
+    }
+}

@@ -202,3 +202,50 @@ fn plain_http_gateway_is_only_for_loopback_hosts() {
         );
     }
 }
+
+/// Fuzzing (issue 8): any provider section, however wrong, is validated without a panic.
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = toml::Value> {
+        prop_oneof![
+            any::<bool>().prop_map(toml::Value::Boolean),
+            any::<i64>().prop_map(toml::Value::Integer),
+            "\\PC{0,40}".prop_map(toml::Value::String),
+            prop::sample::select(
+                &[
+                    "-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----",
+                    "MIIBIjANBgkq",
+                    "https://openapi.alipay.com/gateway.do",
+                    "2021001100600001",
+                    "2088000000000001",
+                    "RSA2",
+                    "key.pem"
+                ][..]
+            )
+            .prop_map(|s| toml::Value::String(s.to_owned())),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_section_is_validated_without_a_panic(
+            overrides in prop::collection::btree_map(
+                prop::sample::select(&[
+                    "app_id", "private_key", "alipay_public_key", "seller_id", "gateway_url",
+                    "sign_type", "enabled", "other",
+                ][..]).prop_map(str::to_owned),
+                value(),
+                0..8,
+            ),
+        ) {
+            // A valid section with some keys replaced by anything.
+            let mut t = table(&[]);
+            for (k, v) in overrides {
+                t.insert(k, v);
+            }
+            let _ = parse(&t, &ctx(Duration::from_secs(1)));
+        }
+    }
+}

@@ -464,3 +464,87 @@ fn acknowledgements_are_exact() {
         (200, "text/plain", &b"fail"[..])
     );
 }
+
+/// Fuzzing (issue 8): the form decoder and the verifier never panic on anything, and re-signed
+/// mutations of a genuine notification never pay another order or amount. `PROPTEST_CASES` sets
+/// the number of cases.
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TOKENS: &[&str] = &[
+        "&",
+        "=",
+        "%",
+        "%E4%B8%AD",
+        "%FF",
+        "%",
+        "+",
+        "sign=",
+        "sign_type=RSA2",
+        "sign_type=RSA",
+        "charset=utf-8",
+        "charset=gbk",
+        "out_trade_no=PB20240101001",
+        "total_amount=19.90",
+        "total_amount=-1",
+        "total_amount=1e3",
+        "trade_status=TRADE_SUCCESS",
+        "trade_status=TRADE_CLOSED",
+        "refund_fee=5.00",
+        "out_biz_no=RF001",
+        "notify_id=x",
+        "app_id=2021001100600001",
+        "中文",
+        "\u{0}",
+        " ",
+        "\n",
+    ];
+
+    fn formish() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop::sample::select(TOKENS), 0..48)
+            .prop_map(|tokens| tokens.concat().into_bytes())
+    }
+
+    fn check(body: &[u8]) -> Result<ProviderEvent, NotificationRejection> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(verify(body, &orders()))
+    }
+
+    proptest! {
+        #[test]
+        fn the_form_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = decode_form(&bytes);
+        }
+
+        #[test]
+        fn noise_is_refused_without_a_panic(body in formish()) {
+            let _ = decode_form(&body);
+            prop_assert!(check(&body).is_err());
+        }
+
+        #[test]
+        fn resigned_mutations_never_pay_another_order_or_amount(
+            field in prop::sample::select(&[
+                "total_amount", "out_trade_no", "app_id", "seller_id", "trade_status",
+                "gmt_payment", "trade_no", "refund_fee", "out_biz_no", "gmt_refund", "charset",
+            ][..]),
+            value in "\\PC{0,24}",
+        ) {
+            let body = signed(&[(field, value.as_str())]);
+            match check(&body) {
+                Ok(ProviderEvent::Payment(p)) => {
+                    prop_assert_eq!(p.out_trade_no.as_str(), ORDER);
+                    prop_assert_eq!(p.amount, Fen::new(1990));
+                }
+                Ok(ProviderEvent::Refund(r)) => {
+                    prop_assert_eq!(r.out_trade_no.as_str(), ORDER);
+                    prop_assert_eq!(r.amount, Fen::new(500));
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -351,3 +351,50 @@ fn plain_http_endpoints_are_only_for_loopback_hosts() {
     );
     assert!(parse(&table(&local), &ctx(Path::new("."))).is_ok());
 }
+
+/// Fuzzing (issue 8): any provider section, however wrong, is validated without a panic.
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = toml::Value> {
+        prop_oneof![
+            any::<bool>().prop_map(toml::Value::Boolean),
+            any::<i64>().prop_map(toml::Value::Integer),
+            "\\PC{0,40}".prop_map(toml::Value::String),
+            prop::sample::select(
+                &[
+                    "MD5",
+                    "HMAC-SHA256",
+                    "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----",
+                    "https://api.mch.weixin.qq.com",
+                    "missing.pem",
+                    "wx0000000000000001",
+                    "1900000109"
+                ][..]
+            )
+            .prop_map(|s| toml::Value::String(s.to_owned())),
+            prop::collection::vec("\\PC{0,8}", 0..3)
+                .prop_map(|v| toml::Value::Array(v.into_iter().map(toml::Value::String).collect())),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_section_is_validated_without_a_panic(
+            section in prop::collection::btree_map(
+                prop::sample::select(&[
+                    "appid", "mch_id", "api_key", "app_secret", "sign_type", "client_cert",
+                    "client_key", "client_p12", "client_p12_password", "ca_certs", "api_base",
+                    "login_base", "spbill_create_ip", "enabled", "other",
+                ][..]).prop_map(str::to_owned),
+                value(),
+                0..10,
+            ),
+        ) {
+            let table: toml::Table = section.into_iter().collect();
+            // Relative paths resolve under a folder that does not exist: nothing is read.
+            let _ = parse(&table, &ctx(Path::new("/nonexistent-paybridge-fuzz")));
+        }
+    }
+}

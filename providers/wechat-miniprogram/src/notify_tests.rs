@@ -402,3 +402,101 @@ fn acknowledgements_are_exact() {
     let fields = xml::decode(&fail.body, "xml").expect("failure ack is valid XML");
     assert_eq!(fields.get("return_code").map(String::as_str), Some("FAIL"));
 }
+
+/// Fuzzing (issue 8), as properties: arbitrary bytes and XML-shaped noise never panic the decoder
+/// or the verifier, and re-signed mutations of a genuine notification never pay another order or
+/// amount. `PROPTEST_CASES` sets the number of cases (256 by default; `.ci/run` runs more).
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TOKENS: &[&str] = &[
+        "<xml>",
+        "</xml>",
+        "<",
+        ">",
+        "</",
+        "<![CDATA[",
+        "]]>",
+        "<!DOCTYPE x [<!ENTITY a \"bbbbbbbb\">]>",
+        "&a;",
+        "&amp;",
+        "&#0;",
+        "<?xml version=\"1.0\" encoding=\"GBK\"?>",
+        "<sign>",
+        "</sign>",
+        "<out_trade_no>",
+        "</out_trade_no>",
+        "ORDER0001",
+        "<total_fee>",
+        "</total_fee>",
+        "1990",
+        "-1",
+        "99999999999999999999",
+        "<return_code>SUCCESS</return_code>",
+        "<result_code>SUCCESS</result_code>",
+        "<sign_type>HMAC-SHA256</sign_type>",
+        "\u{0}",
+        "\u{feff}",
+        "中文",
+        " ",
+        "\n",
+        "<a><b><c>",
+        "=",
+        "\"",
+    ];
+
+    fn xmlish() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop::sample::select(TOKENS), 0..64)
+            .prop_map(|tokens| tokens.concat().into_bytes())
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    }
+
+    fn check(body: &[u8]) -> Result<ProviderEvent, NotificationRejection> {
+        let p = provider("MD5");
+        let orders = orders(serde_json::Value::Null);
+        let n = IncomingNotification {
+            channel: NotifyChannel::Payment,
+            content_type: Some("text/xml"),
+            body,
+        };
+        runtime().block_on(p.verify_notification(&n, &orders))
+    }
+
+    proptest! {
+        #[test]
+        fn the_xml_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = xml::decode(&bytes, "xml");
+        }
+
+        #[test]
+        fn noise_is_refused_without_a_panic(body in xmlish()) {
+            let _ = xml::decode(&body, "xml");
+            prop_assert!(check(&body).is_err());
+        }
+
+        #[test]
+        fn resigned_mutations_never_pay_another_order_or_amount(
+            field in prop::sample::select(&[
+                "total_fee", "out_trade_no", "appid", "mch_id", "result_code", "return_code",
+                "time_end", "transaction_id", "sign_type", "cash_fee", "fee_type",
+            ][..]),
+            value in "\\PC{0,24}",
+        ) {
+            let mut fields = base_fields();
+            fields.retain(|(k, _)| *k != field);
+            let mut fields: Vec<(&str, &str)> = fields;
+            fields.push((field, value.as_str()));
+            let body = notification(&fields, Alg::Md5, &[]);
+            if let Ok(ProviderEvent::Payment(p)) = check(body.as_bytes()) {
+                prop_assert_eq!(p.out_trade_no.as_str(), "ORDER0001");
+                prop_assert_eq!(p.amount, Fen::new(1990));
+            }
+        }
+    }
+}

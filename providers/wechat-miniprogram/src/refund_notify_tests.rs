@@ -366,3 +366,52 @@ async fn closed_and_abnormal_refunds_map_to_failed_and_abnormal() {
         })
     ));
 }
+
+/// Fuzzing (issue 8): the refund notification's decryption and checks never panic on anything,
+/// and a decryptable notification never reports another amount than the refund's.
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    }
+
+    proptest! {
+        #[test]
+        fn decrypting_any_text_never_panics(text in "\\PC{0,200}") {
+            let _ = decrypt_req_info(&text, &SecretString::from(TEST_KEY));
+        }
+
+        #[test]
+        fn any_encrypted_block_never_panics_the_checks(
+            plain in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            // Whole blocks of anything, encrypted under the right key: bad padding, bad UTF-8
+            // and bad XML all land here.
+            let mut padded = plain;
+            padded.resize(padded.len().div_ceil(16).max(1) * 16, 0);
+            let body = outer(TEST_APPID, TEST_MCH, &encrypt_raw(&padded, TEST_KEY));
+            let p = provider(TEST_APPID, TEST_MCH, TEST_KEY);
+            let verdict = runtime().block_on(verify(&p, &body, &refunds("ORDER0001", "R-1", 1990)));
+            prop_assert!(verdict.is_err());
+        }
+
+        #[test]
+        fn a_decryptable_report_never_carries_another_amount(
+            status in prop::sample::select(&["SUCCESS", "REFUNDCLOSE", "CHANGE", "PROCESSING", "", "x"][..]),
+            refund_fee in "[0-9-]{0,12}",
+            extra in "\\PC{0,30}",
+        ) {
+            let body = test_notification(status, &refund_fee, &extra);
+            let p = provider(TEST_APPID, TEST_MCH, TEST_KEY);
+            let verdict = runtime().block_on(verify(&p, &body, &refunds("ORDER0001", "R-1", 1990)));
+            if let Ok(ProviderEvent::Refund(r)) = verdict {
+                prop_assert_eq!(r.amount, Fen::new(1990));
+                prop_assert_eq!(r.out_refund_no.as_str(), "R-1");
+            }
+        }
+    }
+}
