@@ -702,3 +702,93 @@ async fn old_attempt_records_are_pruned_in_bounded_batches() {
         gw.finish().await;
     }
 }
+
+/// Two instances on one database each get a copy of every notification at the same time, and
+/// both run the webhook worker: each payment is applied once, and each event delivered. The
+/// duplicate deliveries are counted and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_apply_each_payment_once_and_deliver_each_event() {
+    use paybridge_tests::{WebhookReceiver, set_webhook};
+    const ORDERS: usize = 40;
+    for backend in backends() {
+        let receiver = WebhookReceiver::start().await;
+        let t = tenant("hard_twins", 90);
+        let (id, url) = (t.id.clone(), receiver.url.clone());
+        let a = Gateway::start_with(&backend, std::slice::from_ref(&t), move |c| {
+            set_webhook(c, &id, &url, "whsec-twins");
+        })
+        .await;
+        let b = a.second_instance(std::slice::from_ref(&t), |_| {}).await;
+
+        let mut notifications = Vec::new();
+        for _ in 0..ORDERS {
+            let (no, _) = wechat::create_order(&a, &t.id, 100).await;
+            notifications.push((no.clone(), pay_notification(&a, &t, &no).await));
+        }
+        // Every notification to both instances at once, twice each.
+        let sends = notifications
+            .iter()
+            .flat_map(|(_, xml)| [&a, &b, &a, &b].map(|gw| wechat::notify(gw, &t.id, xml)));
+        let answers = futures::future::join_all(sends).await;
+        for (status, body) in &answers {
+            assert_eq!(
+                (*status, body.as_str()),
+                (200, wechat::SUCCESS_ACK),
+                "{}",
+                backend.name()
+            );
+        }
+        for (no, _) in &notifications {
+            assert_eq!(order_status(&a, &t.id, no).await, "paid");
+        }
+        let events = a.state.store.provider_events(&t.id).await.unwrap();
+        assert_eq!(
+            events.len(),
+            ORDERS,
+            "{}: each payment recorded once",
+            backend.name()
+        );
+        let outbox = a.state.store.outbox(&t.id).await.unwrap();
+        assert_eq!(
+            outbox.len(),
+            ORDERS,
+            "{}: each change published once",
+            backend.name()
+        );
+
+        // Both instances deliver, concurrently, until nothing is due.
+        for _ in 0..20 {
+            let (ra, rb) = tokio::join!(
+                paybridge_server::webhooks::deliver_due(&a.state, Utc::now()),
+                paybridge_server::webhooks::deliver_due(&b.state, Utc::now()),
+            );
+            if ra.unwrap().claimed + rb.unwrap().claimed == 0 {
+                break;
+            }
+        }
+        let received = receiver.received();
+        let mut ids: Vec<String> = received
+            .iter()
+            .map(|h| h.header("paybridge-event-id").to_owned())
+            .collect();
+        let total = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            ORDERS,
+            "{}: every event delivered",
+            backend.name()
+        );
+        let duplicates = total - ids.len();
+        assert_eq!(duplicates, 0, "{}: duplicate deliveries", backend.name());
+        println!(
+            "{}: two instances, {ORDERS} payments x 4 concurrent copies: {} applied, {} events, {total} deliveries, {duplicates} duplicates",
+            backend.name(),
+            events.len(),
+            outbox.len()
+        );
+        b.finish().await;
+        a.finish().await;
+    }
+}
