@@ -192,11 +192,13 @@ pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Serve
             )
         })?;
     let live_state = state.clone();
+    let limit_state = state.clone();
     let admin = web::Data::new(
         paybridge_admin::api::AdminState::new(state.tenant_store.clone(), tokens)
             .with_key_grace(std::time::Duration::from_secs(
                 state.config.admin.key_grace_seconds,
             ))
+            .with_rate_limit(move |actor| limit_state.limits.admin(actor))
             // Rebuild this instance's registry before answering: the change is live for the
             // very next request. Other instances see it at their next poll (1 s).
             .on_change(move || {

@@ -1,5 +1,6 @@
 //! Request rate limits (`[limits]`): token buckets per client IP and per tenant on `/notify`, per
-//! tenant on `/v1`, and the sample of unverified notifications that is still recorded.
+//! tenant on `/v1`, per admin token on `/admin/api`, and the sample of unverified notifications
+//! that is still recorded.
 //!
 //! Buckets live in this process: two instances each allow the configured rate. Idle keys are
 //! dropped every [`SWEEP_EVERY`] checks, so a flood of distinct IPs cannot grow memory without
@@ -55,6 +56,7 @@ pub struct Limits {
     notify_ip: Bucket<IpAddr>,
     notify_tenant: Bucket<String>,
     api_tenant: Bucket<String>,
+    admin_token: Bucket<String>,
     unverified: Bucket<(String, String)>,
 }
 
@@ -66,6 +68,7 @@ impl Limits {
             notify_ip: Bucket::new(per_second(c.notify_per_ip_per_second, burst)),
             notify_tenant: Bucket::new(per_second(c.notify_per_tenant_per_second, burst)),
             api_tenant: Bucket::new(per_second(c.api_per_tenant_per_second, burst)),
+            admin_token: Bucket::new(per_second(c.admin_per_token_per_second, burst)),
             unverified: Bucket::new(
                 NonZeroU32::new(c.unverified_attempts_recorded_per_minute).map(Quota::per_minute),
             ),
@@ -81,6 +84,11 @@ impl Limits {
     /// Whether a merchant API request of `tenant` may be handled now.
     pub fn api(&self, tenant: &str) -> bool {
         self.api_tenant.take(&tenant.to_owned())
+    }
+
+    /// Whether an admin API request with this token (its `actor`) may be handled now.
+    pub fn admin(&self, actor: &str) -> bool {
+        self.admin_token.take(&actor.to_owned())
     }
 
     /// Whether a notification refused before its signature verified is still recorded as an

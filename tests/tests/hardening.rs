@@ -157,9 +157,13 @@ async fn closing_an_alipay_order_that_alipay_reports_paid_is_409_and_paid() {
     }
 }
 
+const FLOOD_ADMIN: &str = "flood-admin-token";
+
 fn limited(c: &mut paybridge_server::config::Config, notify_per_tenant: u32, recorded: u32) {
     c.limits.notify_per_tenant_per_second = notify_per_tenant;
     c.limits.api_per_tenant_per_second = 5;
+    c.limits.admin_per_token_per_second = 5;
+    c.admin.tokens = vec![paybridge_core::tenant::hash_api_key(FLOOD_ADMIN)];
     c.limits.burst_seconds = 1;
     c.limits.unverified_attempts_recorded_per_minute = recorded;
 }
@@ -235,6 +239,30 @@ async fn a_flood_of_forged_notifications_is_limited_and_writes_a_bounded_sample(
         }
         let limited_api = statuses.iter().filter(|s| **s == 429).count();
         assert!(limited_api >= 10, "{statuses:?}");
+
+        // The admin API: 429 `rate_limited` past the token's rate.
+        let mut statuses = Vec::new();
+        for _ in 0..20 {
+            let res = gw
+                .http
+                .get(format!("{}/admin/api/tenants", gw.base))
+                .bearer_auth(FLOOD_ADMIN)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            if status == 429 {
+                let body: serde_json::Value = res.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+            }
+            statuses.push(status);
+        }
+        let limited_admin = statuses.iter().filter(|s| **s == 429).count();
+        assert!(limited_admin >= 10, "{statuses:?}");
+        println!(
+            "{}: 20 quick requests each: {limited_api} merchant API and {limited_admin} admin API requests limited",
+            backend.name()
+        );
         gw.finish().await;
     }
 }

@@ -110,6 +110,11 @@ fn authenticate(req: &HttpRequest) -> Result<AdminAuth, AdminError> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
     match token.and_then(|t| state.tokens.check(t)) {
+        Some(actor) if !state.allowed(&actor) => Err(AdminError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests with this admin token: slow down and retry ([limits] admin_per_token_per_second)",
+        )),
         Some(actor) => Ok(AdminAuth { actor }),
         None => Err(AdminError::unauthorized(
             "missing or unknown admin token: send `Authorization: Bearer <admin token>`",

@@ -40,7 +40,11 @@ pub struct AdminState {
     /// How long a rotated API key keeps working (`[admin] key_grace_seconds`).
     pub key_grace: Duration,
     on_change: Option<ChangeListener>,
+    rate_limit: Option<RateLimit>,
 }
+
+/// Whether a request of this admin (its `actor`) may be served now.
+pub type RateLimit = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Called after every committed change; the answer is sent once its future completes, so a
 /// listener that rebuilds the serving registry makes the change live for the very next request.
@@ -64,7 +68,19 @@ impl AdminState {
             tokens,
             key_grace: DEFAULT_KEY_GRACE,
             on_change: None,
+            rate_limit: None,
         }
+    }
+
+    /// Refuse an admin's requests with `429 rate_limited` while `allowed(actor)` says no.
+    pub fn with_rate_limit(mut self, allowed: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.rate_limit = Some(Arc::new(allowed));
+        self
+    }
+
+    /// Whether this admin may be served now.
+    pub(crate) fn allowed(&self, actor: &str) -> bool {
+        self.rate_limit.as_ref().is_none_or(|allowed| allowed(actor))
     }
 
     /// Set the grace period of rotated keys.
