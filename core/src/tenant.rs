@@ -37,10 +37,9 @@ pub struct TenantProvider {
     /// Whether new orders may use it. A disabled provider still verifies notifications for its
     /// existing orders, because that money already moved.
     pub enabled: bool,
-    /// The built provider.
+    /// The built provider. It holds its secrets as `SecretString`s and key objects; the table it
+    /// was built from is wiped, not kept.
     pub provider: Arc<dyn PaymentProvider>,
-    /// The raw table (minus `enabled`), for the sandbox simulators.
-    pub table: toml::Table,
 }
 
 /// A validated tenant with its providers built.
@@ -67,6 +66,24 @@ impl fmt::Debug for Tenant {
             .field("name", &self.name)
             .field("providers", &self.providers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
+    }
+}
+
+/// Overwrite every string value of `table` with zeros, in place: a document that held plaintext
+/// secrets does not leave them in freed memory once it is dropped.
+pub fn wipe_table(table: &mut toml::Table) {
+    for (_, value) in table.iter_mut() {
+        wipe_value(value);
+    }
+}
+
+fn wipe_value(value: &mut toml::Value) {
+    use zeroize::Zeroize;
+    match value {
+        toml::Value::String(s) => s.zeroize(),
+        toml::Value::Array(items) => items.iter_mut().for_each(wipe_value),
+        toml::Value::Table(t) => wipe_table(t),
+        _ => {}
     }
 }
 
@@ -207,16 +224,11 @@ pub fn build_tenant(
                         true
                     }
                 };
-                match (factory.build)(&table, &ctx) {
+                let built = (factory.build)(&table, &ctx);
+                wipe_table(&mut table);
+                match built {
                     Ok(provider) => {
-                        providers.insert(
-                            kind.clone(),
-                            TenantProvider {
-                                enabled,
-                                provider,
-                                table,
-                            },
-                        );
+                        providers.insert(kind.clone(), TenantProvider { enabled, provider });
                     }
                     Err(field_errors) => errors.extend(
                         field_errors
@@ -277,6 +289,19 @@ impl Tenant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wiping_a_document_empties_every_string_at_every_depth() {
+        let mut doc: toml::Table = toml::from_str(
+            "id = \"t\"\n[providers.x]\napi_key = \"secret-1\"\nkeys = [\"secret-2\", 3]\n[providers.x.nested]\nk = \"secret-3\"",
+        )
+        .expect("toml");
+        wipe_table(&mut doc);
+        let text = toml::to_string(&doc).expect("render");
+        assert!(!text.contains("secret"), "{text}");
+        assert!(text.contains("api_key = \"\""), "{text}");
+        assert!(text.contains('3'), "non-strings stay: {text}");
+    }
 
     #[test]
     fn every_problem_is_reported_with_its_path() {

@@ -10,7 +10,7 @@ use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpServer, web};
 use paybridge_admin::api::AdminSecurity;
-use paybridge_admin::{MasterKey, TenantStore};
+use paybridge_admin::{MasterKey, StoredTenant, TenantStore};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
@@ -121,7 +121,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
                 }
             )
         })?;
-    let stored = tenant_store.load_all().await.map_err(|e| e.to_string())?;
+    let mut stored = tenant_store.load_all().await.map_err(|e| e.to_string())?;
     let (tenants, problems) =
         crate::live::build_all(&stored, &config, tenant_store.encrypts(), |_| None);
     if !problems.is_empty() {
@@ -136,7 +136,14 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         .config_version()
         .await
         .map_err(|e| e.to_string())?;
-    let simulators = build_simulators(&config, &tenants);
+    let simulators = build_simulators(&config, &stored, &tenants);
+    let next_key_expiry = stored
+        .iter()
+        .filter_map(paybridge_admin::StoredTenant::next_key_expiry)
+        .min();
+    // The providers are built and the simulators taught: the plaintext documents go.
+    stored.iter_mut().for_each(StoredTenant::wipe);
+    drop(stored);
     let registry = TenantRegistry::default();
     tracing::info!(
         count = tenants.len(),
@@ -144,10 +151,6 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         "tenants loaded"
     );
     registry.replace_all(tenants);
-    let next_key_expiry = stored
-        .iter()
-        .filter_map(paybridge_admin::StoredTenant::next_key_expiry)
-        .min();
     let limits = crate::limits::Limits::new(&config.limits);
     Ok(AppState {
         store: Store::new(connections.write, connections.read),

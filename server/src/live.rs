@@ -59,7 +59,7 @@ pub async fn reload(state: &AppState) -> Result<(), String> {
         .config_version()
         .await
         .map_err(|e| e.to_string())?;
-    let stored = state
+    let mut stored = state
         .tenant_store
         .load_all()
         .await
@@ -73,7 +73,12 @@ pub async fn reload(state: &AppState) -> Result<(), String> {
     for p in &problems {
         tracing::error!(problem = %p, "tenant config not applied");
     }
-    register_merchants(&state.simulators, &tenants, &state.config.sandbox_prefix());
+    register_merchants(
+        &state.simulators,
+        &stored,
+        &tenants,
+        &state.config.sandbox_prefix(),
+    );
     if let Ok(mut next) = state.next_key_expiry.lock() {
         *next = stored
             .iter()
@@ -81,6 +86,9 @@ pub async fn reload(state: &AppState) -> Result<(), String> {
             .filter(|at| *at > Utc::now())
             .min();
     }
+    // Built and registered: the plaintext documents go.
+    stored.iter_mut().for_each(StoredTenant::wipe);
+    drop(stored);
     let count = tenants.len();
     state.tenants.replace_all(tenants);
     let before = state.loaded_version.swap(version, Ordering::SeqCst);

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use paybridge_admin::TenantStore;
+use paybridge_admin::{StoredTenant, TenantStore};
 use paybridge_core::provider::{Simulator, factories};
 use paybridge_core::tenant::Tenant;
 
@@ -108,7 +108,8 @@ impl TenantRegistry {
 /// Build every registered provider's simulator and teach it the tenants' merchants.
 pub fn build_simulators(
     config: &Config,
-    tenants: &[Tenant],
+    stored: &[StoredTenant],
+    served: &[Tenant],
 ) -> BTreeMap<&'static str, Arc<dyn Simulator>> {
     let mut sims = BTreeMap::new();
     if !config.sandbox.enabled {
@@ -119,25 +120,39 @@ pub fn build_simulators(
             sims.insert(f.kind, make(config.outbound_timeout()));
         }
     }
-    register_merchants(&sims, tenants, &config.sandbox_prefix());
+    register_merchants(&sims, stored, served, &config.sandbox_prefix());
     sims
 }
 
-/// Teach the simulators the merchants of the tenants that use them (again, after a config
-/// change). Only provider tables whose every endpoint points at this server's sandbox are given
-/// to a simulator: a production tenant's credentials never reach one.
+/// Teach the simulators the merchants of the served tenants that use them (again, after a config
+/// change), from the stored documents: the registry keeps no provider table. Only provider
+/// tables whose every endpoint points at this server's sandbox are given to a simulator: a
+/// production tenant's credentials never reach one.
 pub fn register_merchants(
     sims: &BTreeMap<&'static str, Arc<dyn Simulator>>,
-    tenants: &[Tenant],
+    stored: &[StoredTenant],
+    served: &[Tenant],
     sandbox_prefix: &str,
 ) {
     for (kind, sim) in sims {
-        for t in tenants {
-            if let Some(p) = t.providers.get(*kind)
-                && paybridge_admin::secrets::is_sandbox_provider(&p.table, sandbox_prefix)
-            {
-                sim.register_merchant(&p.table);
+        for s in stored {
+            if !served.iter().any(|t| t.id == s.id) {
+                continue;
             }
+            let Some(table) = s
+                .document
+                .get("providers")
+                .and_then(|p| p.get(*kind))
+                .and_then(toml::Value::as_table)
+            else {
+                continue;
+            };
+            let mut table = table.clone();
+            table.remove("enabled");
+            if paybridge_admin::secrets::is_sandbox_provider(&table, sandbox_prefix) {
+                sim.register_merchant(&table);
+            }
+            paybridge_core::tenant::wipe_table(&mut table);
         }
     }
 }

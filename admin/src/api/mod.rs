@@ -73,14 +73,19 @@ impl AdminState {
     }
 
     /// Refuse an admin's requests with `429 rate_limited` while `allowed(actor)` says no.
-    pub fn with_rate_limit(mut self, allowed: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+    pub fn with_rate_limit(
+        mut self,
+        allowed: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.rate_limit = Some(Arc::new(allowed));
         self
     }
 
     /// Whether this admin may be served now.
     pub(crate) fn allowed(&self, actor: &str) -> bool {
-        self.rate_limit.as_ref().is_none_or(|allowed| allowed(actor))
+        self.rate_limit
+            .as_ref()
+            .is_none_or(|allowed| allowed(actor))
     }
 
     /// Set the grace period of rotated keys.

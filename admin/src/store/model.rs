@@ -39,6 +39,12 @@ pub struct StoredTenant {
 }
 
 impl StoredTenant {
+    /// Zero the plaintext document in place (once the providers are built from it), so that its
+    /// secrets do not linger in freed memory.
+    pub fn wipe(&mut self) {
+        paybridge_core::tenant::wipe_table(&mut self.document);
+    }
+
     /// Validate the document and build its providers (what the server's registry holds).
     pub fn build(&self, http_timeout: Duration) -> Result<Tenant, ConfigErrors> {
         build_tenant(&self.document, &self.base_dir, http_timeout)
