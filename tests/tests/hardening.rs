@@ -820,3 +820,96 @@ async fn two_instances_apply_each_payment_once_and_deliver_each_event() {
         a.finish().await;
     }
 }
+
+/// Any refund report (a query's answer, a notification, a call's answer) goes through one storage
+/// function: one with another amount, or another provider refund number, changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_refuses_a_refund_report_with_another_amount_or_number() {
+    use paybridge_core::refund::RefundStatus;
+    use paybridge_server::store::ApplyError;
+    use paybridge_server::store::refunds::{RefundUpdate, apply_refund_update};
+    for backend in backends() {
+        let t = tenant("hard_refund_amount", 91);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let (no, _) = wechat::create_order(&gw, &t.id, 500).await;
+        wechat::pay(&gw, &t, &no, "deliver").await;
+        let (s, refund) = gw
+            .post(
+                &t.id,
+                &format!("/v1/orders/{no}/refunds"),
+                &serde_json::json!({"out_refund_no": "R1", "amount": 200}),
+            )
+            .await;
+        assert_eq!(s, 201, "{refund}");
+        let known = refund["provider_refund_no"].as_str().unwrap().to_owned();
+        let report = |amount: Option<i64>, number: &str| RefundUpdate {
+            event_id: format!("query:{amount:?}:{number}"),
+            status: RefundStatus::Succeeded,
+            provider_refund_no: Some(number.to_owned()),
+            succeeded_at: None,
+            sent: true,
+            amount,
+            payload: serde_json::json!({}),
+        };
+        for (update, what) in [
+            (report(Some(199), &known), "amount"),
+            (report(Some(200), "50300000000000000"), "number"),
+        ] {
+            let (id, no1) = (t.id.clone(), no.clone());
+            let outcome = gw
+                .state
+                .store
+                .write(move |txn| {
+                    Box::pin(async move {
+                        Ok::<_, sea_orm::DbErr>(
+                            apply_refund_update(
+                                txn,
+                                &id,
+                                "wechat_miniprogram",
+                                &no1,
+                                "R1",
+                                &update,
+                            )
+                            .await
+                            .map(|_| ()),
+                        )
+                    })
+                })
+                .await
+                .unwrap();
+            match (what, outcome) {
+                (
+                    "amount",
+                    Err(ApplyError::AmountMismatch {
+                        expected: 200,
+                        got: 199,
+                    }),
+                ) => {}
+                ("number", Err(ApplyError::RefundNoMismatch { .. })) => {}
+                (what, other) => panic!("{}: {what}: {other:?}", backend.name()),
+            }
+            let (_, r) = gw.get(&t.id, &format!("/v1/orders/{no}/refunds/R1")).await;
+            assert_eq!(r["status"], "processing", "{what}: {r}");
+        }
+        // The recorded amount and number: applied.
+        let (id, no2) = (t.id.clone(), no.clone());
+        let update = report(Some(200), &known);
+        gw.state
+            .store
+            .write(move |txn| {
+                Box::pin(async move {
+                    Ok::<_, sea_orm::DbErr>(
+                        apply_refund_update(txn, &id, "wechat_miniprogram", &no2, "R1", &update)
+                            .await
+                            .map(|_| ()),
+                    )
+                })
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let (_, r) = gw.get(&t.id, &format!("/v1/orders/{no}/refunds/R1")).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        gw.finish().await;
+    }
+}
