@@ -506,11 +506,22 @@ mod fuzz {
             .prop_map(|tokens| tokens.concat().into_bytes())
     }
 
+    /// One provider and one runtime for every case: building them is most of a case's cost.
     fn check(body: &[u8]) -> Result<ProviderEvent, NotificationRejection> {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(verify(body, &orders()))
+        static SETUP: std::sync::OnceLock<(crate::AlipayApp, tokio::runtime::Runtime)> =
+            std::sync::OnceLock::new();
+        let (p, runtime) = SETUP.get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            (provider(), runtime)
+        });
+        let notification = IncomingNotification {
+            channel: NotifyChannel::Payment,
+            content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),
+            body,
+        };
+        runtime.block_on(p.verify_notification(&notification, &orders()))
     }
 
     proptest! {

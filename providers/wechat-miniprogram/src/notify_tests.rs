@@ -451,21 +451,27 @@ mod fuzz {
             .prop_map(|tokens| tokens.concat().into_bytes())
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
+    /// One provider and one runtime for every case: building them is most of a case's cost.
+    fn setup() -> &'static (WechatMiniprogram, tokio::runtime::Runtime) {
+        static SETUP: std::sync::OnceLock<(WechatMiniprogram, tokio::runtime::Runtime)> =
+            std::sync::OnceLock::new();
+        SETUP.get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            (provider("MD5"), runtime)
+        })
     }
 
     fn check(body: &[u8]) -> Result<ProviderEvent, NotificationRejection> {
-        let p = provider("MD5");
+        let (p, runtime) = setup();
         let orders = orders(serde_json::Value::Null);
         let n = IncomingNotification {
             channel: NotifyChannel::Payment,
             content_type: Some("text/xml"),
             body,
         };
-        runtime().block_on(p.verify_notification(&n, &orders))
+        runtime.block_on(p.verify_notification(&n, &orders))
     }
 
     proptest! {

@@ -373,10 +373,16 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
+    /// One provider and one runtime for every case: building them is most of a case's cost.
+    fn setup() -> &'static (WechatMiniprogram, tokio::runtime::Runtime) {
+        static SETUP: std::sync::OnceLock<(WechatMiniprogram, tokio::runtime::Runtime)> =
+            std::sync::OnceLock::new();
+        SETUP.get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            (provider(TEST_APPID, TEST_MCH, TEST_KEY), runtime)
+        })
     }
 
     proptest! {
@@ -394,8 +400,8 @@ mod fuzz {
             let mut padded = plain;
             padded.resize(padded.len().div_ceil(16).max(1) * 16, 0);
             let body = outer(TEST_APPID, TEST_MCH, &encrypt_raw(&padded, TEST_KEY));
-            let p = provider(TEST_APPID, TEST_MCH, TEST_KEY);
-            let verdict = runtime().block_on(verify(&p, &body, &refunds("ORDER0001", "R-1", 1990)));
+            let (p, runtime) = setup();
+            let verdict = runtime.block_on(verify(p, &body, &refunds("ORDER0001", "R-1", 1990)));
             prop_assert!(verdict.is_err());
         }
 
@@ -406,8 +412,8 @@ mod fuzz {
             extra in "\\PC{0,30}",
         ) {
             let body = test_notification(status, &refund_fee, &extra);
-            let p = provider(TEST_APPID, TEST_MCH, TEST_KEY);
-            let verdict = runtime().block_on(verify(&p, &body, &refunds("ORDER0001", "R-1", 1990)));
+            let (p, runtime) = setup();
+            let verdict = runtime.block_on(verify(p, &body, &refunds("ORDER0001", "R-1", 1990)));
             if let Ok(ProviderEvent::Refund(r)) = verdict {
                 prop_assert_eq!(r.amount, Fen::new(1990));
                 prop_assert_eq!(r.out_refund_no.as_str(), "R-1");
