@@ -53,7 +53,12 @@ fn toml_string(text: &str) -> String {
 impl RoundEnv {
     /// Write the config and the demo tenant (from `examples/tenants/demo.toml`, its sandbox URLs
     /// moved to a free port and its certificate paths made absolute) into `dir`.
-    pub fn prepare(dir: &Path, examples: &Path, db_url: &str) -> anyhow::Result<Self> {
+    pub fn prepare(
+        dir: &Path,
+        examples: &Path,
+        db_url: &str,
+        limits_section: bool,
+    ) -> anyhow::Result<Self> {
         let tenants_dir = dir.join("tenants");
         fs::create_dir_all(&tenants_dir)
             .with_context(|| format!("creating {}", tenants_dir.display()))?;
@@ -92,9 +97,15 @@ impl RoundEnv {
              \n[tenants]\ndir = \"tenants\"\n\
              \n[sandbox]\nenabled = true\n\
              \n[reconciler]\nenabled = true\n\
-             \n[http]\noutbound_timeout_seconds = 10\nmax_body_bytes = 65536\nmax_notification_bytes = 65536\n\
-             \n# Capacity is measured, not the limiter: the driver is one IP sending thousands a second.\n[limits]\nnotify_per_ip_per_second = 0\nnotify_per_tenant_per_second = 0\napi_per_tenant_per_second = 0\n",
+             \n[http]\noutbound_timeout_seconds = 10\nmax_body_bytes = 65536\nmax_notification_bytes = 65536\n{limits}",
             db = toml_string(db_url),
+            // Capacity is measured, not the limiter: the driver is one IP sending thousands a
+            // second.
+            limits = if limits_section {
+                "\n[limits]\nnotify_per_ip_per_second = 0\nnotify_per_tenant_per_second = 0\napi_per_tenant_per_second = 0\n"
+            } else {
+                ""
+            },
         );
         let config_path = dir.join("paybridge.toml");
         fs::write(&config_path, config)?;

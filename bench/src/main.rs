@@ -79,6 +79,10 @@ pub struct Cli {
     /// The gateway binary (default: `paybridge` beside this binary).
     #[arg(long)]
     gateway_bin: Option<PathBuf>,
+    /// Leave the `[limits]` section (rate limits off) out of the gateway's config: for a gateway
+    /// build older than that section, which refuses unknown sections. Such builds have no limits.
+    #[arg(long)]
+    without_limits_section: bool,
     /// The examples folder with tenants/demo.toml (default: the workspace's examples/).
     #[arg(long)]
     examples: Option<PathBuf>,
@@ -245,7 +249,7 @@ async fn bench(
     let clk_tck = procfs::clock_ticks_per_second();
     let started = std::time::Instant::now();
 
-    let key_source = RoundEnv::prepare(&workdir.join("limits"), examples, "sqlite::memory:")?;
+    let key_source = RoundEnv::prepare(&workdir.join("limits"), examples, "sqlite::memory:", true)?;
     println!(
         "== limits (core {}, gateway not running, {} s each)",
         cli.gateway_core, cli.limit_seconds
@@ -298,7 +302,7 @@ async fn bench(
             || format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
             |p| p.url.clone(),
         );
-        let env = RoundEnv::prepare(&dir, examples, &db_url)?;
+        let env = RoundEnv::prepare(&dir, examples, &db_url, !cli.without_limits_section)?;
         let ctx = Ctx {
             cli,
             env: &env,
