@@ -50,6 +50,14 @@ pub fn hot_queries(backend: DbBackend) -> Vec<(&'static str, Statement)> {
             "webhook worker: due deliveries (claim)",
             super::deliveries::due(now, 100).build(backend),
         ),
+        (
+            "retention: a batch of old notification attempts",
+            super::retention::notification_attempts_batch(now, 1000).build(backend),
+        ),
+        (
+            "retention: a batch of old webhook attempts",
+            super::retention::webhook_attempts_batch(now, 1000).build(backend),
+        ),
     ]
 }
 
@@ -104,10 +112,10 @@ mod tests {
                 "{query}: {detail}\n\nwhole plan:\n{plans}"
             );
         }
-        assert_eq!(
-            plans.matches("SEARCH").count(),
-            hot_queries(DbBackend::Sqlite).len(),
-            "{plans}"
-        );
+        // Each query searches at least one index (a batched delete searches two: the time index
+        // for its batch, the primary key for its rows).
+        for block in plans.split("-- ").skip(1) {
+            assert!(block.contains("SEARCH"), "{block}\n\nwhole plan:\n{plans}");
+        }
     }
 }

@@ -3,17 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, DeleteMany, EntityTrait, QueryFilter};
 
 use super::StoreError;
 use crate::db::entities::{notification_attempt, webhook_attempt};
 
-/// Delete up to `limit` notification attempts received before `before`; returns how many.
-pub async fn prune_notification_attempts<C: ConnectionTrait>(
-    db: &C,
+/// One batch of notification attempts received before `before`, oldest first.
+pub fn notification_attempts_batch(
     before: DateTime<Utc>,
     limit: u64,
-) -> Result<u64, StoreError> {
+) -> DeleteMany<notification_attempt::Entity> {
     use notification_attempt::Column as C;
     let batch = Query::select()
         .column(C::Id)
@@ -22,11 +21,33 @@ pub async fn prune_notification_attempts<C: ConnectionTrait>(
         .order_by(C::ReceivedAt, sea_orm::Order::Asc)
         .limit(limit)
         .to_owned();
-    let done = notification_attempt::Entity::delete_many()
-        .filter(C::Id.in_subquery(batch))
-        .exec(db)
-        .await?;
+    notification_attempt::Entity::delete_many().filter(C::Id.in_subquery(batch))
+}
+
+/// Delete up to `limit` notification attempts received before `before`; returns how many.
+pub async fn prune_notification_attempts<C: ConnectionTrait>(
+    db: &C,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, StoreError> {
+    let done = notification_attempts_batch(before, limit).exec(db).await?;
     Ok(done.rows_affected)
+}
+
+/// One batch of webhook delivery attempts made before `before`, oldest first.
+pub fn webhook_attempts_batch(
+    before: DateTime<Utc>,
+    limit: u64,
+) -> DeleteMany<webhook_attempt::Entity> {
+    use webhook_attempt::Column as C;
+    let batch = Query::select()
+        .column(C::Id)
+        .from(webhook_attempt::Entity)
+        .and_where(C::At.lt(before))
+        .order_by(C::At, sea_orm::Order::Asc)
+        .limit(limit)
+        .to_owned();
+    webhook_attempt::Entity::delete_many().filter(C::Id.in_subquery(batch))
 }
 
 /// Delete up to `limit` webhook delivery attempts made before `before`; returns how many. The
@@ -36,17 +57,6 @@ pub async fn prune_webhook_attempts<C: ConnectionTrait>(
     before: DateTime<Utc>,
     limit: u64,
 ) -> Result<u64, StoreError> {
-    use webhook_attempt::Column as C;
-    let batch = Query::select()
-        .column(C::Id)
-        .from(webhook_attempt::Entity)
-        .and_where(C::At.lt(before))
-        .order_by(C::At, sea_orm::Order::Asc)
-        .limit(limit)
-        .to_owned();
-    let done = webhook_attempt::Entity::delete_many()
-        .filter(C::Id.in_subquery(batch))
-        .exec(db)
-        .await?;
+    let done = webhook_attempts_batch(before, limit).exec(db).await?;
     Ok(done.rows_affected)
 }
