@@ -151,7 +151,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         "tenants loaded"
     );
     registry.replace_all(tenants);
-    let limits = crate::limits::Limits::new(&config.limits);
+    let limits = crate::limits::Limits::new(&config.limits)?;
     Ok(AppState {
         store: Store::new(connections.write, connections.read),
         tenants: registry,

@@ -67,6 +67,11 @@ impl Default for RetentionSection {
 pub struct LimitsSection {
     /// Notifications from one client IP.
     pub notify_per_ip_per_second: u32,
+    /// Proxies in front of the gateway (IP addresses or CIDR ranges, e.g. `10.0.0.0/8`). A
+    /// request from one of them is counted under the address its `X-Forwarded-For` names (the
+    /// nearest hop that is not itself a trusted proxy); from anywhere else the header is ignored,
+    /// so that it cannot be forged around the limit.
+    pub trusted_proxies: Vec<String>,
     /// Notifications to one tenant's notify URLs, from everywhere.
     pub notify_per_tenant_per_second: u32,
     /// Merchant API requests with one tenant's API keys.
@@ -85,6 +90,7 @@ impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
             notify_per_ip_per_second: 500,
+            trusted_proxies: Vec::new(),
             notify_per_tenant_per_second: 1000,
             api_per_tenant_per_second: 200,
             admin_per_token_per_second: 20,

@@ -53,6 +53,7 @@ fn per_second(per_second: u32, burst_seconds: u32) -> Option<Quota> {
 
 /// Every limit of the server.
 pub struct Limits {
+    trusted_proxies: Vec<ipnet::IpNet>,
     notify_ip: Bucket<IpAddr>,
     notify_tenant: Bucket<String>,
     api_tenant: Bucket<String>,
@@ -61,10 +62,26 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of `[limits]`.
-    pub fn new(c: &LimitsSection) -> Self {
+    /// The limits of `[limits]`; an entry of `trusted_proxies` that is no address or range is an
+    /// error that names it.
+    pub fn new(c: &LimitsSection) -> Result<Self, String> {
         let burst = c.burst_seconds;
-        Limits {
+        let trusted_proxies = c
+            .trusted_proxies
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "[limits] trusted_proxies: {entry:?} is not an IP address or a CIDR range such as 10.0.0.0/8"
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Limits {
+            trusted_proxies,
             notify_ip: Bucket::new(per_second(c.notify_per_ip_per_second, burst)),
             notify_tenant: Bucket::new(per_second(c.notify_per_tenant_per_second, burst)),
             api_tenant: Bucket::new(per_second(c.api_per_tenant_per_second, burst)),
@@ -72,7 +89,35 @@ impl Limits {
             unverified: Bucket::new(
                 NonZeroU32::new(c.unverified_attempts_recorded_per_minute).map(Quota::per_minute),
             ),
+        })
+    }
+
+    /// The client a request is counted under: the TCP peer, or, when the peer is a trusted
+    /// proxy, the nearest `X-Forwarded-For` hop that is not one (`forwarded`: the header's
+    /// values, in order).
+    pub fn client_ip<'a>(
+        &self,
+        peer: Option<IpAddr>,
+        forwarded: impl Iterator<Item = &'a str>,
+    ) -> Option<IpAddr> {
+        let peer = peer?;
+        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
+        if !trusted(&peer) {
+            return Some(peer);
         }
+        let hops: Vec<&str> = forwarded
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if trusted(&ip) => continue,
+                Ok(ip) => return Some(ip),
+                // A hop that is no address: stop at the last one known.
+                Err(_) => return Some(peer),
+            }
+        }
+        Some(peer)
     }
 
     /// Whether a notification from `ip` to `tenant` may be handled now. Both buckets are charged.
@@ -105,6 +150,7 @@ mod tests {
 
     fn limits(rate: u32) -> Limits {
         Limits::new(&LimitsSection {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "192.168.1.1".into()],
             notify_per_ip_per_second: rate,
             notify_per_tenant_per_second: rate * 2,
             api_per_tenant_per_second: rate,
@@ -112,6 +158,40 @@ mod tests {
             burst_seconds: 1,
             unverified_attempts_recorded_per_minute: 3,
         })
+        .expect("valid")
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
+        let l = limits(5);
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        // An untrusted peer: its header is ignored, whatever it claims.
+        assert_eq!(
+            l.client_ip(ip("203.0.113.9"), ["198.51.100.1"].into_iter()),
+            ip("203.0.113.9")
+        );
+        // A trusted proxy: the nearest untrusted hop, skipping trusted ones.
+        assert_eq!(
+            l.client_ip(
+                ip("10.1.2.3"),
+                ["198.51.100.1, 203.0.113.7", "192.168.1.1"].into_iter()
+            ),
+            ip("203.0.113.7")
+        );
+        // Nothing usable: the peer.
+        assert_eq!(
+            l.client_ip(ip("10.1.2.3"), ["garbage"].into_iter()),
+            ip("10.1.2.3")
+        );
+        assert_eq!(
+            l.client_ip(ip("10.1.2.3"), std::iter::empty()),
+            ip("10.1.2.3")
+        );
+        let bad = Limits::new(&LimitsSection {
+            trusted_proxies: vec!["10.0.0.0/33".into()],
+            ..LimitsSection::default()
+        });
+        assert!(bad.err().is_some_and(|e| e.contains("10.0.0.0/33")));
     }
 
     #[test]
@@ -143,7 +223,8 @@ mod tests {
         let none = Limits::new(&LimitsSection {
             unverified_attempts_recorded_per_minute: 0,
             ..LimitsSection::default()
-        });
+        })
+        .expect("valid");
         assert!(!none.record_unverified("t", "k"));
     }
 }

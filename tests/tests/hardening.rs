@@ -913,3 +913,43 @@ async fn storage_refuses_a_refund_report_with_another_amount_or_number() {
         gw.finish().await;
     }
 }
+
+/// Behind a trusted proxy the per-IP limit counts the address the proxy forwards, so one noisy
+/// client does not use up the bucket of everyone behind the same proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
+    let t = tenant("hard_proxy", 92);
+    let gw = Gateway::start_with(&Backend::Sqlite, std::slice::from_ref(&t), |c| {
+        c.limits.trusted_proxies = vec!["127.0.0.1".into()];
+        c.limits.notify_per_ip_per_second = 5;
+        c.limits.notify_per_tenant_per_second = 0;
+        c.limits.burst_seconds = 1;
+    })
+    .await;
+    let send = |client: &'static str| {
+        let (http, url) = (
+            gw.http.clone(),
+            format!("{}/notify/{}/wechat_miniprogram", gw.base, t.id),
+        );
+        async move {
+            http.post(url)
+                .header("content-type", "text/xml")
+                .header("x-forwarded-for", client)
+                .body("<xml><return_code>SUCCESS</return_code></xml>")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let mut noisy = Vec::new();
+    for _ in 0..10 {
+        noisy.push(send("203.0.113.7").await);
+    }
+    let limited = noisy.iter().filter(|s| **s == 429).count();
+    assert!(limited >= 4, "{noisy:?}");
+    // Another client behind the same proxy is not limited by the first one's flood.
+    assert_ne!(send("203.0.113.8").await, 429);
+    gw.finish().await;
+}

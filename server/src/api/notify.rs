@@ -81,7 +81,12 @@ async fn handle(
             channel,
             content_type,
             body,
-            client_ip: req.peer_addr().map(|a| a.ip()),
+            client_ip: state.limits.client_ip(
+                req.peer_addr().map(|a| a.ip()),
+                req.headers()
+                    .get_all("x-forwarded-for")
+                    .filter_map(|v| v.to_str().ok()),
+            ),
         },
     )
     .await?;
