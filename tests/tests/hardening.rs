@@ -742,8 +742,10 @@ async fn two_instances_apply_each_payment_once_and_deliver_each_event() {
         let receiver = WebhookReceiver::start().await;
         let t = tenant("hard_twins", 90);
         let (id, url) = (t.id.clone(), receiver.url.clone());
+        // Small batches: many claims, so that the two instances' claims overlap in time.
         let a = Gateway::start_with(&backend, std::slice::from_ref(&t), move |c| {
             set_webhook(c, &id, &url, "whsec-twins");
+            c.webhooks.batch_size = 2;
         })
         .await;
         let b = a.second_instance(std::slice::from_ref(&t), |_| {}).await;
@@ -784,15 +786,28 @@ async fn two_instances_apply_each_payment_once_and_deliver_each_event() {
             backend.name()
         );
 
-        // Both instances deliver, concurrently, until nothing is due.
-        for _ in 0..20 {
-            let (ra, rb) = tokio::join!(
-                paybridge_server::webhooks::deliver_due(&a.state, Utc::now()),
-                paybridge_server::webhooks::deliver_due(&b.state, Utc::now()),
-            );
-            if ra.unwrap().claimed + rb.unwrap().claimed == 0 {
-                break;
-            }
+        // Both instances deliver, each on its own task, until nothing is due for a while.
+        let deliverers = [a.state.clone(), b.state.clone()].map(|state| {
+            tokio::spawn(async move {
+                let mut idle = 0;
+                for _ in 0..400 {
+                    let r = paybridge_server::webhooks::deliver_due(&state, Utc::now())
+                        .await
+                        .unwrap();
+                    if r.claimed > 0 {
+                        idle = 0;
+                        continue;
+                    }
+                    idle += 1;
+                    if idle == 3 {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            })
+        });
+        for d in deliverers {
+            d.await.unwrap();
         }
         let received = receiver.received();
         let mut ids: Vec<String> = received
