@@ -86,7 +86,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Connect the database, import and load the tenants, and build the shared state. Without a
 /// master key only sandbox tenants may exist: otherwise this refuses to start.
 pub async fn build_state(config: Config) -> Result<AppState, String> {
-    let connections = crate::db::connect(&config.database.url)
+    let busy_timeout = std::time::Duration::from_secs(config.database.busy_timeout_seconds.max(1));
+    let connections = crate::db::connect_with(&config.database.url, busy_timeout)
         .await
         .map_err(|e| format!("database {}: {e}", redact_url(&config.database.url)))?;
     let db = connections.write.clone();

@@ -129,12 +129,16 @@ impl Default for ServerSection {
 pub struct DatabaseSection {
     /// `sqlite://…?mode=rwc` or `postgres://…`.
     pub url: String,
+    /// SQLite: how long a statement waits for a lock another process holds before the request
+    /// fails with `503 storage_unavailable` (a notification: the provider's failure body).
+    pub busy_timeout_seconds: u64,
 }
 
 impl Default for DatabaseSection {
     fn default() -> Self {
         DatabaseSection {
             url: "sqlite://paybridge.db?mode=rwc".to_owned(),
+            busy_timeout_seconds: 10,
         }
     }
 }

@@ -968,3 +968,65 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
     assert_ne!(send("203.0.113.8").await, 429);
     gw.finish().await;
 }
+
+/// SQLite locked by another process past the busy timeout: merchant calls answer 503, the
+/// notification gets WeChat's failure body, readiness holds (readers are not blocked in WAL mode),
+/// and all is well again once the lock is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_sqlite_database_answers_503_and_failure_bodies_then_recovers() {
+    use sea_orm::sqlx::{Connection, Executor, SqliteConnection};
+    let t = tenant("hard_locked", 93);
+    let gw = Gateway::start_with(&Backend::Sqlite, std::slice::from_ref(&t), |c| {
+        c.database.busy_timeout_seconds = 1;
+    })
+    .await;
+    let (no, _) = wechat::create_order(&gw, &t.id, 300).await;
+    let paid = pay_notification(&gw, &t, &no).await;
+
+    // Another process's transaction holds the write lock.
+    let mut other = SqliteConnection::connect(&gw.state.config.database.url)
+        .await
+        .unwrap();
+    other.execute("BEGIN IMMEDIATE").await.unwrap();
+    other
+        .execute("UPDATE leases SET holder = holder WHERE 1 = 0")
+        .await
+        .unwrap();
+
+    let (status, body) = gw
+        .post(
+            &t.id,
+            "/v1/orders",
+            &serde_json::json!({
+                "provider": "alipay_app", "out_trade_no": wechat::trade_no(), "amount": 100,
+                "description": "while locked",
+            }),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+    let (status, body) = wechat::notify(&gw, &t.id, &paid).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(
+        wechat::parse_xml(&body)
+            .get("return_code")
+            .map(String::as_str),
+        Some("FAIL"),
+        "{body}"
+    );
+    let ready = gw
+        .http
+        .get(format!("{}/readyz", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(ready, 200, "reads still work under a write lock");
+
+    other.execute("ROLLBACK").await.unwrap();
+    let (status, body) = wechat::notify(&gw, &t.id, &paid).await;
+    assert_eq!((status, body.as_str()), (200, wechat::SUCCESS_ACK));
+    assert_eq!(order_status(&gw, &t.id, &no).await, "paid");
+    gw.finish().await;
+}

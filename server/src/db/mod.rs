@@ -27,7 +27,7 @@ pub struct Connections {
     pub read: DatabaseConnection,
 }
 
-fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
+fn sqlite_options(url: &str, connections: u32, busy_timeout: Duration) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .connect_timeout(Duration::from_secs(10))
@@ -41,24 +41,33 @@ fn sqlite_options(url: &str, connections: u32) -> ConnectOptions {
         // WAL: a commit is one append and one fsync of the log, and readers never block the
         // writer. FULL: that fsync happens at every commit, so an acknowledged payment survives
         // a power loss, not only a crash.
-        .map_sqlx_sqlite_opts(|o| {
+        .map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(busy_timeout)
         });
     options
 }
 
+/// How long a SQLite statement waits for a lock held elsewhere, unless configured.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Connect and run pending migrations.
 pub async fn connect(url: &str) -> Result<Connections, DbErr> {
+    connect_with(url, DEFAULT_BUSY_TIMEOUT).await
+}
+
+/// [`connect`], with SQLite's busy timeout: how long a statement waits for a lock that another
+/// process (or instance) holds before it fails, and the request answers 503.
+pub async fn connect_with(url: &str, busy_timeout: Duration) -> Result<Connections, DbErr> {
     let connections = if url.starts_with("sqlite:") {
-        let write = Database::connect(sqlite_options(url, 1)).await?;
+        let write = Database::connect(sqlite_options(url, 1, busy_timeout)).await?;
         // An in-memory database exists once per connection: it has no separate readers.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let read = if in_memory {
             write.clone()
         } else {
-            Database::connect(sqlite_options(url, SQLITE_READERS)).await?
+            Database::connect(sqlite_options(url, SQLITE_READERS, busy_timeout)).await?
         };
         Connections { write, read }
     } else {

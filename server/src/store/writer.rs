@@ -19,13 +19,15 @@ use sea_orm::{
     DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
+use std::sync::{Arc, Mutex};
+
 use tokio::sync::{mpsc, oneshot};
 
 /// The future a job returns; it borrows the transaction it runs in.
 pub type JobFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Called after the group's commit with its outcome.
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Completion = Box<dyn FnOnce(Result<(), DbErr>) + Send>;
 
 /// A job with its result type erased: run it in the group's transaction, get back what to do
 /// after the commit, and whether its savepoint ended cleanly (if not, the group must not commit).
@@ -39,8 +41,9 @@ const MAX_GROUP: usize = 512;
 const QUEUE: usize = 4096;
 
 enum Mode {
-    /// SQLite: the single writer task takes the jobs.
-    Grouped(mpsc::Sender<ErasedJob>),
+    /// SQLite: the single writer task takes the jobs, and says why when it had to drop a group
+    /// (its transaction could not begin, e.g. another process held the lock past the timeout).
+    Grouped(mpsc::Sender<ErasedJob>, Arc<Mutex<Option<DbErr>>>),
     /// PostgreSQL: each job is a transaction of its own on the pool.
     PerJob(DatabaseConnection),
 }
@@ -56,8 +59,9 @@ impl Writer {
     pub fn new(db: DatabaseConnection) -> Writer {
         let mode = if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(run_groups(db, rx));
-            Mode::Grouped(tx)
+            let dropped = Arc::new(Mutex::new(None));
+            tokio::spawn(run_groups(db, rx, dropped.clone()));
+            Mode::Grouped(tx, dropped)
         } else {
             Mode::PerJob(db)
         };
@@ -90,7 +94,7 @@ impl Writer {
                     }
                 }
             }
-            Mode::Grouped(queue) => {
+            Mode::Grouped(queue, dropped) => {
                 let (done_tx, done_rx) = oneshot::channel::<Result<T, E>>();
                 let erased: ErasedJob = Box::new(move |txn: &DatabaseTransaction| {
                     Box::pin(async move {
@@ -98,7 +102,7 @@ impl Writer {
                         let completion: Completion = Box::new(move |committed| {
                             let answer = match committed {
                                 Ok(()) => result,
-                                Err(e) => Err(E::from(DbErr::Custom(e))),
+                                Err(e) => Err(E::from(e)),
                             };
                             // The caller may have gone (its request was cancelled): the write
                             // stands, there is just no one left to tell.
@@ -111,9 +115,14 @@ impl Writer {
                     E::from(DbErr::Custom("the database writer has stopped".to_owned()))
                 })?;
                 done_rx.await.map_err(|_| {
-                    E::from(DbErr::Custom(
-                        "the database writer dropped the write before committing it".to_owned(),
-                    ))
+                    // Nothing was written; the writer kept the reason (the database's own error,
+                    // so that a locked or unreachable database is told apart from a bug).
+                    let reason = dropped.lock().ok().and_then(|r| r.clone());
+                    E::from(reason.unwrap_or_else(|| {
+                        DbErr::Custom(
+                            "the database writer dropped the write before committing it".to_owned(),
+                        )
+                    }))
                 })?
             }
         }
@@ -145,7 +154,11 @@ where
 }
 
 /// The SQLite writer: take what is waiting, run it in one transaction, commit once, answer.
-async fn run_groups(db: DatabaseConnection, mut queue: mpsc::Receiver<ErasedJob>) {
+async fn run_groups(
+    db: DatabaseConnection,
+    mut queue: mpsc::Receiver<ErasedJob>,
+    dropped: Arc<Mutex<Option<DbErr>>>,
+) {
     let mut group: Vec<ErasedJob> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = queue.recv().await {
         group.push(first);
@@ -165,6 +178,9 @@ async fn run_groups(db: DatabaseConnection, mut queue: mpsc::Receiver<ErasedJob>
             Ok(txn) => txn,
             Err(e) => {
                 tracing::error!(error = %e, jobs = group.len(), "database writer cannot begin a transaction");
+                if let Ok(mut reason) = dropped.lock() {
+                    *reason = Some(e);
+                }
                 // Dropping the jobs tells each caller that nothing was written.
                 group.clear();
                 continue;
@@ -179,9 +195,8 @@ async fn run_groups(db: DatabaseConnection, mut queue: mpsc::Receiver<ErasedJob>
         }
         let jobs = u64::try_from(completions.len()).unwrap_or(u64::MAX);
         let outcome = if clean {
-            txn.commit().await.map_err(|e| {
+            txn.commit().await.inspect_err(|e| {
                 tracing::error!(error = %e, jobs, "database writer: commit failed; no job of the group was written");
-                format!("commit failed: {e}")
             })
         } else {
             // A job's savepoint could not be ended: its half-done writes must not be committed.
@@ -192,7 +207,9 @@ async fn run_groups(db: DatabaseConnection, mut queue: mpsc::Receiver<ErasedJob>
                 jobs,
                 "database writer: a savepoint failed; the group was rolled back"
             );
-            Err("the transaction was rolled back after a savepoint failed".to_owned())
+            Err(DbErr::Custom(
+                "the transaction was rolled back after a savepoint failed".to_owned(),
+            ))
         };
         for complete in completions {
             complete(outcome.clone());
