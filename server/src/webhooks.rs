@@ -147,10 +147,12 @@ fn client(allow_private: bool) -> Result<reqwest::Client, DeliveryError> {
         let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("paybridge-webhooks/", env!("CARGO_PKG_VERSION")));
+        // Guarded: no proxy from the environment either, since a proxy would resolve and
+        // connect for us, around the check.
         let builder = if allow_private {
             builder
         } else {
-            builder.dns_resolver(Arc::new(PublicAddresses))
+            builder.no_proxy().dns_resolver(Arc::new(PublicAddresses))
         };
         builder.build().map_err(|e| e.to_string())
     })
