@@ -101,13 +101,10 @@ pub async fn reload(state: &AppState) -> Result<(), String> {
 /// Watch the store and reload on change. One per process.
 pub fn spawn_watch(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let stop = state.workers.clone();
-        loop {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
-            }
+        let mut clock = state.worker_clock(POLL_INTERVAL);
+        // The first tick is at once: the registry was just built, skip it.
+        clock.tick().await;
+        while clock.tick().await {
             let key_expired = state
                 .next_key_expiry
                 .lock()

@@ -250,15 +250,8 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     let interval = Duration::from_secs(state.config.reconciler.interval_seconds.max(1));
     tokio::spawn(async move {
         let holder = state.instance_id.clone();
-        let stop = state.workers.clone();
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
+        let mut clock = state.worker_clock(interval);
+        while clock.tick().await {
             // A pass told to stop returns at its next provider call, lease released.
             match run_once(&state, &holder, Utc::now()).await {
                 Ok(r) if r.queried + r.expired + r.refunds > 0 => {

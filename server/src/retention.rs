@@ -62,15 +62,8 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) -> Result<PruneRepor
 pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     let interval = Duration::from_secs(state.config.retention.interval_seconds.max(1));
     tokio::spawn(async move {
-        let stop = state.workers.clone();
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+        let mut clock = state.worker_clock(interval);
+        while clock.tick().await {
             match run_once(&state, Utc::now()).await {
                 Ok(r) if r.notification_attempts + r.webhook_attempts > 0 => {
                     tracing::info!(?r, "retention pass");

@@ -44,7 +44,35 @@ pub struct AppState {
     pub reload_lock: tokio::sync::Mutex<()>,
 }
 
+/// A background worker's clock: a tick every interval (a late tick delays the next one rather
+/// than bursting), until the workers are told to stop.
+pub struct WorkerClock {
+    ticker: tokio::time::Interval,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl WorkerClock {
+    /// Wait for the next tick: `true`, or `false` once the workers must stop.
+    pub async fn tick(&mut self) -> bool {
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => false,
+            _ = self.ticker.tick() => true,
+        }
+    }
+}
+
 impl AppState {
+    /// A clock for a worker that runs every `interval` until `workers` is cancelled.
+    pub fn worker_clock(&self, interval: std::time::Duration) -> WorkerClock {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        WorkerClock {
+            ticker,
+            stop: self.workers.clone(),
+        }
+    }
+
     /// Whether a shutdown began.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down

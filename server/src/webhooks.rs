@@ -441,18 +441,11 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     let interval = Duration::from_millis(state.config.webhooks.interval_milliseconds.max(50));
     let batch = usize::try_from(state.config.webhooks.batch_size.max(1)).unwrap_or(usize::MAX);
     tokio::spawn(async move {
-        let stop = state.workers.clone();
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+        let mut clock = state.worker_clock(interval);
+        while clock.tick().await {
             // A pass in progress finishes (each delivery is bounded by its timeout): a delivery
             // cut short would be sent again by the next instance, a duplicate for the merchant.
-            while !stop.is_cancelled() {
+            while !state.workers.is_cancelled() {
                 match deliver_due(&state, Utc::now()).await {
                     Ok(r) if r.claimed >= batch => continue,
                     Ok(_) => break,

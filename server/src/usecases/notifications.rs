@@ -235,21 +235,18 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
     let undecodable = matches!(verified, Err(NotificationRejection::Undecodable(_)));
     // Refused before the signature verified: anyone can send these. A bounded sample is
     // recorded; the rest are counted only.
-    let unverified = matches!(
-        verified,
-        Err(NotificationRejection::Undecodable(_) | NotificationRejection::BadSignature)
-    );
-    if unverified && !state.limits.record_unverified(n.tenant_id, n.kind) {
+    if let Err(
+        rejection @ (NotificationRejection::Undecodable(_) | NotificationRejection::BadSignature),
+    ) = &verified
+        && !state.limits.record_unverified(n.tenant_id, n.kind)
+    {
         count("rejected");
         state.metrics.inc(
             "paybridge_notifications_unrecorded_total",
             &[("provider", n.kind), ("channel", channel)],
         );
-        let rejection = verified
-            .err()
-            .unwrap_or(NotificationRejection::BadSignature);
         return Ok(Acknowledgement {
-            body: provider.acknowledgement(Err(&rejection)),
+            body: provider.acknowledgement(Err(rejection)),
             status: undecodable.then_some(400),
         });
     }
