@@ -153,8 +153,9 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
     );
     registry.replace_all(tenants);
     let limits = crate::limits::Limits::new(&config.limits)?;
+    let store = Store::new(connections).map_err(|e| format!("database: {e}"))?;
     Ok(AppState {
-        store: Store::new(connections.write, connections.read),
+        store,
         tenants: registry,
         simulators,
         metrics: Metrics::default(),

@@ -40,49 +40,91 @@ pub struct PassReport {
     pub errors: usize,
 }
 
-/// Try to take (or renew) the named lease until `now + ttl`.
+/// Try to take (or renew) the named lease until `now + ttl`. Through the store's writer, like
+/// every write of the request path: on SQLite a second writing connection would wait for the lock.
 pub async fn acquire_lease(
     state: &AppState,
     holder: &str,
     now: DateTime<Utc>,
     ttl: Duration,
 ) -> Result<bool, StoreError> {
-    let db = state.store.db();
     let until =
         now + chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::seconds(60));
-    let inserted = lease::Entity::insert(lease::ActiveModel {
-        name: Set(LEASE.to_owned()),
-        holder: Set(holder.to_owned()),
-        expires_at: Set(until),
-    })
-    .on_conflict_do_nothing_on([lease::Column::Name])
-    .exec_without_returning(db)
-    .await?;
-    if matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
-        return Ok(true);
-    }
-    let taken = lease::Entity::update_many()
-        .col_expr(lease::Column::Holder, Expr::value(holder))
-        .col_expr(lease::Column::ExpiresAt, Expr::value(until))
-        .filter(lease::Column::Name.eq(LEASE))
-        .filter(
-            Condition::any()
-                .add(lease::Column::Holder.eq(holder))
-                .add(lease::Column::ExpiresAt.lt(now)),
-        )
-        .exec(db)
-        .await?;
-    Ok(taken.rows_affected == 1)
+    let holder = holder.to_owned();
+    state
+        .store
+        .write(move |txn| {
+            Box::pin(async move {
+                let inserted = lease::Entity::insert(lease::ActiveModel {
+                    name: Set(LEASE.to_owned()),
+                    holder: Set(holder.clone()),
+                    expires_at: Set(until),
+                })
+                .on_conflict_do_nothing_on([lease::Column::Name])
+                .exec_without_returning(txn)
+                .await?;
+                if matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
+                    return Ok(true);
+                }
+                let taken = lease::Entity::update_many()
+                    .col_expr(lease::Column::Holder, Expr::value(holder.clone()))
+                    .col_expr(lease::Column::ExpiresAt, Expr::value(until))
+                    .filter(lease::Column::Name.eq(LEASE))
+                    .filter(
+                        Condition::any()
+                            .add(lease::Column::Holder.eq(holder))
+                            .add(lease::Column::ExpiresAt.lt(now)),
+                    )
+                    .exec(txn)
+                    .await?;
+                Ok(taken.rows_affected == 1)
+            })
+        })
+        .await
 }
 
 /// Give the lease up (end of a pass).
 pub async fn release_lease(state: &AppState, holder: &str) -> Result<(), StoreError> {
-    lease::Entity::delete_many()
-        .filter(lease::Column::Name.eq(LEASE))
-        .filter(lease::Column::Holder.eq(holder))
-        .exec(state.store.db())
-        .await?;
-    Ok(())
+    let holder = holder.to_owned();
+    state
+        .store
+        .write(move |txn| {
+            Box::pin(async move {
+                lease::Entity::delete_many()
+                    .filter(lease::Column::Name.eq(LEASE))
+                    .filter(lease::Column::Holder.eq(holder))
+                    .exec(txn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+}
+
+/// Look at an order again at `at` (not a change of the order).
+async fn defer_order_until(
+    state: &AppState,
+    id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let id = id.to_owned();
+    state
+        .store
+        .write(move |txn| Box::pin(async move { defer_order(txn, &id, at).await }))
+        .await
+}
+
+/// Look at a refund again at `at`.
+async fn defer_refund_until(
+    state: &AppState,
+    id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let id = id.to_owned();
+    state
+        .store
+        .write(move |txn| Box::pin(async move { defer_refund(txn, &id, at).await }))
+        .await
 }
 
 /// `work`, unless the workers are told to stop first: then it is dropped, `None`. Only provider
@@ -154,12 +196,7 @@ pub async fn run_once(
         }
         // Whatever the outcome, look again later, sooner for young orders: rows that never
         // change must not crowd newer ones out of the batch.
-        defer_order(
-            state.store.db(),
-            &o.id,
-            next_check(now, o.created_at, interval),
-        )
-        .await?;
+        defer_order_until(state, &o.id, next_check(now, o.created_at, interval)).await?;
         let Some(tenant) = state.tenants.get(&o.tenant_id) else {
             continue;
         };
@@ -182,12 +219,7 @@ pub async fn run_once(
             tracing::warn!("reconciler: lease lost mid-pass; stopping");
             return Ok(report);
         }
-        defer_order(
-            state.store.db(),
-            &o.id,
-            next_check(now, o.created_at, interval),
-        )
-        .await?;
+        defer_order_until(state, &o.id, next_check(now, o.created_at, interval)).await?;
         let Some(tenant) = state.tenants.get(&o.tenant_id) else {
             continue;
         };
@@ -215,12 +247,7 @@ pub async fn run_once(
             tracing::warn!("reconciler: lease lost mid-pass; stopping");
             return Ok(report);
         }
-        defer_refund(
-            state.store.db(),
-            &r.id,
-            next_check(now, r.created_at, interval),
-        )
-        .await?;
+        defer_refund_until(state, &r.id, next_check(now, r.created_at, interval)).await?;
         let Some(tenant) = state.tenants.get(&r.tenant_id) else {
             continue;
         };

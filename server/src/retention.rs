@@ -32,12 +32,16 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) -> Result<PruneRepor
     }
     let before = now - chrono::Duration::days(i64::from(c.attempts_days));
     let limit = c.batch_size.max(1);
-    let db = state.store.db();
     for _ in 0..c.max_batches.max(1) {
         if state.workers.is_cancelled() {
             return Ok(report);
         }
-        let n = prune_notification_attempts(db, before, limit).await?;
+        let n = state
+            .store
+            .write(move |txn| {
+                Box::pin(async move { prune_notification_attempts(txn, before, limit).await })
+            })
+            .await?;
         report.notification_attempts += n;
         report.batches += 1;
         if n < limit {
@@ -48,7 +52,12 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) -> Result<PruneRepor
         if state.workers.is_cancelled() {
             return Ok(report);
         }
-        let n = prune_webhook_attempts(db, before, limit).await?;
+        let n = state
+            .store
+            .write(move |txn| {
+                Box::pin(async move { prune_webhook_attempts(txn, before, limit).await })
+            })
+            .await?;
         report.webhook_attempts += n;
         report.batches += 1;
         if n < limit {

@@ -3,6 +3,7 @@
 
 pub mod entities;
 mod migration;
+pub mod sqlite;
 
 use std::time::Duration;
 
@@ -10,21 +11,21 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
 
-/// Readers of a SQLite database besides its one writer.
-const SQLITE_READERS: u32 = 4;
-
 /// PostgreSQL connections: enough for every request in flight to commit at once, so that the
 /// server can flush their commits together.
 const POSTGRES_CONNECTIONS: u32 = 48;
 
 /// The connections of a database.
 pub struct Connections {
-    /// Takes every write. On SQLite one connection: SQLite has one writer at a time, and a second
-    /// one in this process would only wait for the lock.
+    /// Migrations, the admin store and the background workers' own statements. On SQLite one
+    /// connection (sqlx); the request path's writes go through the store's writer instead.
     pub write: DatabaseConnection,
     /// Reads that need not see a write still in flight. On SQLite, in WAL mode, readers never
-    /// wait for the writer. On PostgreSQL the same pool as `write`.
+    /// wait for the writer; they run in the calling thread ([`sqlite::ReadProxy`]). On
+    /// PostgreSQL the same pool as `write`.
     pub read: DatabaseConnection,
+    /// The SQLite file, for the store's writer thread; `None` on PostgreSQL.
+    pub sqlite: Option<sqlite::SqliteFile>,
 }
 
 fn sqlite_options(url: &str, connections: u32, busy_timeout: Duration) -> ConnectOptions {
@@ -61,15 +62,27 @@ pub async fn connect(url: &str) -> Result<Connections, DbErr> {
 /// process (or instance) holds before it fails, and the request answers 503.
 pub async fn connect_with(url: &str, busy_timeout: Duration) -> Result<Connections, DbErr> {
     let connections = if url.starts_with("sqlite:") {
+        // The writer thread, the readers and this connection each open the file: an in-memory
+        // database would be a different one on each.
+        let file = sqlite::SqliteFile::from_url(url, busy_timeout)?
+            .filter(|_| !url.contains("mode=memory"))
+            .ok_or_else(|| {
+                DbErr::Custom(
+                    "an in-memory SQLite database is not supported: use a file, e.g. \
+                     sqlite://paybridge.db?mode=rwc (on a tmpfs for a throwaway one)"
+                        .to_owned(),
+                )
+            })?;
         let write = Database::connect(sqlite_options(url, 1, busy_timeout)).await?;
-        // An in-memory database exists once per connection: it has no separate readers.
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let read = if in_memory {
-            write.clone()
-        } else {
-            Database::connect(sqlite_options(url, SQLITE_READERS, busy_timeout)).await?
-        };
-        Connections { write, read }
+        migrate(&write).await?;
+        let readers: Box<dyn sea_orm::ProxyDatabaseTrait> =
+            Box::new(sqlite::ReadProxy::new(file.clone())?);
+        let read = Database::connect_proxy(sea_orm::DbBackend::Sqlite, readers.into()).await?;
+        return Ok(Connections {
+            write,
+            read,
+            sqlite: Some(file),
+        });
     } else {
         let mut options = ConnectOptions::new(url.to_owned());
         // During an outage a request waits at most this long for a connection, then answers
@@ -86,10 +99,15 @@ pub async fn connect_with(url: &str, busy_timeout: Duration) -> Result<Connectio
         Connections {
             read: write.clone(),
             write,
+            sqlite: None,
         }
     };
-    migration::Migrator::up(&connections.write, None).await?;
-    // The admin crate's tables (tenant store, versions, audit), tracked in its own table.
-    paybridge_admin::store::migrate(&connections.write).await?;
+    migrate(&connections.write).await?;
     Ok(connections)
+}
+
+async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    migration::Migrator::up(db, None).await?;
+    // The admin crate's tables (tenant store, versions, audit), tracked in its own table.
+    paybridge_admin::store::migrate(db).await
 }

@@ -318,8 +318,8 @@ pub struct EventRecord {
 }
 
 /// A tenant's event by id.
-pub async fn find_event(
-    db: &DatabaseConnection,
+pub async fn find_event<C: ConnectionTrait>(
+    db: &C,
     tenant_id: &str,
     event_id: &str,
 ) -> Result<Option<outbox_event::Model>, StoreError> {
@@ -364,8 +364,8 @@ pub async fn list_events(
 }
 
 /// The delivery state and attempts of these events.
-pub async fn with_deliveries(
-    db: &DatabaseConnection,
+pub async fn with_deliveries<C: ConnectionTrait>(
+    db: &C,
     events: Vec<outbox_event::Model>,
 ) -> Result<Vec<EventRecord>, StoreError> {
     if events.is_empty() {
@@ -401,8 +401,8 @@ pub async fn with_deliveries(
 
 /// Schedule a tenant's event for immediate delivery again, whatever its state; an attempt in
 /// flight is no longer waited for. None when the tenant has no such event.
-pub async fn redeliver(
-    db: &DatabaseConnection,
+pub async fn redeliver<C: ConnectionTrait>(
+    db: &C,
     tenant_id: &str,
     event_id: &str,
     now: DateTime<Utc>,

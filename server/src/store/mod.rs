@@ -105,15 +105,29 @@ pub struct Store {
 }
 
 impl Store {
-    /// Wrap the connections. `db` takes every write (on SQLite it is one connection); `read`
-    /// answers reads that need not see a write still in flight. Starts the writer task, so it
-    /// must be called on a Tokio runtime.
-    pub fn new(db: DatabaseConnection, read: DatabaseConnection) -> Self {
-        let writer = Writer::new(db.clone());
-        Store { db, read, writer }
+    /// Wrap the connections: `write` for the workers' own statements, `read` for reads that
+    /// need not see a write still in flight, and the writer (on SQLite a thread of its own with
+    /// its own connection to the file).
+    pub fn new(connections: crate::db::Connections) -> Result<Self, DbErr> {
+        let crate::db::Connections {
+            write,
+            read,
+            sqlite,
+        } = connections;
+        let writer = match sqlite {
+            Some(file) => Writer::sqlite(file.open(true)?)?,
+            None => Writer::per_job(write.clone()),
+        };
+        Ok(Store {
+            db: write,
+            read,
+            writer,
+        })
     }
 
-    /// The write connection: for writes outside the writer (workers, leases) and health checks.
+    /// The connection that also writes (on SQLite sqlx's one connection; the admin store and the
+    /// migrations write through it), for reads that must see every commit and health checks.
+    /// The server's own writes go through [`Store::write`].
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
@@ -121,6 +135,7 @@ impl Store {
     /// Close both pools, after the last write: SQLite checkpoints its WAL, PostgreSQL sees its
     /// sessions end.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.read.clone().close().await.ok();
         self.db.clone().close().await.ok();
     }

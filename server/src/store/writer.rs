@@ -3,9 +3,10 @@
 //! holds it.
 //!
 //! - **SQLite** has one writer at a time, and each commit with `synchronous=FULL` costs an fsync.
-//!   One task owns the write connection. It takes every job that is waiting, runs each under its
-//!   own savepoint (a job that fails is rolled back alone and its neighbours stay), and commits
-//!   them all with one `COMMIT`: one fsync for the whole group.
+//!   One thread owns the write connection (`db::sqlite::WriteProxy`: every statement runs in
+//!   that thread, with no hand-over per statement). It takes every job that is waiting, runs
+//!   each under its own savepoint (a job that fails is rolled back alone and its neighbours
+//!   stay), and commits them all with one `COMMIT`: one fsync for the whole group.
 //! - **PostgreSQL** has a real pool. Each job is its own transaction on it, and concurrent commits
 //!   share WAL flushes in the server (PostgreSQL's own group commit).
 //!
@@ -16,12 +17,14 @@ use std::future::Future;
 use std::pin::Pin;
 
 use sea_orm::{
-    DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions,
+    Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ProxyDatabaseTrait,
     TransactionTrait,
 };
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
+
+use crate::db::sqlite::WriteProxy;
 
 /// The future a job returns; it borrows the transaction it runs in.
 pub type JobFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -41,11 +44,18 @@ const MAX_GROUP: usize = 512;
 const QUEUE: usize = 4096;
 
 enum Mode {
-    /// SQLite: the single writer task takes the jobs, and says why when it had to drop a group
-    /// (its transaction could not begin, e.g. another process held the lock past the timeout).
-    Grouped(mpsc::Sender<ErasedJob>, Arc<Mutex<Option<DbErr>>>),
+    /// SQLite: the writer thread takes the jobs, and says why when it had to drop a group (its
+    /// transaction could not begin, e.g. another process held the lock past the timeout).
+    Grouped(mpsc::Sender<Msg>, Arc<Mutex<Option<DbErr>>>),
     /// PostgreSQL: each job is a transaction of its own on the pool.
     PerJob(DatabaseConnection),
+}
+
+/// What the writer thread receives.
+enum Msg {
+    Job(ErasedJob),
+    /// Finish what was received, close the connection, then answer.
+    Close(oneshot::Sender<()>),
 }
 
 /// Runs write jobs; see the module docs.
@@ -54,18 +64,57 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// A writer for `db`: grouped on SQLite (the writer task starts now, on the current Tokio
-    /// runtime, and ends when the last `Writer` handle is dropped), per job elsewhere.
-    pub fn new(db: DatabaseConnection) -> Writer {
-        let mode = if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            let dropped = Arc::new(Mutex::new(None));
-            tokio::spawn(run_groups(db, rx, dropped.clone()));
-            Mode::Grouped(tx, dropped)
-        } else {
-            Mode::PerJob(db)
-        };
-        Writer { mode }
+    /// A writer of its own transactions on `db` (PostgreSQL).
+    pub fn per_job(db: DatabaseConnection) -> Writer {
+        Writer {
+            mode: Mode::PerJob(db),
+        }
+    }
+
+    /// The SQLite writer: a thread of its own owns `conn` and runs the groups, each statement
+    /// in that thread (no hand-over per statement). It ends when [`Writer::close`] is called or
+    /// the last handle is dropped.
+    pub fn sqlite(conn: rusqlite::Connection) -> Result<Writer, DbErr> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let dropped = Arc::new(Mutex::new(None));
+        let reason = dropped.clone();
+        let proxy = WriteProxy::new(conn);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| DbErr::Custom(format!("database writer runtime: {e}")))?;
+        std::thread::Builder::new()
+            .name("paybridge-db-writer".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    // sea-orm's connection and the group loop share the connection; the loop
+                    // reads the failures of transaction calls that sea-orm cannot return.
+                    let as_trait: Box<dyn ProxyDatabaseTrait> = Box::new(proxy.clone());
+                    match Database::connect_proxy(DbBackend::Sqlite, Arc::new(as_trait)).await {
+                        Ok(db) => run_groups(db, &proxy, rx, reason).await,
+                        Err(e) => {
+                            tracing::error!(error = %e, "database writer cannot start");
+                            if let Ok(mut r) = reason.lock() {
+                                *r = Some(e);
+                            }
+                        }
+                    }
+                });
+            })
+            .map_err(|e| DbErr::Custom(format!("database writer thread: {e}")))?;
+        Ok(Writer {
+            mode: Mode::Grouped(tx, dropped),
+        })
+    }
+
+    /// Stop taking jobs: every job already handed over is committed (or failed) first, and on
+    /// SQLite the connection is closed (its WAL checkpointed) before this returns.
+    pub async fn close(&self) {
+        if let Mode::Grouped(queue, _) = &self.mode {
+            let (done_tx, done_rx) = oneshot::channel();
+            if queue.send(Msg::Close(done_tx)).await.is_ok() {
+                let _ = done_rx.await;
+            }
+        }
     }
 
     /// Run `job` in a transaction and return its result once that transaction is committed.
@@ -111,7 +160,7 @@ impl Writer {
                         (completion, clean)
                     })
                 });
-                queue.send(erased).await.map_err(|_| {
+                queue.send(Msg::Job(erased)).await.map_err(|_| {
                     E::from(DbErr::Custom("the database writer has stopped".to_owned()))
                 })?;
                 done_rx.await.map_err(|_| {
@@ -156,63 +205,239 @@ where
 /// The SQLite writer: take what is waiting, run it in one transaction, commit once, answer.
 async fn run_groups(
     db: DatabaseConnection,
-    mut queue: mpsc::Receiver<ErasedJob>,
+    proxy: &WriteProxy,
+    mut queue: mpsc::Receiver<Msg>,
     dropped: Arc<Mutex<Option<DbErr>>>,
 ) {
     let mut group: Vec<ErasedJob> = Vec::with_capacity(MAX_GROUP);
-    while let Some(first) = queue.recv().await {
-        group.push(first);
-        while group.len() < MAX_GROUP {
+    let mut closing = None;
+    while closing.is_none() {
+        match queue.recv().await {
+            Some(Msg::Job(job)) => group.push(job),
+            Some(Msg::Close(done)) => closing = Some(done),
+            None => break,
+        }
+        while closing.is_none() && group.len() < MAX_GROUP {
             match queue.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(Msg::Job(job)) => group.push(job),
+                Ok(Msg::Close(done)) => closing = Some(done),
                 Err(_) => break,
             }
         }
-        // IMMEDIATE takes the write lock at once: a second process on the same file waits for
-        // it (busy timeout) instead of failing half-way through a group.
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        };
-        let txn = match db.begin_with_options(options).await {
-            Ok(txn) => txn,
-            Err(e) => {
-                tracing::error!(error = %e, jobs = group.len(), "database writer cannot begin a transaction");
-                if let Ok(mut reason) = dropped.lock() {
-                    *reason = Some(e);
-                }
-                // Dropping the jobs tells each caller that nothing was written.
-                group.clear();
-                continue;
-            }
-        };
-        let mut completions = Vec::with_capacity(group.len());
-        let mut clean = true;
-        for job in group.drain(..) {
-            let (completion, job_clean) = job(&txn).await;
-            clean &= job_clean;
-            completions.push(completion);
+        if !group.is_empty() {
+            run_group(&db, proxy, &mut group, &dropped).await;
         }
-        let jobs = u64::try_from(completions.len()).unwrap_or(u64::MAX);
-        let outcome = if clean {
-            txn.commit().await.inspect_err(|e| {
+    }
+    // Later jobs find the queue closed: "the database writer has stopped".
+    queue.close();
+    while let Ok(msg) = queue.try_recv() {
+        if let Msg::Close(done) = msg {
+            let _ = done.send(());
+        }
+    }
+    drop(db);
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+async fn run_group(
+    db: &DatabaseConnection,
+    proxy: &WriteProxy,
+    group: &mut Vec<ErasedJob>,
+    dropped: &Mutex<Option<DbErr>>,
+) {
+    // BEGIN IMMEDIATE (see WriteProxy): a second process on the same file waits for the lock
+    // (busy timeout) instead of failing half-way through a group.
+    let began = db.begin().await;
+    let txn = match (began, proxy.failed()) {
+        (Ok(txn), false) => txn,
+        (began, _) => {
+            drop(began);
+            let e = proxy
+                .reset()
+                .unwrap_or_else(|| DbErr::Custom("cannot begin a transaction".to_owned()));
+            tracing::error!(error = %e, jobs = group.len(), "database writer cannot begin a transaction");
+            if let Ok(mut reason) = dropped.lock() {
+                *reason = Some(e);
+            }
+            // Dropping the jobs tells each caller that nothing was written.
+            group.clear();
+            return;
+        }
+    };
+    let mut completions = Vec::with_capacity(group.len());
+    let mut clean = true;
+    for job in group.drain(..) {
+        let (completion, job_clean) = job(&txn).await;
+        // A savepoint that could not be taken or ended leaves the job's writes undefined.
+        clean &= job_clean && !proxy.failed();
+        completions.push(completion);
+    }
+    let jobs = u64::try_from(completions.len()).unwrap_or(u64::MAX);
+    let outcome = if clean {
+        let committed = txn.commit().await;
+        match (committed, proxy.reset()) {
+            (Ok(()), None) => Ok(()),
+            (Err(e), _) | (Ok(()), Some(e)) => {
                 tracing::error!(error = %e, jobs, "database writer: commit failed; no job of the group was written");
-            })
-        } else {
-            // A job's savepoint could not be ended: its half-done writes must not be committed.
-            if let Err(e) = txn.rollback().await {
-                tracing::error!(error = %e, "database writer: rollback failed");
+                Err(e)
             }
-            tracing::error!(
-                jobs,
-                "database writer: a savepoint failed; the group was rolled back"
-            );
-            Err(DbErr::Custom(
-                "the transaction was rolled back after a savepoint failed".to_owned(),
-            ))
-        };
-        for complete in completions {
-            complete(outcome.clone());
         }
+    } else {
+        // Its half-done writes must not be committed.
+        let _ = txn.rollback().await;
+        proxy.reset();
+        tracing::error!(
+            jobs,
+            "database writer: a savepoint failed; the group was rolled back"
+        );
+        Err(DbErr::Custom(
+            "the transaction was rolled back after a savepoint failed".to_owned(),
+        ))
+    };
+    for complete in completions {
+        complete(outcome.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::ConnectionTrait;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::db::sqlite::SqliteFile;
+
+    /// A writer on a fresh file with `schema`, and the file.
+    fn writer(schema: &str) -> (Writer, SqliteFile, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SqliteFile {
+            path: dir.path().join("w.db"),
+            busy_timeout: std::time::Duration::from_secs(1),
+        };
+        rusqlite::Connection::open(&file.path)
+            .unwrap()
+            .execute_batch(schema)
+            .unwrap();
+        (Writer::sqlite(file.open(true).unwrap()).unwrap(), file, dir)
+    }
+
+    fn keys(file: &SqliteFile, table: &str) -> Vec<i64> {
+        let conn = file.open(false).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("SELECT k FROM {table} ORDER BY k"))
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    async fn insert(w: &Writer, sql: &'static str, fail: bool) -> Result<(), DbErr> {
+        w.run(move |txn| {
+            Box::pin(async move {
+                txn.execute_unprepared(sql).await?;
+                if fail {
+                    return Err(DbErr::Custom("the job refused".to_owned()));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Hold the writer inside a job until `go` is notified, so that the jobs sent meanwhile
+    /// wait together and make the next group.
+    fn hold(w: &Writer, go: Arc<Notify>) -> impl Future<Output = Result<(), DbErr>> + '_ {
+        w.run(move |_txn| {
+            Box::pin(async move {
+                go.notified().await;
+                Ok(())
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_is_rolled_back_alone_and_its_group_commits() {
+        let (w, file, _dir) = writer("CREATE TABLE t (k INTEGER PRIMARY KEY);");
+        let go = Arc::new(Notify::new());
+        let held = hold(&w, go.clone());
+        let group = async {
+            // Let the writer take the holding job first.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let jobs = async {
+                tokio::join!(
+                    insert(&w, "INSERT INTO t (k) VALUES (1)", false),
+                    insert(&w, "INSERT INTO t (k) VALUES (2)", true),
+                    insert(&w, "INSERT INTO t (k) VALUES (3)", false),
+                )
+            };
+            let notify = async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                go.notify_one();
+            };
+            tokio::join!(jobs, notify).0
+        };
+        let (held, (a, b, c)) = tokio::join!(held, group);
+        held.unwrap();
+        a.unwrap();
+        assert!(matches!(b, Err(DbErr::Custom(m)) if m == "the job refused"));
+        c.unwrap();
+        assert_eq!(keys(&file, "t"), vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_fails_fails_every_job_of_its_group_and_writes_nothing() {
+        // A deferred foreign key is checked at COMMIT: the statements succeed, the commit fails.
+        let (w, file, _dir) = writer(
+            "CREATE TABLE p (k INTEGER PRIMARY KEY);
+             CREATE TABLE c (k INTEGER PRIMARY KEY,
+                             p INTEGER REFERENCES p(k) DEFERRABLE INITIALLY DEFERRED);",
+        );
+        let go = Arc::new(Notify::new());
+        let held = hold(&w, go.clone());
+        let group = async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let jobs = async {
+                tokio::join!(
+                    insert(&w, "INSERT INTO p (k) VALUES (1)", false),
+                    insert(&w, "INSERT INTO c (k, p) VALUES (1, 999)", false),
+                )
+            };
+            let notify = async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                go.notify_one();
+            };
+            tokio::join!(jobs, notify).0
+        };
+        let (held, (parent, child)) = tokio::join!(held, group);
+        held.unwrap();
+        assert!(
+            parent.is_err(),
+            "acknowledged a write that was not committed"
+        );
+        assert!(child.is_err());
+        assert!(keys(&file, "p").is_empty());
+        assert!(keys(&file, "c").is_empty());
+        // The writer goes on with the next group.
+        insert(&w, "INSERT INTO p (k) VALUES (2)", false)
+            .await
+            .unwrap();
+        assert_eq!(keys(&file, "p"), vec![2]);
+    }
+
+    #[tokio::test]
+    async fn after_close_every_write_is_refused_and_the_earlier_ones_stand() {
+        let (w, file, _dir) = writer("CREATE TABLE t (k INTEGER PRIMARY KEY);");
+        insert(&w, "INSERT INTO t (k) VALUES (1)", false)
+            .await
+            .unwrap();
+        w.close().await;
+        let refused = insert(&w, "INSERT INTO t (k) VALUES (2)", false).await;
+        assert!(matches!(refused, Err(DbErr::Custom(m)) if m.contains("stopped")));
+        assert_eq!(keys(&file, "t"), vec![1]);
     }
 }

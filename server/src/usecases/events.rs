@@ -64,7 +64,14 @@ pub async fn redeliver(
         )
         .field(field));
     }
-    deliveries::redeliver(db, &tenant.id, event_id, Utc::now())
+    let (tenant_id, event_id) = (tenant.id.clone(), event_id.to_owned());
+    state
+        .store
+        .write(move |txn| {
+            Box::pin(
+                async move { deliveries::redeliver(txn, &tenant_id, &event_id, Utc::now()).await },
+            )
+        })
         .await?
         .ok_or_else(|| Failure::not_found("event"))
 }
