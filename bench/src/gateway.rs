@@ -274,6 +274,27 @@ impl Gateway {
     }
 
     /// Peak resident set size so far (VmHWM), KiB.
+    /// The SQLite writer's (commits, writes) so far, from `/metrics`; `None` for a gateway that
+    /// does not report them (an older build, or PostgreSQL where each write commits alone).
+    pub fn write_groups(&self) -> Option<(u64, u64)> {
+        use std::io::{Read, Write};
+        let mut s =
+            std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+        };
+        Some((
+            value("paybridge_db_write_groups_total ")?,
+            value("paybridge_db_write_jobs_total ")?,
+        ))
+    }
+
     pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
         procfs::status_field(self.pid, "VmHWM:")
             .and_then(|v| v.split_whitespace().next().map(str::to_owned))

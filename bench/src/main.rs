@@ -436,8 +436,15 @@ async fn run_scenario(ctx: &Ctx<'_>, gateway_bin: &Path, scenario: Scenario) -> 
         Scenario::Limits | Scenario::All => Err(anyhow!("not a load scenario")),
     };
     let log = gateway.log.clone();
+    let groups = gateway.write_groups();
     let stopped = gateway.stop().await;
     let mut result = outcome.unwrap_or_else(|e| ScenarioResult::failed(ctx.seed, name, &e));
+    if let Some((commits, writes)) = groups.filter(|(commits, _)| *commits > 0) {
+        result.notes.push(format!(
+            "group commit: {writes} writes in {commits} commits ({:.1} per commit, warm-up included)",
+            load::f64_of(writes) / load::f64_of(commits)
+        ));
+    }
     match stopped {
         Ok(stop) => result.gateway = Some(stop),
         Err(e) => result.notes.push(format!("stopping the gateway: {e:#}")),

@@ -38,11 +38,27 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// The SQLite writer's groups and jobs: jobs per group is how many writes share one fsync.
+fn writer_metrics(state: &AppState) -> String {
+    use std::sync::atomic::Ordering;
+    let stats = state.store.write_stats();
+    format!(
+        "# TYPE paybridge_db_write_groups_total counter\npaybridge_db_write_groups_total {}\n\
+         # TYPE paybridge_db_write_jobs_total counter\npaybridge_db_write_jobs_total {}\n",
+        stats.groups.load(Ordering::Relaxed),
+        stats.jobs.load(Ordering::Relaxed)
+    )
+}
+
 /// Prometheus counters.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(format!(
+            "{}{}",
+            state.metrics.render(),
+            writer_metrics(&state)
+        ))
 }

@@ -151,6 +151,11 @@ impl Store {
         &self.read
     }
 
+    /// What the SQLite writer did so far (for `/metrics`).
+    pub fn write_stats(&self) -> &writer::WriteStats {
+        self.writer.stats()
+    }
+
     /// Run a write job through the writer; its result comes back after its commit.
     pub async fn write<T, E, F>(&self, job: F) -> Result<T, E>
     where
