@@ -105,7 +105,7 @@ impl Writer {
                     // reads the failures of transaction calls that sea-orm cannot return.
                     let as_trait: Box<dyn ProxyDatabaseTrait> = Box::new(proxy.clone());
                     match Database::connect_proxy(DbBackend::Sqlite, Arc::new(as_trait)).await {
-                        Ok(db) => run_groups(db, &proxy, rx, reason, &counted).await,
+                        Ok(db) => run_groups(db, proxy, rx, reason, &counted).await,
                         Err(e) => {
                             tracing::error!(error = %e, "database writer cannot start");
                             if let Ok(mut r) = reason.lock() {
@@ -242,7 +242,7 @@ where
 /// The SQLite writer: take what is waiting, run it in one transaction, commit once, answer.
 async fn run_groups(
     db: DatabaseConnection,
-    proxy: &WriteProxy,
+    proxy: WriteProxy,
     mut queue: mpsc::Receiver<Msg>,
     dropped: Arc<Mutex<Option<DbErr>>>,
     stats: &WriteStats,
@@ -267,7 +267,7 @@ async fn run_groups(
             stats
                 .jobs
                 .fetch_add(u64::try_from(group.len()).unwrap_or(0), Ordering::Relaxed);
-            run_group(&db, proxy, &mut group, &dropped).await;
+            run_group(&db, &proxy, &mut group, &dropped).await;
         }
     }
     // Later jobs find the queue closed: "the database writer has stopped".
@@ -277,7 +277,9 @@ async fn run_groups(
             let _ = done.send(());
         }
     }
+    // The connection closes here (the last handle on it), before the caller hears of it.
     drop(db);
+    drop(proxy);
     if let Some(done) = closing {
         let _ = done.send(());
     }
