@@ -7,6 +7,12 @@ use clap::{Parser, Subcommand};
 use paybridge_server::app;
 use paybridge_server::config::Config;
 
+/// mimalloc instead of glibc's malloc: the request path allocates and frees small objects by
+/// the thousand (statements, rows, JSON), and glibc's free lists were about a tenth of the
+/// notify profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "paybridge",
