@@ -56,7 +56,12 @@ impl Modify for BearerAuth {
 }
 
 fn routes(cfg: &mut ServiceConfig) {
-    cfg.service(api::orders::create_order)
+    // Notifications first: the router tries the resources in this order, each dynamic path a
+    // regex, and notifications are the busiest route. (The refund path is the longer one of the
+    // two and stays before the payment path.)
+    cfg.service(api::notify::refund_notification)
+        .service(api::notify::payment_notification)
+        .service(api::orders::create_order)
         .service(api::orders::get_order)
         .service(api::orders::close_order)
         .service(api::refunds::create_refund)
@@ -64,8 +69,6 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(api::sessions::create_session)
         .service(api::events::list_events)
         .service(api::events::redeliver_event)
-        .service(api::notify::refund_notification)
-        .service(api::notify::payment_notification)
         .service(api::ops::healthz)
         .service(api::ops::livez)
         .service(api::ops::readyz)
