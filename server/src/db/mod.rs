@@ -64,15 +64,13 @@ pub async fn connect_with(url: &str, busy_timeout: Duration) -> Result<Connectio
     let connections = if url.starts_with("sqlite:") {
         // The writer thread, the readers and this connection each open the file: an in-memory
         // database would be a different one on each.
-        let file = sqlite::SqliteFile::from_url(url, busy_timeout)?
-            .filter(|_| !url.contains("mode=memory"))
-            .ok_or_else(|| {
-                DbErr::Custom(
-                    "an in-memory SQLite database is not supported: use a file, e.g. \
+        let file = sqlite::SqliteFile::from_url(url, busy_timeout)?.ok_or_else(|| {
+            DbErr::Custom(
+                "an in-memory SQLite database is not supported: use a file, e.g. \
                      sqlite://paybridge.db?mode=rwc (on a tmpfs for a throwaway one)"
-                        .to_owned(),
-                )
-            })?;
+                    .to_owned(),
+            )
+        })?;
         let write = Database::connect(sqlite_options(url, 1, busy_timeout)).await?;
         migrate(&write).await?;
         let readers: Box<dyn sea_orm::ProxyDatabaseTrait> =
@@ -110,4 +108,21 @@ async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     migration::Migrator::up(db, None).await?;
     // The admin crate's tables (tenant store, versions, audit), tracked in its own table.
     paybridge_admin::store::migrate(db).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_refused_with_the_fix() {
+        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory"] {
+            let Err(e) = super::connect(url).await else {
+                panic!("{url} was accepted");
+            };
+            let text = e.to_string();
+            assert!(
+                text.contains("in-memory") && text.contains("mode=rwc"),
+                "{url}: {text}"
+            );
+        }
+    }
 }

@@ -18,7 +18,7 @@
 //! `i32` and `i64` alike, and sea-orm wants the one the model declares.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -55,7 +55,8 @@ impl SqliteFile {
         let options = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url)
             .map_err(|e| DbErr::Conn(RuntimeErr::Internal(format!("database url: {e}"))))?;
         let path = options.get_filename();
-        if path.as_os_str().is_empty() || path == Path::new(":memory:") {
+        // sqlx names an in-memory database `file:sqlx-in-memory-N`; the URL says it plainly.
+        if url.contains(":memory:") || url.contains("mode=memory") || path.as_os_str().is_empty() {
             return Ok(None);
         }
         Ok(Some(SqliteFile {
