@@ -273,7 +273,6 @@ impl Gateway {
         procfs::status_field(self.pid, "Cpus_allowed_list:").unwrap_or_else(|| "?".to_owned())
     }
 
-    /// Peak resident set size so far (VmHWM), KiB.
     /// The SQLite writer's (commits, writes) so far, from `/metrics`; `None` for a gateway that
     /// does not report them (an older build, or PostgreSQL where each write commits alone).
     pub fn write_groups(&self) -> Option<(u64, u64)> {
@@ -295,6 +294,7 @@ impl Gateway {
         ))
     }
 
+    /// Peak resident set size so far (VmHWM), KiB.
     pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
         procfs::status_field(self.pid, "VmHWM:")
             .and_then(|v| v.split_whitespace().next().map(str::to_owned))

@@ -13,8 +13,8 @@
 //!   thread. In WAL mode readers never wait for the writer.
 //!
 //! Values are bound exactly as sqlx binds them (times as RFC 3339 text, booleans as integers), so
-//! rows written here and rows written through sqlx (migrations, the admin store, the reconciler)
-//! read back the same on either path. Rows are typed by the server's entities: SQLite stores
+//! rows written here and rows written through sqlx (migrations, the admin store) read back the
+//! same on either path. Rows are typed by the server's entities: SQLite stores
 //! `i32` and `i64` alike, and sea-orm wants the one the model declares.
 
 use std::collections::{BTreeMap, HashMap};
