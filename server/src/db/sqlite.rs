@@ -407,7 +407,17 @@ impl WriteProxy {
     fn transaction_call(&self, call: impl FnOnce(&mut WriteState) -> String) {
         let mut s = self.state();
         let sql = call(&mut s);
-        if let Err(e) = s.conn.execute_batch(&sql) {
+        // Prepared once and cached: a job's SAVEPOINT and RELEASE are the same two statements
+        // every time. (The rare rollback to a savepoint is two statements: a batch.)
+        let done = if sql.contains(';') {
+            s.conn.execute_batch(&sql)
+        } else {
+            s.conn
+                .prepare_cached(&sql)
+                .and_then(|mut stmt| stmt.execute([]))
+                .map(drop)
+        };
+        if let Err(e) = done {
             tracing::error!(error = %e, sql = %sql, "database writer: transaction call failed");
             if s.failure.is_none() {
                 s.failure = Some(classify(e, false));
