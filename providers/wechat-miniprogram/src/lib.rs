@@ -22,6 +22,7 @@ pub mod refund_notify;
 pub mod refunds;
 pub mod sandbox;
 pub mod sign;
+pub mod v3;
 pub mod xml;
 
 use std::sync::Arc;
