@@ -47,6 +47,14 @@ pub enum V3Error {
     /// `Wechatpay-Timestamp` is not a number, or 5 minutes or more off.
     #[error("Wechatpay-Timestamp {0:?} is not within 5 minutes of now")]
     StaleTimestamp(String),
+    /// `Wechatpay-Serial` names no key this merchant has, even after a certificate download.
+    #[error(
+        "Wechatpay-Serial {0:?} names no WeChat Pay public key or platform certificate of this merchant"
+    )]
+    UnknownSerial(String),
+    /// The platform certificates could not be downloaded.
+    #[error("downloading the platform certificates failed: {0}")]
+    Download(String),
     /// The resource does not open with the APIv3 key, nonce and AAD given.
     #[error(
         "the resource does not decrypt (wrong APIv3 key, nonce or associated_data, or tampered)"
@@ -189,17 +197,8 @@ impl VerifyingKey {
         pem: &str,
         field: &'static str,
     ) -> Result<(String, VerifyingKey), V3Error> {
-        let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
-            key_error(
-                field,
-                "expected a platform certificate as PEM (-----BEGIN CERTIFICATE-----)",
-            )
-        })?;
-        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-            .map_err(|e| key_error(field, format!("not an X.509 certificate: {e}")))?;
-        let serial = normalize_serial(&hex::encode_upper(cert.raw_serial()));
-        let key = VerifyingKey::from_spki(cert.public_key().raw, field)?;
-        Ok((serial, key))
+        let cert = PlatformCertificate::from_pem(pem, field)?;
+        Ok((cert.serial, cert.key))
     }
 
     fn from_spki(spki: &[u8], field: &'static str) -> Result<VerifyingKey, V3Error> {
@@ -220,6 +219,45 @@ impl VerifyingKey {
         UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.spki)
             .verify(message, &signature)
             .map_err(|_| V3Error::BadSignature)
+    }
+}
+
+/// A platform certificate: its serial, its key and when it is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformCertificate {
+    /// Uppercase hex without leading zeros ([`normalize_serial`]).
+    pub serial: String,
+    /// Its public key.
+    pub key: VerifyingKey,
+    /// Valid from (Unix seconds).
+    pub not_before: i64,
+    /// Valid until (Unix seconds).
+    pub not_after: i64,
+}
+
+impl PlatformCertificate {
+    /// Read a PEM certificate. `field` names the config field (or the download) in errors.
+    pub fn from_pem(pem: &str, field: &'static str) -> Result<PlatformCertificate, V3Error> {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+            key_error(
+                field,
+                "expected a platform certificate as PEM (-----BEGIN CERTIFICATE-----)",
+            )
+        })?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| key_error(field, format!("not an X.509 certificate: {e}")))?;
+        let validity = cert.validity();
+        Ok(PlatformCertificate {
+            serial: normalize_serial(&hex::encode_upper(cert.raw_serial())),
+            key: VerifyingKey::from_spki(cert.public_key().raw, field)?,
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+        })
+    }
+
+    /// Whether it is valid at `now` (Unix seconds).
+    pub fn valid_at(&self, now: i64) -> bool {
+        self.not_before <= now && now <= self.not_after
     }
 }
 

@@ -1,10 +1,12 @@
 //! WeChat Pay API v3: the protocol's cryptography (issue 9, first part).
 //!
 //! [`crypto`] signs requests and `paySign`, verifies answers and notifications, and opens
-//! AES-256-GCM resources, byte for byte as the official SDK does (`fixtures/wechatpay-v3`). The v3
+//! AES-256-GCM resources, byte for byte as the official SDK does (`fixtures/wechatpay-v3`).
+//! [`certificates`] keeps a merchant's platform certificates, downloaded only when needed. The v3
 //! provider itself (orders, notifications, platform certificates, its simulator) is not built
 //! yet: nothing in a tenant's config reaches this module.
 
+pub mod certificates;
 pub mod crypto;
 
 #[cfg(test)]
