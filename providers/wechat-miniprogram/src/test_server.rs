@@ -9,8 +9,12 @@ use tokio::net::{TcpListener, TcpStream};
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The method.
+    pub method: String,
     /// The request target (path and query).
     pub target: String,
+    /// The request headers, names in lowercase.
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: String,
 }
@@ -19,6 +23,8 @@ pub struct Seen {
 pub enum Answer {
     /// Status and body.
     Respond(u16, String),
+    /// Status, extra headers and body.
+    RespondWith(u16, Vec<(String, String)>, String),
     /// Never answer (for timeouts).
     Hang,
 }
@@ -89,20 +95,44 @@ async fn serve(mut stream: TcpStream, handler: Arc<Handler>, log: Arc<Mutex<Vec<
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+    let method = head
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        })
+        .collect();
     let seen = Seen {
+        method,
         target,
+        headers,
         body: String::from_utf8_lossy(&buf[header_end..header_end + length]).to_string(),
     };
     log.lock().expect("lock").push(seen.clone());
     match handler(&seen) {
         Answer::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
-        Answer::Respond(status, body) => {
-            let response = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
+        Answer::Respond(status, body) => respond(&mut stream, status, &[], &body).await,
+        Answer::RespondWith(status, headers, body) => {
+            respond(&mut stream, status, &headers, &body).await;
         }
     }
+}
+
+async fn respond(stream: &mut TcpStream, status: u16, headers: &[(String, String)], body: &str) {
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let response = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }

@@ -101,6 +101,14 @@ impl MerchantKey {
         Ok(MerchantKey { pair })
     }
 
+    /// Its public half, for whoever verifies this merchant's signatures (a simulator, a test).
+    pub fn verifying_key(&self) -> VerifyingKey {
+        use aws_lc_rs::signature::KeyPair as _;
+        VerifyingKey {
+            spki: self.pair.public_key().as_ref().to_vec(),
+        }
+    }
+
     /// SHA256-RSA (PKCS#1 v1.5) over `message`, base64.
     pub fn sign(&self, message: &[u8]) -> Result<String, V3Error> {
         let mut signature = vec![0; self.pair.public_modulus_len()];
