@@ -4,7 +4,8 @@
 //! AES-256-GCM resources, byte for byte as the official SDK does (`fixtures/wechatpay-v3`).
 //! [`certificates`] keeps a merchant's platform certificates, downloaded only when needed.
 //! [`notify`] verifies payment and refund notifications into provider events. [`client`] makes
-//! a signed call and verifies the answer. The v3
+//! a signed call and verifies the answer; [`orders`] creates (with `paySign`), queries and closes
+//! JSAPI orders on it. The v3
 //! provider itself (orders, notifications, platform certificates, its simulator) is not built
 //! yet: nothing in a tenant's config reaches this module.
 
@@ -12,6 +13,9 @@ pub mod certificates;
 pub mod client;
 pub mod crypto;
 pub mod notify;
+pub mod orders;
 
 #[cfg(test)]
 mod crypto_tests;
+#[cfg(test)]
+mod test_support;
