@@ -5,7 +5,7 @@
 //! [`certificates`] keeps a merchant's platform certificates, downloaded only when needed.
 //! [`notify`] verifies payment and refund notifications into provider events. [`client`] makes
 //! a signed call and verifies the answer; [`orders`] creates (with `paySign`), queries and closes
-//! JSAPI orders on it. The v3
+//! JSAPI orders on it, and [`refunds`] sends and queries refunds. The v3
 //! provider itself (orders, notifications, platform certificates, its simulator) is not built
 //! yet: nothing in a tenant's config reaches this module.
 
@@ -14,6 +14,7 @@ pub mod client;
 pub mod crypto;
 pub mod notify;
 pub mod orders;
+pub mod refunds;
 
 #[cfg(test)]
 mod crypto_tests;
