@@ -225,6 +225,19 @@ pub struct IncomingNotification<'a> {
     pub content_type: Option<&'a str>,
     /// The raw body.
     pub body: &'a [u8],
+    /// The request's headers with a UTF-8 value, names in lowercase (WeChat Pay v3 signs its
+    /// notifications in `Wechatpay-*` headers).
+    pub headers: &'a [(String, String)],
+}
+
+impl IncomingNotification<'_> {
+    /// A header's value by name, in any case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// What the provider needs to know about an order while verifying its notification.

@@ -348,14 +348,25 @@ impl Gateway {
 
     /// `POST` a raw body without auth (notifications), returning status and body text.
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, String) {
-        let res = self
+        self.post_raw_with(path, content_type, &[], body).await
+    }
+
+    /// [`Gateway::post_raw`] with extra headers.
+    pub async fn post_raw_with(
+        &self,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        let mut req = self
             .http
             .post(format!("{}{path}", self.base))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request");
+            .header("content-type", content_type);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let res = req.body(body).send().await.expect("request");
         let status = res.status().as_u16();
         (status, res.text().await.unwrap_or_default())
     }

@@ -202,6 +202,7 @@ async fn refund_succeeds(
                 channel: NotifyChannel::Refund,
                 content_type: Some("text/xml"),
                 body: body.as_bytes(),
+                headers: &[],
             },
             &w.book,
         )

@@ -174,6 +174,7 @@ async fn a_notification_the_sdk_accepts_is_accepted_once_decoded() {
         channel: NotifyChannel::Payment,
         content_type: Some("application/x-www-form-urlencoded"),
         body: body.as_bytes(),
+        headers: &[],
     };
     let event = app
         .verify_notification(&notification, &orders)
@@ -199,6 +200,7 @@ async fn a_notification_the_sdk_accepts_is_accepted_once_decoded() {
         channel: NotifyChannel::Payment,
         content_type: None,
         body: &form_body(&twice_refs),
+        headers: &[],
     };
     assert_eq!(
         app.verify_notification(&notification, &orders).await,

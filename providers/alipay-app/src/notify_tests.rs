@@ -70,6 +70,7 @@ async fn verify(body: &[u8], orders: &FakeOrders) -> Result<ProviderEvent, Notif
         channel: NotifyChannel::Payment,
         content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),
         body,
+        headers: &[],
     };
     provider().verify_notification(&notification, orders).await
 }
@@ -235,6 +236,7 @@ async fn a_charset_other_than_utf8_is_refused_clearly() {
         channel: NotifyChannel::Payment,
         content_type: Some("application/x-www-form-urlencoded; charset=GBK"),
         body: &signed(&[("charset", "")]),
+        headers: &[],
     };
     assert!(matches!(
         provider().verify_notification(&notification, &orders()).await,
@@ -406,6 +408,7 @@ async fn the_refund_channel_is_unsupported() {
         channel: NotifyChannel::Refund,
         content_type: None,
         body: &signed(&[]),
+        headers: &[],
     };
     assert!(matches!(
         provider()
@@ -437,6 +440,7 @@ async fn the_published_d3_notification_verifies_end_to_end() {
         channel: NotifyChannel::Payment,
         content_type: Some("application/x-www-form-urlencoded"),
         body: &form_body(&pairs),
+        headers: &[],
     };
     assert_eq!(
         app.verify_notification(&notification, &orders).await,
@@ -520,6 +524,7 @@ mod fuzz {
             channel: NotifyChannel::Payment,
             content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),
             body,
+            headers: &[],
         };
         runtime.block_on(p.verify_notification(&notification, &orders()))
     }

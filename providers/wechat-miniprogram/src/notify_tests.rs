@@ -145,6 +145,7 @@ async fn verify(
         channel: NotifyChannel::Payment,
         content_type: Some("text/xml"),
         body: body.as_bytes(),
+        headers: &[],
     };
     p.verify_notification(&n, lookup).await
 }
@@ -367,6 +368,7 @@ async fn undecodable_bodies_and_refund_channel() {
         channel: NotifyChannel::Refund,
         content_type: None,
         body: b"<xml></xml>",
+        headers: &[],
     };
     assert!(matches!(
         p.verify_notification(&n, &lookup).await,
@@ -470,6 +472,7 @@ mod fuzz {
             channel: NotifyChannel::Payment,
             content_type: Some("text/xml"),
             body,
+            headers: &[],
         };
         runtime.block_on(p.verify_notification(&n, &orders))
     }

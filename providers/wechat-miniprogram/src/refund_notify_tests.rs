@@ -89,6 +89,7 @@ async fn verify(
         channel: NotifyChannel::Refund,
         content_type: Some("text/xml"),
         body,
+        headers: &[],
     };
     p.verify_notification(&notification, orders).await
 }

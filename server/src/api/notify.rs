@@ -73,6 +73,14 @@ async fn handle(
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    // actix caps a request's headers (at most 96), so this is bounded.
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
     let ack = notifications::receive(
         state,
         Received {
@@ -81,6 +89,7 @@ async fn handle(
             channel,
             content_type,
             body,
+            headers: &headers,
             client_ip: state.limits.client_ip(
                 req.peer_addr().map(|a| a.ip()),
                 req.headers()

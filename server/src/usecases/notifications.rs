@@ -32,6 +32,8 @@ pub struct Received<'a> {
     pub content_type: Option<&'a str>,
     /// The raw body.
     pub body: &'a [u8],
+    /// The request's headers (UTF-8 values, lowercase names), for providers that sign in them.
+    pub headers: &'a [(String, String)],
     /// The client's address, for the per-IP rate limit.
     pub client_ip: Option<std::net::IpAddr>,
 }
@@ -215,6 +217,7 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         channel: n.channel,
         content_type: n.content_type,
         body: n.body,
+        headers: n.headers,
     };
     let lookup = TenantOrders {
         store: &state.store,
