@@ -119,7 +119,7 @@ impl MerchantKey {
                 message,
                 &mut signature,
             )
-            .map_err(|_| key_error("private_key", "signing failed"))?;
+            .map_err(|_| key_error("client_key", "signing failed"))?;
         Ok(STANDARD.encode(signature))
     }
 }

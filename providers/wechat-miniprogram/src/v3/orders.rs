@@ -23,8 +23,8 @@ pub struct Merchant<'a> {
     pub mchid: &'a str,
 }
 
-/// The path segment of an `out_trade_no`. paybridge's numbers are `[A-Za-z0-9_\-|*]`; `|` and
-/// `*` are escaped so that the signed path is the sent one.
+/// The path segment of an `out_trade_no`. paybridge's numbers are `[A-Za-z0-9_\-|*]`; `|` is
+/// percent-encoded here, once, so that the signed path is exactly the sent one.
 fn segment(out_trade_no: &str) -> String {
     url::form_urlencoded::byte_serialize(out_trade_no.as_bytes()).collect()
 }
