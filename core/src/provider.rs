@@ -428,6 +428,19 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// The exact acknowledgement body: success when `outcome` is `Ok`, the provider's failure body
     /// with a short reason otherwise.
     fn acknowledgement(&self, outcome: Result<(), &NotificationRejection>) -> AckBody;
+
+    /// The acknowledgement of this notification. A provider that speaks two protocols on one
+    /// notify URL (WeChat Pay v2 and v3) answers each in its own; by default, [`acknowledgement`].
+    ///
+    /// [`acknowledgement`]: PaymentProvider::acknowledgement
+    fn acknowledgement_for(
+        &self,
+        notification: &IncomingNotification<'_>,
+        outcome: Result<(), &NotificationRejection>,
+    ) -> AckBody {
+        let _ = notification;
+        self.acknowledgement(outcome)
+    }
 }
 
 /// Context for building a provider from a tenant's config.

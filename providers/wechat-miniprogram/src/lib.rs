@@ -150,6 +150,20 @@ impl PaymentProvider for WechatMiniprogram {
     fn acknowledgement(&self, outcome: Result<(), &NotificationRejection>) -> AckBody {
         notify::acknowledgement(outcome)
     }
+
+    /// A notification signed in `Wechatpay-*` headers is a v3 one and gets v3's answer (an HTTP
+    /// status, a JSON body on failure); any other gets v2's XML.
+    fn acknowledgement_for(
+        &self,
+        notification: &IncomingNotification<'_>,
+        outcome: Result<(), &NotificationRejection>,
+    ) -> AckBody {
+        if notification.header("wechatpay-signature").is_some() {
+            v3::notify::acknowledgement(outcome)
+        } else {
+            notify::acknowledgement(outcome)
+        }
+    }
 }
 
 #[cfg(test)]

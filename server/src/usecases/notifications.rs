@@ -204,21 +204,21 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
             ],
         );
     };
-    // Before any work: the provider's failure body, so that it sends the notification again later.
-    if !state.limits.notify(n.client_ip, n.tenant_id) {
-        count("rate_limited");
-        let limited = NotificationRejection::Unsupported("rate limited".to_owned());
-        return Ok(Acknowledgement {
-            body: provider.acknowledgement(Err(&limited)),
-            status: Some(429),
-        });
-    }
     let incoming = IncomingNotification {
         channel: n.channel,
         content_type: n.content_type,
         body: n.body,
         headers: n.headers,
     };
+    // Before any work: the provider's failure body, so that it sends the notification again later.
+    if !state.limits.notify(n.client_ip, n.tenant_id) {
+        count("rate_limited");
+        let limited = NotificationRejection::Unsupported("rate limited".to_owned());
+        return Ok(Acknowledgement {
+            body: provider.acknowledgement_for(&incoming, Err(&limited)),
+            status: Some(429),
+        });
+    }
     let lookup = TenantOrders {
         store: &state.store,
         tenant_id: n.tenant_id,
@@ -231,7 +231,7 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         count("storage_unavailable");
         let failed = NotificationRejection::Unsupported("temporary failure".to_owned());
         return Ok(Acknowledgement {
-            body: provider.acknowledgement(Err(&failed)),
+            body: provider.acknowledgement_for(&incoming, Err(&failed)),
             status: Some(500),
         });
     }
@@ -249,7 +249,7 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
             &[("provider", n.kind), ("channel", channel)],
         );
         return Ok(Acknowledgement {
-            body: provider.acknowledgement(Err(rejection)),
+            body: provider.acknowledgement_for(&incoming, Err(rejection)),
             status: undecodable.then_some(400),
         });
     }
@@ -302,10 +302,10 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
     };
     count(decision.outcome);
     let body = match &decision.rejection {
-        None => provider.acknowledgement(Ok(())),
+        None => provider.acknowledgement_for(&incoming, Ok(())),
         Some(rejection) => {
             tracing::warn!(tenant = n.tenant_id, provider = n.kind, reason = %rejection, "notification refused");
-            provider.acknowledgement(Err(rejection))
+            provider.acknowledgement_for(&incoming, Err(rejection))
         }
     };
     Ok(Acknowledgement { body, status })

@@ -16,7 +16,7 @@
 use chrono::{DateTime, Utc};
 use paybridge_core::money::Fen;
 use paybridge_core::provider::{
-    NotificationRejection, OrderLookup, PaymentEvent, ProviderEvent, RefundEvent,
+    AckBody, NotificationRejection, OrderLookup, PaymentEvent, ProviderEvent, RefundEvent,
 };
 use paybridge_core::refund::RefundStatus;
 use serde::Deserialize;
@@ -123,6 +123,28 @@ struct Refund {
 #[derive(Deserialize)]
 struct RefundAmount {
     refund: i64,
+}
+
+/// The acknowledgement of a v3 notification: 204 without a body for success; for a failure a 500
+/// with `{"code":"FAIL","message":…}` (any 4xx or 5xx makes WeChat Pay send it again).
+pub fn acknowledgement(outcome: Result<(), &NotificationRejection>) -> AckBody {
+    match outcome {
+        Ok(()) => AckBody {
+            status: 204,
+            content_type: "application/json",
+            body: Vec::new(),
+        },
+        Err(rejection) => AckBody {
+            status: 500,
+            content_type: "application/json",
+            body: serde_json::json!({
+                "code": "FAIL",
+                "message": crate::notify::rejection_reason(rejection),
+            })
+            .to_string()
+            .into_bytes(),
+        },
+    }
 }
 
 fn mismatch(field: &'static str) -> NotificationRejection {

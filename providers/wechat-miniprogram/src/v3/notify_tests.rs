@@ -300,3 +300,37 @@ async fn a_tenant_with_only_one_kind_of_key_refuses_the_other_kind() {
         );
     }
 }
+
+#[test]
+fn a_v3_notification_is_acknowledged_in_v3_and_a_v2_one_in_xml() {
+    use paybridge_core::provider::{IncomingNotification, NotifyChannel, PaymentProvider};
+    let ok = acknowledgement(Ok(()));
+    assert_eq!((ok.status, ok.body.len()), (204, 0));
+    let refused = acknowledgement(Err(&NotificationRejection::BadSignature));
+    assert_eq!(refused.status, 500);
+    let body: Value = serde_json::from_slice(&refused.body).unwrap();
+    assert_eq!(body["code"], "FAIL");
+    assert_eq!(body["message"], "signature mismatch");
+
+    let provider = crate::api_tests::provider(
+        "http://127.0.0.1:9",
+        "HMAC-SHA256",
+        std::time::Duration::from_secs(1),
+    );
+    let v3_headers = vec![("wechatpay-signature".to_owned(), "x".to_owned())];
+    let v3 = IncomingNotification {
+        channel: NotifyChannel::Payment,
+        content_type: Some("application/json"),
+        body: b"{}",
+        headers: &v3_headers,
+    };
+    assert_eq!(provider.acknowledgement_for(&v3, Ok(())).status, 204);
+    let v2 = IncomingNotification {
+        headers: &[],
+        content_type: Some("text/xml"),
+        ..v3
+    };
+    let xml = provider.acknowledgement_for(&v2, Ok(()));
+    assert_eq!(xml.content_type, "application/xml");
+    assert!(String::from_utf8(xml.body).unwrap().contains("SUCCESS"));
+}
