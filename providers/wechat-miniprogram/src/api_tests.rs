@@ -450,7 +450,10 @@ async fn login_exchanges_the_code_and_drops_the_session_key() {
 #[test]
 fn the_factory_is_registered() {
     let factory = paybridge_core::provider::factory("wechat_miniprogram").expect("registered");
-    assert_eq!(factory.display_name, "WeChat Pay (mini-program, API v2)");
+    assert_eq!(
+        factory.display_name,
+        "WeChat Pay (mini-program, API v2 and v3)"
+    );
     assert_eq!(factory.fields.len(), crate::FIELDS.len());
     assert!(factory.simulator.is_some());
     let table: toml::Table = "appid = 1".parse().expect("toml");

@@ -350,6 +350,8 @@ mod tests {
             api_base: String::new(),
             login_base: String::new(),
             spbill_create_ip: String::new(),
+            api_version: crate::config::ApiVersion::V2,
+            v3: None,
         };
         let fields = |appid: &str, mch: &str| -> BTreeMap<String, String> {
             [

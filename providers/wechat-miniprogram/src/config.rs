@@ -92,7 +92,78 @@ pub const FIELDS: &[FieldSpec] = &[
         secret: false,
         description: "IP sent when the merchant gives no client_ip (default 127.0.0.1)",
     },
+    FieldSpec {
+        name: "api_version",
+        required: false,
+        secret: false,
+        description: "\"v2\" (default) or \"v3\": the protocol of new orders; each order keeps its own",
+    },
+    FieldSpec {
+        name: "apiv3_key",
+        required: false,
+        secret: true,
+        description: "API v3 key (32 characters): decrypts v3 notifications and certificates; required for v3",
+    },
+    FieldSpec {
+        name: "merchant_serial_no",
+        required: false,
+        secret: false,
+        description: "Serial of the merchant API certificate (v3); default: read from client_cert",
+    },
+    FieldSpec {
+        name: "wechatpay_public_key",
+        required: false,
+        secret: false,
+        description: "v3 public-key mode: the WeChat Pay public key (PEM, file path or inline), with wechatpay_public_key_id",
+    },
+    FieldSpec {
+        name: "wechatpay_public_key_id",
+        required: false,
+        secret: false,
+        description: "v3 public-key mode: the key's ID (PUB_KEY_ID_…)",
+    },
+    FieldSpec {
+        name: "platform_certificates",
+        required: false,
+        secret: false,
+        description: "v3 certificate mode: download WeChat Pay platform certificates (true/false); both modes may be on",
+    },
 ];
+
+/// The protocol of new orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// XML, MD5/HMAC keys.
+    V2,
+    /// JSON, RSA signatures, AES-GCM.
+    V3,
+}
+
+/// The API v3 part of a merchant config, present when `apiv3_key` is set.
+#[derive(Clone)]
+pub struct V3Config {
+    /// The APIv3 key.
+    pub apiv3_key: secrecy::SecretSlice<u8>,
+    /// The merchant API certificate's serial (uppercase hex).
+    pub serial_no: String,
+    /// The merchant API private key (`client_key`).
+    pub key: std::sync::Arc<crate::v3::crypto::MerchantKey>,
+    /// Public-key mode: the key's ID and the key.
+    pub public_key: Option<(String, crate::v3::crypto::VerifyingKey)>,
+    /// Certificate mode.
+    pub platform_certificates: bool,
+}
+
+impl fmt::Debug for V3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("V3Config")
+            .field("apiv3_key", &"[REDACTED]")
+            .field("serial_no", &self.serial_no)
+            .field("public_key_id", &self.public_key.as_ref().map(|(id, _)| id))
+            .field("platform_certificates", &self.platform_certificates)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A validated WeChat Pay merchant config.
 #[derive(Clone)]
@@ -118,6 +189,10 @@ pub struct WechatConfig {
     pub login_base: String,
     /// Default `spbill_create_ip`.
     pub spbill_create_ip: String,
+    /// The protocol of new orders.
+    pub api_version: ApiVersion,
+    /// The v3 credentials, when `apiv3_key` is set (required for `api_version = "v3"`).
+    pub v3: Option<V3Config>,
 }
 
 impl fmt::Debug for WechatConfig {
@@ -136,6 +211,8 @@ impl fmt::Debug for WechatConfig {
             .field("api_base", &self.api_base)
             .field("login_base", &self.login_base)
             .field("spbill_create_ip", &self.spbill_create_ip)
+            .field("api_version", &self.api_version)
+            .field("v3", &self.v3)
             .finish()
     }
 }
@@ -311,6 +388,8 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<WechatConfig, Ve
         table.contains_key("client_key"),
     ) {
         (true, false) => r.error("client_key", "required together with client_cert"),
+        // API v3 signs with the key alone when merchant_serial_no names its certificate.
+        (false, true) if table.contains_key("merchant_serial_no") => {}
         (false, true) => r.error("client_cert", "required together with client_key"),
         _ => {}
     }
@@ -376,6 +455,19 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<WechatConfig, Ve
         }
     };
 
+    let api_version = match r.string("api_version", false).as_deref() {
+        None | Some("v2") => ApiVersion::V2,
+        Some("v3") => ApiVersion::V3,
+        Some(other) => {
+            r.error(
+                "api_version",
+                format!("must be \"v2\" or \"v3\", found {other:?}"),
+            );
+            ApiVersion::V2
+        }
+    };
+    let v3 = parse_v3(&mut r, table, ctx, api_version, &client_cert, &client_key);
+
     let errors = r.errors;
     match (appid, mch_id, api_key) {
         (Some(appid), Some(mch_id), Some(api_key)) if errors.is_empty() => Ok(WechatConfig {
@@ -389,9 +481,175 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<WechatConfig, Ve
             api_base,
             login_base,
             spbill_create_ip,
+            api_version,
+            v3,
         }),
         _ => Err(errors),
     }
+}
+
+type FileRead = Option<(PathBuf, Vec<u8>)>;
+
+/// The v3 credentials: present when `apiv3_key` is set, required for `api_version = "v3"`.
+fn parse_v3(
+    r: &mut Reader<'_>,
+    table: &toml::Table,
+    ctx: &BuildContext,
+    api_version: ApiVersion,
+    client_cert: &FileRead,
+    client_key: &FileRead,
+) -> Option<V3Config> {
+    use crate::v3::crypto::{MerchantKey, PUBLIC_KEY_ID_PREFIX, PlatformCertificate, VerifyingKey};
+    let v3_keys = [
+        "merchant_serial_no",
+        "wechatpay_public_key",
+        "wechatpay_public_key_id",
+        "platform_certificates",
+    ];
+    let Some(apiv3_key) = r.string("apiv3_key", api_version == ApiVersion::V3) else {
+        if api_version == ApiVersion::V2 {
+            for key in v3_keys.iter().filter(|k| table.contains_key(**k)) {
+                r.error(
+                    key,
+                    "a v3 setting without apiv3_key; set apiv3_key (32 characters)",
+                );
+            }
+        }
+        return None;
+    };
+    let count = apiv3_key.len();
+    if count != 32 {
+        r.error(
+            "apiv3_key",
+            format!("must be exactly 32 bytes (the APIv3 key set in the merchant platform), found {count}"),
+        );
+    }
+    let key = match client_key {
+        Some((path, bytes)) => match std::str::from_utf8(bytes)
+            .map_err(|_| "is not PEM text".to_owned())
+            .and_then(|text| MerchantKey::from_pem(text, "client_key").map_err(|e| e.to_string()))
+        {
+            Ok(key) => Some(key),
+            Err(e) => {
+                r.error("client_key", format!("file {}: {e}", path.display()));
+                None
+            }
+        },
+        None => {
+            if !table.contains_key("client_key") {
+                r.error(
+                    "client_key",
+                    "required for API v3: the merchant API private key (apiclient_key.pem) signs every v3 request",
+                );
+            }
+            None
+        }
+    };
+    let serial_no = match r.string("merchant_serial_no", false) {
+        Some(serial)
+            if !serial.is_empty()
+                && serial.len() <= 64
+                && serial.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Some(serial.to_ascii_uppercase())
+        }
+        Some(serial) => {
+            let shown: String = serial.chars().take(70).collect();
+            r.error(
+                "merchant_serial_no",
+                format!("must be the certificate serial in hex, found {shown:?}"),
+            );
+            None
+        }
+        None => match client_cert {
+            Some((path, bytes)) => match std::str::from_utf8(bytes)
+                .map_err(|_| "is not PEM text".to_owned())
+                .and_then(|text| {
+                    PlatformCertificate::from_pem(text, "client_cert").map_err(|e| e.to_string())
+                }) {
+                Ok(cert) => Some(cert.serial),
+                Err(e) => {
+                    r.error("client_cert", format!("file {}: {e}", path.display()));
+                    None
+                }
+            },
+            None => {
+                r.error(
+                    "merchant_serial_no",
+                    "required for API v3 (or set client_cert, whose serial is used)",
+                );
+                None
+            }
+        },
+    };
+    let public_key_text = match r.string("wechatpay_public_key", false) {
+        Some(text) if text.contains("-----BEGIN") => Some(text),
+        Some(_) => r
+            .file("wechatpay_public_key", &ctx.base_dir)
+            .and_then(|(path, bytes)| match String::from_utf8(bytes) {
+                Ok(text) => Some(text),
+                Err(_) => {
+                    r.error(
+                        "wechatpay_public_key",
+                        format!("file {} is not PEM text", path.display()),
+                    );
+                    None
+                }
+            }),
+        None => None,
+    };
+    let public_key = public_key_text.and_then(|text| {
+        VerifyingKey::from_public_key_pem(&text, "wechatpay_public_key")
+            .map_err(|e| r.error("wechatpay_public_key", e.to_string()))
+            .ok()
+    });
+    let public_key_id = r.string("wechatpay_public_key_id", false);
+    if let Some(id) = &public_key_id
+        && (!id.starts_with(PUBLIC_KEY_ID_PREFIX) || id.len() > 128)
+    {
+        r.error(
+            "wechatpay_public_key_id",
+            format!("must start with {PUBLIC_KEY_ID_PREFIX}"),
+        );
+    }
+    match (
+        table.contains_key("wechatpay_public_key"),
+        table.contains_key("wechatpay_public_key_id"),
+    ) {
+        (true, false) => r.error(
+            "wechatpay_public_key_id",
+            "required together with wechatpay_public_key",
+        ),
+        (false, true) => r.error(
+            "wechatpay_public_key",
+            "required together with wechatpay_public_key_id",
+        ),
+        _ => {}
+    }
+    let platform_certificates = match table.get("platform_certificates") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(other) => {
+            r.error(
+                "platform_certificates",
+                format!("must be true or false, found {}", type_name(other)),
+            );
+            false
+        }
+    };
+    if !table.contains_key("wechatpay_public_key") && !platform_certificates {
+        r.error(
+            "wechatpay_public_key",
+            "API v3 needs a key to verify WeChat Pay: set wechatpay_public_key + wechatpay_public_key_id, or platform_certificates = true (both during a switch)",
+        );
+    }
+    Some(V3Config {
+        apiv3_key: secrecy::SecretSlice::from(apiv3_key.into_bytes()),
+        serial_no: serial_no?,
+        key: std::sync::Arc::new(key?),
+        public_key: public_key.zip(public_key_id).map(|(k, id)| (id, k)),
+        platform_certificates,
+    })
 }
 
 /// What a refund without a client certificate gets (before any network call).

@@ -323,8 +323,8 @@ fn login_without_app_secret_is_misconfigured() {
 #[test]
 fn fields_describe_every_accepted_key() {
     let names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
-    assert_eq!(names.len(), 12);
-    for secret in ["api_key", "app_secret"] {
+    assert_eq!(names.len(), 18);
+    for secret in ["api_key", "app_secret", "apiv3_key"] {
         assert!(
             FIELDS.iter().any(|f| f.name == secret && f.secret),
             "{secret} must be secret"

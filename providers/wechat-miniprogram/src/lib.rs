@@ -42,9 +42,11 @@ pub use crate::sign::SignType;
 /// The provider kind, also the key under `[providers]`.
 pub const KIND: &str = "wechat_miniprogram";
 
-/// WeChat Pay (mini-program, API v2) bound to one tenant's merchant config.
+/// WeChat Pay (mini-program, API v2 and v3) bound to one tenant's merchant config.
 pub struct WechatMiniprogram {
     client: ApiClient,
+    /// The v3 side, when the tenant has `apiv3_key`.
+    v3: Option<v3::provider::V3Provider>,
 }
 
 impl std::fmt::Debug for WechatMiniprogram {
@@ -59,6 +61,7 @@ impl WechatMiniprogram {
     /// Validate the provider table and build the provider (one HTTP client for its whole life).
     pub fn new(table: &toml::Table, ctx: &BuildContext) -> Result<Self, Vec<FieldError>> {
         let config = Arc::new(config::parse(table, ctx)?);
+        let config_ref = Arc::clone(&config);
         let identity_field = config.client_identity.as_ref().map(|i| i.source().field());
         let client = ApiClient::new(config, ctx.http_timeout).map_err(|e| {
             let (field, e) = match e {
@@ -71,7 +74,26 @@ impl WechatMiniprogram {
                 format!("cannot build the HTTPS client: {}", e.without_url()),
             )]
         })?;
-        Ok(WechatMiniprogram { client })
+        let v3 = match &config_ref.v3 {
+            Some(v3) => Some(
+                v3::provider::V3Provider::new(&config_ref, v3, ctx.http_timeout).map_err(|e| {
+                    vec![FieldError::new(
+                        "api_base",
+                        format!("cannot build the HTTPS client: {}", e.without_url()),
+                    )]
+                })?,
+            ),
+            None => None,
+        };
+        Ok(WechatMiniprogram { client, v3 })
+    }
+
+    /// The v3 side, or why an order of v3 cannot be served.
+    fn v3(&self) -> Result<&v3::provider::V3Provider, ProviderError> {
+        self.v3.as_ref().ok_or_else(|| ProviderError::Misconfigured {
+            field: "apiv3_key".to_owned(),
+            message: "this order was made with WeChat Pay API v3; keep apiv3_key and the v3 keys configured until its orders are done".to_owned(),
+        })
     }
 
     /// The validated config.
@@ -91,7 +113,7 @@ pub fn build(
 paybridge_core::inventory::submit! {
     ProviderFactory {
         kind: KIND,
-        display_name: "WeChat Pay (mini-program, API v2)",
+        display_name: "WeChat Pay (mini-program, API v2 and v3)",
         fields: FIELDS,
         build,
         simulator: Some(sandbox::simulator),
@@ -105,18 +127,37 @@ impl PaymentProvider for WechatMiniprogram {
     }
 
     async fn create_payment(&self, req: &CreatePayment) -> Result<CreatedPayment, ProviderError> {
+        // A retry of an order keeps the protocol it was first made with.
+        let earlier_v3 = req
+            .previous_provider_data
+            .as_ref()
+            .and_then(|d| d.get("api_version"))
+            .and_then(serde_json::Value::as_str)
+            .map(|v| v == "v3");
+        if earlier_v3.unwrap_or(self.config().api_version == config::ApiVersion::V3) {
+            return self.v3()?.create_payment(req).await;
+        }
         orders::create_payment(&self.client, req).await
     }
 
     async fn query_payment(&self, order: &OrderRef) -> Result<PaymentState, ProviderError> {
+        if v3::provider::is_v3(order) {
+            return self.v3()?.query_payment(order).await;
+        }
         orders::query_payment(&self.client, order).await
     }
 
     async fn close_payment(&self, order: &OrderRef) -> Result<CloseOutcome, ProviderError> {
+        if v3::provider::is_v3(order) {
+            return self.v3()?.close_payment(order).await;
+        }
         orders::close_payment(&self.client, order).await
     }
 
     async fn refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError> {
+        if v3::provider::is_v3(&req.order) {
+            return self.v3()?.refund(req).await;
+        }
         refunds::refund(&self.client, req).await
     }
 
@@ -125,6 +166,9 @@ impl PaymentProvider for WechatMiniprogram {
         order: &OrderRef,
         out_refund_no: &str,
     ) -> Result<RefundState, ProviderError> {
+        if v3::provider::is_v3(order) {
+            return self.v3()?.query_refund(order, out_refund_no).await;
+        }
         refunds::query_refund(&self.client, order, out_refund_no).await
     }
 
@@ -137,6 +181,14 @@ impl PaymentProvider for WechatMiniprogram {
         notification: &IncomingNotification<'_>,
         orders: &dyn OrderLookup,
     ) -> Result<ProviderEvent, NotificationRejection> {
+        if notification.header("wechatpay-signature").is_some() {
+            return match &self.v3 {
+                Some(v3) => v3.verify_notification(notification, orders).await,
+                None => Err(NotificationRejection::Unsupported(
+                    "a v3 notification for a tenant without apiv3_key".to_owned(),
+                )),
+            };
+        }
         match notification.channel {
             NotifyChannel::Payment => {
                 notify::verify_payment(self.client.config(), notification.body, orders).await

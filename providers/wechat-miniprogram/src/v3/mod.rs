@@ -6,17 +6,21 @@
 //! [`notify`] verifies payment and refund notifications into provider events. [`client`] makes
 //! a signed call and verifies the answer; [`orders`] creates (with `paySign`), queries and closes
 //! JSAPI orders on it, and [`refunds`] sends and queries refunds. The v3
-//! provider itself (orders, notifications, platform certificates, its simulator) is not built
-//! yet: nothing in a tenant's config reaches this module.
+//! [`provider`] is what the `wechat_miniprogram` provider calls for a tenant with `apiv3_key`:
+//! new orders when `api_version = "v3"`, v3 orders, and notifications signed in `Wechatpay-*`
+//! headers. The sandbox has no v3 simulator yet.
 
 pub mod certificates;
 pub mod client;
 pub mod crypto;
 pub mod notify;
 pub mod orders;
+pub mod provider;
 pub mod refunds;
 
 #[cfg(test)]
 mod crypto_tests;
+#[cfg(test)]
+mod provider_tests;
 #[cfg(test)]
 mod test_support;
