@@ -238,17 +238,26 @@ pub async fn query_payment(
         ));
     }
     let trade_state = fields.get("trade_state").map_or("", String::as_str);
-    match trade_state {
-        "SUCCESS" | "REFUND" => payment_event(&fields, &order.out_trade_no)
+    match unpaid_state(trade_state, &order.out_trade_no) {
+        Some(state) => Ok(state),
+        None => payment_event(&fields, &order.out_trade_no)
             .map(PaymentState::Paid)
             .map_err(|e| ProviderError::Unavailable(format!("orderquery {trade_state}: {e}"))),
-        "NOTPAY" | "USERPAYING" => Ok(PaymentState::NotPaid),
-        "CLOSED" | "REVOKED" => Ok(PaymentState::Closed),
-        "PAYERROR" => Ok(PaymentState::Failed),
+    }
+}
+
+/// What a query's `trade_state` (v2 and v3 use the same names) means for the order, or `None`
+/// for a paid one (`SUCCESS`, `REFUND`), whose payment the caller reads from the answer.
+pub fn unpaid_state(trade_state: &str, out_trade_no: &str) -> Option<PaymentState> {
+    match trade_state {
+        "SUCCESS" | "REFUND" => None,
+        "NOTPAY" | "USERPAYING" => Some(PaymentState::NotPaid),
+        "CLOSED" | "REVOKED" => Some(PaymentState::Closed),
+        "PAYERROR" => Some(PaymentState::Failed),
         other => {
             // Unknown is not a failure (PROTOCOLS §F.8): keep the order pending and ask again later.
-            tracing::warn!(out_trade_no = %order.out_trade_no, trade_state = other, "unknown trade_state");
-            Ok(PaymentState::NotPaid)
+            tracing::warn!(%out_trade_no, trade_state = other, "unknown trade_state");
+            Some(PaymentState::NotPaid)
         }
     }
 }

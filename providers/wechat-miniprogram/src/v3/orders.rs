@@ -1,7 +1,6 @@
 //! v3 JSAPI orders: create (and the client's `paySign`), query by `out_trade_no`, close.
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
-use paybridge_core::money::Fen;
 use paybridge_core::provider::{
     CloseOutcome, CreatePayment, CreatedPayment, OrderRef, PaymentEvent, PaymentState,
     ProviderError,
@@ -13,6 +12,7 @@ use serde_json::json;
 use super::client::{V3Client, V3Reply};
 use super::crypto::{MerchantKey, pay_sign_message};
 use crate::client::nonce;
+use crate::orders::unpaid_state;
 
 /// Who the orders are for.
 #[derive(Debug, Clone, Copy)]
@@ -205,41 +205,32 @@ pub async fn query_payment(
             "the query answered about another order or merchant".to_owned(),
         ));
     }
-    match t.trade_state.as_str() {
-        "SUCCESS" | "REFUND" => {
-            let unreadable =
-                |what: &str| ProviderError::Unavailable(format!("query {}: {what}", t.trade_state));
-            let transaction_id = t
-                .transaction_id
-                .clone()
-                .filter(|id| !id.is_empty())
-                .ok_or_else(|| unreadable("no transaction_id"))?;
-            let total = t.amount.as_ref().map(|a| a.total);
-            if total != Some(order.amount.get()) {
-                return Err(unreadable("amount differs from the order"));
-            }
-            let paid_at = t
-                .success_time
-                .as_deref()
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .map(|s| s.with_timezone(&Utc))
-                .ok_or_else(|| unreadable("bad success_time"))?;
-            Ok(PaymentState::Paid(PaymentEvent {
-                out_trade_no: t.out_trade_no,
-                provider_trade_no: transaction_id.clone(),
-                amount: Fen::new(order.amount.get()),
-                paid_at,
-                event_id: transaction_id,
-            }))
-        }
-        "NOTPAY" | "USERPAYING" => Ok(PaymentState::NotPaid),
-        "CLOSED" | "REVOKED" => Ok(PaymentState::Closed),
-        "PAYERROR" => Ok(PaymentState::Failed),
-        other => {
-            tracing::warn!(out_trade_no = %order.out_trade_no, trade_state = other, "unknown v3 trade_state");
-            Ok(PaymentState::NotPaid)
-        }
+    if let Some(state) = unpaid_state(&t.trade_state, &order.out_trade_no) {
+        return Ok(state);
     }
+    let unreadable =
+        |what: &str| ProviderError::Unavailable(format!("query {}: {what}", t.trade_state));
+    let transaction_id = t
+        .transaction_id
+        .clone()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| unreadable("no transaction_id"))?;
+    if t.amount.as_ref().map(|a| a.total) != Some(order.amount.get()) {
+        return Err(unreadable("amount differs from the order"));
+    }
+    let paid_at = t
+        .success_time
+        .as_deref()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|s| s.with_timezone(&Utc))
+        .ok_or_else(|| unreadable("bad success_time"))?;
+    Ok(PaymentState::Paid(PaymentEvent {
+        out_trade_no: t.out_trade_no,
+        provider_trade_no: transaction_id.clone(),
+        amount: order.amount,
+        paid_at,
+        event_id: transaction_id,
+    }))
 }
 
 /// `POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close`. A paid order is never closed:
