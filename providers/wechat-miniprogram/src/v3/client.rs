@@ -102,6 +102,16 @@ impl V3Client {
         }
     }
 
+    /// The keys this merchant verifies WeChat Pay with, answers and notifications alike; unknown
+    /// platform certificates are downloaded through this client.
+    pub fn keys(&self) -> Keys<'_> {
+        let source: &dyn CertificateDownload = self;
+        Keys {
+            public_key: self.public_key.as_ref().map(|(id, k)| (id.as_str(), k)),
+            certificates: self.certificates.as_deref().map(|c| (c, source)),
+        }
+    }
+
     /// Call `method path` (path with its query) with an optional JSON body.
     pub async fn call(
         &self,
@@ -139,12 +149,7 @@ impl V3Client {
         let (serial, signature) = (get("wechatpay-serial")?, get("wechatpay-signature")?);
         let (timestamp, nonce) = (get("wechatpay-timestamp")?, get("wechatpay-nonce")?);
         let now = Utc::now().timestamp();
-        let source: &dyn CertificateDownload = self;
-        let keys = Keys {
-            public_key: self.public_key.as_ref().map(|(id, k)| (id.as_str(), k)),
-            certificates: self.certificates.as_deref().map(|c| (c, source)),
-        };
-        let key = keys.key_for(serial, now).await?;
+        let key = self.keys().key_for(serial, now).await?;
         key.verify(&response_message(timestamp, nonce, body), signature)?;
         check_timestamp(timestamp, now)
     }

@@ -48,6 +48,7 @@ fn verify_request(seen: &Seen) -> Result<(), String> {
     MerchantKey::from_pem(MERCHANT_KEY, "k")
         .unwrap()
         .verifying_key()
+        .unwrap()
         .verify(&message, &signature)
         .map_err(|e| e.to_string())
 }

@@ -14,7 +14,7 @@
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair, UnparsedPublicKey,
+    ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256, RsaKeyPair,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -102,11 +102,9 @@ impl MerchantKey {
     }
 
     /// Its public half, for whoever verifies this merchant's signatures (a simulator, a test).
-    pub fn verifying_key(&self) -> VerifyingKey {
+    pub fn verifying_key(&self) -> Result<VerifyingKey, V3Error> {
         use aws_lc_rs::signature::KeyPair as _;
-        VerifyingKey {
-            spki: self.pair.public_key().as_ref().to_vec(),
-        }
+        VerifyingKey::from_spki(self.pair.public_key().as_ref(), "client_key")
     }
 
     /// SHA256-RSA (PKCS#1 v1.5) over `message`, base64.
@@ -175,11 +173,19 @@ pub fn check_timestamp(timestamp: &str, now: i64) -> Result<(), V3Error> {
 }
 
 /// A key that verifies WeChat Pay's signatures: the WeChat Pay public key, or a platform
-/// certificate's key.
-#[derive(Clone, PartialEq, Eq)]
+/// certificate's key. Parsed once, when configured or downloaded; clones share it.
+#[derive(Clone)]
 pub struct VerifyingKey {
-    spki: Vec<u8>,
+    key: std::sync::Arc<ParsedPublicKey>,
 }
+
+impl PartialEq for VerifyingKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key.as_ref().as_ref() == other.key.as_ref().as_ref()
+    }
+}
+
+impl Eq for VerifyingKey {}
 
 impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -210,12 +216,12 @@ impl VerifyingKey {
     }
 
     fn from_spki(spki: &[u8], field: &'static str) -> Result<VerifyingKey, V3Error> {
-        // Parsed once here, so that a wrong key fails at configuration and not at the first
+        // Parsed here, so that a wrong key fails at configuration and not at the first
         // notification. (Keys under 2048 bits are refused by the verification itself.)
-        aws_lc_rs::rsa::PublicKey::from_der(spki)
+        let key = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, spki)
             .map_err(|_| key_error(field, "not an RSA public key"))?;
         Ok(VerifyingKey {
-            spki: spki.to_vec(),
+            key: std::sync::Arc::new(key),
         })
     }
 
@@ -224,8 +230,8 @@ impl VerifyingKey {
         let signature = STANDARD
             .decode(signature_base64.trim())
             .map_err(|_| V3Error::BadSignature)?;
-        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.spki)
-            .verify(message, &signature)
+        self.key
+            .verify_sig(message, &signature)
             .map_err(|_| V3Error::BadSignature)
     }
 }

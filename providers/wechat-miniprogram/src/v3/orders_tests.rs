@@ -87,6 +87,7 @@ async fn a_create_sends_the_jsapi_body_and_returns_a_pay_sign_the_merchant_key_v
         p["package"].as_str().unwrap(),
     );
     key.verifying_key()
+        .unwrap()
         .verify(message.as_bytes(), p["paySign"].as_str().unwrap())
         .unwrap();
     assert_eq!(created.provider_data["api_version"], "v3");

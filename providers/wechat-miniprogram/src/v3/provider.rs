@@ -14,9 +14,9 @@ use paybridge_core::provider::{
 };
 use secrecy::ExposeSecret;
 
-use super::certificates::{CertificateDownload, PlatformCertificates};
+use super::certificates::PlatformCertificates;
 use super::client::{V3Client, V3Setup};
-use super::notify::{Keys, Merchant as NotifyMerchant, SignedHeaders};
+use super::notify::{Merchant as NotifyMerchant, SignedHeaders};
 use super::orders::{self, Merchant};
 use super::refunds;
 use crate::config::{V3Config, WechatConfig};
@@ -33,7 +33,6 @@ pub fn is_v3(order: &OrderRef) -> bool {
 /// A tenant's v3 client and keys.
 pub struct V3Provider {
     client: V3Client,
-    certificates: Option<Arc<PlatformCertificates>>,
     config: V3Config,
     appid: String,
     mchid: String,
@@ -60,11 +59,10 @@ impl V3Provider {
             serial_no: v3.serial_no.clone(),
             key: v3.key.clone(),
             public_key: v3.public_key.clone(),
-            certificates: certificates.clone(),
+            certificates,
         });
         Ok(V3Provider {
             client,
-            certificates,
             config: v3.clone(),
             appid: config.appid.clone(),
             mchid: config.mch_id.clone(),
@@ -124,15 +122,7 @@ impl V3Provider {
             nonce: header("wechatpay-nonce")?,
             signature_type: n.header("wechatpay-signature-type"),
         };
-        let source: &dyn CertificateDownload = &self.client;
-        let keys = Keys {
-            public_key: self
-                .config
-                .public_key
-                .as_ref()
-                .map(|(id, k)| (id.as_str(), k)),
-            certificates: self.certificates.as_deref().map(|c| (c, source)),
-        };
+        let keys = self.client.keys();
         let merchant = NotifyMerchant {
             mchid: &self.mchid,
             appid: &self.appid,
