@@ -404,29 +404,36 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn a_failing_job_is_rolled_back_alone_and_its_group_commits() {
-        let (w, file, _dir) = writer("CREATE TABLE t (k INTEGER PRIMARY KEY);");
+    /// Run `jobs` while the writer is held inside another job, so that they are all waiting
+    /// when it is let go and make one group.
+    async fn as_one_group<F: Future>(w: &Writer, jobs: F) -> F::Output {
         let go = Arc::new(Notify::new());
-        let held = hold(&w, go.clone());
+        let held = hold(w, go.clone());
         let group = async {
             // Let the writer take the holding job first.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            let jobs = async {
-                tokio::join!(
-                    insert(&w, "INSERT INTO t (k) VALUES (1)", false),
-                    insert(&w, "INSERT INTO t (k) VALUES (2)", true),
-                    insert(&w, "INSERT INTO t (k) VALUES (3)", false),
-                )
-            };
             let notify = async {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 go.notify_one();
             };
             tokio::join!(jobs, notify).0
         };
-        let (held, (a, b, c)) = tokio::join!(held, group);
+        let (held, out) = tokio::join!(held, group);
         held.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_is_rolled_back_alone_and_its_group_commits() {
+        let (w, file, _dir) = writer("CREATE TABLE t (k INTEGER PRIMARY KEY);");
+        let (a, b, c) = as_one_group(&w, async {
+            tokio::join!(
+                insert(&w, "INSERT INTO t (k) VALUES (1)", false),
+                insert(&w, "INSERT INTO t (k) VALUES (2)", true),
+                insert(&w, "INSERT INTO t (k) VALUES (3)", false),
+            )
+        })
+        .await;
         a.unwrap();
         assert!(matches!(b, Err(DbErr::Custom(m)) if m == "the job refused"));
         c.unwrap();
@@ -441,24 +448,13 @@ mod tests {
              CREATE TABLE c (k INTEGER PRIMARY KEY,
                              p INTEGER REFERENCES p(k) DEFERRABLE INITIALLY DEFERRED);",
         );
-        let go = Arc::new(Notify::new());
-        let held = hold(&w, go.clone());
-        let group = async {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            let jobs = async {
-                tokio::join!(
-                    insert(&w, "INSERT INTO p (k) VALUES (1)", false),
-                    insert(&w, "INSERT INTO c (k, p) VALUES (1, 999)", false),
-                )
-            };
-            let notify = async {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                go.notify_one();
-            };
-            tokio::join!(jobs, notify).0
-        };
-        let (held, (parent, child)) = tokio::join!(held, group);
-        held.unwrap();
+        let (parent, child) = as_one_group(&w, async {
+            tokio::join!(
+                insert(&w, "INSERT INTO p (k) VALUES (1)", false),
+                insert(&w, "INSERT INTO c (k, p) VALUES (1, 999)", false),
+            )
+        })
+        .await;
         assert!(
             parent.is_err(),
             "acknowledged a write that was not committed"

@@ -110,17 +110,7 @@ async fn create_errors_map_to_what_the_merchant_can_act_on() {
         })
         .await;
         let c = client(&server.base, true, false, Duration::from_secs(5));
-        let req = CreatePayment {
-            out_trade_no: "PB1".to_owned(),
-            amount: Fen::new(1),
-            description: "d".to_owned(),
-            payer_openid: Some("o".to_owned()),
-            client_ip: None,
-            expires_at: Utc::now(),
-            attach: None,
-            notify_url: "https://gw.example/n".to_owned(),
-            previous_provider_data: None,
-        };
+        let req = create_request("PB1", 1);
         let e = create_payment(&c, MERCHANT, &key, &req).await.unwrap_err();
         assert!(format!("{e:?}").starts_with(expected), "{code}: {e:?}");
     }

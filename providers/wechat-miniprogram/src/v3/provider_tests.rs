@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 use paybridge_core::money::Fen;
 use paybridge_core::provider::{
-    BuildContext, CreatePayment, IncomingNotification, NotificationRejection, NotifyChannel,
-    OrderLookup, OrderRef, OrderSnapshot, PaymentProvider, ProviderEvent,
+    BuildContext, IncomingNotification, NotificationRejection, NotifyChannel, OrderLookup,
+    OrderRef, OrderSnapshot, PaymentProvider, ProviderEvent,
 };
 use serde_json::{Value, json};
 
@@ -76,20 +76,7 @@ async fn new_orders_go_to_v3_and_each_order_keeps_its_protocol() {
     })
     .await;
     let p = build(&table(&server.base, PUBLIC_KEY_MODE)).unwrap();
-    let created = p
-        .create_payment(&CreatePayment {
-            out_trade_no: "PB1".to_owned(),
-            amount: Fen::new(150),
-            description: "d".to_owned(),
-            payer_openid: Some("o".to_owned()),
-            client_ip: None,
-            expires_at: Utc::now(),
-            attach: None,
-            notify_url: "https://gw.example/n".to_owned(),
-            previous_provider_data: None,
-        })
-        .await
-        .unwrap();
+    let created = p.create_payment(&create_request("PB1", 150)).await.unwrap();
     assert_eq!(created.client_payment["signType"], "RSA");
     assert_eq!(created.provider_data["api_version"], "v3");
 

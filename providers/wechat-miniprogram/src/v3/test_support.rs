@@ -119,3 +119,18 @@ pub fn client(base: &str, public_key: bool, certificates: bool, timeout: Duratio
         }),
     })
 }
+
+/// A minimal create request: `out_trade_no` for `amount` fen, paid by openid `o`.
+pub fn create_request(out_trade_no: &str, amount: i64) -> paybridge_core::provider::CreatePayment {
+    paybridge_core::provider::CreatePayment {
+        out_trade_no: out_trade_no.to_owned(),
+        amount: paybridge_core::money::Fen::new(amount),
+        description: "d".to_owned(),
+        payer_openid: Some("o".to_owned()),
+        client_ip: None,
+        expires_at: Utc::now(),
+        attach: None,
+        notify_url: "https://gw.example/n".to_owned(),
+        previous_provider_data: None,
+    }
+}
