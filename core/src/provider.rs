@@ -227,7 +227,7 @@ pub struct IncomingNotification<'a> {
     pub body: &'a [u8],
     /// The request's headers with a UTF-8 value, names in lowercase (WeChat Pay v3 signs its
     /// notifications in `Wechatpay-*` headers).
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
 impl IncomingNotification<'_> {
@@ -236,7 +236,7 @@ impl IncomingNotification<'_> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| *v)
     }
 }
 

@@ -33,7 +33,7 @@ pub struct Received<'a> {
     /// The raw body.
     pub body: &'a [u8],
     /// The request's headers (UTF-8 values, lowercase names), for providers that sign in them.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
     /// The client's address, for the per-IP rate limit.
     pub client_ip: Option<std::net::IpAddr>,
 }

@@ -317,7 +317,7 @@ fn a_v3_notification_is_acknowledged_in_v3_and_a_v2_one_in_xml() {
         "HMAC-SHA256",
         std::time::Duration::from_secs(1),
     );
-    let v3_headers = vec![("wechatpay-signature".to_owned(), "x".to_owned())];
+    let v3_headers = [("wechatpay-signature", "x")];
     let v3 = IncomingNotification {
         channel: NotifyChannel::Payment,
         content_type: Some("application/json"),

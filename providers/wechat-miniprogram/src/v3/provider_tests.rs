@@ -155,7 +155,10 @@ async fn a_notification_signed_in_headers_is_verified_as_v3() {
         channel: NotifyChannel::Payment,
         content_type: Some("application/json"),
         body: body.as_bytes(),
-        headers: &headers,
+        headers: &headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
     };
     let event = p.verify_notification(&n, &Orders).await.unwrap();
     assert!(
