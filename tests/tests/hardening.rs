@@ -555,6 +555,22 @@ async fn an_alipay_refund_made_outside_paybridge_is_acknowledged_and_flagged() {
     }
 }
 
+/// A paid order of 500 fen with a refund `R1` of 200 sent to WeChat: (order number, refund_id).
+async fn paid_order_with_refund(gw: &Gateway, t: &TestTenant) -> (String, String) {
+    let (no, _) = wechat::create_order(gw, &t.id, 500).await;
+    wechat::pay(gw, t, &no, "deliver").await;
+    let (s, refund) = gw
+        .post(
+            &t.id,
+            &format!("/v1/orders/{no}/refunds"),
+            &serde_json::json!({"out_refund_no": "R1", "amount": 200}),
+        )
+        .await;
+    assert_eq!(s, 201, "{refund}");
+    let refund_id = refund["provider_refund_no"].as_str().unwrap().to_owned();
+    (no, refund_id)
+}
+
 /// A WeChat refund notification must name the refund WeChat numbered when it accepted it, and its
 /// amount: one that names another `refund_id` or `refund_fee` is refused and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -562,17 +578,7 @@ async fn a_refund_notification_with_another_refund_id_or_amount_is_refused() {
     for backend in backends() {
         let t = tenant("hard_refund_id", 88);
         let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
-        let (no, _) = wechat::create_order(&gw, &t.id, 500).await;
-        wechat::pay(&gw, &t, &no, "deliver").await;
-        let (s, refund) = gw
-            .post(
-                &t.id,
-                &format!("/v1/orders/{no}/refunds"),
-                &serde_json::json!({"out_refund_no": "R1", "amount": 200}),
-            )
-            .await;
-        assert_eq!(s, 201, "{refund}");
-        let refund_id = refund["provider_refund_no"].as_str().unwrap().to_owned();
+        let (no, refund_id) = paid_order_with_refund(&gw, &t).await;
         let (s, settled) = gw
             .sandbox(
                 "/control/refund",
@@ -846,17 +852,7 @@ async fn storage_refuses_a_refund_report_with_another_amount_or_number() {
     for backend in backends() {
         let t = tenant("hard_refund_amount", 91);
         let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
-        let (no, _) = wechat::create_order(&gw, &t.id, 500).await;
-        wechat::pay(&gw, &t, &no, "deliver").await;
-        let (s, refund) = gw
-            .post(
-                &t.id,
-                &format!("/v1/orders/{no}/refunds"),
-                &serde_json::json!({"out_refund_no": "R1", "amount": 200}),
-            )
-            .await;
-        assert_eq!(s, 201, "{refund}");
-        let known = refund["provider_refund_no"].as_str().unwrap().to_owned();
+        let (no, known) = paid_order_with_refund(&gw, &t).await;
         let report = |amount: Option<i64>, number: &str| RefundUpdate {
             event_id: format!("query:{amount:?}:{number}"),
             status: RefundStatus::Succeeded,
