@@ -489,8 +489,9 @@ pub struct FieldSpec {
 #[async_trait]
 pub trait Simulator: Send + Sync + 'static {
     /// Learn a merchant from a tenant's provider table (the simulator parses it with its own
-    /// code), so it can check that merchant's signatures.
-    fn register_merchant(&self, provider_config: &toml::Table);
+    /// code), so it can check that merchant's signatures. File paths in the table are relative
+    /// to `base_dir`, the tenant's folder.
+    fn register_merchant(&self, provider_config: &toml::Table, base_dir: &std::path::Path);
 
     /// Serve one request. `path` is what follows `/sandbox/<kind>`, starting with `/`.
     async fn handle(&self, request: SimRequest) -> SimResponse;
@@ -505,6 +506,8 @@ pub struct SimRequest {
     pub path: String,
     /// The raw query string (without `?`).
     pub query: String,
+    /// The headers, names in lower case, in arrival order.
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: bytes::Bytes,
     /// How the request arrived: `None` over plain HTTP; over TLS, the DER of the client
@@ -526,8 +529,20 @@ pub struct SimResponse {
     pub status: u16,
     /// `Content-Type`.
     pub content_type: &'static str,
+    /// Further headers (a signed answer's signature, for example).
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+}
+
+impl SimRequest {
+    /// The value of a header (the name in lower case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Validates a provider table and builds the provider, or returns every bad field.

@@ -178,7 +178,7 @@ pub fn register_merchants(
             let mut table = table.clone();
             table.remove("enabled");
             if paybridge_admin::secrets::is_sandbox_provider(&table, sandbox_prefix) {
-                sim.register_merchant(&table);
+                sim.register_merchant(&table, &s.base_dir);
             }
             paybridge_core::tenant::wipe_table(&mut table);
         }

@@ -347,6 +347,7 @@ async fn dispatch(
             method,
             path,
             query,
+            headers: Vec::new(),
             body,
             tls: Some(peer),
         })

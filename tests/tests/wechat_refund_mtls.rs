@@ -92,7 +92,10 @@ struct World {
 async fn world() -> World {
     let pki = TestPki::generate(MCH_ID);
     let sim: Arc<dyn Simulator> = paybridge_wechat::sandbox::simulator(Duration::from_secs(5));
-    sim.register_merchant(&merchant_table().parse().unwrap());
+    sim.register_merchant(
+        &merchant_table().parse().unwrap(),
+        std::path::Path::new("."),
+    );
     let server = serve_simulator(sim, &pki).await;
     World {
         pki,

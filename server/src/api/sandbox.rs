@@ -22,13 +22,24 @@ pub async fn simulator(
         method: req.method().as_str().to_owned(),
         path: format!("/{rest}"),
         query: req.query_string().to_owned(),
+        headers: req
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| {
+                let value = value.to_str().ok()?;
+                Some((name.as_str().to_owned(), value.to_owned()))
+            })
+            .collect(),
         body,
         tls: None,
     };
     let response = sim.handle(request).await;
-    HttpResponse::build(
+    let mut answer = HttpResponse::build(
         StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-    )
-    .content_type(response.content_type)
-    .body(response.body)
+    );
+    answer.content_type(response.content_type);
+    for (name, value) in response.headers {
+        answer.insert_header((name, value));
+    }
+    answer.body(response.body)
 }

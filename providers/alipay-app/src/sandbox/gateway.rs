@@ -119,6 +119,7 @@ impl Reply {
         SimResponse {
             status: 200,
             content_type: "application/json;charset=utf-8",
+            headers: Vec::new(),
             body: body.into_bytes(),
         }
     }

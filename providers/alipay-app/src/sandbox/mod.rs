@@ -209,6 +209,7 @@ impl AlipaySimulator {
             return SimResponse {
                 status: 500,
                 content_type: "text/plain",
+                headers: Vec::new(),
                 body: b"Internal Server Error".to_vec(),
             };
         }
@@ -285,7 +286,7 @@ async fn deliver_and_record(
 
 #[async_trait]
 impl Simulator for AlipaySimulator {
-    fn register_merchant(&self, provider_config: &toml::Table) {
+    fn register_merchant(&self, provider_config: &toml::Table, _base_dir: &std::path::Path) {
         self.lock().registry.register(provider_config);
     }
 
@@ -328,6 +329,7 @@ fn json_response(status: u16, value: &Value) -> SimResponse {
     SimResponse {
         status,
         content_type: "application/json",
+        headers: Vec::new(),
         body: value.to_string().into_bytes(),
     }
 }

@@ -44,6 +44,9 @@ struct NotifyCommand {
     out_trade_no: String,
     mch_id: Option<String>,
     copies: Option<u32>,
+    /// v3: send WeChat's signature probe (`WECHATPAY/SIGNTEST/…`), which must be refused.
+    #[serde(default)]
+    probe: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +120,7 @@ impl WechatSimulator {
                     &notify_url,
                     &payment,
                     copies,
+                    false,
                 )
                 .await
             }
@@ -167,6 +171,20 @@ impl WechatSimulator {
             }
             None => return Err(lookup_error(Lookup::NotFound, out_trade_no)),
         }
+        let is_v3 = state
+            .orders
+            .get(&mch_id, out_trade_no)
+            .is_some_and(|o| o.v3);
+        let apiv3_key = merchant.v3.as_ref().map(|v3| v3.apiv3_key.as_str());
+        if is_v3 && apiv3_key.is_none() {
+            return Err(json_error(
+                409,
+                "merchant_unknown",
+                &format!(
+                    "merchant {mch_id} no longer has an apiv3_key: a v3 order cannot be notified"
+                ),
+            ));
+        }
         let transaction_id = state.orders.new_transaction_id(&mch_id, out_trade_no);
         let Some(order) = state.orders.get_mut(&mch_id, out_trade_no) else {
             return Err(lookup_error(Lookup::NotFound, out_trade_no));
@@ -175,8 +193,12 @@ impl WechatSimulator {
         let openid = order.openid.clone().unwrap_or_else(|| {
             super::login::openid_for(&order.appid, &format!("payer-of-{out_trade_no}"))
         });
-        let notification = notify::build(order, &merchant, &transaction_id, &time_end, &openid);
-        let payment = Payment {
+        let notification = if order.v3 {
+            String::new()
+        } else {
+            notify::build(order, &merchant, &transaction_id, &time_end, &openid)
+        };
+        let mut payment = Payment {
             transaction_id,
             time_end,
             openid,
@@ -185,10 +207,18 @@ impl WechatSimulator {
         order.paid_after_close = order.state == TradeState::Closed;
         order.state = TradeState::Success;
         order.payment = Some(payment.clone());
+        if order.v3 {
+            // The v3 resource is the transaction as a query shows it once paid.
+            payment.notification =
+                super::v3::notify::payment_notification(order, apiv3_key.unwrap_or_default());
+            order.payment = Some(payment.clone());
+        }
         Ok((mch_id, order.notify_url.clone(), payment))
     }
 
-    /// Delivers and records the attempts on the order.
+    /// Delivers and records the attempts on the order. A v3 notification is signed for each
+    /// copy by the merchant's key mode (`probe`: with a signature that cannot verify, as WeChat
+    /// probes merchants).
     async fn send(
         &self,
         mch_id: &str,
@@ -196,9 +226,23 @@ impl WechatSimulator {
         url: &str,
         payment: &Payment,
         copies: u32,
+        probe: bool,
     ) -> Vec<Delivery> {
-        let deliveries =
-            notify::deliver(self.http.as_ref(), url, &payment.notification, copies).await;
+        let requests = {
+            let mut state = self.lock();
+            let state = &mut *state;
+            let v3 = state.orders.get(mch_id, out_trade_no).is_some_and(|o| o.v3);
+            (0..copies)
+                .map(|_| {
+                    if v3 {
+                        state.v3.outgoing(mch_id, &payment.notification, probe)
+                    } else {
+                        notify::Outgoing::xml(&payment.notification)
+                    }
+                })
+                .collect()
+        };
+        let deliveries = notify::deliver_each(self.http.as_ref(), url, requests).await;
         if let Some(order) = self.lock().orders.get_mut(mch_id, out_trade_no) {
             order.deliveries.extend(deliveries.iter().cloned());
         }
@@ -239,7 +283,14 @@ impl WechatSimulator {
             Err(response) => return response,
         };
         let deliveries = self
-            .send(&mch_id, &command.out_trade_no, &url, &payment, copies)
+            .send(
+                &mch_id,
+                &command.out_trade_no,
+                &url,
+                &payment,
+                copies,
+                command.probe,
+            )
             .await;
         json_response(200, &json!({ "deliveries": deliveries }))
     }

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use paybridge_core::provider::SimResponse;
 
 use super::control::parse;
-use super::notify;
+use super::notify::{self, Outgoing};
 use super::refund_notify;
 use super::refunds::{RefundLookup, RefundStatus};
-use super::{WechatSimulator, json_error, json_response, lock};
+use super::{State, WechatSimulator, json_error, json_response, lock};
 
 /// The automatic notification waits this long, so that it arrives after the refund's answer.
 const AUTO_NOTIFY_DELAY: Duration = Duration::from_millis(300);
@@ -56,6 +56,20 @@ fn lookup_error(lookup: RefundLookup, out_refund_no: &str) -> SimResponse {
     }
 }
 
+/// A refund's notification ready to send: v2 XML as is, v3 JSON signed now by the merchant's
+/// key mode.
+fn prepare(state: &mut State, mch_id: &str, out_refund_no: &str, notification: &str) -> Outgoing {
+    let v3 = state
+        .refunds
+        .get(mch_id, out_refund_no)
+        .is_some_and(|r| r.v3);
+    if v3 {
+        state.v3.outgoing(mch_id, notification, false)
+    } else {
+        Outgoing::xml(notification)
+    }
+}
+
 /// What settling a refund produced.
 struct Settled {
     mch_id: String,
@@ -84,8 +98,13 @@ impl WechatSimulator {
         };
         let deliveries = match (command.notify, &settled.notify_url) {
             (RefundNotifyMode::Deliver, Some(url)) => {
-                let deliveries =
-                    notify::deliver(self.http.as_ref(), url, &settled.notification, 1).await;
+                let request = prepare(
+                    &mut self.lock(),
+                    &settled.mch_id,
+                    &command.out_refund_no,
+                    &settled.notification,
+                );
+                let deliveries = notify::deliver_each(self.http.as_ref(), url, vec![request]).await;
                 if let Some(refund) = self
                     .lock()
                     .refunds
@@ -217,7 +236,8 @@ impl WechatSimulator {
         runtime.spawn(async move {
             tokio::time::sleep(AUTO_NOTIFY_DELAY).await;
             for attempt in 1..=AUTO_NOTIFY_ATTEMPTS {
-                let deliveries = notify::deliver(http.as_ref(), &url, &notification, 1).await;
+                let request = prepare(&mut lock(&state), &mch_id, &out_refund_no, &notification);
+                let deliveries = notify::deliver_each(http.as_ref(), &url, vec![request]).await;
                 let acknowledged = deliveries.iter().any(|d| d.acknowledged);
                 if let Some(refund) = lock(&state).refunds.get_mut(&mch_id, &out_refund_no) {
                     refund.deliveries.extend(deliveries);

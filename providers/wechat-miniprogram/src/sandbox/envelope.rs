@@ -138,6 +138,7 @@ impl Reply {
         SimResponse {
             status: 200,
             content_type: "text/xml; charset=utf-8",
+            headers: Vec::new(),
             body: xml::write(&fields).into_bytes(),
         }
     }
@@ -185,6 +186,11 @@ pub(crate) fn authenticate(registry: &Registry, body: &[u8]) -> Result<Authed, R
     };
     if text("appid") != Some(merchant.appid.as_str()) {
         return Err(Reply::Refused("appid和mch_id不匹配".into()));
+    }
+    if merchant.api_key.is_empty() {
+        return Err(Reply::Refused(
+            "商户未配置API v2密钥 (the tenant has no api_key: use API v3)".into(),
+        ));
     }
     let sign_type = SignType::from_field(text("sign_type"))
         .map_err(|e| Reply::Refused(format!("sign_type参数错误: {e}")))?;

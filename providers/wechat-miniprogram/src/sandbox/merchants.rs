@@ -1,6 +1,9 @@
 //! The merchants and mini-programs the simulator knows, learnt from tenants' provider tables.
 
 use std::collections::HashMap;
+use std::path::Path;
+
+use super::v3::merchant::{self as v3_merchant, V3Merchant};
 
 /// A merchant account: what Pay API v2 calls are checked and signed with.
 #[derive(Debug, Clone)]
@@ -9,8 +12,10 @@ pub(crate) struct Merchant {
     pub(crate) mch_id: String,
     /// The mini-program bound to this merchant.
     pub(crate) appid: String,
-    /// The API v2 key.
+    /// The API v2 key; empty for a v3-only merchant (whose v2 calls are refused).
     pub(crate) api_key: String,
+    /// The API v3 credentials, when the tenant has `apiv3_key`.
+    pub(crate) v3: Option<std::sync::Arc<V3Merchant>>,
 }
 
 /// A mini-program: what `jscode2session` checks.
@@ -29,27 +34,33 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Learns (or re-learns) the merchant and app of a `[providers.wechat_miniprogram]` table.
-    /// A table without `appid`, `mch_id` and `api_key` strings is ignored: the simulator cannot
-    /// check anything for it.
-    pub(crate) fn register(&mut self, table: &toml::Table) {
+    /// A table without `appid`, `mch_id`, and `api_key` or `apiv3_key` strings is ignored: the
+    /// simulator cannot check anything for it. Files named in it are relative to `base_dir`.
+    /// Returns the merchant's id when it was learnt.
+    pub(crate) fn register(&mut self, table: &toml::Table, base_dir: &Path) -> Option<String> {
         let text = |key: &str| {
             table
                 .get(key)
                 .and_then(toml::Value::as_str)
                 .filter(|v| !v.is_empty())
         };
-        let (Some(appid), Some(mch_id), Some(api_key)) =
-            (text("appid"), text("mch_id"), text("api_key"))
-        else {
-            tracing::debug!("wechat sandbox: provider table without appid/mch_id/api_key ignored");
-            return;
+        let v3 = v3_merchant::from_table(table, base_dir).map(std::sync::Arc::new);
+        let (Some(appid), Some(mch_id)) = (text("appid"), text("mch_id")) else {
+            tracing::debug!("wechat sandbox: provider table without appid/mch_id ignored");
+            return None;
         };
+        let api_key = text("api_key").unwrap_or_default();
+        if api_key.is_empty() && v3.is_none() {
+            tracing::debug!("wechat sandbox: provider table without api_key or apiv3_key ignored");
+            return None;
+        }
         self.merchants.insert(
             mch_id.to_owned(),
             Merchant {
                 mch_id: mch_id.to_owned(),
                 appid: appid.to_owned(),
                 api_key: api_key.to_owned(),
+                v3,
             },
         );
         self.apps.insert(
@@ -58,6 +69,7 @@ impl Registry {
                 app_secret: text("app_secret").map(str::to_owned),
             },
         );
+        Some(mch_id.to_owned())
     }
 
     /// The merchant with this id.
@@ -82,12 +94,14 @@ mod tests {
     #[test]
     fn registering_again_replaces_the_credentials() {
         let mut registry = Registry::default();
-        registry.register(&table(
-            "appid = \"wx1\"\nmch_id = \"m1\"\napi_key = \"k1\"\napp_secret = \"s1\"",
-        ));
-        registry.register(&table(
-            "appid = \"wx1\"\nmch_id = \"m1\"\napi_key = \"k2\"\nenabled = true",
-        ));
+        registry.register(
+            &table("appid = \"wx1\"\nmch_id = \"m1\"\napi_key = \"k1\"\napp_secret = \"s1\""),
+            Path::new("."),
+        );
+        registry.register(
+            &table("appid = \"wx1\"\nmch_id = \"m1\"\napi_key = \"k2\"\nenabled = true"),
+            Path::new("."),
+        );
         assert_eq!(registry.merchant("m1").unwrap().api_key, "k2");
         assert_eq!(registry.app("wx1").unwrap().app_secret, None);
     }
@@ -95,8 +109,11 @@ mod tests {
     #[test]
     fn a_table_without_credentials_is_skipped() {
         let mut registry = Registry::default();
-        registry.register(&table("appid = \"wx1\"\nmch_id = \"m1\""));
-        registry.register(&table("appid = \"wx2\"\nmch_id = \"m2\"\napi_key = 42"));
+        registry.register(&table("appid = \"wx1\"\nmch_id = \"m1\""), Path::new("."));
+        registry.register(
+            &table("appid = \"wx2\"\nmch_id = \"m2\"\napi_key = 42"),
+            Path::new("."),
+        );
         assert!(registry.merchant("m1").is_none());
         assert!(registry.merchant("m2").is_none());
         assert!(registry.app("wx1").is_none());

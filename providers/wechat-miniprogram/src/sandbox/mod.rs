@@ -18,6 +18,12 @@
 //! `refund_id` > `out_refund_no` > `transaction_id` > `out_trade_no`, answers `refund_count` and
 //! the `_$n` fields (10 per page, `offset` pages), or `REFUNDNOTEXIST`.
 //!
+//! API v3 (`/v3/pay/transactions/jsapi`, query, close, refunds, `/v3/certificates`, sealed
+//! notifications signed in `Wechatpay-*` headers) is in [`v3`], on the same order and refund
+//! books: the control API below pays, notifies and settles v2 and v3 orders alike, and a v3
+//! tenant without `api_key` gets its v2 calls refused. `POST /control/v3/keys` sets which of
+//! WeChat's keys signs for a merchant (certificate, public key, or the gradual switch).
+//!
 //! Login codes: any code works once (then `40163`); `invalid…` → `40029`, `busy` → `-1`,
 //! `ratelimit` → `45011`, `blocked` → `40226`; a code starting with `union` also gets a
 //! `unionid`. The openid is the same for the same appid and code. JSAPI orders need an openid
@@ -50,6 +56,9 @@
 //! - `POST /control/notify` `{"out_trade_no": "…", "mch_id"?: "…", "copies"?: 1}` sends a paid
 //!   order's notification again, the same bytes as before, and answers `{"deliveries": […]}`.
 //!   An unpaid order gets a 409 (`order_not_paid`).
+//!   A v3 order's copies are signed one by one at sending, by the merchant's key mode, and
+//!   `"probe": true` sends WeChat's signature probe instead (`WECHATPAY/SIGNTEST/…`, which a
+//!   merchant must refuse).
 //! - `POST /control/fail` `{"api": "unifiedorder" | "orderquery" | "closeorder" | "refund" |
 //!   "refundquery" | "jscode2session" | "*", "mode": "SYSTEMERROR" | "http500" | "bad_sign" |
 //!   "timeout",
@@ -62,7 +71,7 @@
 //!   - `bad_sign`: the call is done, but the answer's `sign` is wrong (Pay APIs only);
 //!   - `timeout`: the call is done, but the answer comes 1 s after the simulator's HTTP timeout.
 //! - `POST /control/refund` `{"out_refund_no": "…", "mch_id"?: "…", "status": "SUCCESS" |
-//!   "REFUNDCLOSE" | "CHANGE", "notify"?: "deliver" | "drop" | "return"}` settles a refund:
+//!   "REFUNDCLOSE" | "CHANGE" (v3's names "CLOSED" and "ABNORMAL" too), "notify"?: "deliver" | "drop" | "return"}` settles a refund:
 //!   `PROCESSING` may become any of the three, `CHANGE` may become `SUCCESS` or `REFUNDCLOSE`
 //!   (an operator's fix); `SUCCESS` stamps `success_time` (Beijing `yyyy-MM-dd HH:mm:ss`).
 //!   Giving the refund's current status again resends the same notification bytes; anything
@@ -102,6 +111,7 @@ mod refund_notify;
 mod refunds;
 mod signature;
 mod unifiedorder;
+mod v3;
 mod xml;
 
 #[cfg(test)]
@@ -146,6 +156,7 @@ struct State {
     refunds: RefundBook,
     faults: Faults,
     settings: Settings,
+    v3: v3::V3State,
 }
 
 /// Behaviour switches of `POST /control/settings`.
@@ -164,6 +175,8 @@ enum Route<'a> {
     ControlRefund,
     ControlSettings,
     ControlOrder(&'a str),
+    V3(v3::api::V3Api),
+    ControlV3Keys,
 }
 
 impl Route<'_> {
@@ -181,6 +194,11 @@ impl Route<'_> {
             "/control/fail" => (Route::ControlFail, "POST"),
             "/control/refund" => (Route::ControlRefund, "POST"),
             "/control/settings" => (Route::ControlSettings, "POST"),
+            "/control/v3/keys" => (Route::ControlV3Keys, "POST"),
+            other if other.starts_with("/v3/") => {
+                let (api, method) = v3::api::V3Api::of(other)?;
+                (Route::V3(api), method)
+            }
             other => {
                 let number = other
                     .strip_prefix("/control/orders/")
@@ -236,6 +254,7 @@ impl WechatSimulator {
         SimResponse {
             status: 200,
             content_type: "text/plain",
+            headers: Vec::new(),
             body: answer.to_string().into_bytes(),
         }
     }
@@ -287,8 +306,15 @@ impl WechatSimulator {
 
 #[async_trait]
 impl Simulator for WechatSimulator {
-    fn register_merchant(&self, provider_config: &toml::Table) {
-        self.lock().registry.register(provider_config);
+    fn register_merchant(&self, provider_config: &toml::Table, base_dir: &std::path::Path) {
+        let mut state = self.lock();
+        if let Some(mch_id) = state.registry.register(provider_config, base_dir) {
+            state
+                .v3
+                .modes
+                .entry(mch_id)
+                .or_insert_with(|| v3::merchant::KeyState::initial(provider_config));
+        }
     }
 
     async fn handle(&self, request: SimRequest) -> SimResponse {
@@ -317,6 +343,14 @@ impl Simulator for WechatSimulator {
             Route::ControlOrder(number) => {
                 self.control_order(&percent_decode(number), &request.query)
             }
+            Route::V3(api) => {
+                let served = v3::api::serve(&mut self.lock(), &api, &request);
+                if let Some((mch_id, out_refund_no)) = served.new_refund {
+                    self.auto_complete_refund(&mch_id, &out_refund_no);
+                }
+                served.response
+            }
+            Route::ControlV3Keys => self.control_v3_keys(&request.body),
         }
     }
 }
@@ -333,6 +367,7 @@ fn http_500() -> SimResponse {
     SimResponse {
         status: 500,
         content_type: "text/plain",
+        headers: Vec::new(),
         body: b"Internal Server Error".to_vec(),
     }
 }
@@ -341,6 +376,7 @@ fn json_response(status: u16, value: &Value) -> SimResponse {
     SimResponse {
         status,
         content_type: "application/json",
+        headers: Vec::new(),
         body: value.to_string().into_bytes(),
     }
 }

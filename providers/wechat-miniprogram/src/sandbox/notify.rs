@@ -61,26 +61,45 @@ pub(crate) fn build(
     xml::write(&fields)
 }
 
-/// Sends a notification (payment or refund) to `url` `copies` times at once (WeChat's servers do
-/// redeliver concurrently) and reports every attempt.
-pub(crate) async fn deliver(
+/// One notification request, ready to send.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    /// The body.
+    pub(crate) body: String,
+    /// Its `Content-Type`.
+    pub(crate) content_type: &'static str,
+    /// Further headers (v3: the `Wechatpay-*` signature headers).
+    pub(crate) headers: Vec<(String, String)>,
+    /// A v3 notification: any 2xx acknowledges it (v2 needs XML `return_code` SUCCESS).
+    pub(crate) v3: bool,
+}
+
+impl Outgoing {
+    /// A v2 (XML) notification.
+    pub(crate) fn xml(notification: &str) -> Outgoing {
+        Outgoing {
+            body: notification.to_owned(),
+            content_type: "text/xml",
+            headers: Vec::new(),
+            v3: false,
+        }
+    }
+}
+
+/// Sends every request to `url` at once and reports every attempt.
+pub(crate) async fn deliver_each(
     client: Option<&reqwest::Client>,
     url: &str,
-    notification: &str,
-    copies: u32,
+    requests: Vec<Outgoing>,
 ) -> Vec<Delivery> {
     let Some(client) = client else {
         let delivery =
             failed("the simulator has no HTTP client (TLS set-up failed at start)".into());
-        return (0..copies).map(|_| delivery.clone()).collect();
+        return requests.iter().map(|_| delivery.clone()).collect();
     };
     let mut attempts = JoinSet::new();
-    for _ in 0..copies {
-        attempts.spawn(send_once(
-            client.clone(),
-            url.to_owned(),
-            notification.to_owned(),
-        ));
+    for request in requests {
+        attempts.spawn(send_once(client.clone(), url.to_owned(), request));
     }
     let mut deliveries = Vec::new();
     while let Some(done) = attempts.join_next().await {
@@ -103,14 +122,15 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-async fn send_once(client: reqwest::Client, url: String, notification: String) -> Delivery {
+async fn send_once(client: reqwest::Client, url: String, request: Outgoing) -> Delivery {
     let at = now();
-    let sent = client
+    let mut post = client
         .post(&url)
-        .header("Content-Type", "text/xml")
-        .body(notification)
-        .send()
-        .await;
+        .header("Content-Type", request.content_type);
+    for (name, value) in &request.headers {
+        post = post.header(name.as_str(), value.as_str());
+    }
+    let sent = post.body(request.body).send().await;
     let response = match sent {
         Ok(response) => response,
         Err(e) => {
@@ -133,7 +153,11 @@ async fn send_once(client: reqwest::Client, url: String, notification: String) -
             };
         }
     };
-    let acknowledged = status == 200 && is_success_ack(&body);
+    let acknowledged = if request.v3 {
+        (200..300).contains(&status)
+    } else {
+        status == 200 && is_success_ack(&body)
+    };
     let mut text = String::from_utf8_lossy(&body).into_owned();
     if text.len() > MAX_RECORDED_BODY {
         let mut cut = MAX_RECORDED_BODY;

@@ -48,7 +48,7 @@ pub(crate) struct Delivery {
     pub(crate) at: String,
     /// The merchant's HTTP status, absent when there was no HTTP answer.
     pub(crate) status: Option<u16>,
-    /// HTTP 200 with XML whose `return_code` is `SUCCESS`.
+    /// v2: HTTP 200 with XML whose `return_code` is `SUCCESS`; v3: any 2xx.
     pub(crate) acknowledged: bool,
     /// The merchant's response body (truncated to 2 KiB).
     pub(crate) body: String,
@@ -104,6 +104,8 @@ pub(crate) struct Order {
     pub(crate) paid_after_close: bool,
     /// Every notification attempt.
     pub(crate) deliveries: Vec<Delivery>,
+    /// Made through API v3 (`/v3/pay/transactions/jsapi`): its notification is v3 JSON.
+    pub(crate) v3: bool,
 }
 
 impl Order {
@@ -118,7 +120,8 @@ impl Order {
             "total_fee": self.total_fee,
             "notify_url": self.notify_url,
             "trade_type": self.trade_type,
-            "sign_type": self.sign_type.as_str(),
+            "api_version": if self.v3 { "v3" } else { "v2" },
+            "sign_type": if self.v3 { "RSA" } else { self.sign_type.as_str() },
             "openid": self.openid,
             "attach": self.attach,
             "transaction_id": self.payment.as_ref().map(|p| &p.transaction_id),

@@ -15,7 +15,12 @@ pub(crate) fn finish(refund: &mut Refund, status: RefundStatus, merchant: &Merch
     if status == RefundStatus::Success && refund.success_time.is_none() {
         refund.success_time = Some(beijing_now().format("%Y-%m-%d %H:%M:%S").to_string());
     }
-    let notification = build(refund, merchant);
+    let notification = if refund.v3 {
+        let apiv3_key = merchant.v3.as_ref().map(|v3| v3.apiv3_key.as_str());
+        super::v3::notify::refund_notification(refund, apiv3_key.unwrap_or_default())
+    } else {
+        build(refund, merchant)
+    };
     refund.notification = Some(notification.clone());
     notification
 }

@@ -24,11 +24,11 @@ pub(crate) enum RefundStatus {
     /// The money went back.
     #[serde(rename = "SUCCESS")]
     Success,
-    /// Closed without moving money.
-    #[serde(rename = "REFUNDCLOSE")]
+    /// Closed without moving money (v3 calls it `CLOSED`).
+    #[serde(rename = "REFUNDCLOSE", alias = "CLOSED")]
     RefundClose,
-    /// Abnormal: the payer's account cannot take it; an operator must act.
-    #[serde(rename = "CHANGE")]
+    /// Abnormal: the payer's account cannot take it; an operator must act (v3: `ABNORMAL`).
+    #[serde(rename = "CHANGE", alias = "ABNORMAL")]
     Change,
 }
 
@@ -40,6 +40,16 @@ impl RefundStatus {
             RefundStatus::Success => "SUCCESS",
             RefundStatus::RefundClose => "REFUNDCLOSE",
             RefundStatus::Change => "CHANGE",
+        }
+    }
+
+    /// The v3 wire name.
+    pub(crate) fn v3_name(self) -> &'static str {
+        match self {
+            RefundStatus::Processing => "PROCESSING",
+            RefundStatus::Success => "SUCCESS",
+            RefundStatus::RefundClose => "CLOSED",
+            RefundStatus::Change => "ABNORMAL",
         }
     }
 
@@ -87,6 +97,8 @@ pub(crate) struct Refund {
     pub(crate) notification: Option<String>,
     /// Every notification attempt.
     pub(crate) deliveries: Vec<Delivery>,
+    /// Made through API v3: its notification is v3 JSON and its statuses have v3 names.
+    pub(crate) v3: bool,
 }
 
 impl Refund {
@@ -172,7 +184,8 @@ impl RefundBook {
         refunds
     }
 
-    fn insert(&mut self, mut refund: Refund) {
+    /// Adds a new refund.
+    pub(crate) fn insert(&mut self, mut refund: Refund) {
         self.next_seq = self.next_seq.wrapping_add(1);
         refund.seq = self.next_seq;
         self.refunds.insert(
@@ -182,7 +195,7 @@ impl RefundBook {
     }
 
     /// A fresh `refund_id`: "50300" + Beijing date + 16 digits (29 digits, like WeChat's).
-    fn new_refund_id(&self) -> String {
+    pub(crate) fn new_refund_id(&self) -> String {
         loop {
             let tail: u64 = rand::rng().random_range(0..10_000_000_000_000_000);
             let id = format!("50300{}{tail:016}", beijing_now().format("%Y%m%d"));
@@ -329,6 +342,7 @@ fn try_refund(
         success_time: None,
         notification: None,
         deliveries: Vec::new(),
+        v3: false,
     };
     let reply = accepted(auth, &refund);
     refunds.insert(refund);

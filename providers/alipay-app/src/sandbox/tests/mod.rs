@@ -56,7 +56,7 @@ pub(super) fn simulator_with_timeout(timeout: Duration) -> AlipaySimulator {
     table.insert("seller_id".into(), SELLER_ID.into());
     table.insert("private_key".into(), bare.into());
     table.insert("alipay_public_key".into(), PLATFORM_PUBLIC.into());
-    sim.register_merchant(&table);
+    sim.register_merchant(&table, std::path::Path::new("."));
     sim
 }
 
@@ -191,6 +191,7 @@ pub(super) async fn call(
         method: method.into(),
         path: path.into(),
         query: query.into(),
+        headers: Vec::new(),
         body: bytes::Bytes::copy_from_slice(body),
         tls: None,
     };

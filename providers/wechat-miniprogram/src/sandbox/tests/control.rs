@@ -333,7 +333,7 @@ async fn control_errors_are_json() {
 async fn an_order_number_used_by_two_merchants_needs_mch_id() {
     let sim = simulator();
     let second = "appid = \"wx2222222222222222\"\nmch_id = \"20000200\"\napi_key = \"22222222222222222222222222222222\"";
-    sim.register_merchant(&second.parse().unwrap());
+    sim.register_merchant(&second.parse().unwrap(), std::path::Path::new("."));
     create(&sim, "order-0001", "http://127.0.0.1:9/notify", None).await;
     let mut other = params(&[
         ("appid", "wx2222222222222222"),

@@ -30,7 +30,7 @@ pub(super) fn simulator() -> WechatSimulator {
     let table = format!(
         "enabled = true\nappid = \"{APPID}\"\nmch_id = \"{MCH_ID}\"\napi_key = \"{API_KEY}\"\napp_secret = \"{APP_SECRET}\"\nsign_type = \"MD5\""
     );
-    sim.register_merchant(&table.parse().unwrap());
+    sim.register_merchant(&table.parse().unwrap(), std::path::Path::new("."));
     sim
 }
 
@@ -89,6 +89,7 @@ pub(super) async fn call(
         method: method.into(),
         path: path.into(),
         query: query.into(),
+        headers: Vec::new(),
         body: bytes::Bytes::copy_from_slice(body),
         tls: None,
     };
@@ -167,6 +168,8 @@ pub(super) async fn control(
 pub(super) struct FakeMerchant {
     pub(super) url: String,
     pub(super) received: Arc<Mutex<Vec<String>>>,
+    /// The request heads (request line and headers), in the same order as `received`.
+    pub(super) heads: Arc<Mutex<Vec<String>>>,
 }
 
 pub(super) fn fake_merchant(status: u16, reply: &'static str) -> FakeMerchant {
@@ -176,14 +179,21 @@ pub(super) fn fake_merchant(status: u16, reply: &'static str) -> FakeMerchant {
         listener.local_addr().unwrap()
     );
     let received = Arc::new(Mutex::new(Vec::new()));
+    let heads = Arc::new(Mutex::new(Vec::new()));
     let sink = received.clone();
+    let head_sink = heads.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let sink = sink.clone();
+            let head_sink = head_sink.clone();
             std::thread::spawn(move || {
-                let body = read_http_body(&mut stream);
+                let (head, body) = read_http_request(&mut stream);
+                // Both under one lock order: heads first, then bodies.
+                let mut heads = head_sink.lock().unwrap();
                 sink.lock().unwrap().push(body);
+                heads.push(head);
+                drop(heads);
                 let response = format!(
                     "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
                     reply.len()
@@ -192,10 +202,14 @@ pub(super) fn fake_merchant(status: u16, reply: &'static str) -> FakeMerchant {
             });
         }
     });
-    FakeMerchant { url, received }
+    FakeMerchant {
+        url,
+        received,
+        heads,
+    }
 }
 
-fn read_http_body(stream: &mut std::net::TcpStream) -> String {
+fn read_http_request(stream: &mut std::net::TcpStream) -> (String, String) {
     let mut data = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -215,11 +229,12 @@ fn read_http_body(stream: &mut std::net::TcpStream) -> String {
                 })
                 .unwrap_or(0);
             if data.len() >= end + 4 + length {
-                return String::from_utf8(data[end + 4..end + 4 + length].to_vec()).unwrap();
+                let body = String::from_utf8(data[end + 4..end + 4 + length].to_vec()).unwrap();
+                return (text[..end].to_owned(), body);
             }
         }
     }
-    String::new()
+    (String::new(), String::new())
 }
 
 pub(super) const ACK_SUCCESS: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";

@@ -55,6 +55,7 @@ async fn refund(
         method: "POST".into(),
         path: "/secapi/pay/refund".into(),
         query: String::new(),
+        headers: Vec::new(),
         body: bytes::Bytes::from(signed_body(fields, API_KEY, Some("HMAC-SHA256"))),
         tls,
     };
