@@ -34,9 +34,9 @@ pub const FIELDS: &[FieldSpec] = &[
     },
     FieldSpec {
         name: "api_key",
-        required: true,
+        required: false,
         secret: true,
-        description: "API v2 key (32 characters)",
+        description: "API v2 key (32 characters): required with api_version v2, and kept on a v3 tenant while its v2 orders are open",
     },
     FieldSpec {
         name: "app_secret",
@@ -172,7 +172,9 @@ pub struct WechatConfig {
     pub appid: String,
     /// Merchant id.
     pub mch_id: String,
-    /// API v2 key: signs every request and verifies every response and notification.
+    /// API v2 key: signs every v2 request and verifies every v2 response and notification.
+    /// Empty on a v3 tenant that has none ([`WechatConfig::has_api_key`]); the provider then
+    /// refuses v2 work before anything is signed with it.
     pub api_key: SecretString,
     /// AppSecret for jscode2session.
     pub app_secret: Option<SecretString>,
@@ -350,18 +352,31 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<WechatConfig, Ve
 
     let appid = r.identifier("appid");
     let mch_id = r.identifier("mch_id");
-    let api_key = r.string("api_key", true).and_then(|key| {
-        let count = key.chars().count();
-        if count == 32 {
-            Some(SecretString::from(key))
-        } else {
+    let api_version = match r.string("api_version", false).as_deref() {
+        None | Some("v2") => ApiVersion::V2,
+        Some("v3") => ApiVersion::V3,
+        Some(other) => {
             r.error(
-                "api_key",
-                format!("must be exactly 32 characters (the API v2 key), found {count}"),
+                "api_version",
+                format!("must be \"v2\" or \"v3\", found {other:?}"),
             );
-            None
+            ApiVersion::V2
         }
-    });
+    };
+    let api_key = r
+        .string("api_key", api_version == ApiVersion::V2)
+        .and_then(|key| {
+            let count = key.chars().count();
+            if count == 32 {
+                Some(SecretString::from(key))
+            } else {
+                r.error(
+                    "api_key",
+                    format!("must be exactly 32 characters (the API v2 key), found {count}"),
+                );
+                None
+            }
+        });
     let app_secret = match r.string("app_secret", false) {
         Some(s) if s.is_empty() => {
             r.error("app_secret", "must not be empty; omit the key instead");
@@ -455,20 +470,17 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<WechatConfig, Ve
         }
     };
 
-    let api_version = match r.string("api_version", false).as_deref() {
-        None | Some("v2") => ApiVersion::V2,
-        Some("v3") => ApiVersion::V3,
-        Some(other) => {
-            r.error(
-                "api_version",
-                format!("must be \"v2\" or \"v3\", found {other:?}"),
-            );
-            ApiVersion::V2
-        }
-    };
     let v3 = parse_v3(&mut r, table, ctx, api_version, &client_cert, &client_key);
 
     let errors = r.errors;
+    let api_key = match (api_key, api_version) {
+        (Some(key), _) => Some(key),
+        // Only a v3 tenant may go without (the reader already reported a missing v2 key).
+        (None, ApiVersion::V3) if !table.contains_key("api_key") => {
+            Some(SecretString::from(String::new()))
+        }
+        (None, _) => None,
+    };
     match (appid, mch_id, api_key) {
         (Some(appid), Some(mch_id), Some(api_key)) if errors.is_empty() => Ok(WechatConfig {
             appid,
@@ -657,6 +669,12 @@ pub const REFUND_NEEDS_CERT: &str =
     "refunds need the merchant API certificate: set client_cert + client_key, or client_p12";
 
 impl WechatConfig {
+    /// Whether the tenant has an API v2 key (a v3 tenant may have none).
+    pub fn has_api_key(&self) -> bool {
+        use secrecy::ExposeSecret;
+        !self.api_key.expose_secret().is_empty()
+    }
+
     /// The merchant API certificate, or the error a `/secapi/` call without it gets.
     pub fn client_identity(
         &self,

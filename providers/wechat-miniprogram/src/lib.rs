@@ -96,6 +96,18 @@ impl WechatMiniprogram {
         })
     }
 
+    /// The v2 side, or why a v2 order cannot be served: a v3 tenant without `api_key`.
+    fn v2(&self) -> Result<&client::ApiClient, ProviderError> {
+        if self.config().has_api_key() {
+            Ok(&self.client)
+        } else {
+            Err(ProviderError::Misconfigured {
+                field: "api_key".to_owned(),
+                message: "this order was made with WeChat Pay API v2; keep api_key configured until its v2 orders are done".to_owned(),
+            })
+        }
+    }
+
     /// The validated config.
     pub fn config(&self) -> &WechatConfig {
         self.client.config()
@@ -137,28 +149,28 @@ impl PaymentProvider for WechatMiniprogram {
         if earlier_v3.unwrap_or(self.config().api_version == config::ApiVersion::V3) {
             return self.v3()?.create_payment(req).await;
         }
-        orders::create_payment(&self.client, req).await
+        orders::create_payment(self.v2()?, req).await
     }
 
     async fn query_payment(&self, order: &OrderRef) -> Result<PaymentState, ProviderError> {
         if v3::provider::is_v3(order) {
             return self.v3()?.query_payment(order).await;
         }
-        orders::query_payment(&self.client, order).await
+        orders::query_payment(self.v2()?, order).await
     }
 
     async fn close_payment(&self, order: &OrderRef) -> Result<CloseOutcome, ProviderError> {
         if v3::provider::is_v3(order) {
             return self.v3()?.close_payment(order).await;
         }
-        orders::close_payment(&self.client, order).await
+        orders::close_payment(self.v2()?, order).await
     }
 
     async fn refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError> {
         if v3::provider::is_v3(&req.order) {
             return self.v3()?.refund(req).await;
         }
-        refunds::refund(&self.client, req).await
+        refunds::refund(self.v2()?, req).await
     }
 
     async fn query_refund(
@@ -169,7 +181,7 @@ impl PaymentProvider for WechatMiniprogram {
         if v3::provider::is_v3(order) {
             return self.v3()?.query_refund(order, out_refund_no).await;
         }
-        refunds::query_refund(&self.client, order, out_refund_no).await
+        refunds::query_refund(self.v2()?, order, out_refund_no).await
     }
 
     async fn login(&self, code: &str) -> Result<LoginSession, ProviderError> {
@@ -188,6 +200,11 @@ impl PaymentProvider for WechatMiniprogram {
                     "a v3 notification for a tenant without apiv3_key".to_owned(),
                 )),
             };
+        }
+        if !self.config().has_api_key() {
+            return Err(NotificationRejection::Unsupported(
+                "a v2 notification for a tenant without api_key".to_owned(),
+            ));
         }
         match notification.channel {
             NotifyChannel::Payment => {

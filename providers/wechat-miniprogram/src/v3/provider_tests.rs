@@ -224,3 +224,60 @@ fn v3_settings_are_checked_by_name() {
     ))
     .unwrap();
 }
+
+/// A v3 tenant may go without the v2 key; its v2 work is then refused by name before anything
+/// is signed, while a v2 tenant still needs the key.
+#[tokio::test]
+async fn a_v3_tenant_without_api_key_refuses_only_v2_work() {
+    let server = TestServer::start(|seen| {
+        if seen.target.starts_with("/v3/") {
+            Answer::Respond(
+                404,
+                r#"{"code":"ORDER_NOT_EXIST","message":"x"}"#.to_owned(),
+            )
+        } else {
+            Answer::Respond(500, "no v2 call may be made".to_owned())
+        }
+    })
+    .await;
+    let mut t = table(&server.base, PUBLIC_KEY_MODE);
+    t.remove("api_key");
+    let p = build(&t).unwrap();
+    let v2_order = order("PB2", json!({"sign_type": "MD5", "prepay_id": "wx1"}));
+    match p.query_payment(&v2_order).await {
+        Err(paybridge_core::provider::ProviderError::Misconfigured { field, .. }) => {
+            assert_eq!(field, "api_key");
+        }
+        other => panic!("expected api_key misconfigured, got {other:?}"),
+    }
+    let v3_order = order("PB3", json!({"api_version": "v3", "prepay_id": "wx3"}));
+    assert!(p.query_payment(&v3_order).await.is_ok());
+    let rejection = p
+        .verify_notification(
+            &IncomingNotification {
+                channel: NotifyChannel::Payment,
+                content_type: Some("text/xml"),
+                body: b"<xml><return_code>SUCCESS</return_code></xml>",
+                headers: &[],
+            },
+            &Orders,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(rejection, NotificationRejection::Unsupported(ref m) if m.contains("api_key")),
+        "{rejection:?}"
+    );
+
+    let mut v2 = table(&server.base, PUBLIC_KEY_MODE);
+    v2.remove("api_key");
+    v2.insert(
+        "api_version".to_owned(),
+        toml::Value::String("v2".to_owned()),
+    );
+    let errors = build(&v2).err().unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e.starts_with("api_key: required")),
+        "{errors:?}"
+    );
+}
