@@ -9,6 +9,7 @@ pub mod outage;
 pub mod process;
 pub mod tls;
 pub mod wechat;
+pub mod wechat_v3;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -77,6 +78,8 @@ pub struct TestTenant {
     pub sign_type: String,
     /// More TOML appended to the tenant file (other providers).
     pub extra: String,
+    /// More keys of its `[providers.wechat_miniprogram]` table (API v3, for example).
+    pub wechat_extra: String,
     /// Where its providers' endpoints are, when not under the gateway's sandbox (a server of
     /// the test's own). Needs the master key: only sandbox tenants may go without.
     pub provider_base: Option<String>,
@@ -91,6 +94,7 @@ impl TestTenant {
             mch_id: format!("19000001{n:02}"),
             sign_type: sign_type.to_owned(),
             extra: String::new(),
+            wechat_extra: String::new(),
             provider_base: None,
         }
     }
@@ -128,7 +132,7 @@ api_base = "{base}/sandbox/wechat_miniprogram"
 login_base = "{base}/sandbox/wechat_miniprogram"
 client_cert = "{certs}/apiclient_cert.pem"
 client_key = "{certs}/apiclient_key.pem"
-
+{wechat_extra}
 [providers.alipay_app]
 enabled = true
 app_id = "{alipay_app_id}"
@@ -147,6 +151,7 @@ gateway_url = "{base}/sandbox/alipay_app/gateway.do"
             wkey = wechat_api_key(&self.id),
             st = self.sign_type,
             extra = self.extra,
+            wechat_extra = self.wechat_extra,
             certs = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tenants/certs"),
             alipay_app_id = self.alipay_app_id(),
             seller_id = self.seller_id(),

@@ -308,7 +308,12 @@ impl WechatSimulator {
 impl Simulator for WechatSimulator {
     fn register_merchant(&self, provider_config: &toml::Table, base_dir: &std::path::Path) {
         let mut state = self.lock();
-        if let Some(mch_id) = state.registry.register(provider_config, base_dir) {
+        // A merchant's key mode starts when it is first seen with v3 credentials (a v2 tenant
+        // that moves to v3 later starts then, in the mode its v3 settings name).
+        let registered = state.registry.register(provider_config, base_dir);
+        if let Some(mch_id) =
+            registered.filter(|id| state.registry.merchant(id).is_some_and(|m| m.v3.is_some()))
+        {
             state
                 .v3
                 .modes

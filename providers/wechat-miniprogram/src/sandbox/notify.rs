@@ -115,6 +115,7 @@ fn failed(error: String) -> Delivery {
         acknowledged: false,
         body: String::new(),
         error: Some(error),
+        serial: None,
     }
 }
 
@@ -123,6 +124,18 @@ fn now() -> String {
 }
 
 async fn send_once(client: reqwest::Client, url: String, request: Outgoing) -> Delivery {
+    let delivery = send_request(client, url, &request).await;
+    Delivery {
+        serial: request
+            .headers
+            .iter()
+            .find(|(name, _)| name == "wechatpay-serial")
+            .map(|(_, value)| value.clone()),
+        ..delivery
+    }
+}
+
+async fn send_request(client: reqwest::Client, url: String, request: &Outgoing) -> Delivery {
     let at = now();
     let mut post = client
         .post(&url)
@@ -130,7 +143,7 @@ async fn send_once(client: reqwest::Client, url: String, request: Outgoing) -> D
     for (name, value) in &request.headers {
         post = post.header(name.as_str(), value.as_str());
     }
-    let sent = post.body(request.body).send().await;
+    let sent = post.body(request.body.clone()).send().await;
     let response = match sent {
         Ok(response) => response,
         Err(e) => {
@@ -150,6 +163,7 @@ async fn send_once(client: reqwest::Client, url: String, request: Outgoing) -> D
                 acknowledged: false,
                 body: String::new(),
                 error: Some(describe(&e)),
+                serial: None,
             };
         }
     };
@@ -172,6 +186,7 @@ async fn send_once(client: reqwest::Client, url: String, request: Outgoing) -> D
         acknowledged,
         body: text,
         error: None,
+        serial: None,
     }
 }
 

@@ -55,6 +55,9 @@ pub(crate) struct Delivery {
     /// Why there was no HTTP answer (connection refused, timeout…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
+    /// v3: the `Wechatpay-Serial` it was signed under (the key a switch used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) serial: Option<String>,
 }
 
 /// A completed payment.

@@ -21,8 +21,9 @@
 //!   with the public key and the rest with the certificate (WeChat moves a merchant over 7 days);
 //!   an answer follows the `Wechatpay-Serial` the request sent.
 //!
-//! A merchant first seen is in `public_key` mode if its table has `wechatpay_public_key_id`,
-//! else in `certificate` mode; re-registering (a config change) keeps the mode.
+//! A merchant first seen with v3 credentials (`apiv3_key`) is in `public_key` mode if its table
+//! has `wechatpay_public_key_id`, else in `certificate` mode; re-registering (a config change)
+//! keeps the mode.
 
 pub(crate) mod api;
 pub(crate) mod control;
