@@ -28,7 +28,7 @@ use crate::store::Store;
 #[openapi(
     info(
         title = "paybridge",
-        description = "Multi-tenant payment gateway for WeChat Pay (mini-program, API v2) and Alipay. Amounts are integer fen. Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`."
+        description = "Multi-tenant payment gateway for WeChat Pay (mini-program, API v2 and v3) and Alipay. Amounts are integer fen. Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`."
     ),
     modifiers(&BearerAuth, &AdminSecurity),
     tags(

@@ -14,7 +14,8 @@ pub struct CreateOrderResponse {
     /// The order.
     pub order: OrderView,
     /// What the client app needs to pay, keyed by provider kind, e.g.
-    /// `{"wechat_miniprogram": {"timeStamp", "nonceStr", "package", "signType", "paySign"}}`.
+    /// `{"wechat_miniprogram": {"timeStamp", "nonceStr", "package", "signType", "paySign"}}`
+    /// (`signType` is `MD5` or `HMAC-SHA256` for an API v2 order, `RSA` for an API v3 one).
     /// Null when the provider has not issued them (e.g. the order is already paid).
     #[schema(value_type = Option<Object>)]
     pub client_payment: Option<serde_json::Value>,

@@ -8,7 +8,7 @@
 //! JSAPI orders on it, and [`refunds`] sends and queries refunds. The v3
 //! [`provider`] is what the `wechat_miniprogram` provider calls for a tenant with `apiv3_key`:
 //! new orders when `api_version = "v3"`, v3 orders, and notifications signed in `Wechatpay-*`
-//! headers. The sandbox has no v3 simulator yet.
+//! headers. The sandbox's v3 simulator is `crate::sandbox::v3`, with its own code.
 
 pub mod certificates;
 pub mod client;
