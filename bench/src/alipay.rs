@@ -32,6 +32,7 @@ impl Workload for AlipayCreate {
             path: "/v1/orders".to_owned(),
             body: Bytes::from(body.to_string()),
             tag: usize::try_from(n).unwrap_or(usize::MAX),
+            headers: Vec::new(),
         })
     }
 

@@ -14,6 +14,18 @@ use crate::{load, procfs};
 
 /// The demo tenant's plaintext API key (its file holds only the digest).
 pub const API_KEY: &str = "demo-secret-key";
+/// The API key of the WeChat Pay v3 demo tenant (`examples/tenants/demo_v3.toml`).
+pub const V3_API_KEY: &str = "demo-v3-secret-key";
+
+/// The WeChat Pay v3 demo tenant: what its notifications are made with.
+#[derive(Debug, Clone)]
+pub struct V3Tenant {
+    pub id: String,
+    pub appid: String,
+    pub mch_id: String,
+    pub apiv3_key: String,
+    pub public_key_id: String,
+}
 const HEALTH_WAIT: Duration = Duration::from_secs(30);
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
@@ -39,6 +51,7 @@ pub struct RoundEnv {
     pub config_path: PathBuf,
     pub db_url: String,
     pub tenant: DemoTenant,
+    pub v3_tenant: V3Tenant,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -69,24 +82,28 @@ impl RoundEnv {
                 examples.display()
             )
         })?;
-        let source = source_dir.join("demo.toml");
-        let original =
-            fs::read_to_string(&source).with_context(|| format!("reading {}", source.display()))?;
-        let old_base = "http://127.0.0.1:8080/sandbox/";
-        if !original.contains(old_base) {
-            bail!(
-                "{}: expected sandbox URLs under {old_base}; update the benchmark",
-                source.display()
-            );
-        }
-        let text = original
-            .replace(old_base, &format!("http://127.0.0.1:{port}/sandbox/"))
-            .replace(
-                "\"certs/",
-                &format!("\"{}/certs/", source_dir.to_string_lossy()),
-            );
-        fs::write(tenants_dir.join("demo.toml"), &text)?;
-        let tenant = parse_tenant(&text)?;
+        let install = |name: &str| -> anyhow::Result<String> {
+            let source = source_dir.join(name);
+            let original = fs::read_to_string(&source)
+                .with_context(|| format!("reading {}", source.display()))?;
+            let old_base = "http://127.0.0.1:8080/sandbox/";
+            if !original.contains(old_base) {
+                bail!(
+                    "{}: expected sandbox URLs under {old_base}; update the benchmark",
+                    source.display()
+                );
+            }
+            let text = original
+                .replace(old_base, &format!("http://127.0.0.1:{port}/sandbox/"))
+                .replace(
+                    "\"certs/",
+                    &format!("\"{}/certs/", source_dir.to_string_lossy()),
+                );
+            fs::write(tenants_dir.join(name), &text)?;
+            Ok(text)
+        };
+        let tenant = parse_tenant(&install("demo.toml")?)?;
+        let v3_tenant = parse_v3_tenant(&install("demo_v3.toml")?)?;
 
         let config = format!(
             "# Written by paybridge-bench.\n\
@@ -115,8 +132,37 @@ impl RoundEnv {
             config_path,
             db_url: db_url.to_owned(),
             tenant,
+            v3_tenant,
         })
     }
+}
+
+fn parse_v3_tenant(text: &str) -> anyhow::Result<V3Tenant> {
+    let doc: toml::Table = toml::from_str(text).context("parsing the v3 demo tenant")?;
+    let wechat = doc
+        .get("providers")
+        .and_then(|p| p.get("wechat_miniprogram"))
+        .and_then(toml::Value::as_table)
+        .ok_or_else(|| anyhow!("v3 demo tenant: no [providers.wechat_miniprogram]"))?;
+    let get = |table: &toml::Table, key: &str| -> anyhow::Result<String> {
+        table
+            .get(key)
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("v3 demo tenant: {key} missing"))
+    };
+    let digest = paybridge_core::tenant::hash_api_key(V3_API_KEY);
+    let keys = doc.get("api_keys").and_then(toml::Value::as_array);
+    if !keys.is_some_and(|k| k.iter().any(|v| v.as_str() == Some(digest.as_str()))) {
+        bail!("v3 demo tenant: api_keys does not accept {V3_API_KEY:?} any more");
+    }
+    Ok(V3Tenant {
+        id: get(&doc, "id")?,
+        appid: get(wechat, "appid")?,
+        mch_id: get(wechat, "mch_id")?,
+        apiv3_key: get(wechat, "apiv3_key")?,
+        public_key_id: get(wechat, "wechatpay_public_key_id")?,
+    })
 }
 
 fn parse_tenant(text: &str) -> anyhow::Result<DemoTenant> {

@@ -37,6 +37,8 @@ pub struct PreparedRequest {
     pub path: String,
     pub body: Bytes,
     pub tag: usize,
+    /// Headers of this request alone (a v3 notification's signature).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// What to send and what counts as a success.
@@ -430,6 +432,9 @@ async fn send(
         .header(CONTENT_TYPE, workload.content_type());
     if let Some(auth) = workload.authorization() {
         builder = builder.header(AUTHORIZATION, auth);
+    }
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, value.as_str());
     }
     let http_request = builder
         .body(Full::new(request.body.clone()))

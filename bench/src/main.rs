@@ -29,8 +29,10 @@ use crate::report::{Machine, ScenarioResult};
 enum Scenario {
     /// `POST /v1/orders` for Alipay app pay (an RSA signature each).
     AlipayCreate,
-    /// Signed WeChat payment notifications, one per pending order.
+    /// Signed WeChat payment notifications (API v2), one per pending order.
     WechatNotify,
+    /// WeChat Pay API v3 payment notifications (RSA + AES-256-GCM), one per pending order.
+    WechatV3Notify,
     /// Only the one-core limits: RSA-2048 signs/s and serial SQLite commits/s.
     Limits,
     /// Both scenarios, in rounds of 10 000 and 1 000 000 seeded orders.
@@ -57,7 +59,8 @@ pub struct Cli {
     /// repeated). Default: 10000,1000000 for `all`, 10000 otherwise.
     #[arg(long, value_delimiter = ',')]
     seed: Vec<u64>,
-    /// Pending WeChat orders created (not measured) for wechat-notify: one notification each.
+    /// Pending WeChat orders created (not measured) for wechat-notify and wechat-v3-notify: one
+    /// notification each.
     #[arg(long, default_value_t = 150_000)]
     notify_orders: usize,
     /// Bound on the wechat-notify set-up, seconds.
@@ -270,10 +273,15 @@ async fn bench(
         (true, _) => vec![10_000],
     };
     let scenarios: &[Scenario] = match cli.scenario {
-        Scenario::All => &[Scenario::AlipayCreate, Scenario::WechatNotify],
+        Scenario::All => &[
+            Scenario::AlipayCreate,
+            Scenario::WechatNotify,
+            Scenario::WechatV3Notify,
+        ],
         Scenario::Limits => &[],
         Scenario::AlipayCreate => &[Scenario::AlipayCreate],
         Scenario::WechatNotify => &[Scenario::WechatNotify],
+        Scenario::WechatV3Notify => &[Scenario::WechatV3Notify],
     };
     let run_tag = std::process::id() % 1_000_000;
     let database_kind = if cli.database.is_some() {
@@ -394,6 +402,7 @@ async fn run_scenario(ctx: &Ctx<'_>, gateway_bin: &Path, scenario: Scenario) -> 
     let name = match scenario {
         Scenario::AlipayCreate => alipay::NAME,
         Scenario::WechatNotify => wechat::NAME,
+        Scenario::WechatV3Notify => wechat::V3_NAME,
         Scenario::Limits | Scenario::All => "?",
     };
     println!("== seed {} / {name}", ctx.seed);
@@ -413,7 +422,17 @@ async fn run_scenario(ctx: &Ctx<'_>, gateway_bin: &Path, scenario: Scenario) -> 
     );
     let outcome = match scenario {
         Scenario::AlipayCreate => alipay::run(ctx, &gateway).await,
-        Scenario::WechatNotify => match wechat::prepare(ctx, &gateway).await {
+        Scenario::WechatNotify | Scenario::WechatV3Notify => match wechat::prepare(
+            ctx,
+            &gateway,
+            if scenario == Scenario::WechatV3Notify {
+                wechat::Protocol::V3
+            } else {
+                wechat::Protocol::V2
+            },
+        )
+        .await
+        {
             // The set-up's orders went through the in-process WeChat simulator, which keeps
             // each one in memory: the measured gateway is a fresh process on the same database,
             // so its CPU and peak RSS are the notifications' alone.

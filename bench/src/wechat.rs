@@ -1,6 +1,8 @@
-//! `wechat-notify`: pending WeChat orders are created through the API first (not measured), then
-//! each gets one genuinely signed, distinct payment notification (WeChat Pay API v2, as the
-//! sandbox simulator sends it) at `POST /notify/{tenant}/wechat_miniprogram`.
+//! `wechat-notify` and `wechat-v3-notify`: pending WeChat orders are created through the API
+//! first (not measured), then each gets one genuinely signed, distinct payment notification at
+//! `POST /notify/{tenant}/wechat_miniprogram`, as the sandbox simulator sends it: API v2 (XML,
+//! HMAC-SHA256) for the `demo` tenant, API v3 (the transaction sealed with AES-256-GCM, signed
+//! with RSA in `Wechatpay-*` headers, the sandbox's WeChat Pay public key) for `demo_v3`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,11 +19,41 @@ use rand::distr::Alphanumeric;
 use secrecy::SecretString;
 
 use crate::Ctx;
-use crate::gateway::{API_KEY, DemoTenant, Gateway};
+use crate::gateway::{API_KEY, DemoTenant, Gateway, V3_API_KEY, V3Tenant};
 use crate::load::{self, LoadConfig, PreparedRequest, Workload, f64_of};
 use crate::report::ScenarioResult;
 
 pub const NAME: &str = "wechat-notify";
+pub const V3_NAME: &str = "wechat-v3-notify";
+
+/// The sandbox's WeChat Pay public-key private half: v3 notifications are signed with it.
+const V3_SIGNING_KEY: &str = include_str!(
+    "../../providers/wechat-miniprogram/sandbox-keys/wechatpay_sandbox_pub_key_private.pem"
+);
+
+/// Which WeChat Pay API the notifications speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V2,
+    V3,
+}
+
+impl Protocol {
+    /// The scenario's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::V2 => NAME,
+            Protocol::V3 => V3_NAME,
+        }
+    }
+
+    fn api_key(self) -> &'static str {
+        match self {
+            Protocol::V2 => API_KEY,
+            Protocol::V3 => V3_API_KEY,
+        }
+    }
+}
 /// The success acknowledgement's marker (`paybridge_wechat::notify::ACK_SUCCESS`).
 const ACK_MARKER: &[u8] = b"<return_code><![CDATA[SUCCESS]]>";
 /// Orders checked after the run.
@@ -30,6 +62,9 @@ const VERIFY_SAMPLE: usize = 100;
 fn out_trade_no(run_tag: u32, i: usize) -> String {
     format!("WN{run_tag:06}{i:09}")
 }
+
+/// A notification: its body and its own headers.
+type Notification = (Bytes, Vec<(&'static str, String)>);
 
 fn amount(i: usize) -> i64 {
     i64::try_from(100 + i % 900).unwrap_or(100)
@@ -61,6 +96,7 @@ impl Workload for CreateOrders {
             path: "/v1/orders".to_owned(),
             body: Bytes::from(body.to_string()),
             tag: i,
+            headers: Vec::new(),
         })
     }
 
@@ -76,27 +112,38 @@ impl Workload for CreateOrders {
 /// The pre-built notifications, each sent once.
 struct Notifications {
     path: String,
-    bodies: Vec<Bytes>,
+    protocol: Protocol,
+    requests: Vec<Notification>,
     next: AtomicUsize,
 }
 
 impl Workload for Notifications {
     fn next_request(&self) -> Option<PreparedRequest> {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
-        let body = self.bodies.get(i)?.clone();
+        let (body, headers) = self.requests.get(i)?.clone();
         Some(PreparedRequest {
             path: self.path.clone(),
             body,
             tag: i,
+            headers,
         })
     }
 
     fn is_success(&self, status: u16, body: &[u8]) -> bool {
-        status == 200 && body.windows(ACK_MARKER.len()).any(|w| w == ACK_MARKER)
+        match self.protocol {
+            Protocol::V2 => {
+                status == 200 && body.windows(ACK_MARKER.len()).any(|w| w == ACK_MARKER)
+            }
+            // v3: any 2xx acknowledges (paybridge answers 204).
+            Protocol::V3 => (200..300).contains(&status),
+        }
     }
 
     fn content_type(&self) -> &'static str {
-        "text/xml"
+        match self.protocol {
+            Protocol::V2 => "text/xml",
+            Protocol::V3 => "application/json",
+        }
     }
 
     fn authorization(&self) -> Option<&str> {
@@ -160,16 +207,126 @@ impl NotificationSigner<'_> {
     }
 }
 
+/// What every v3 notification of the run shares: the transaction sealed under the APIv3 key
+/// (AAD `transaction`), the envelope signed over `timestamp\nnonce\nbody\n`.
+struct V3Signer<'a> {
+    tenant: &'a V3Tenant,
+    key: aws_lc_rs::rsa::KeyPair,
+    openid: &'a str,
+    success_time: String,
+    rng: aws_lc_rs::rand::SystemRandom,
+}
+
+impl V3Signer<'_> {
+    fn new<'a>(tenant: &'a V3Tenant, openid: &'a str) -> anyhow::Result<V3Signer<'a>> {
+        use base64::Engine;
+        let der: String = V3_SIGNING_KEY
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(der)
+            .context("the sandbox v3 key is not base64 PEM")?;
+        let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der)
+            .map_err(|e| anyhow!("the sandbox v3 key: {e}"))?;
+        let beijing =
+            chrono::FixedOffset::east_opt(8 * 3600).ok_or_else(|| anyhow!("no +08:00 offset"))?;
+        Ok(V3Signer {
+            tenant,
+            key,
+            openid,
+            success_time: Utc::now()
+                .with_timezone(&beijing)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            rng: aws_lc_rs::rand::SystemRandom::new(),
+        })
+    }
+
+    fn notification(
+        &self,
+        order: &str,
+        total: i64,
+        transaction_id: &str,
+    ) -> anyhow::Result<Notification> {
+        use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let t = self.tenant;
+        let transaction = serde_json::json!({
+            "mchid": t.mch_id, "appid": t.appid, "out_trade_no": order,
+            "transaction_id": transaction_id, "trade_type": "JSAPI", "trade_state": "SUCCESS",
+            "trade_state_desc": "支付成功", "bank_type": "OTHERS", "success_time": self.success_time,
+            "payer": {"openid": self.openid},
+            "amount": {"total": total, "payer_total": total, "currency": "CNY", "payer_currency": "CNY"},
+        });
+        let resource_nonce: String = nonce().chars().take(12).collect();
+        let sealing = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, t.apiv3_key.as_bytes())
+                .map_err(|_| anyhow!("apiv3_key is not 32 bytes"))?,
+        );
+        let mut sealed = transaction.to_string().into_bytes();
+        sealing
+            .seal_in_place_append_tag(
+                Nonce::try_assume_unique_for_key(resource_nonce.as_bytes())
+                    .map_err(|_| anyhow!("nonce"))?,
+                Aad::from(b"transaction"),
+                &mut sealed,
+            )
+            .map_err(|_| anyhow!("sealing a resource"))?;
+        let body = serde_json::json!({
+            "id": format!("EV-{transaction_id}"), "create_time": self.success_time,
+            "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
+            "summary": "支付成功",
+            "resource": {
+                "original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": b64.encode(&sealed), "associated_data": "transaction",
+                "nonce": resource_nonce,
+            },
+        })
+        .to_string();
+        let timestamp = Utc::now().timestamp().to_string();
+        let header_nonce = nonce();
+        let message = format!("{timestamp}\n{header_nonce}\n{body}\n");
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &self.rng,
+                message.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|e| anyhow!("signing a v3 notification: {e}"))?;
+        let headers = vec![
+            ("wechatpay-serial", t.public_key_id.clone()),
+            ("wechatpay-signature", b64.encode(&signature)),
+            ("wechatpay-timestamp", timestamp),
+            ("wechatpay-nonce", header_nonce),
+            (
+                "wechatpay-signature-type",
+                "WECHATPAY2-SHA256-RSA2048".to_owned(),
+            ),
+        ];
+        Ok((Bytes::from(body), headers))
+    }
+}
+
 /// The orders and their signed notifications, made before measuring.
 pub struct Prepared {
+    protocol: Protocol,
     orders: Vec<(String, String)>,
-    bodies: Vec<bytes::Bytes>,
+    requests: Vec<Notification>,
     notes: Vec<String>,
 }
 
 /// Set-up: log in, create the pending orders through the API, and sign one notification each.
-pub async fn prepare(ctx: &Ctx<'_>, gateway: &Gateway) -> anyhow::Result<Prepared> {
+pub async fn prepare(
+    ctx: &Ctx<'_>,
+    gateway: &Gateway,
+    protocol: Protocol,
+) -> anyhow::Result<Prepared> {
     let tenant = &ctx.env.tenant;
+    let name = protocol.name();
+    let api_key = protocol.api_key();
     let sign_type = SignType::parse(&tenant.sign_type)
         .ok_or_else(|| anyhow!("demo tenant: unknown sign_type {:?}", tenant.sign_type))?;
 
@@ -180,7 +337,7 @@ pub async fn prepare(ctx: &Ctx<'_>, gateway: &Gateway) -> anyhow::Result<Prepare
         Method::POST,
         "/v1/wechat_miniprogram/sessions",
         Some(serde_json::json!({ "code": code }).to_string()),
-        Some(API_KEY),
+        Some(api_key),
         Duration::from_secs(10),
     )
     .await?;
@@ -200,7 +357,7 @@ pub async fn prepare(ctx: &Ctx<'_>, gateway: &Gateway) -> anyhow::Result<Prepare
     // Set-up (not measured): the pending orders, through the API.
     let count = ctx.cli.notify_orders;
     println!(
-        "  {NAME} set-up: creating {count} pending WeChat orders ({} connections)",
+        "  {name} set-up: creating {count} pending WeChat orders ({} connections)",
         ctx.cli.connections
     );
     let setup = load::run(
@@ -210,7 +367,7 @@ pub async fn prepare(ctx: &Ctx<'_>, gateway: &Gateway) -> anyhow::Result<Prepare
             count,
             next: AtomicUsize::new(0),
             openid: openid.clone(),
-            authorization: format!("Bearer {API_KEY}"),
+            authorization: format!("Bearer {api_key}"),
         }),
         LoadConfig {
             warmup: Duration::ZERO,
@@ -245,32 +402,82 @@ pub async fn prepare(ctx: &Ctx<'_>, gateway: &Gateway) -> anyhow::Result<Prepare
 
     // The notifications, built and signed before measuring.
     let built = Instant::now();
-    let signer = NotificationSigner {
-        tenant,
-        sign_type,
-        api_key: SecretString::from(tenant.api_key.clone()),
-        openid: &openid,
-        time_end: paybridge_core::beijing::format_compact(Utc::now()),
-    };
     let date = Utc::now().format("%Y%m%d").to_string();
-    let mut orders = Vec::with_capacity(created.len());
-    let mut bodies = Vec::with_capacity(created.len());
-    for &i in &created {
-        let order = out_trade_no(ctx.run_tag, i);
-        let transaction_id = format!("4200{date}{:06}{i:010}", ctx.run_tag);
-        bodies.push(signer.notification(&order, amount(i), &transaction_id)?);
-        orders.push((order, transaction_id));
-    }
+    let orders: Vec<(String, String)> = created
+        .iter()
+        .map(|&i| {
+            let order = out_trade_no(ctx.run_tag, i);
+            (order, format!("4200{date}{:06}{i:010}", ctx.run_tag))
+        })
+        .collect();
+    let (requests, how) = match protocol {
+        Protocol::V2 => {
+            let signer = NotificationSigner {
+                tenant,
+                sign_type,
+                api_key: SecretString::from(tenant.api_key.clone()),
+                openid: &openid,
+                time_end: paybridge_core::beijing::format_compact(Utc::now()),
+            };
+            let mut requests = Vec::with_capacity(created.len());
+            for (&i, (order, transaction_id)) in created.iter().zip(&orders) {
+                let body = signer.notification(order, amount(i), transaction_id)?;
+                requests.push((body, Vec::new()));
+            }
+            (requests, sign_type.to_string())
+        }
+        Protocol::V3 => (
+            sign_v3(&ctx.env.v3_tenant, &openid, &created, &orders)?,
+            "v3: AES-256-GCM + RSA-2048, on both cores".to_owned(),
+        ),
+    };
     let build_line = format!(
-        "built and signed {} notifications ({sign_type}) in {:.2} s",
-        bodies.len(),
+        "built and signed {} notifications ({how}) in {:.2} s",
+        requests.len(),
         built.elapsed().as_secs_f64()
     );
     println!("  {build_line}");
     Ok(Prepared {
+        protocol,
         orders,
-        bodies,
+        requests,
         notes: vec![setup_line, build_line],
+    })
+}
+
+/// The v3 notifications, signed on two threads (set-up, not measured: an RSA signature each).
+fn sign_v3(
+    tenant: &V3Tenant,
+    openid: &str,
+    created: &[usize],
+    orders: &[(String, String)],
+) -> anyhow::Result<Vec<Notification>> {
+    let half = created.len().div_ceil(2).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = created
+            .chunks(half)
+            .zip(orders.chunks(half))
+            .map(|(indexes, orders)| {
+                scope.spawn(move || -> anyhow::Result<Vec<Notification>> {
+                    let signer = V3Signer::new(tenant, openid)?;
+                    indexes
+                        .iter()
+                        .zip(orders)
+                        .map(|(&i, (order, transaction_id))| {
+                            signer.notification(order, amount(i), transaction_id)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(created.len());
+        for part in parts {
+            all.extend(
+                part.join()
+                    .map_err(|_| anyhow!("a signing thread panicked"))??,
+            );
+        }
+        Ok(all)
     })
 }
 
@@ -280,27 +487,34 @@ pub async fn measure(
     gateway: &Gateway,
     prepared: Prepared,
 ) -> anyhow::Result<ScenarioResult> {
-    let tenant = &ctx.env.tenant;
     let Prepared {
+        protocol,
         orders,
-        bodies,
+        requests,
         notes,
     } = prepared;
+    let name = protocol.name();
+    let tenant_id = match protocol {
+        Protocol::V2 => ctx.env.tenant.id.as_str(),
+        Protocol::V3 => ctx.env.v3_tenant.id.as_str(),
+    };
     println!(
-        "  {NAME}: {} connections, warm-up {} s, measuring {} s or until the orders run out",
+        "  {name}: {} connections, warm-up {} s, measuring {} s or until the orders run out",
         ctx.cli.connections, ctx.cli.warmup, ctx.cli.duration
     );
     let workload = Arc::new(Notifications {
-        path: format!("/notify/{}/wechat_miniprogram", tenant.id),
-        bodies,
+        path: format!("/notify/{tenant_id}/wechat_miniprogram"),
+        protocol,
+        requests,
         next: AtomicUsize::new(0),
     });
     let result = load::run(gateway.addr, workload, ctx.load_config(gateway)).await?;
 
-    let verify_line = verify_sample(gateway, &orders, &result.success_tags).await?;
+    let verify_line =
+        verify_sample(gateway, protocol.api_key(), &orders, &result.success_tags).await?;
     println!("  {verify_line}");
 
-    let mut scenario = ScenarioResult::measured(ctx, NAME, &result, gateway)?;
+    let mut scenario = ScenarioResult::measured(ctx, name, &result, gateway)?;
     scenario.set_ratio(
         ctx.limits.sqlite_commits_per_second(),
         "SQLite serial FULL commits/s",
@@ -319,6 +533,7 @@ pub async fn measure(
 /// must be `paid` with the notification's transaction id.
 async fn verify_sample(
     gateway: &Gateway,
+    api_key: &str,
     orders: &[(String, String)],
     acknowledged: &[usize],
 ) -> anyhow::Result<String> {
@@ -339,7 +554,7 @@ async fn verify_sample(
             Method::GET,
             &format!("/v1/orders/{order}"),
             None,
-            Some(API_KEY),
+            Some(api_key),
             Duration::from_secs(10),
         )
         .await
