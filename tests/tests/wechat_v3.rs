@@ -61,6 +61,16 @@ async fn edit_wechat(
     assert_eq!(status, 200, "{}", res.text().await.unwrap());
 }
 
+/// Public-key mode: the sandbox's WeChat Pay public key and this merchant's id for it.
+fn add_public_key(w: &mut serde_json::Map<String, Value>, mch_id: &str) {
+    let key = format!("{}/wechatpay_sandbox_pub_key.pem", wechat_v3::SANDBOX_KEYS);
+    w.insert("wechatpay_public_key".into(), json!(key));
+    w.insert(
+        "wechatpay_public_key_id".into(),
+        json!(wechat_v3::public_key_id(mch_id)),
+    );
+}
+
 async fn sim_order(gw: &Gateway, no: &str) -> Value {
     gw.http
         .get(format!(
@@ -290,20 +300,7 @@ async fn a_switch_from_certificates_to_the_public_key_refuses_no_genuine_notific
             let pause = || tokio::time::sleep(std::time::Duration::from_millis(150));
             pause().await;
             // 1. The merchant configures the public key beside the certificates.
-            edit_wechat(&gw, &t.id, |w| {
-                w.insert(
-                    "wechatpay_public_key".into(),
-                    json!(format!(
-                        "{}/wechatpay_sandbox_pub_key.pem",
-                        wechat_v3::SANDBOX_KEYS
-                    )),
-                );
-                w.insert(
-                    "wechatpay_public_key_id".into(),
-                    json!(wechat_v3::public_key_id(&t.mch_id)),
-                );
-            })
-            .await;
+            edit_wechat(&gw, &t.id, |w| add_public_key(w, &t.mch_id)).await;
             pause().await;
             // 2. WeChat moves notifications over gradually, 3. then entirely.
             set_mode(
@@ -362,17 +359,7 @@ async fn a_tenant_moving_from_v2_to_v3_still_settles_its_v2_orders() {
         edit_wechat(&gw, &t.id, |w| {
             w.insert("api_version".into(), json!("v3"));
             w.insert("apiv3_key".into(), json!(wechat_v3::apiv3_key(&t.id)));
-            w.insert(
-                "wechatpay_public_key".into(),
-                json!(format!(
-                    "{}/wechatpay_sandbox_pub_key.pem",
-                    wechat_v3::SANDBOX_KEYS
-                )),
-            );
-            w.insert(
-                "wechatpay_public_key_id".into(),
-                json!(wechat_v3::public_key_id(&t.mch_id)),
-            );
+            add_public_key(w, &t.mch_id);
         })
         .await;
 

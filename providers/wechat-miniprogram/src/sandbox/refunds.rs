@@ -206,6 +206,15 @@ impl RefundBook {
     }
 }
 
+/// What the refunds of an order took back, or are taking back (closed ones excepted).
+pub(crate) fn refunded(refunds: &[&Refund]) -> u64 {
+    refunds
+        .iter()
+        .filter(|r| r.status != RefundStatus::RefundClose)
+        .map(|r| r.refund_fee)
+        .sum()
+}
+
 /// `out_refund_no`: 1–64 of `[A-Za-z0-9_\-|*@]`.
 pub(crate) fn valid_out_refund_no(value: &str) -> bool {
     (1..=64).contains(&value.len())
@@ -318,12 +327,7 @@ fn try_refund(
     if earlier.len() >= MAX_REFUNDS_PER_ORDER {
         return Err(refuse("ERROR", "退款次数超过限制,一笔订单最多退款50次"));
     }
-    let refunded: u64 = earlier
-        .iter()
-        .filter(|r| r.status != RefundStatus::RefundClose)
-        .map(|r| r.refund_fee)
-        .sum();
-    if refunded.saturating_add(refund_fee) > order.total_fee {
+    if refunded(&earlier).saturating_add(refund_fee) > order.total_fee {
         return Err(refuse("ERROR", "退款金额大于支付金额"));
     }
 

@@ -14,7 +14,7 @@ use super::{SCHEME, error, error_body};
 use crate::sandbox::State;
 use crate::sandbox::merchants::Merchant;
 use crate::sandbox::orders::{Order, TradeState, new_prepay_id};
-use crate::sandbox::refunds::{Refund, RefundStatus, valid_out_refund_no};
+use crate::sandbox::refunds::{Refund, RefundStatus, refunded, valid_out_refund_no};
 use crate::sandbox::signature::SignType;
 use crate::sandbox::unifiedorder::{valid_notify_url, valid_out_trade_no};
 use crate::sandbox::xml::Fields;
@@ -442,12 +442,7 @@ fn try_refund(
             "退款次数超过限制,一笔订单最多退款50次",
         ));
     }
-    let refunded: u64 = earlier
-        .iter()
-        .filter(|r| r.status != RefundStatus::RefundClose)
-        .map(|r| r.refund_fee)
-        .sum();
-    if refunded.saturating_add(refund_fee) > order.total_fee {
+    if refunded(&earlier).saturating_add(refund_fee) > order.total_fee {
         return Err(fail(403, "NOT_ENOUGH", "申请退款金额超过订单可退金额"));
     }
     let refund = Refund {
