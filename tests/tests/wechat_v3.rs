@@ -7,6 +7,7 @@ use chrono::{Duration, Utc};
 use paybridge_server::reconciler::run_once;
 use paybridge_tests::wechat_v3::{self, Forged, Key, PLATFORM_SERIAL};
 use paybridge_tests::{Gateway, TestTenant, backends, wechat};
+use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "admin-token-for-v3-tests";
@@ -362,6 +363,40 @@ async fn a_tenant_moving_from_v2_to_v3_still_settles_its_v2_orders() {
             add_public_key(w, &t.mch_id);
         })
         .await;
+
+        // The APIv3 key is a secret like the others: masked when read, encrypted at rest.
+        let res = gw
+            .http
+            .get(format!("{}/admin/api/tenants/{}", gw.base, t.id))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let shown = res.text().await.unwrap();
+        assert!(!shown.contains(&wechat_v3::apiv3_key(&t.id)), "{shown}");
+        assert!(shown.contains(r#""apiv3_key":{"set":true}"#), "{shown}");
+        let db = gw.state.store.db();
+        for (table, column) in [
+            ("admin_tenants", "document"),
+            ("admin_tenant_versions", "document"),
+            ("admin_audit", "diff"),
+        ] {
+            let rows = db
+                .query_all_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    format!("SELECT {column} FROM {table}"),
+                ))
+                .await
+                .unwrap();
+            assert!(!rows.is_empty(), "{table}");
+            for row in rows {
+                let text: String = row.try_get("", column).unwrap();
+                assert!(
+                    !text.contains(&wechat_v3::apiv3_key(&t.id)),
+                    "{name}: the APIv3 key in plaintext in {table}"
+                );
+            }
+        }
 
         // New orders are v3.
         let (v3_order, created) = wechat::create_order(&gw, &t.id, 100).await;
