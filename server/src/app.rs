@@ -220,6 +220,9 @@ pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Serve
     );
     crate::live::spawn_watch(state.clone());
     let server = HttpServer::new(move || {
+        // Runs on each worker thread, in its runtime: the writer answers this thread's jobs
+        // with one wake-up per group.
+        crate::store::writer::install_mailbox();
         let (app, _) = App::new()
             .into_utoipa_app()
             .configure(routes)

@@ -38,15 +38,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// The SQLite writer's groups and jobs: jobs per group is how many writes share one fsync.
+/// The SQLite writer's groups and jobs (jobs per group is how many writes share one fsync),
+/// and the messages that carried the answers back to the request threads.
 fn writer_metrics(state: &AppState) -> String {
     use std::sync::atomic::Ordering;
     let stats = state.store.write_stats();
     format!(
         "# TYPE paybridge_db_write_groups_total counter\npaybridge_db_write_groups_total {}\n\
-         # TYPE paybridge_db_write_jobs_total counter\npaybridge_db_write_jobs_total {}\n",
+         # TYPE paybridge_db_write_jobs_total counter\npaybridge_db_write_jobs_total {}\n\
+         # TYPE paybridge_db_write_handoffs_total counter\npaybridge_db_write_handoffs_total {}\n",
         stats.groups.load(Ordering::Relaxed),
-        stats.jobs.load(Ordering::Relaxed)
+        stats.jobs.load(Ordering::Relaxed),
+        stats.handoffs.load(Ordering::Relaxed)
     )
 }
 
