@@ -458,3 +458,51 @@ async fn a_tenant_moving_from_v2_to_v3_still_settles_its_v2_orders() {
         gw.finish().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3_provider_failures_keep_the_order_pending_and_a_replay_retries() {
+    for backend in backends() {
+        let t = wechat_v3::tenant("v3_fail", 65, &wechat_v3::public_key_settings("1900000165"));
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let name = backend.name();
+        let openid = wechat::login(&gw, &t.id).await;
+        let no = wechat::trade_no();
+        let req = json!({
+            "provider": "wechat_miniprogram", "out_trade_no": no, "amount": 100,
+            "description": "Mocha", "payer": {"openid": openid},
+        });
+        let fail = |api: &str, mode: &str| json!({"api": api, "mode": mode, "times": 1});
+        gw.sandbox("/control/fail", &fail("v3_jsapi", "SYSTEMERROR"))
+            .await;
+        let (status, err) = gw.post(&t.id, "/v1/orders", &req).await;
+        assert_eq!(status, 502, "{name}: {err}");
+        assert_eq!(err["error"]["code"], "provider_unavailable");
+        assert_eq!(order(&gw, &t.id, &no).await["status"], "pending");
+        let (status, body) = gw.post(&t.id, "/v1/orders", &req).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["client_payment"]["wechat_miniprogram"]["signType"],
+            "RSA"
+        );
+
+        // An answer whose signature does not verify is not trusted, and changes nothing.
+        wechat::pay(&gw, &t, &no, "drop").await;
+        gw.sandbox("/control/fail", &fail("v3_query", "bad_sign"))
+            .await;
+        let (status, err) = gw.get(&t.id, &format!("/v1/orders/{no}?sync=true")).await;
+        assert_eq!(status, 502, "{name}: {err}");
+        assert_eq!(order(&gw, &t.id, &no).await["status"], "pending");
+        gw.sandbox("/control/fail", &fail("v3_query", "http500"))
+            .await;
+        let (status, _) = gw.get(&t.id, &format!("/v1/orders/{no}?sync=true")).await;
+        assert_eq!(status, 502);
+        // Then the provider is back.
+        let (status, synced) = gw.get(&t.id, &format!("/v1/orders/{no}?sync=true")).await;
+        assert_eq!(
+            (status, synced["status"].as_str()),
+            (200, Some("paid")),
+            "{synced}"
+        );
+        gw.finish().await;
+    }
+}

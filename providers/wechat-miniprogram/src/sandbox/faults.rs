@@ -23,6 +23,24 @@ pub(crate) enum Api {
     /// `/sns/jscode2session`
     #[serde(rename = "jscode2session")]
     Jscode2session,
+    /// v3 `POST /v3/pay/transactions/jsapi`
+    #[serde(rename = "v3_jsapi")]
+    V3Jsapi,
+    /// v3 `GET /v3/pay/transactions/out-trade-no/{no}`
+    #[serde(rename = "v3_query")]
+    V3Query,
+    /// v3 `POST /v3/pay/transactions/out-trade-no/{no}/close`
+    #[serde(rename = "v3_close")]
+    V3Close,
+    /// v3 `POST /v3/refund/domestic/refunds`
+    #[serde(rename = "v3_refund")]
+    V3Refund,
+    /// v3 `GET /v3/refund/domestic/refunds/{no}`
+    #[serde(rename = "v3_refundquery")]
+    V3RefundQuery,
+    /// v3 `GET /v3/certificates`
+    #[serde(rename = "v3_certificates")]
+    V3Certificates,
     /// Any of them.
     #[serde(rename = "*")]
     Any,

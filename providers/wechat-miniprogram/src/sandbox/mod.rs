@@ -60,13 +60,14 @@
 //!   `"probe": true` sends WeChat's signature probe instead (`WECHATPAY/SIGNTEST/…`, which a
 //!   merchant must refuse).
 //! - `POST /control/fail` `{"api": "unifiedorder" | "orderquery" | "closeorder" | "refund" |
-//!   "refundquery" | "jscode2session" | "*", "mode": "SYSTEMERROR" | "http500" | "bad_sign" |
+//!   "refundquery" | "jscode2session" | "v3_jsapi" | "v3_query" | "v3_close" | "v3_refund" |
+//!   "v3_refundquery" | "v3_certificates" | "*", "mode": "SYSTEMERROR" | "http500" | "bad_sign" |
 //!   "timeout",
 //!   "times": 1}` makes the next `times` matching calls fail, and answers
 //!   `{"pending": [{"api", "mode", "remaining"}]}`. `"times": 0` disarms every pending failure
 //!   of that `api` (`"*"`: all of them). The modes:
-//!   - `SYSTEMERROR`: a signed `result_code=FAIL`, `err_code=SYSTEMERROR` (login: `errcode -1`),
-//!     and nothing is done;
+//!   - `SYSTEMERROR`: a signed `result_code=FAIL`, `err_code=SYSTEMERROR` (login: `errcode -1`;
+//!     v3: a signed HTTP 500 `{"code": "SYSTEM_ERROR"}`), and nothing is done;
 //!   - `http500`: HTTP 500 with a plain-text body, and nothing is done;
 //!   - `bad_sign`: the call is done, but the answer's `sign` is wrong (Pay APIs only);
 //!   - `timeout`: the call is done, but the answer comes 1 s after the simulator's HTTP timeout.
@@ -291,7 +292,14 @@ impl WechatSimulator {
                         reply
                     }
                     Api::RefundQuery => refunds::refundquery(&state.orders, &state.refunds, &auth),
-                    Api::Jscode2session | Api::Any => Reply::Refused("not a Pay API".into()),
+                    Api::Jscode2session
+                    | Api::Any
+                    | Api::V3Jsapi
+                    | Api::V3Query
+                    | Api::V3Close
+                    | Api::V3Refund
+                    | Api::V3RefundQuery
+                    | Api::V3Certificates => Reply::Refused("not a Pay API v2 call".into()),
                 },
             }
         };
@@ -349,10 +357,15 @@ impl Simulator for WechatSimulator {
                 self.control_order(&percent_decode(number), &request.query)
             }
             Route::V3(api) => {
-                let served = v3::api::serve(&mut self.lock(), &api, &request);
+                let fault = self.take_fault(api.fault_api());
+                if fault == Some(FaultMode::Http500) {
+                    return http_500();
+                }
+                let served = v3::api::serve(&mut self.lock(), &api, &request, fault);
                 if let Some((mch_id, out_refund_no)) = served.new_refund {
                     self.auto_complete_refund(&mch_id, &out_refund_no);
                 }
+                self.answer_late(fault).await;
                 served.response
             }
             Route::ControlV3Keys => self.control_v3_keys(&request.body),

@@ -12,6 +12,7 @@ use super::keys::verify_merchant;
 use super::merchant::V3Merchant;
 use super::{SCHEME, error, error_body};
 use crate::sandbox::State;
+use crate::sandbox::faults::{Api, FaultMode};
 use crate::sandbox::merchants::Merchant;
 use crate::sandbox::orders::{Order, TradeState, new_prepay_id};
 use crate::sandbox::refunds::{Refund, RefundStatus, refunded, valid_out_refund_no};
@@ -38,6 +39,18 @@ pub(crate) enum V3Api {
 }
 
 impl V3Api {
+    /// The name `/control/fail` knows this endpoint by.
+    pub(crate) fn fault_api(&self) -> Api {
+        match self {
+            V3Api::Jsapi => Api::V3Jsapi,
+            V3Api::Query(_) => Api::V3Query,
+            V3Api::Close(_) => Api::V3Close,
+            V3Api::Refund => Api::V3Refund,
+            V3Api::RefundQuery(_) => Api::V3RefundQuery,
+            V3Api::Certificates => Api::V3Certificates,
+        }
+    }
+
     /// The endpoint of a path below `/v3/`, and the one method it answers.
     pub(crate) fn of(path: &str) -> Option<(V3Api, &'static str)> {
         let decode = |segment: &str| -> Option<String> {
@@ -146,8 +159,14 @@ pub(crate) struct Served {
     pub(crate) new_refund: Option<(String, String)>,
 }
 
-/// Serves one v3 call.
-pub(crate) fn serve(state: &mut State, api: &V3Api, request: &SimRequest) -> Served {
+/// Serves one v3 call; `fault` is the injected failure it takes, if any (`http500` and
+/// `timeout` are the caller's: nothing is served, or the answer is late).
+pub(crate) fn serve(
+    state: &mut State,
+    api: &V3Api,
+    request: &SimRequest,
+    fault: Option<FaultMode>,
+) -> Served {
     let plain = |response| Served {
         response,
         new_refund: None,
@@ -161,6 +180,10 @@ pub(crate) fn serve(state: &mut State, api: &V3Api, request: &SimRequest) -> Ser
     };
     let mch_id = merchant.mch_id.clone();
     let named = state.v3.named(&mch_id, request.header("wechatpay-serial"));
+    if fault == Some(FaultMode::SystemError) {
+        let body = error_body("SYSTEM_ERROR", "系统错误");
+        return plain(state.v3.answer(&mch_id, named, 500, body, false));
+    }
     let mut new_refund = None;
     let (status, body) = match api {
         V3Api::Jsapi => jsapi(state, &merchant, &request.body),
@@ -175,7 +198,13 @@ pub(crate) fn serve(state: &mut State, api: &V3Api, request: &SimRequest) -> Ser
         V3Api::Certificates => certificates(state, &merchant, &v3),
     };
     Served {
-        response: state.v3.answer(&mch_id, named, status, body),
+        response: state.v3.answer(
+            &mch_id,
+            named,
+            status,
+            body,
+            fault == Some(FaultMode::BadSign),
+        ),
         new_refund,
     }
 }

@@ -141,13 +141,15 @@ impl V3State {
         }
     }
 
-    /// A signed v3 answer for this merchant.
+    /// A signed v3 answer for this merchant (`corrupt`: signed over other bytes, an injected
+    /// `bad_sign` failure).
     pub(crate) fn answer(
         &self,
         mch_id: &str,
         named: Option<Signer>,
         status: u16,
         body: String,
+        corrupt: bool,
     ) -> SimResponse {
         let signer = self
             .modes
@@ -155,7 +157,12 @@ impl V3State {
             .copied()
             .unwrap_or_else(|| KeyState::new(merchant::KeyMode::Certificate))
             .answer(named);
-        match self.sign_headers(mch_id, signer, &body, false) {
+        let signed = if corrupt {
+            format!("{body} ")
+        } else {
+            body.clone()
+        };
+        match self.sign_headers(mch_id, signer, &signed, false) {
             Ok(headers) => SimResponse {
                 status,
                 content_type: "application/json",

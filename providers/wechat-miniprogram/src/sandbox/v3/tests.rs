@@ -567,3 +567,58 @@ async fn a_switch_signs_notifications_both_ways_and_answers_follow_the_named_ser
         "{last}"
     );
 }
+
+/// Whether the answer's signature verifies (without panicking).
+fn signature_verifies(response: &SimResponse) -> bool {
+    let body = String::from_utf8(response.body.clone()).unwrap();
+    std::panic::catch_unwind(|| verify_signed(&response.headers, &body)).is_ok()
+}
+
+#[tokio::test]
+async fn injected_failures_apply_to_the_v3_endpoints() {
+    let sim = simulator(true);
+    let openid = login(&sim, "code-faults").await;
+    let body = prepay_body("PB3-FAULT", &openid);
+    let path = "/v3/pay/transactions/jsapi";
+    let fail = |api: &str, mode: &str| json!({"api": api, "mode": mode, "times": 1});
+
+    // SYSTEMERROR: a signed 500, and nothing is created.
+    assert_eq!(
+        control(&sim, "/control/fail", fail("v3_jsapi", "SYSTEMERROR"))
+            .await
+            .status,
+        200
+    );
+    let answer = v3_call(&sim, "POST", path, "", &body).await;
+    assert_eq!(
+        (answer.status, json_body(&answer)["code"].clone()),
+        (500, json!("SYSTEM_ERROR"))
+    );
+    assert!(signature_verifies(&answer));
+    let query = format!("mchid={MCH_ID}");
+    let order = "/v3/pay/transactions/out-trade-no/PB3-FAULT";
+    assert_eq!(v3_call(&sim, "GET", order, &query, "").await.status, 404);
+
+    // http500: a plain 500, nothing created.
+    control(&sim, "/control/fail", fail("v3_jsapi", "http500")).await;
+    let answer = v3_call(&sim, "POST", path, "", &body).await;
+    assert_eq!(answer.status, 500);
+    assert!(
+        serde_json::from_slice::<Value>(&answer.body).is_err(),
+        "not JSON"
+    );
+    assert_eq!(v3_call(&sim, "GET", order, &query, "").await.status, 404);
+
+    // bad_sign: the order is created, but the answer's signature does not verify.
+    control(&sim, "/control/fail", fail("v3_jsapi", "bad_sign")).await;
+    let answer = v3_call(&sim, "POST", path, "", &body).await;
+    assert_eq!(answer.status, 200);
+    assert!(!signature_verifies(&answer));
+    assert_eq!(v3_call(&sim, "GET", order, &query, "").await.status, 200);
+    // Each failure is used once: the next call is normal again.
+    let answer = v3_call(&sim, "POST", path, "", &body).await;
+    assert!(signature_verifies(&answer));
+    // A v2 API name does not catch v3 calls.
+    control(&sim, "/control/fail", fail("orderquery", "http500")).await;
+    assert_eq!(v3_call(&sim, "GET", order, &query, "").await.status, 200);
+}
