@@ -291,6 +291,14 @@ impl AlipayPublicKey {
         Ok(AlipayPublicKey { spki })
     }
 
+    /// The key of a certificate's SPKI (DER). The error is a message for the field it came from.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, String> {
+        let key = RsaPublicKey::from_public_key_der(der)
+            .map_err(|_| "the certificate's key is not an RSA public key".to_owned())?;
+        check_size(key.n().bits())?;
+        Ok(AlipayPublicKey { spki: der.to_vec() })
+    }
+
     /// The key as SPKI DER.
     pub fn spki(&self) -> &[u8] {
         &self.spki

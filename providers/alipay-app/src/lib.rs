@@ -9,6 +9,7 @@
 //! - [`notify`] verifies notifications and builds the `success`/`fail` acknowledgement.
 //! - [`sandbox`] simulates Alipay's side.
 
+pub mod cert_mode;
 pub mod cert_sn;
 pub mod config;
 pub mod gateway;
