@@ -80,6 +80,8 @@ pub struct TestTenant {
     pub extra: String,
     /// More keys of its `[providers.wechat_miniprogram]` table (API v3, for example).
     pub wechat_extra: String,
+    /// Alipay in certificate mode (the sandbox's certificates) instead of `alipay_public_key`.
+    pub alipay_cert_mode: bool,
     /// Where its providers' endpoints are, when not under the gateway's sandbox (a server of
     /// the test's own). Needs the master key: only sandbox tenants may go without.
     pub provider_base: Option<String>,
@@ -95,6 +97,7 @@ impl TestTenant {
             sign_type: sign_type.to_owned(),
             extra: String::new(),
             wechat_extra: String::new(),
+            alipay_cert_mode: false,
             provider_base: None,
         }
     }
@@ -138,8 +141,7 @@ enabled = true
 app_id = "{alipay_app_id}"
 private_key = '''
 {app_key}'''
-alipay_public_key = '''
-{alipay_pub}'''
+{alipay_keys}
 seller_id = "{seller_id}"
 gateway_url = "{base}/sandbox/alipay_app/gateway.do"
 {extra}
@@ -156,8 +158,22 @@ gateway_url = "{base}/sandbox/alipay_app/gateway.do"
             alipay_app_id = self.alipay_app_id(),
             seller_id = self.seller_id(),
             app_key = include_str!("../../fixtures/vectors/app_private_pkcs8.pem"),
-            alipay_pub =
-                include_str!("../../providers/alipay-app/sandbox-keys/alipay_sandbox_public.pem"),
+            alipay_keys = if self.alipay_cert_mode {
+                let keys = concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../providers/alipay-app/sandbox-keys"
+                );
+                format!(
+                    "app_cert = \"{keys}/app_cert.crt\"\nalipay_public_cert = \"{keys}/alipay_cert.crt\"\nalipay_root_cert = \"{keys}/alipay_root_cert.crt\""
+                )
+            } else {
+                format!(
+                    "alipay_public_key = '''\n{}'''",
+                    include_str!(
+                        "../../providers/alipay-app/sandbox-keys/alipay_sandbox_public.pem"
+                    )
+                )
+            },
         )
     }
 }

@@ -33,7 +33,12 @@ pub struct CertMode {
     roots: Vec<Vec<u8>>,
     /// Alipay certificates trusted since (downloaded), by number.
     downloaded: Mutex<HashMap<String, AlipayPublicKey>>,
+    /// Numbers whose download was refused, and when: not asked again for a while.
+    refused: Mutex<HashMap<String, DateTime<Utc>>>,
 }
+
+/// How long a number whose certificate was refused is not downloaded again.
+pub const REFUSED_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// The DER of every certificate of a PEM text, in order.
 fn ders(pem: &str) -> Result<Vec<Vec<u8>>, String> {
@@ -176,6 +181,7 @@ impl CertMode {
                         alipay_cert_sn,
                         roots,
                         downloaded: Mutex::new(HashMap::new()),
+                        refused: Mutex::new(HashMap::new()),
                     },
                     key,
                 ))
@@ -187,6 +193,34 @@ impl CertMode {
     /// A certificate downloaded earlier for this number.
     pub fn downloaded(&self, sn: &str) -> Option<AlipayPublicKey> {
         self.downloaded.lock().ok().and_then(|d| d.get(sn).cloned())
+    }
+
+    /// Every certificate downloaded and trusted so far.
+    pub fn downloaded_keys(&self) -> Vec<AlipayPublicKey> {
+        self.downloaded
+            .lock()
+            .map(|d| d.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the certificate of `sn` was refused less than [`REFUSED_FOR`] ago.
+    pub fn refused_recently(&self, sn: &str, now: DateTime<Utc>) -> bool {
+        self.refused
+            .lock()
+            .ok()
+            .and_then(|r| r.get(sn).copied())
+            .is_some_and(|at| now - at < REFUSED_FOR)
+    }
+
+    /// Remember that the certificate of `sn` was refused at `now`.
+    pub fn remember_refused(&self, sn: &str, now: DateTime<Utc>) {
+        if let Ok(mut refused) = self.refused.lock() {
+            // Bounded: answers name few certificates; an old entry is only a delay.
+            if refused.len() >= 64 {
+                refused.clear();
+            }
+            refused.insert(sn.to_owned(), now);
+        }
     }
 
     /// Trust a downloaded certificate file for `sn`: its chain must verify to a configured root,

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use paybridge_core::provider::{BuildContext, FieldError, FieldSpec};
 
+use crate::cert_mode::CertMode;
 use crate::keys::{AlipayPublicKey, AppPrivateKey};
 
 /// The one `sign_type` paybridge signs and accepts (SHA256withRSA).
@@ -30,9 +31,27 @@ pub const FIELDS: &[FieldSpec] = &[
     },
     FieldSpec {
         name: "alipay_public_key",
-        required: true,
+        required: false,
         secret: false,
-        description: "Alipay's public key (SPKI, PEM or one-line base64) from the Alipay console; not the app's own public key",
+        description: "Alipay's public key (SPKI, PEM or one-line base64) from the Alipay console; not the app's own public key. Or certificate mode: app_cert, alipay_public_cert and alipay_root_cert",
+    },
+    FieldSpec {
+        name: "app_cert",
+        required: false,
+        secret: false,
+        description: "Certificate mode: the app's certificate (appCertPublicKey_<app_id>.crt), PEM file or inline",
+    },
+    FieldSpec {
+        name: "alipay_public_cert",
+        required: false,
+        secret: false,
+        description: "Certificate mode: Alipay's certificate (alipayCertPublicKey_RSA2.crt), PEM file or inline",
+    },
+    FieldSpec {
+        name: "alipay_root_cert",
+        required: false,
+        secret: false,
+        description: "Certificate mode: Alipay's root bundle (alipayRootCert.crt), PEM file or inline",
     },
     FieldSpec {
         name: "seller_id",
@@ -66,8 +85,12 @@ pub struct AlipayConfig {
     pub app_id: String,
     /// Signs every request and orderString.
     pub private_key: AppPrivateKey,
-    /// Verifies every gateway response and notification.
+    /// Verifies every gateway response and notification (in certificate mode: the key of
+    /// `alipay_public_cert`).
     pub alipay_public_key: AlipayPublicKey,
+    /// Certificate mode, when configured: the numbers every request carries, and the Alipay
+    /// certificates trusted for answers.
+    pub cert_mode: Option<std::sync::Arc<CertMode>>,
     /// The payee every notification must name.
     pub seller_id: String,
     /// The gateway URL, as configured.
@@ -85,6 +108,7 @@ impl fmt::Debug for AlipayConfig {
             .field("seller_id", &self.seller_id)
             .field("gateway_url", &self.gateway_url)
             .field("ca_certs", &self.ca_certs.len())
+            .field("cert_mode", &self.cert_mode.is_some())
             .finish()
     }
 }
@@ -213,6 +237,83 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A PEM text given inline (it contains `-----BEGIN`) or as a file path relative to
+    /// `base_dir`.
+    fn pem(&mut self, key: &'static str, base_dir: &Path) -> Option<String> {
+        let value = self.string(key, false)?;
+        if value.contains("-----BEGIN") {
+            return Some(value.to_owned());
+        }
+        let path = base_dir.join(value);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                self.error(key, format!("cannot read file {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// Alipay's key: `alipay_public_key`, or certificate mode's three files.
+    fn alipay_keys(
+        &mut self,
+        base_dir: &Path,
+        private_key: Option<&AppPrivateKey>,
+    ) -> Option<(AlipayPublicKey, Option<std::sync::Arc<CertMode>>)> {
+        const CERTS: [&str; 3] = ["app_cert", "alipay_public_cert", "alipay_root_cert"];
+        let table = self.table;
+        let given: Vec<&str> = CERTS
+            .into_iter()
+            .filter(|k| table.contains_key(*k))
+            .collect();
+        let has_key = table.contains_key("alipay_public_key");
+        if has_key && !given.is_empty() {
+            self.error(
+                "alipay_public_key",
+                "set either alipay_public_key or certificate mode (app_cert, alipay_public_cert, alipay_root_cert), not both",
+            );
+            return None;
+        }
+        if given.is_empty() {
+            if !has_key {
+                self.error(
+                    "alipay_public_key",
+                    "required (or certificate mode: app_cert, alipay_public_cert and alipay_root_cert)",
+                );
+                return None;
+            }
+            let key = self
+                .string("alipay_public_key", true)
+                .map(AlipayPublicKey::parse)?
+                .map_err(|m| self.error("alipay_public_key", m))
+                .ok()?;
+            return Some((key, None));
+        }
+        for missing in CERTS.into_iter().filter(|k| !given.contains(k)) {
+            self.error(
+                missing,
+                "required in certificate mode, together with app_cert, alipay_public_cert and alipay_root_cert",
+            );
+        }
+        let (Some(app), Some(alipay), Some(root)) = (
+            self.pem("app_cert", base_dir),
+            self.pem("alipay_public_cert", base_dir),
+            self.pem("alipay_root_cert", base_dir),
+        ) else {
+            return None;
+        };
+        let spki = private_key.map(AppPrivateKey::public_key_spki);
+        match CertMode::new(&app, &alipay, &root, spki, chrono::Utc::now()) {
+            Ok((mode, key)) => Some((key, Some(std::sync::Arc::new(mode)))),
+            Err(problems) => {
+                for (field, message) in problems {
+                    self.error(field, message);
+                }
+                None
+            }
+        }
+    }
+
     fn ca_certs(&mut self, base_dir: &Path) -> Vec<reqwest::Certificate> {
         let Some(value) = self.string("ca_file", false) else {
             return Vec::new();
@@ -261,15 +362,17 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<AlipayConfig, Ve
         .string("private_key", true)
         .map(AppPrivateKey::parse)
         .and_then(|parsed| parsed.map_err(|m| r.error("private_key", m)).ok());
-    let alipay_public_key = r
-        .string("alipay_public_key", true)
-        .map(AlipayPublicKey::parse)
-        .and_then(|parsed| parsed.map_err(|m| r.error("alipay_public_key", m)).ok());
-    if let (Some(private), Some(public)) = (&private_key, &alipay_public_key)
+    let alipay_keys = r.alipay_keys(&ctx.base_dir, private_key.as_ref());
+    if let (Some(private), Some((public, cert_mode))) = (&private_key, &alipay_keys)
         && private.public_key_spki() == public.spki()
     {
+        let field = if cert_mode.is_some() {
+            "alipay_public_cert"
+        } else {
+            "alipay_public_key"
+        };
         r.error(
-            "alipay_public_key",
+            field,
             "this is the app's own public key; use the Alipay public key from the Alipay console",
         );
     }
@@ -279,19 +382,21 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<AlipayConfig, Ve
     let ca_certs = r.ca_certs(&ctx.base_dir);
 
     let errors = r.errors;
-    match (app_id, private_key, alipay_public_key, seller_id) {
-        (Some(app_id), Some(private_key), Some(alipay_public_key), Some(seller_id))
-            if errors.is_empty() =>
-        {
-            Ok(AlipayConfig {
-                app_id,
-                private_key,
-                alipay_public_key,
-                seller_id,
-                gateway_url,
-                ca_certs,
-            })
-        }
+    match (app_id, private_key, alipay_keys, seller_id) {
+        (
+            Some(app_id),
+            Some(private_key),
+            Some((alipay_public_key, cert_mode)),
+            Some(seller_id),
+        ) if errors.is_empty() => Ok(AlipayConfig {
+            app_id,
+            private_key,
+            alipay_public_key,
+            cert_mode,
+            seller_id,
+            gateway_url,
+            ca_certs,
+        }),
         _ => Err(errors),
     }
 }

@@ -45,7 +45,8 @@ fn every_missing_required_field_is_listed() {
         fields(&errors),
         ["app_id", "private_key", "alipay_public_key", "seller_id"]
     );
-    assert!(errors.iter().all(|e| e.message == "required"));
+    // alipay_public_key's says what else it can be (certificate mode).
+    assert!(errors.iter().all(|e| e.message.starts_with("required")));
 }
 
 #[test]
@@ -247,5 +248,99 @@ mod fuzz {
             }
             let _ = parse(&t, &ctx(Duration::from_secs(1)));
         }
+    }
+}
+
+mod certificate_mode {
+    use super::*;
+
+    const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox-keys");
+    const APP_KEY: &str = include_str!("../../../fixtures/vectors/app_private_pkcs8.pem");
+
+    fn table(extra: &[(&str, &str)]) -> toml::Table {
+        let mut t = toml::Table::new();
+        for (k, v) in [
+            ("app_id", "2021000000000001"),
+            ("private_key", APP_KEY),
+            ("seller_id", "2088000000000001"),
+            ("app_cert", "app_cert.crt"),
+            ("alipay_public_cert", "alipay_cert.crt"),
+            ("alipay_root_cert", "alipay_root_cert.crt"),
+        ] {
+            t.insert(k.into(), v.into());
+        }
+        for (k, v) in extra {
+            t.insert((*k).into(), (*v).into());
+        }
+        t
+    }
+
+    fn context() -> BuildContext {
+        BuildContext {
+            base_dir: std::path::PathBuf::from(KEYS),
+            http_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn three_certificates_replace_the_alipay_public_key_and_requests_carry_their_numbers() {
+        let config = parse(&table(&[]), &context()).unwrap();
+        let mode = config.cert_mode.as_ref().unwrap();
+        let app = std::fs::read_to_string(format!("{KEYS}/app_cert.crt")).unwrap();
+        assert_eq!(
+            mode.app_cert_sn,
+            crate::cert_sn::first_cert_sn(&app).unwrap()
+        );
+        let public = std::fs::read_to_string(format!("{KEYS}/alipay_sandbox_public.pem")).unwrap();
+        assert_eq!(
+            config.alipay_public_key,
+            crate::keys::AlipayPublicKey::parse(&public).unwrap()
+        );
+        let params = crate::sign::signed_request(
+            &config,
+            "alipay.trade.query",
+            "2026-12-06 18:00:00".into(),
+            [],
+        )
+        .unwrap();
+        assert_eq!(params["app_cert_sn"], mode.app_cert_sn);
+        assert_eq!(params["alipay_root_cert_sn"], mode.root_cert_sn);
+        // Both are signed: the signature covers them.
+        let content =
+            crate::sign::request_sign_content(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        assert!(content.contains(&format!("app_cert_sn={}", mode.app_cert_sn)));
+        // Inline PEM works as well as a file.
+        let inline = std::fs::read_to_string(format!("{KEYS}/alipay_root_cert.crt")).unwrap();
+        parse(&table(&[("alipay_root_cert", inline.as_str())]), &context()).unwrap();
+    }
+
+    #[test]
+    fn the_modes_are_exclusive_and_every_certificate_is_needed() {
+        let public = std::fs::read_to_string(format!("{KEYS}/alipay_sandbox_public.pem")).unwrap();
+        let errors = parse(
+            &table(&[("alipay_public_key", public.as_str())]),
+            &context(),
+        )
+        .expect_err("both modes");
+        assert_eq!(fields(&errors), ["alipay_public_key"]);
+        assert!(errors[0].message.contains("not both"), "{errors:?}");
+
+        let mut t = table(&[]);
+        t.remove("alipay_root_cert");
+        let errors = parse(&t, &context()).expect_err("two of three");
+        assert_eq!(fields(&errors), ["alipay_root_cert"]);
+
+        let errors = parse(&table(&[("app_cert", "missing.crt")]), &context()).expect_err("file");
+        assert_eq!(fields(&errors), ["app_cert"]);
+        assert!(errors[0].message.contains("cannot read file"), "{errors:?}");
+
+        // An Alipay certificate from outside the root: refused at load, by name.
+        let rogue = format!("{KEYS}/alipay_rogue_cert.crt");
+        let errors = parse(
+            &table(&[("alipay_public_cert", rogue.as_str())]),
+            &context(),
+        )
+        .expect_err("rogue");
+        assert_eq!(fields(&errors), ["alipay_public_cert"]);
     }
 }

@@ -10,6 +10,7 @@ use paybridge_core::provider::ProviderError;
 use serde_json::{Map, Value};
 
 use crate::config::AlipayConfig;
+use crate::keys::AlipayPublicKey;
 use crate::response::{self, ResponseKind};
 use crate::sign;
 use paybridge_core::beijing;
@@ -156,7 +157,12 @@ pub struct Gateway {
     http: reqwest::Client,
     config: Arc<AlipayConfig>,
     clock: Clock,
+    /// Certificate mode: one download of an Alipay certificate at a time.
+    downloads: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// The method that fetches an Alipay certificate by number (certificate mode).
+pub const CERT_DOWNLOAD: &str = "alipay.open.app.alipaycert.download";
 
 impl Gateway {
     /// A client for this merchant.
@@ -169,6 +175,7 @@ impl Gateway {
             http: http_client(&config, timeout)?,
             config,
             clock,
+            downloads: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -184,6 +191,97 @@ impl Gateway {
 
     /// Run the whole pipeline for `method` (e.g. `alipay.trade.query`) with this `biz_content`.
     pub async fn call(&self, method: &str, biz_content: String) -> Result<Reply, ProviderError> {
+        let body = self.send(method, biz_content).await?;
+        let key = self.answer_key(&body).await?;
+        let verified = response::verify_response(&body, method, &key).map_err(|e| {
+            tracing::warn!(method, error = %e, "Alipay response refused");
+            ProviderError::Unavailable(e.to_string())
+        })?;
+        let reply = classify(verified.kind, verified.fields)?;
+        match &reply {
+            Reply::Success(_) => tracing::debug!(method, "Alipay call succeeded"),
+            Reply::BusinessFailed(f) => {
+                tracing::info!(method, sub_code = %f.sub_code, "Alipay business failure")
+            }
+        }
+        Ok(reply)
+    }
+
+    /// The key an answer is verified with: `alipay_public_key`, or in certificate mode the
+    /// certificate its `alipay_cert_sn` names (configured, downloaded before, or downloaded now
+    /// and trusted only through its chain to `alipay_root_cert`).
+    async fn answer_key(&self, body: &str) -> Result<AlipayPublicKey, ProviderError> {
+        let configured = self.config.alipay_public_key.clone();
+        let Some(mode) = &self.config.cert_mode else {
+            return Ok(configured);
+        };
+        let Some(sn) = response::alipay_cert_sn(body).filter(|sn| *sn != mode.alipay_cert_sn)
+        else {
+            return Ok(configured);
+        };
+        if let Some(key) = mode.downloaded(&sn) {
+            return Ok(key);
+        }
+        let refused = || {
+            ProviderError::Unavailable(format!(
+                "Alipay answered with certificate {sn}, which is not trusted (not under alipay_root_cert)"
+            ))
+        };
+        if mode.refused_recently(&sn, self.now()) {
+            return Err(refused());
+        }
+        let _one_at_a_time = self.downloads.lock().await;
+        if let Some(key) = mode.downloaded(&sn) {
+            return Ok(key);
+        }
+        let pem = self.download_certificate(&sn).await?;
+        mode.trust_download(&sn, &pem, self.now()).map_err(|e| {
+            tracing::warn!(alipay_cert_sn = %sn, error = %e, "Alipay certificate refused");
+            mode.remember_refused(&sn, self.now());
+            refused()
+        })
+    }
+
+    /// `alipay.open.app.alipaycert.download` for `sn`: the certificate file (PEM), unverified
+    /// (its chain is what makes it trusted).
+    async fn download_certificate(&self, sn: &str) -> Result<String, ProviderError> {
+        let biz = serde_json::json!({ "alipay_cert_sn": sn }).to_string();
+        let body = self.send(CERT_DOWNLOAD, biz).await?;
+        let top: Map<String, Value> = serde_json::from_str(&body).map_err(|_| {
+            ProviderError::Unavailable("certificate download: not a JSON answer".to_owned())
+        })?;
+        let fields = top
+            .get(&response::response_key(CERT_DOWNLOAD))
+            .and_then(Value::as_object)
+            .ok_or_else(|| {
+                ProviderError::Unavailable(format!("certificate {sn} could not be downloaded"))
+            })?;
+        let content = fields
+            .get("alipay_cert_content")
+            .and_then(Value::as_str)
+            .filter(|_| fields.get("code").and_then(Value::as_str) == Some("10000"))
+            .ok_or_else(|| {
+                let code = text(fields, "sub_code");
+                ProviderError::Unavailable(format!(
+                    "certificate {sn} could not be downloaded ({code})"
+                ))
+            })?;
+        use base64::Engine;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(content.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| {
+                ProviderError::Unavailable(
+                    "certificate download: content is not base64 PEM".to_owned(),
+                )
+            })?;
+        tracing::info!(alipay_cert_sn = %sn, "Alipay certificate downloaded");
+        Ok(pem)
+    }
+
+    /// Sign and send one call; the answer's text (capped), not yet verified.
+    async fn send(&self, method: &str, biz_content: String) -> Result<String, ProviderError> {
         let params = sign::signed_request(
             &self.config,
             method,
@@ -209,20 +307,7 @@ impl Gateway {
             .await
             .map_err(transport_error)
             .inspect_err(|e| tracing::warn!(method, error = %e, "Alipay gateway call failed"))?;
-        let body = read_capped(response, MAX_RESPONSE_BYTES).await?;
-        let verified = response::verify_response(&body, method, &self.config.alipay_public_key)
-            .map_err(|e| {
-                tracing::warn!(method, error = %e, "Alipay response refused");
-                ProviderError::Unavailable(e.to_string())
-            })?;
-        let reply = classify(verified.kind, verified.fields)?;
-        match &reply {
-            Reply::Success(_) => tracing::debug!(method, "Alipay call succeeded"),
-            Reply::BusinessFailed(f) => {
-                tracing::info!(method, sub_code = %f.sub_code, "Alipay business failure")
-            }
-        }
-        Ok(reply)
+        read_capped(response, MAX_RESPONSE_BYTES).await
     }
 }
 

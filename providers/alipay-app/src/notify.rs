@@ -171,7 +171,15 @@ pub async fn verify_payment_notification(
         tracing::warn!("notification with a sign_type other than RSA2");
         return Err(NotificationRejection::BadSignature);
     }
-    if !sign::verify_notification_params(&config.alipay_public_key, &params) {
+    // Notifications name no certificate: in certificate mode, an Alipay certificate downloaded
+    // (and trusted through its chain) after a rotation verifies them too.
+    let verified = sign::verify_notification_params(&config.alipay_public_key, &params)
+        || config.cert_mode.as_ref().is_some_and(|mode| {
+            mode.downloaded_keys()
+                .iter()
+                .any(|key| sign::verify_notification_params(key, &params))
+        });
+    if !verified {
         tracing::warn!(
             out_trade_no = get(&params, "out_trade_no").map(shown),
             "notification signature mismatch"

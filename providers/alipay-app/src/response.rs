@@ -121,6 +121,15 @@ pub fn extract_signed_content<'a>(
         .find(|text| serde_json::from_str::<Value>(text).is_ok_and(|v| &v == member))
 }
 
+/// `alipay_cert_sn` beside the answer (certificate mode), if any.
+pub fn alipay_cert_sn(body: &str) -> Option<String> {
+    let top: Map<String, Value> = serde_json::from_str(body).ok()?;
+    top.get("alipay_cert_sn")
+        .and_then(Value::as_str)
+        .filter(|sn| !sn.is_empty() && sn.len() <= 128)
+        .map(str::to_owned)
+}
+
 fn safe(text: &str) -> String {
     text.chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))

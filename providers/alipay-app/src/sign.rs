@@ -35,6 +35,11 @@ pub fn signed_request(
         params.insert(k.to_owned(), v.to_owned());
     }
     params.insert("timestamp".to_owned(), timestamp);
+    // Certificate mode: which app certificate and which roots (both signed).
+    if let Some(mode) = &config.cert_mode {
+        params.insert("app_cert_sn".to_owned(), mode.app_cert_sn.clone());
+        params.insert("alipay_root_cert_sn".to_owned(), mode.root_cert_sn.clone());
+    }
     params.remove("sign");
     let signature = sign_request(&config.private_key, &params)?;
     params.insert("sign".to_owned(), signature);

@@ -73,6 +73,14 @@ pub(crate) fn read_order_string(
     }
     expect(require("sign_type")?, "RSA2", "sign_type")?;
     expect(require("version")?, "1.0", "version")?;
+    if let Some(cert) = &merchant.cert {
+        expect(require("app_cert_sn")?, &cert.app_cert_sn, "app_cert_sn")?;
+        expect(
+            require("alipay_root_cert_sn")?,
+            &cert.root_cert_sn,
+            "alipay_root_cert_sn",
+        )?;
+    }
     if let Some(format) = text("format").filter(|f| !f.eq_ignore_ascii_case("json")) {
         return Err(refuse("format", format!("{format:?}: only JSON")));
     }

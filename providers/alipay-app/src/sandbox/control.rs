@@ -61,7 +61,7 @@ struct FailCommand {
     times: Option<u32>,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SimResponse> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SimResponse> {
     serde_json::from_slice(body)
         .map_err(|e| json_error(400, "invalid_request", &format!("control body: {e}")))
 }

@@ -17,6 +17,9 @@ pub(crate) enum Api {
     /// `alipay.trade.fastpay.refund.query`
     #[serde(rename = "alipay.trade.fastpay.refund.query")]
     RefundQuery,
+    /// `alipay.open.app.alipaycert.download` (certificate mode)
+    #[serde(rename = "alipay.open.app.alipaycert.download")]
+    CertDownload,
     /// Any of them.
     #[serde(rename = "*")]
     Any,
@@ -30,6 +33,7 @@ impl Api {
             "alipay.trade.close" => Some(Api::Close),
             "alipay.trade.refund" => Some(Api::Refund),
             "alipay.trade.fastpay.refund.query" => Some(Api::RefundQuery),
+            "alipay.open.app.alipaycert.download" => Some(Api::CertDownload),
             _ => None,
         }
     }
@@ -41,6 +45,7 @@ impl Api {
             Api::Close => "alipay_trade_close_response",
             Api::Refund => "alipay_trade_refund_response",
             Api::RefundQuery => "alipay_trade_fastpay_refund_query_response",
+            Api::CertDownload => "alipay_open_app_alipaycert_download_response",
             Api::Any => "error_response",
         }
     }

@@ -103,16 +103,26 @@ impl Reply {
 
     /// The HTTP answer. The inner object is serialised once, and that exact text is both signed
     /// and written into the body. `corrupt_sign` (an injected `bad_sign`) signs other content.
-    pub(crate) fn render(&self, platform: &Rsa2Signer, corrupt_sign: bool) -> SimResponse {
+    /// In certificate mode `cert_sn` names the certificate of `signer`, written between the
+    /// answer and `sign` as `alipay_cert_sn`.
+    pub(crate) fn render(
+        &self,
+        signer: &Rsa2Signer,
+        cert_sn: Option<&str>,
+        corrupt_sign: bool,
+    ) -> SimResponse {
         let inner = Value::Object(self.inner.clone()).to_string();
         let signed = if corrupt_sign {
             format!("{inner} ")
         } else {
             inner.clone()
         };
-        let sign = platform.sign(&signed).unwrap_or_default();
+        let sign = signer.sign(&signed).unwrap_or_default();
+        let cert = cert_sn.map_or_else(String::new, |sn| {
+            format!(",\"alipay_cert_sn\":{}", Value::String(sn.to_owned()))
+        });
         let body = format!(
-            "{{\"{key}\":{inner},\"sign\":{sign}}}",
+            "{{\"{key}\":{inner}{cert},\"sign\":{sign}}}",
             key = self.key,
             sign = Value::String(sign)
         );
@@ -225,6 +235,38 @@ pub(crate) fn authenticate(registry: &Registry, api: Api, params: &Params) -> Re
             format!("无效的AppID参数: {app_id} is not configured for any tenant of this sandbox"),
         )
     })?;
+    if let Some(cert) = &merchant.cert {
+        match text("app_cert_sn") {
+            None => {
+                return Err(invalid(
+                    "isv.missing-app-cert-sn",
+                    "缺少app_cert_sn参数 (certificate mode)".into(),
+                ));
+            }
+            Some(sn) if sn != cert.app_cert_sn => {
+                return Err(invalid(
+                    "isv.app-cert-not-exist",
+                    format!("应用公钥证书不存在: app_cert_sn {sn}"),
+                ));
+            }
+            Some(_) => {}
+        }
+        match text("alipay_root_cert_sn") {
+            None => {
+                return Err(invalid(
+                    "isv.missing-alipay-root-cert-sn",
+                    "缺少alipay_root_cert_sn参数 (certificate mode)".into(),
+                ));
+            }
+            Some(sn) if sn != cert.root_cert_sn => {
+                return Err(invalid(
+                    "isv.invalid-alipay-root-cert-sn",
+                    format!("支付宝根证书SN无效: {sn}"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     let sign = text("sign").ok_or_else(|| missing("isv.missing-signature", "sign"))?;
     let content = form::sign_content(params, REQUEST_EXCLUDED);
     if !merchant.app_public_key.verify(&content, sign) {

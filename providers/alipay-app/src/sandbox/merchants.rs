@@ -2,6 +2,7 @@
 //! holds each app's uploaded public key; the simulator derives it from the configured private key.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use super::rsa2::{Rsa2Verifier, parse_private_key};
 
@@ -12,6 +13,37 @@ pub(crate) struct Merchant {
     pub(crate) seller_id: String,
     /// The app public key.
     pub(crate) app_public_key: Rsa2Verifier,
+    /// Certificate mode: the numbers its requests must carry.
+    pub(crate) cert: Option<CertNumbers>,
+}
+
+/// The `app_cert_sn` and `alipay_root_cert_sn` of an app in certificate mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CertNumbers {
+    pub(crate) app_cert_sn: String,
+    pub(crate) root_cert_sn: String,
+}
+
+/// The numbers of a table's `app_cert` and `alipay_root_cert` (PEM inline or a file under
+/// `base_dir`). Alipay issued the app's certificate, so it knows its number; the simulator
+/// computes it with the crate's function, which the official SDK's vectors pin
+/// (`fixtures/alipay-cert`), so a wrong number cannot pass on both sides.
+fn cert_numbers(table: &toml::Table, base_dir: &Path) -> Option<CertNumbers> {
+    let pem = |key: &str| -> Option<String> {
+        let value = table.get(key)?.as_str()?;
+        if value.contains("-----BEGIN") {
+            return Some(value.to_owned());
+        }
+        std::fs::read_to_string(base_dir.join(value))
+            .map_err(|e| tracing::warn!("alipay sandbox: {key}: {e}"))
+            .ok()
+    };
+    let app = crate::cert_sn::first_cert_sn(&pem("app_cert")?).ok()?;
+    let root = crate::cert_sn::root_cert_sn(&pem("alipay_root_cert")?).ok()?;
+    Some(CertNumbers {
+        app_cert_sn: app,
+        root_cert_sn: root,
+    })
 }
 
 impl Merchant {
@@ -30,7 +62,7 @@ pub(crate) struct Registry {
 impl Registry {
     /// Learns (or re-learns) the app of a provider table. A table without `app_id`, `seller_id`
     /// and a readable `private_key` is skipped: nothing could be checked for it.
-    pub(crate) fn register(&mut self, table: &toml::Table) {
+    pub(crate) fn register(&mut self, table: &toml::Table, base_dir: &Path) {
         let text = |key: &str| {
             table
                 .get(key)
@@ -58,6 +90,7 @@ impl Registry {
             Merchant {
                 seller_id: seller_id.to_owned(),
                 app_public_key: Rsa2Verifier::new(key.to_public_key()),
+                cert: cert_numbers(table, base_dir),
             },
         );
     }
@@ -86,8 +119,8 @@ mod tests {
     #[test]
     fn registering_again_replaces_the_app() {
         let mut registry = Registry::default();
-        registry.register(&table("2021001", "2088000000000001", PKCS8));
-        registry.register(&table("2021001", "2088000000000002", PKCS8));
+        registry.register(&table("2021001", "2088000000000001", PKCS8), Path::new("."));
+        registry.register(&table("2021001", "2088000000000002", PKCS8), Path::new("."));
         assert_eq!(
             registry.get("2021001").unwrap().seller_id,
             "2088000000000002"
@@ -97,11 +130,14 @@ mod tests {
     #[test]
     fn tables_without_usable_credentials_are_skipped() {
         let mut registry = Registry::default();
-        registry.register(&table("2021001", "2088000000000001", "not a key"));
-        registry.register(&table("2021002", "", PKCS8));
+        registry.register(
+            &table("2021001", "2088000000000001", "not a key"),
+            Path::new("."),
+        );
+        registry.register(&table("2021002", "", PKCS8), Path::new("."));
         let mut no_key = table("2021003", "2088000000000001", PKCS8);
         no_key.remove("private_key");
-        registry.register(&no_key);
+        registry.register(&no_key, Path::new("."));
         for app_id in ["2021001", "2021002", "2021003"] {
             assert!(registry.get(app_id).is_none(), "{app_id}");
         }

@@ -100,6 +100,7 @@
 //! An unknown path is a 404; a known path with the wrong method a 405.
 
 mod cashier;
+mod certs;
 mod control;
 mod faults;
 mod form;
@@ -144,6 +145,7 @@ pub fn simulator(timeout: Duration) -> Arc<dyn Simulator> {
 pub struct AlipaySimulator {
     state: Arc<Mutex<State>>,
     platform: Result<Rsa2Signer, String>,
+    certs: Result<certs::Certs, String>,
     http: Option<reqwest::Client>,
     timeout: Duration,
 }
@@ -153,6 +155,8 @@ struct State {
     registry: Registry,
     trades: TradeBook,
     faults: Faults,
+    /// Which certificate signs answers to apps in certificate mode.
+    answer_cert: certs::Which,
 }
 
 enum Route<'a> {
@@ -160,6 +164,7 @@ enum Route<'a> {
     Cashier,
     Notify,
     Fail,
+    Cert,
     Trade(&'a str),
 }
 
@@ -171,6 +176,7 @@ impl Route<'_> {
             "/control/cashier" => (Route::Cashier, "POST"),
             "/control/notify" => (Route::Notify, "POST"),
             "/control/fail" => (Route::Fail, "POST"),
+            "/control/cert" => (Route::Cert, "POST"),
             other => {
                 let number = other
                     .strip_prefix("/control/trades/")
@@ -185,9 +191,15 @@ impl Route<'_> {
 impl AlipaySimulator {
     /// A simulator with no apps yet.
     pub fn new(timeout: Duration) -> Self {
+        let platform = Rsa2Signer::platform();
+        let certs = platform
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(certs::Certs::load);
         AlipaySimulator {
             state: Arc::new(Mutex::new(State::default())),
-            platform: Rsa2Signer::platform(),
+            platform,
+            certs,
             http: notify::http_client(timeout),
             timeout,
         }
@@ -202,7 +214,7 @@ impl AlipaySimulator {
             .and_then(|params| gateway::method(&params).map(|api| (params, api)));
         let (params, api) = match parsed {
             Ok(parsed) => parsed,
-            Err(refusal) => return refusal.render(platform, false),
+            Err(refusal) => return refusal.render(platform, None, false),
         };
         let fault = self.lock().faults.take(api);
         if fault == Some(FaultMode::Http500) {
@@ -213,13 +225,26 @@ impl AlipaySimulator {
                 body: b"Internal Server Error".to_vec(),
             };
         }
-        let (reply, dispatch) = {
+        let (reply, dispatch, signed_by) = {
             let mut state = self.lock();
             let state = &mut *state;
-            match gateway::authenticate(&state.registry, api, &params) {
+            let authenticated = gateway::authenticate(&state.registry, api, &params);
+            // An app in certificate mode gets answers that name the signing certificate.
+            let cert_mode = authenticated.as_ref().is_ok_and(|call| {
+                state
+                    .registry
+                    .get(&call.app_id)
+                    .is_some_and(|m| m.cert.is_some())
+            });
+            let signed_by = match (&self.certs, cert_mode) {
+                (Ok(certs), true) => Some(certs.get(state.answer_cert).clone()),
+                _ => None,
+            };
+            let (reply, dispatch) = match authenticated {
                 Err(refusal) => (refusal, None),
                 Ok(_) if fault == Some(FaultMode::Unavailable) => (Reply::unavailable(api), None),
                 Ok(call) => match (api, state.registry.get(&call.app_id)) {
+                    (Api::CertDownload, _) => (self.cert_download(&call), None),
                     (Api::Query, _) => (trade_api::query(&state.trades, &call), None),
                     (Api::Close, _) => (trade_api::close(&mut state.trades, &call), None),
                     (Api::RefundQuery, _) => (trade_api::refund_query(&state.trades, &call), None),
@@ -228,12 +253,17 @@ impl AlipaySimulator {
                     }
                     (Api::Refund | Api::Any, _) => (Reply::unavailable(api), None),
                 },
-            }
+            };
+            (reply, dispatch, signed_by)
         };
         if let Some(dispatch) = dispatch {
             self.deliver_in_background(dispatch).await;
         }
-        let response = reply.render(platform, fault == Some(FaultMode::BadSign));
+        let bad_sign = fault == Some(FaultMode::BadSign);
+        let response = match &signed_by {
+            Some(cert) => reply.render(&cert.signer, Some(&cert.sn), bad_sign),
+            None => reply.render(platform, None, bad_sign),
+        };
         if fault == Some(FaultMode::Timeout) {
             tokio::time::sleep(self.timeout.saturating_add(TIMEOUT_OVERSHOOT)).await;
         }
@@ -286,8 +316,8 @@ async fn deliver_and_record(
 
 #[async_trait]
 impl Simulator for AlipaySimulator {
-    fn register_merchant(&self, provider_config: &toml::Table, _base_dir: &std::path::Path) {
-        self.lock().registry.register(provider_config);
+    fn register_merchant(&self, provider_config: &toml::Table, base_dir: &std::path::Path) {
+        self.lock().registry.register(provider_config, base_dir);
     }
 
     async fn handle(&self, request: SimRequest) -> SimResponse {
@@ -316,6 +346,7 @@ impl Simulator for AlipaySimulator {
             Route::Cashier => self.control_cashier(platform, &request.body).await,
             Route::Notify => self.control_notify(platform, &request.body).await,
             Route::Fail => self.control_fail(&request.body),
+            Route::Cert => self.control_cert(&request.body),
             Route::Trade(number) => {
                 // An order number may carry `|` or `*`, which clients percent-encode in a path.
                 let number = percent_encoding::percent_decode_str(number).decode_utf8_lossy();
