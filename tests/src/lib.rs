@@ -82,6 +82,9 @@ pub struct TestTenant {
     pub wechat_extra: String,
     /// Alipay in certificate mode (the sandbox's certificates) instead of `alipay_public_key`.
     pub alipay_cert_mode: bool,
+    /// Alipay through a third-party app: the ISV's app id (instead of the tenant's own), with
+    /// `app_auth_token` and `auth_app_id` in `extra`.
+    pub alipay_isv_app_id: Option<String>,
     /// Where its providers' endpoints are, when not under the gateway's sandbox (a server of
     /// the test's own). Needs the master key: only sandbox tenants may go without.
     pub provider_base: Option<String>,
@@ -98,12 +101,16 @@ impl TestTenant {
             extra: String::new(),
             wechat_extra: String::new(),
             alipay_cert_mode: false,
+            alipay_isv_app_id: None,
             provider_base: None,
         }
     }
 
     /// The Alipay app_id of this tenant.
     pub fn alipay_app_id(&self) -> String {
+        if let Some(isv) = &self.alipay_isv_app_id {
+            return isv.clone();
+        }
         format!("20210011006000{}", &self.mch_id[self.mch_id.len() - 2..])
     }
 

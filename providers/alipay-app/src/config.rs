@@ -36,6 +36,18 @@ pub const FIELDS: &[FieldSpec] = &[
         description: "Alipay's public key (SPKI, PEM or one-line base64) from the Alipay console; not the app's own public key. Or certificate mode: app_cert, alipay_public_cert and alipay_root_cert",
     },
     FieldSpec {
+        name: "app_auth_token",
+        required: false,
+        secret: true,
+        description: "Third-party app (ISV) mode: the merchant's authorisation token (app_auth_token), sent with every call; app_id and private_key are then the ISV app's",
+    },
+    FieldSpec {
+        name: "auth_app_id",
+        required: false,
+        secret: false,
+        description: "Third-party app (ISV) mode: the merchant's own app id, which every notification's auth_app_id must equal; required with app_auth_token",
+    },
+    FieldSpec {
         name: "app_cert",
         required: false,
         secret: false,
@@ -80,6 +92,15 @@ pub const FIELDS: &[FieldSpec] = &[
 ];
 
 /// A validated Alipay app-pay merchant config.
+/// A merchant served through a third-party app (ISV): `app_id` and `private_key` are the ISV's,
+/// and every call acts for the merchant by its token.
+pub struct Isv {
+    /// `app_auth_token`, a common parameter of every call and orderString. Never shown.
+    pub app_auth_token: secrecy::SecretString,
+    /// The merchant's own app: `auth_app_id` of its notifications.
+    pub auth_app_id: String,
+}
+
 pub struct AlipayConfig {
     /// The app id.
     pub app_id: String,
@@ -91,6 +112,8 @@ pub struct AlipayConfig {
     /// Certificate mode, when configured: the numbers every request carries, and the Alipay
     /// certificates trusted for answers.
     pub cert_mode: Option<std::sync::Arc<CertMode>>,
+    /// Third-party app (ISV) mode: the merchant's token and its own app id.
+    pub isv: Option<Isv>,
     /// The payee every notification must name.
     pub seller_id: String,
     /// The gateway URL, as configured.
@@ -109,6 +132,7 @@ impl fmt::Debug for AlipayConfig {
             .field("gateway_url", &self.gateway_url)
             .field("ca_certs", &self.ca_certs.len())
             .field("cert_mode", &self.cert_mode.is_some())
+            .field("isv", &self.isv.as_ref().map(|i| &i.auth_app_id))
             .finish()
     }
 }
@@ -168,6 +192,56 @@ impl<'a> Reader<'a> {
                 format!("must be the Alipay app id: 1-32 digits (e.g. 2021000122671080), found {shown:?}"),
             );
             None
+        }
+    }
+
+    /// `app_auth_token` with `auth_app_id`: both or neither.
+    fn isv(&mut self) -> Option<Isv> {
+        let token = self.string("app_auth_token", false);
+        let app = self.string("auth_app_id", false);
+        match (token, app) {
+            (None, None) => None,
+            (Some(token), Some(app)) => {
+                let token_ok = token.len() <= 128
+                    && token
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+                let app_ok =
+                    (1..=32).contains(&app.len()) && app.bytes().all(|b| b.is_ascii_digit());
+                if !token_ok {
+                    self.error(
+                        "app_auth_token",
+                        "must be the token Alipay issued (letters, digits, '.', '_', '-'; at most 128)",
+                    );
+                }
+                if !app_ok {
+                    let shown: String = app.chars().take(40).collect();
+                    self.error(
+                        "auth_app_id",
+                        format!(
+                            "must be the merchant's Alipay app id: 1-32 digits, found {shown:?}"
+                        ),
+                    );
+                }
+                (token_ok && app_ok).then(|| Isv {
+                    app_auth_token: secrecy::SecretString::from(token.to_owned()),
+                    auth_app_id: app.to_owned(),
+                })
+            }
+            (Some(_), None) => {
+                self.error(
+                    "auth_app_id",
+                    "required with app_auth_token: the merchant's own app id, checked on every notification",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.error(
+                    "app_auth_token",
+                    "required with auth_app_id: the token the merchant granted the third-party app",
+                );
+                None
+            }
         }
     }
 
@@ -377,6 +451,7 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<AlipayConfig, Ve
         );
     }
     let seller_id = r.seller_id();
+    let isv = r.isv();
     let gateway_url = r.gateway_url();
     r.sign_type();
     let ca_certs = r.ca_certs(&ctx.base_dir);
@@ -393,6 +468,7 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<AlipayConfig, Ve
             private_key,
             alipay_public_key,
             cert_mode,
+            isv,
             seller_id,
             gateway_url,
             ca_certs,

@@ -344,3 +344,60 @@ mod certificate_mode {
         assert_eq!(fields(&errors), ["alipay_public_cert"]);
     }
 }
+
+#[test]
+fn third_party_app_settings_come_in_pairs_and_are_checked() {
+    let base = [
+        ("app_id", "2021000000000001"),
+        (
+            "private_key",
+            include_str!("../../../fixtures/vectors/app_private_pkcs8.pem"),
+        ),
+        (
+            "alipay_public_key",
+            include_str!("../sandbox-keys/alipay_sandbox_public.pem"),
+        ),
+        ("seller_id", "2088000000000001"),
+    ];
+    let table = |extra: &[(&str, &str)]| {
+        let mut t = toml::Table::new();
+        for (k, v) in base.iter().chain(extra) {
+            t.insert((*k).into(), (*v).into());
+        }
+        t
+    };
+    let ok = parse(
+        &table(&[
+            ("app_auth_token", "202612BBtoken"),
+            ("auth_app_id", "2021000000000777"),
+        ]),
+        &ctx(Duration::from_secs(1)),
+    )
+    .unwrap();
+    assert_eq!(ok.isv.as_ref().unwrap().auth_app_id, "2021000000000777");
+    assert!(
+        !format!("{ok:?}").contains("202612BBtoken"),
+        "the token is never shown"
+    );
+    for (extra, field) in [
+        (&[("app_auth_token", "202612BBtoken")][..], "auth_app_id"),
+        (&[("auth_app_id", "2021000000000777")][..], "app_auth_token"),
+        (
+            &[
+                ("app_auth_token", "has spaces"),
+                ("auth_app_id", "2021000000000777"),
+            ][..],
+            "app_auth_token",
+        ),
+        (
+            &[
+                ("app_auth_token", "202612BBtoken"),
+                ("auth_app_id", "wx123"),
+            ][..],
+            "auth_app_id",
+        ),
+    ] {
+        let errors = parse(&table(extra), &ctx(Duration::from_secs(1))).expect_err("refused");
+        assert_eq!(fields(&errors), [field], "{extra:?}");
+    }
+}

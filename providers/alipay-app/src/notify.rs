@@ -191,6 +191,15 @@ pub async fn verify_payment_notification(
     if get(&params, "app_id") != Some(config.app_id.as_str()) {
         return Err(NotificationRejection::Mismatch { field: "app_id" });
     }
+    // Through a third-party app, `app_id` is the ISV's: the merchant is `auth_app_id`.
+    if let Some(isv) = &config.isv
+        && get(&params, "auth_app_id") != Some(isv.auth_app_id.as_str())
+    {
+        tracing::warn!("notification for another merchant of the third-party app");
+        return Err(NotificationRejection::Mismatch {
+            field: "auth_app_id",
+        });
+    }
     let out_trade_no =
         get(&params, "out_trade_no").ok_or(NotificationRejection::Unknown("order"))?;
     let order = orders

@@ -35,6 +35,14 @@ pub fn signed_request(
         params.insert(k.to_owned(), v.to_owned());
     }
     params.insert("timestamp".to_owned(), timestamp);
+    // Third-party app: the merchant's token (signed, like every common parameter).
+    if let Some(isv) = &config.isv {
+        use secrecy::ExposeSecret;
+        params.insert(
+            "app_auth_token".to_owned(),
+            isv.app_auth_token.expose_secret().to_owned(),
+        );
+    }
     // Certificate mode: which app certificate and which roots (both signed).
     if let Some(mode) = &config.cert_mode {
         params.insert("app_cert_sn".to_owned(), mode.app_cert_sn.clone());

@@ -60,12 +60,19 @@ pub(crate) fn read_order_string(
     let require = |name: &str| text(name).ok_or_else(|| refuse(name, "required"));
 
     let app_id = require("app_id")?;
-    let merchant = registry.get(app_id).ok_or_else(|| {
-        refuse(
-            "app_id",
-            format!("{app_id} is not configured for any tenant of this sandbox"),
-        )
-    })?;
+    let (account, merchant) =
+        registry
+            .resolve(app_id, text("app_auth_token"))
+            .map_err(|unknown| match unknown {
+                super::merchants::Unknown::App => refuse(
+                    "app_id",
+                    format!("{app_id} is not configured for any tenant of this sandbox"),
+                ),
+                super::merchants::Unknown::Token => refuse(
+                    "app_auth_token",
+                    format!("no merchant granted this token to app {app_id}"),
+                ),
+            })?;
     expect(require("method")?, "alipay.trade.app.pay", "method")?;
     let charset = require("charset")?;
     if !charset.eq_ignore_ascii_case("utf-8") {
@@ -168,7 +175,7 @@ pub(crate) fn read_order_string(
         at_most("passback_params", passback, 512)?;
     }
     Ok(AppPayOrder {
-        app_id: app_id.to_owned(),
+        app_id: account,
         out_trade_no: out_trade_no.to_owned(),
         total,
         subject: subject.to_owned(),

@@ -9,7 +9,7 @@ use paybridge_core::provider::SimResponse;
 
 use super::faults::Api;
 use super::form::{self, Params, REQUEST_EXCLUDED};
-use super::merchants::Registry;
+use super::merchants::{Registry, Unknown};
 use super::rsa2::Rsa2Signer;
 use super::trades::{TIMESTAMP_FORMAT, beijing_now};
 
@@ -229,12 +229,23 @@ pub(crate) fn authenticate(registry: &Registry, api: Api, params: &Params) -> Re
         }
         None => return Err(missing("isv.missing-version", "version")),
     }
-    let merchant = registry.get(app_id).ok_or_else(|| {
-        invalid(
-            "isv.invalid-app-id",
-            format!("无效的AppID参数: {app_id} is not configured for any tenant of this sandbox"),
-        )
-    })?;
+    let (account, merchant) =
+        registry
+            .resolve(app_id, text("app_auth_token"))
+            .map_err(|unknown| match unknown {
+                Unknown::App => invalid(
+                    "isv.invalid-app-id",
+                    format!(
+                        "无效的AppID参数: {app_id} is not configured for any tenant of this sandbox"
+                    ),
+                ),
+                Unknown::Token => Reply::error(
+                    api,
+                    "20001",
+                    "aop.invalid-app-auth-token",
+                    "无效的应用授权令牌",
+                ),
+            })?;
     if let Some(cert) = &merchant.cert {
         match text("app_cert_sn") {
             None => {
@@ -287,7 +298,8 @@ pub(crate) fn authenticate(registry: &Registry, api: Api, params: &Params) -> Re
     };
     Ok(Call {
         api,
-        app_id: app_id.to_owned(),
+        // The account the trades belong to: the merchant's own app id.
+        app_id: account,
         biz,
     })
 }

@@ -15,6 +15,18 @@ pub(crate) struct Merchant {
     pub(crate) app_public_key: Rsa2Verifier,
     /// Certificate mode: the numbers its requests must carry.
     pub(crate) cert: Option<CertNumbers>,
+    /// Served through a third-party app (ISV): that app's id. The merchant's own app id is the
+    /// key it is registered under (`auth_app_id`).
+    pub(crate) isv_app_id: Option<String>,
+}
+
+/// Why a call names no known merchant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unknown {
+    /// No app with this id.
+    App,
+    /// No merchant granted this `app_auth_token` to this app.
+    Token,
 }
 
 /// The `app_cert_sn` and `alipay_root_cert_sn` of an app in certificate mode.
@@ -57,6 +69,8 @@ impl Merchant {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     merchants: HashMap<String, Merchant>,
+    /// `app_auth_token` → the merchant's own app id.
+    tokens: HashMap<String, String>,
 }
 
 impl Registry {
@@ -85,14 +99,50 @@ impl Registry {
                 return;
             }
         };
+        // A merchant of a third-party app is known by its own app id, and its token.
+        let (account, isv_app_id) = match (text("app_auth_token"), text("auth_app_id")) {
+            (Some(token), Some(own)) => {
+                self.tokens.insert(token.to_owned(), own.to_owned());
+                (own, Some(app_id.to_owned()))
+            }
+            _ => (app_id, None),
+        };
         self.merchants.insert(
-            app_id.to_owned(),
+            account.to_owned(),
             Merchant {
                 seller_id: seller_id.to_owned(),
                 app_public_key: Rsa2Verifier::new(key.to_public_key()),
                 cert: cert_numbers(table, base_dir),
+                isv_app_id,
             },
         );
+    }
+
+    /// The merchant a call acts for, and its account id (the merchant's own app id): by
+    /// `app_auth_token` when the call carries one (then `app_id` must be the app it was granted
+    /// to), else by `app_id`.
+    pub(crate) fn resolve(
+        &self,
+        app_id: &str,
+        token: Option<&str>,
+    ) -> Result<(String, &Merchant), Unknown> {
+        match token {
+            Some(token) => {
+                let account = self.tokens.get(token).ok_or(Unknown::Token)?;
+                let merchant = self
+                    .merchants
+                    .get(account)
+                    .filter(|m| m.isv_app_id.as_deref() == Some(app_id))
+                    .ok_or(Unknown::Token)?;
+                Ok((account.clone(), merchant))
+            }
+            None => self
+                .merchants
+                .get(app_id)
+                .filter(|m| m.isv_app_id.is_none())
+                .map(|m| (app_id.to_owned(), m))
+                .ok_or(Unknown::App),
+        }
     }
 
     /// The app with this id.

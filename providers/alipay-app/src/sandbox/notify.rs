@@ -49,7 +49,11 @@ pub(crate) fn build(
     put("notify_time", Some(&beijing_stamp()));
     put("notify_type", Some("trade_status_sync"));
     put("notify_id", Some(&notify_id));
-    put("app_id", Some(&trade.app_id));
+    // Through a third-party app, `app_id` is that app and `auth_app_id` the merchant's own.
+    put(
+        "app_id",
+        Some(merchant.isv_app_id.as_deref().unwrap_or(&trade.app_id)),
+    );
     put("auth_app_id", Some(&trade.app_id));
     put("charset", Some("utf-8"));
     put("version", Some("1.0"));

@@ -229,3 +229,50 @@ async fn routing_refuses_unknown_paths_and_wrong_methods() {
         404
     );
 }
+
+/// A merchant of a third-party app is reached by its token: another token, or the token with
+/// another app id, is `20001 aop.invalid-app-auth-token`; without a token the ISV's app id is
+/// no merchant at all.
+#[tokio::test]
+async fn a_third_party_apps_calls_act_by_the_merchants_token() {
+    let sim = AlipaySimulator::new(std::time::Duration::from_millis(500));
+    let bare: String = APP_KEY_PKCS8
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let mut table = toml::Table::new();
+    table.insert("app_id".into(), APP_ID.into());
+    table.insert("seller_id".into(), SELLER_ID.into());
+    table.insert("private_key".into(), bare.into());
+    table.insert("app_auth_token".into(), "202612BBgranted".into());
+    table.insert("auth_app_id".into(), "2021000000000777".into());
+    sim.register_merchant(&table, std::path::Path::new("."));
+    let biz = serde_json::json!({"out_trade_no": "NOPE"});
+    let with_token = |token: Option<&str>, app: &str| {
+        let mut params = gateway_params("alipay.trade.query", &biz);
+        params.insert("app_id".into(), app.into());
+        if let Some(token) = token {
+            params.insert("app_auth_token".into(), token.into());
+        }
+        sign_encode(params, true)
+    };
+    let granted = post_gateway(&sim, "", &with_token(Some("202612BBgranted"), APP_ID)).await;
+    assert_eq!(
+        (granted.code(), granted.sub_code()),
+        ("40004", "ACQ.TRADE_NOT_EXIST")
+    );
+    let other = post_gateway(&sim, "", &with_token(Some("202612BBother"), APP_ID)).await;
+    assert_eq!(
+        (other.code(), other.sub_code()),
+        ("20001", "aop.invalid-app-auth-token")
+    );
+    let wrong_app = post_gateway(
+        &sim,
+        "",
+        &with_token(Some("202612BBgranted"), "2021000000000999"),
+    )
+    .await;
+    assert_eq!(wrong_app.sub_code(), "aop.invalid-app-auth-token");
+    let no_token = post_gateway(&sim, "", &with_token(None, APP_ID)).await;
+    assert_eq!(no_token.sub_code(), "isv.invalid-app-id");
+}
