@@ -121,7 +121,19 @@ pub async fn read_capped(
 
 fn text(fields: &Map<String, Value>, key: &str) -> String {
     let value = fields.get(key).and_then(Value::as_str).unwrap_or_default();
-    value.chars().take(128).collect()
+    redact_token(value).chars().take(128).collect()
+}
+
+/// Alipay's `isv.invalid-signature` answer quotes the string it verified, which holds a third
+/// party app's `app_auth_token`: its value never reaches an error message or a log.
+fn redact_token(text: &str) -> std::borrow::Cow<'_, str> {
+    const NAME: &str = "app_auth_token=";
+    let Some(start) = text.find(NAME) else {
+        return std::borrow::Cow::Borrowed(text);
+    };
+    let value = start + NAME.len();
+    let end = text[value..].find('&').map_or(text.len(), |i| value + i);
+    std::borrow::Cow::Owned(format!("{}[REDACTED]{}", &text[..value], &text[end..]))
 }
 
 /// The public `code` (§C.5): 10000 and 40004 go to the caller; the rest are errors here.

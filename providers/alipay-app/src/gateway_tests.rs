@@ -218,3 +218,24 @@ async fn transport_failures_are_timeout_or_unavailable() {
         "{reply:?}"
     );
 }
+
+#[test]
+fn a_quoted_app_auth_token_is_redacted_from_messages() {
+    let mut fields = serde_json::Map::new();
+    fields.insert("code".into(), "40002".into());
+    fields.insert("msg".into(), "Invalid Arguments".into());
+    fields.insert("sub_code".into(), "isv.invalid-signature".into());
+    fields.insert(
+        "sub_msg".into(),
+        "验签出错，网关生成的验签字符串为：app_auth_token=202612BBsecret&app_id=2021&charset=utf-8"
+            .into(),
+    );
+    let error = crate::gateway::classify(crate::response::ResponseKind::Method, fields)
+        .expect_err("40002 is an error");
+    let shown = format!("{error:?} {error}");
+    assert!(!shown.contains("202612BBsecret"), "{shown}");
+    assert!(
+        shown.contains("app_auth_token=[REDACTED]&app_id=2021"),
+        "{shown}"
+    );
+}
