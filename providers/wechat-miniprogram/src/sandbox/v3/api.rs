@@ -472,7 +472,8 @@ fn try_refund(
         ));
     }
     if refunded(&earlier).saturating_add(refund_fee) > order.total_fee {
-        return Err(fail(403, "NOT_ENOUGH", "申请退款金额超过订单可退金额"));
+        // (NOT_ENOUGH is the merchant's balance, retried; this is the order's refundable sum.)
+        return Err(fail(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额"));
     }
     let refund = Refund {
         seq: 0,

@@ -283,7 +283,7 @@ async fn a_v3_order_is_created_paid_queried_and_refunded_with_sealed_notificatio
     let refused = v3_call(&sim, "POST", "/v3/refund/domestic/refunds", "", &too_much).await;
     assert_eq!(
         (refused.status, json_body(&refused)["code"].clone()),
-        (403, json!("NOT_ENOUGH"))
+        (400, json!("INVALID_REQUEST"))
     );
 
     let settled = control(
