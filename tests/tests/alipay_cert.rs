@@ -35,6 +35,11 @@ async fn signer(gw: &Gateway, which: &str) -> String {
     answer["alipay_cert_sn"].as_str().unwrap().to_owned()
 }
 
+/// `GET /v1/orders/{no}?sync=true`: the order as the provider's query answer leaves it.
+async fn sync(gw: &Gateway, t: &TestTenant, no: &str) -> (u16, serde_json::Value) {
+    gw.get(&t.id, &format!("/v1/orders/{no}?sync=true")).await
+}
+
 /// An order paid at the cashier whose notification was dropped: only a query can find it.
 async fn paid_quietly(gw: &Gateway, t: &TestTenant) -> String {
     let (no, created) = create_order(gw, &t.id, 990).await;
@@ -85,9 +90,7 @@ async fn certificate_mode_pays_queries_and_refunds_across_a_rotation() {
 
         // Answers signed by the configured certificate.
         let quiet = paid_quietly(&gw, &t).await;
-        let (code, order) = gw
-            .get(&t.id, &format!("/v1/orders/{quiet}?sync=true"))
-            .await;
+        let (code, order) = sync(&gw, &t, &quiet).await;
         assert_eq!(
             (code, order["status"].as_str()),
             (200, Some("paid")),
@@ -98,9 +101,7 @@ async fn certificate_mode_pays_queries_and_refunds_across_a_rotation() {
         // trusted through its chain.
         let rotated = signer(&gw, "rotated").await;
         let quiet = paid_quietly(&gw, &t).await;
-        let (code, order) = gw
-            .get(&t.id, &format!("/v1/orders/{quiet}?sync=true"))
-            .await;
+        let (code, order) = sync(&gw, &t, &quiet).await;
         assert_eq!(
             (code, order["status"].as_str()),
             (200, Some("paid")),
@@ -124,9 +125,7 @@ async fn certificate_mode_pays_queries_and_refunds_across_a_rotation() {
         let rogue = signer(&gw, "rogue").await;
         assert_ne!(rogue, rotated);
         let quiet = paid_quietly(&gw, &t).await;
-        let (code, err) = gw
-            .get(&t.id, &format!("/v1/orders/{quiet}?sync=true"))
-            .await;
+        let (code, err) = sync(&gw, &t, &quiet).await;
         assert_eq!(code, 502, "{name}: {err}");
         assert!(
             err["error"]["message"].as_str().unwrap().contains(&rogue),
@@ -134,14 +133,10 @@ async fn certificate_mode_pays_queries_and_refunds_across_a_rotation() {
         );
         assert_eq!(status(&gw, &t.id, &quiet).await, "pending");
         // Asked again at once: refused without a second download.
-        let (code, _) = gw
-            .get(&t.id, &format!("/v1/orders/{quiet}?sync=true"))
-            .await;
+        let (code, _) = sync(&gw, &t, &quiet).await;
         assert_eq!(code, 502);
         signer(&gw, "rotated").await;
-        let (code, order) = gw
-            .get(&t.id, &format!("/v1/orders/{quiet}?sync=true"))
-            .await;
+        let (code, order) = sync(&gw, &t, &quiet).await;
         assert_eq!(
             (code, order["status"].as_str()),
             (200, Some("paid")),

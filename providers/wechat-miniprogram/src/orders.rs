@@ -40,20 +40,24 @@ fn param(name: &str, value: impl Into<String>) -> (String, String) {
     (name.to_owned(), value.into())
 }
 
+/// The payer's openid, which a JSAPI (mini-program) payment needs, in v2 and v3 alike.
+pub(crate) fn payer_openid(req: &CreatePayment) -> Result<&str, ProviderError> {
+    req.payer_openid
+        .as_deref()
+        .filter(|o| !o.is_empty())
+        .ok_or_else(|| ProviderError::InvalidRequest {
+            field: Some("payer.openid".to_owned()),
+            message: "WeChat mini-program payments (JSAPI) need the payer's openid".to_owned(),
+        })
+}
+
 /// The business params of unifiedorder (everything but appid, mch_id, nonce_str, sign_type, sign).
 /// No `time_start`: a retry must send identical business params.
 pub fn unified_order_params(
     config: &WechatConfig,
     req: &CreatePayment,
 ) -> Result<BTreeMap<String, String>, ProviderError> {
-    let openid = req
-        .payer_openid
-        .as_deref()
-        .filter(|o| !o.is_empty())
-        .ok_or_else(|| ProviderError::InvalidRequest {
-            field: Some("payer.openid".to_owned()),
-            message: "WeChat mini-program payments (JSAPI) need the payer's openid".to_owned(),
-        })?;
+    let openid = payer_openid(req)?;
     if req.amount.get() <= 0 {
         return Err(ProviderError::InvalidRequest {
             field: Some("amount".to_owned()),

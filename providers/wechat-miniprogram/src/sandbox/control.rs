@@ -10,7 +10,7 @@ use paybridge_core::provider::SimResponse;
 use super::WechatSimulator;
 use super::faults::{Api, FaultMode};
 use super::notify;
-use super::orders::{Delivery, Lookup, Payment, TradeState, beijing_now};
+use super::orders::{Delivery, Lookup, Order, Payment, Protocol, TradeState, beijing_now};
 use super::{json_error, json_response};
 
 /// The most notification copies one call may send.
@@ -174,7 +174,7 @@ impl WechatSimulator {
         let is_v3 = state
             .orders
             .get(&mch_id, out_trade_no)
-            .is_some_and(|o| o.v3);
+            .is_some_and(Order::is_v3);
         let apiv3_key = merchant.v3.as_ref().map(|v3| v3.apiv3_key.as_str());
         if is_v3 && apiv3_key.is_none() {
             return Err(json_error(
@@ -193,10 +193,16 @@ impl WechatSimulator {
         let openid = order.openid.clone().unwrap_or_else(|| {
             super::login::openid_for(&order.appid, &format!("payer-of-{out_trade_no}"))
         });
-        let notification = if order.v3 {
-            String::new()
-        } else {
-            notify::build(order, &merchant, &transaction_id, &time_end, &openid)
+        let notification = match order.protocol {
+            Protocol::V2(sign_type) => notify::build(
+                order,
+                &merchant,
+                sign_type,
+                &transaction_id,
+                &time_end,
+                &openid,
+            ),
+            Protocol::V3 => String::new(),
         };
         let mut payment = Payment {
             transaction_id,
@@ -207,7 +213,7 @@ impl WechatSimulator {
         order.paid_after_close = order.state == TradeState::Closed;
         order.state = TradeState::Success;
         order.payment = Some(payment.clone());
-        if order.v3 {
+        if order.is_v3() {
             // The v3 resource is the transaction as a query shows it once paid.
             payment.notification =
                 super::v3::notify::payment_notification(order, apiv3_key.unwrap_or_default());
@@ -231,7 +237,10 @@ impl WechatSimulator {
         let requests = {
             let mut state = self.lock();
             let state = &mut *state;
-            let v3 = state.orders.get(mch_id, out_trade_no).is_some_and(|o| o.v3);
+            let v3 = state
+                .orders
+                .get(mch_id, out_trade_no)
+                .is_some_and(Order::is_v3);
             (0..copies)
                 .map(|_| {
                     if v3 {

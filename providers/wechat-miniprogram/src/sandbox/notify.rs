@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use super::envelope::nonce;
 use super::merchants::Merchant;
 use super::orders::{Delivery, Order};
-use super::signature;
+use super::signature::{self, SignType};
 use super::xml::{self, Fields};
 
 /// Merchant answers longer than this are cut in the delivery record.
@@ -20,6 +20,7 @@ const MAX_RECORDED_BODY: usize = 2048;
 pub(crate) fn build(
     order: &Order,
     merchant: &Merchant,
+    sign_type: SignType,
     transaction_id: &str,
     time_end: &str,
     openid: &str,
@@ -56,7 +57,7 @@ pub(crate) fn build(
     put("out_trade_no", &order.out_trade_no);
     put("attach", order.attach.as_deref().unwrap_or_default());
     put("time_end", time_end);
-    let sign = signature::sign(&fields, &merchant.api_key, order.sign_type);
+    let sign = signature::sign(&fields, &merchant.api_key, sign_type);
     fields.insert("sign".into(), sign);
     xml::write(&fields)
 }

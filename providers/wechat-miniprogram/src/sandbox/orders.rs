@@ -85,8 +85,8 @@ pub(crate) struct Order {
     /// Every request field a re-entry must repeat identically (all but `nonce_str`, `sign`,
     /// `spbill_create_ip`), empty values dropped.
     pub(crate) business: Fields,
-    /// The algorithm the order was created with; its notification is signed with it.
-    pub(crate) sign_type: SignType,
+    /// The API it was created with (v2: and the algorithm its notification is signed with).
+    pub(crate) protocol: Protocol,
     /// `prepay_id`, the same for every re-entry.
     pub(crate) prepay_id: String,
     /// `total_fee` in fen.
@@ -107,11 +107,23 @@ pub(crate) struct Order {
     pub(crate) paid_after_close: bool,
     /// Every notification attempt.
     pub(crate) deliveries: Vec<Delivery>,
-    /// Made through API v3 (`/v3/pay/transactions/jsapi`): its notification is v3 JSON.
-    pub(crate) v3: bool,
+}
+
+/// The API an order was created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// `/pay/unifiedorder`, signed with this algorithm (its notification is too).
+    V2(SignType),
+    /// `/v3/pay/transactions/jsapi`: its notification is v3 JSON.
+    V3,
 }
 
 impl Order {
+    /// Whether it was made through API v3.
+    pub(crate) fn is_v3(&self) -> bool {
+        self.protocol == Protocol::V3
+    }
+
     /// The control API's view of the order.
     pub(crate) fn view(&self) -> Value {
         json!({
@@ -123,8 +135,11 @@ impl Order {
             "total_fee": self.total_fee,
             "notify_url": self.notify_url,
             "trade_type": self.trade_type,
-            "api_version": if self.v3 { "v3" } else { "v2" },
-            "sign_type": if self.v3 { "RSA" } else { self.sign_type.as_str() },
+            "api_version": if self.is_v3() { "v3" } else { "v2" },
+            "sign_type": match self.protocol {
+                Protocol::V2(sign_type) => sign_type.as_str(),
+                Protocol::V3 => "RSA",
+            },
             "openid": self.openid,
             "attach": self.attach,
             "transaction_id": self.payment.as_ref().map(|p| &p.transaction_id),

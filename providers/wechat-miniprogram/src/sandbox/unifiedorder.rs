@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 
 use super::envelope::{Authed, Reply};
 use super::login::Logins;
-use super::orders::{Order, OrderBook, TradeState, new_prepay_id};
+use super::orders::{Order, OrderBook, Protocol, TradeState, new_prepay_id};
 use super::xml::Fields;
 
 const REQUIRED: [&str; 6] = [
@@ -145,7 +145,7 @@ pub(crate) fn unifiedorder(orders: &mut OrderBook, logins: &Logins, auth: &Authe
         appid: auth.merchant.appid.clone(),
         out_trade_no: out_trade_no.to_owned(),
         business,
-        sign_type: auth.sign_type,
+        protocol: Protocol::V2(auth.sign_type),
         prepay_id: new_prepay_id(),
         total_fee,
         notify_url: auth.field("notify_url").unwrap_or_default().to_owned(),
@@ -156,7 +156,6 @@ pub(crate) fn unifiedorder(orders: &mut OrderBook, logins: &Logins, auth: &Authe
         payment: None,
         paid_after_close: false,
         deliveries: Vec::new(),
-        v3: false,
     };
     let reply = answer(auth, &order);
     orders.insert(order);

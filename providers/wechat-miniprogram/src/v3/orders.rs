@@ -12,7 +12,7 @@ use serde_json::json;
 use super::client::{V3Client, V3Reply};
 use super::crypto::{MerchantKey, pay_sign_message};
 use crate::client::nonce;
-use crate::orders::unpaid_state;
+use crate::orders::{payer_openid, unpaid_state};
 
 /// Who the orders are for.
 #[derive(Debug, Clone, Copy)]
@@ -99,14 +99,7 @@ pub async fn create_payment(
     key: &MerchantKey,
     req: &CreatePayment,
 ) -> Result<CreatedPayment, ProviderError> {
-    let openid = req
-        .payer_openid
-        .as_deref()
-        .filter(|o| !o.is_empty())
-        .ok_or_else(|| ProviderError::InvalidRequest {
-            field: Some("payer.openid".to_owned()),
-            message: "WeChat mini-program payments (JSAPI) need the payer's openid".to_owned(),
-        })?;
+    let openid = payer_openid(req)?;
     let mut body = json!({
         "appid": merchant.appid,
         "mchid": merchant.mchid,

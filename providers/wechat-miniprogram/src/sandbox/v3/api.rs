@@ -14,9 +14,8 @@ use super::{SCHEME, error, error_body};
 use crate::sandbox::State;
 use crate::sandbox::faults::{Api, FaultMode};
 use crate::sandbox::merchants::Merchant;
-use crate::sandbox::orders::{Order, TradeState, new_prepay_id};
+use crate::sandbox::orders::{Order, Protocol, TradeState, new_prepay_id};
 use crate::sandbox::refunds::{Refund, RefundStatus, refunded, valid_out_refund_no};
-use crate::sandbox::signature::SignType;
 use crate::sandbox::unifiedorder::{valid_notify_url, valid_out_trade_no};
 use crate::sandbox::xml::Fields;
 
@@ -297,7 +296,7 @@ fn jsapi(state: &mut State, merchant: &Merchant, body: &[u8]) -> Answer {
         return match existing.state {
             TradeState::Success => fail(400, "ORDERPAID", "该订单已支付"),
             TradeState::Closed => fail(400, "ORDER_CLOSED", "该订单已关闭"),
-            TradeState::NotPay if !existing.v3 || existing.business != business => {
+            TradeState::NotPay if !existing.is_v3() || existing.business != business => {
                 fail(403, "OUT_TRADE_NO_USED", "商户订单号重复")
             }
             TradeState::NotPay => (200, json!({"prepay_id": existing.prepay_id}).to_string()),
@@ -308,7 +307,7 @@ fn jsapi(state: &mut State, merchant: &Merchant, body: &[u8]) -> Answer {
         appid: p.appid,
         out_trade_no: p.out_trade_no,
         business,
-        sign_type: SignType::HmacSha256,
+        protocol: Protocol::V3,
         prepay_id: new_prepay_id(),
         total_fee: p.amount.total.unsigned_abs(),
         notify_url: p.notify_url,
@@ -319,7 +318,6 @@ fn jsapi(state: &mut State, merchant: &Merchant, body: &[u8]) -> Answer {
         payment: None,
         paid_after_close: false,
         deliveries: Vec::new(),
-        v3: true,
     };
     let answer = json!({"prepay_id": order.prepay_id}).to_string();
     state.orders.insert(order);
