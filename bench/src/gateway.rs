@@ -51,7 +51,9 @@ pub struct RoundEnv {
     pub config_path: PathBuf,
     pub db_url: String,
     pub tenant: DemoTenant,
-    pub v3_tenant: V3Tenant,
+    /// The WeChat Pay v3 tenant, installed only for the v3 scenario: a gateway built before
+    /// v3 refuses its file at start-up, and the others must still run against such a build.
+    pub v3_tenant: Option<V3Tenant>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -71,6 +73,7 @@ impl RoundEnv {
         examples: &Path,
         db_url: &str,
         limits_section: bool,
+        with_v3: bool,
     ) -> anyhow::Result<Self> {
         let tenants_dir = dir.join("tenants");
         fs::create_dir_all(&tenants_dir)
@@ -103,7 +106,11 @@ impl RoundEnv {
             Ok(text)
         };
         let tenant = parse_tenant(&install("demo.toml")?)?;
-        let v3_tenant = parse_v3_tenant(&install("demo_v3.toml")?)?;
+        let v3_tenant = if with_v3 {
+            Some(parse_v3_tenant(&install("demo_v3.toml")?)?)
+        } else {
+            None
+        };
 
         let config = format!(
             "# Written by paybridge-bench.\n\

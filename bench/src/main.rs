@@ -252,7 +252,13 @@ async fn bench(
     let clk_tck = procfs::clock_ticks_per_second();
     let started = std::time::Instant::now();
 
-    let key_source = RoundEnv::prepare(&workdir.join("limits"), examples, "sqlite::memory:", true)?;
+    let key_source = RoundEnv::prepare(
+        &workdir.join("limits"),
+        examples,
+        "sqlite::memory:",
+        true,
+        false,
+    )?;
     println!(
         "== limits (core {}, gateway not running, {} s each)",
         cli.gateway_core, cli.limit_seconds
@@ -310,7 +316,13 @@ async fn bench(
             || format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
             |p| p.url.clone(),
         );
-        let env = RoundEnv::prepare(&dir, examples, &db_url, !cli.without_limits_section)?;
+        let env = RoundEnv::prepare(
+            &dir,
+            examples,
+            &db_url,
+            !cli.without_limits_section,
+            scenarios.contains(&Scenario::WechatV3Notify),
+        )?;
         let ctx = Ctx {
             cli,
             env: &env,

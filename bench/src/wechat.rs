@@ -427,7 +427,7 @@ pub async fn prepare(
             (requests, sign_type.to_string())
         }
         Protocol::V3 => (
-            sign_v3(&ctx.env.v3_tenant, &openid, &created, &orders)?,
+            sign_v3(v3_tenant(ctx)?, &openid, &created, &orders)?,
             "v3: AES-256-GCM + RSA-2048, on both cores".to_owned(),
         ),
     };
@@ -443,6 +443,14 @@ pub async fn prepare(
         requests,
         notes: vec![setup_line, build_line],
     })
+}
+
+/// The v3 demo tenant of this round.
+fn v3_tenant<'a>(ctx: &Ctx<'a>) -> anyhow::Result<&'a V3Tenant> {
+    ctx.env
+        .v3_tenant
+        .as_ref()
+        .ok_or_else(|| anyhow!("the round was prepared without the v3 tenant"))
 }
 
 /// The v3 notifications, signed on two threads (set-up, not measured: an RSA signature each).
@@ -496,7 +504,7 @@ pub async fn measure(
     let name = protocol.name();
     let tenant_id = match protocol {
         Protocol::V2 => ctx.env.tenant.id.as_str(),
-        Protocol::V3 => ctx.env.v3_tenant.id.as_str(),
+        Protocol::V3 => v3_tenant(ctx)?.id.as_str(),
     };
     println!(
         "  {name}: {} connections, warm-up {} s, measuring {} s or until the orders run out",
