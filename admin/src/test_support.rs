@@ -121,6 +121,7 @@ paybridge_core::inventory::submit! {
         fields: FIELDS,
         build,
         simulator: None,
+        platform: None,
     }
 }
 

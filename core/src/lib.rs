@@ -5,6 +5,7 @@
 //! - [`provider`]: the [`provider::PaymentProvider`] plugin trait and the
 //!   [`provider::ProviderFactory`] registry (`inventory`).
 //! - [`tenant`]: a tenant's config document, validated by the factories.
+//! - [`platform`]: service-provider credentials that tenants name with `platform = "<id>"`.
 //! - [`ids`]: the merchant API's identity rules.
 //! - [`beijing`]: the providers' UTC+8 timestamps.
 //!
@@ -15,6 +16,7 @@ pub mod ids;
 pub mod money;
 pub mod net;
 pub mod order;
+pub mod platform;
 pub mod provider;
 pub mod refund;
 pub mod tenant;

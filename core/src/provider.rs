@@ -562,6 +562,8 @@ pub struct ProviderFactory {
     pub build: BuildProvider,
     /// The sandbox simulator of this provider's server side, if it has one.
     pub simulator: Option<fn(Duration) -> Arc<dyn Simulator>>,
+    /// How tenants use this provider under a platform's credentials; `None`: no platform mode.
+    pub platform: Option<&'static crate::platform::PlatformMode>,
 }
 
 inventory::collect!(ProviderFactory);

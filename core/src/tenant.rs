@@ -10,6 +10,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::platform::{Platforms, attribute_errors, resolve_provider_table};
 use crate::provider::{BuildContext, FieldError, PaymentProvider, factories, factory};
 
 /// Every problem found in one tenant document, each with its full key path
@@ -97,7 +98,7 @@ pub fn api_key_digest(plaintext: &str) -> String {
     hex::encode(Sha256::digest(plaintext.as_bytes()))
 }
 
-fn is_valid_tenant_id(id: &str) -> bool {
+pub(crate) fn is_valid_tenant_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
@@ -118,11 +119,23 @@ pub fn parse_tenant(
     build_tenant(&doc, base_dir, http_timeout)
 }
 
-/// Validate an already-parsed tenant document and build its providers.
+/// Validate an already-parsed tenant document and build its providers (a tenant that names no
+/// platform).
 pub fn build_tenant(
     doc: &toml::Table,
     base_dir: &Path,
     http_timeout: Duration,
+) -> Result<Tenant, ConfigErrors> {
+    build_tenant_with(doc, base_dir, http_timeout, Platforms::none())
+}
+
+/// Validate an already-parsed tenant document and build its providers; a provider table that
+/// names a platform is built from that platform's section plus the tenant's identity.
+pub fn build_tenant_with(
+    doc: &toml::Table,
+    base_dir: &Path,
+    http_timeout: Duration,
+    platforms: &Platforms,
 ) -> Result<Tenant, ConfigErrors> {
     let mut errors = Vec::new();
     let known = [
@@ -194,10 +207,6 @@ pub fn build_tenant(
     match doc.get("providers") {
         None => {}
         Some(toml::Value::Table(tables)) => {
-            let ctx = BuildContext {
-                base_dir: base_dir.to_path_buf(),
-                http_timeout,
-            };
             for (kind, value) in tables {
                 let prefix = format!("providers.{kind}");
                 let Some(factory) = factory(kind) else {
@@ -224,7 +233,17 @@ pub fn build_tenant(
                         true
                     }
                 };
-                let built = (factory.build)(&table, &ctx);
+                let built = resolve_provider_table(kind, &table, base_dir, platforms).and_then(
+                    |(mut resolved, resolved_base)| {
+                        let ctx = BuildContext {
+                            base_dir: resolved_base,
+                            http_timeout,
+                        };
+                        let built = (factory.build)(&resolved, &ctx);
+                        wipe_table(&mut resolved);
+                        built.map_err(|e| attribute_errors(e, &table, kind))
+                    },
+                );
                 wipe_table(&mut table);
                 match built {
                     Ok(provider) => {

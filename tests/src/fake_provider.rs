@@ -92,6 +92,7 @@ paybridge_core::inventory::submit! {
         fields: &[FieldSpec { name: "secret", required: true, secret: true, description: "shared secret" }],
         build,
         simulator: None,
+        platform: None,
     }
 }
 

@@ -24,6 +24,7 @@ pub mod trade;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use paybridge_core::platform::PlatformMode;
 use paybridge_core::provider::{
     AckBody, BuildContext, CloseOutcome, CreatePayment, CreatedPayment, FieldError,
     IncomingNotification, NotificationRejection, NotifyChannel, OrderLookup, OrderRef,
@@ -99,8 +100,19 @@ paybridge_core::inventory::submit! {
         fields: FIELDS,
         build,
         simulator: Some(sandbox::simulator),
+        platform: Some(&PLATFORM_MODE),
     }
 }
+
+/// Under a platform (an ISV app), a tenant adds its authorisation and its own identity.
+static PLATFORM_MODE: PlatformMode = PlatformMode {
+    tenant_fields: &["app_auth_token", "auth_app_id", "seller_id"],
+    probe: &[
+        ("app_auth_token", "platform-probe"),
+        ("auth_app_id", "2021000000000000"),
+        ("seller_id", "2088000000000000"),
+    ],
+};
 
 #[async_trait]
 impl PaymentProvider for AlipayApp {

@@ -94,6 +94,13 @@ pub fn signed_request(
 ) -> BTreeMap<String, String> {
     params.insert("appid".to_owned(), config.appid.clone());
     params.insert("mch_id".to_owned(), config.mch_id.clone());
+    if let Some(partner) = &config.partner {
+        // Service-provider mode: every v2 call names the sub-merchant (and its mini-program).
+        params.insert("sub_mch_id".to_owned(), partner.sub_mchid.clone());
+        if let Some(sub_appid) = &partner.sub_appid {
+            params.insert("sub_appid".to_owned(), sub_appid.clone());
+        }
+    }
     params.insert("nonce_str".to_owned(), nonce_str);
     params.insert("sign_type".to_owned(), sign_type.as_str().to_owned());
     params.remove("sign");
@@ -189,7 +196,7 @@ pub fn check_merchant(
     fields: &BTreeMap<String, String>,
     config: &WechatConfig,
 ) -> Result<(), ProviderError> {
-    for (name, ours) in [("appid", &config.appid), ("mch_id", &config.mch_id)] {
+    for (name, ours) in merchant_fields(config) {
         if let Some(theirs) = fields.get(name).filter(|v| !v.is_empty())
             && theirs != ours
         {
@@ -199,6 +206,19 @@ pub fn check_merchant(
         }
     }
     Ok(())
+}
+
+/// The fields that name the merchant in a v2 answer or notification, with this config's values:
+/// `appid`, `mch_id`, and in service-provider mode `sub_mch_id` (and `sub_appid`).
+pub fn merchant_fields(config: &WechatConfig) -> Vec<(&'static str, &String)> {
+    let mut fields = vec![("appid", &config.appid), ("mch_id", &config.mch_id)];
+    if let Some(partner) = &config.partner {
+        fields.push(("sub_mch_id", &partner.sub_mchid));
+        if let Some(sub_appid) = &partner.sub_appid {
+            fields.push(("sub_appid", sub_appid));
+        }
+    }
+    fields
 }
 
 /// Step 8: `result_code` (business level).
@@ -352,6 +372,7 @@ mod tests {
             spbill_create_ip: String::new(),
             api_version: crate::config::ApiVersion::V2,
             v3: None,
+            partner: None,
         };
         let fields = |appid: &str, mch: &str| -> BTreeMap<String, String> {
             [

@@ -123,6 +123,30 @@ pub const FIELDS: &[FieldSpec] = &[
         description: "v3 public-key mode: the key's ID (PUB_KEY_ID_…)",
     },
     FieldSpec {
+        name: "sp_mchid",
+        required: false,
+        secret: false,
+        description: "Service-provider mode (a platform's section): the service provider's merchant id, instead of mch_id",
+    },
+    FieldSpec {
+        name: "sp_appid",
+        required: false,
+        secret: false,
+        description: "Service-provider mode: the service provider's AppID, instead of appid",
+    },
+    FieldSpec {
+        name: "sub_mchid",
+        required: false,
+        secret: false,
+        description: "Service-provider mode (the tenant's): the sub-merchant id the service provider pays for",
+    },
+    FieldSpec {
+        name: "sub_appid",
+        required: false,
+        secret: false,
+        description: "Service-provider mode: the sub-merchant's own mini-program, with its app_secret; payers are then sub_openid",
+    },
+    FieldSpec {
         name: "platform_certificates",
         required: false,
         secret: false,
@@ -195,6 +219,18 @@ pub struct WechatConfig {
     pub api_version: ApiVersion,
     /// The v3 credentials, when `apiv3_key` is set (required for `api_version = "v3"`).
     pub v3: Option<V3Config>,
+    /// Service-provider mode: the sub-merchant this tenant is. `appid` and `mch_id` are then the
+    /// service provider's (`sp_appid`, `sp_mchid`), which sign and are signed for.
+    pub partner: Option<Partner>,
+}
+
+/// A sub-merchant of a service provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partner {
+    /// `sub_mchid` (v2: `sub_mch_id`).
+    pub sub_mchid: String,
+    /// `sub_appid`: the sub-merchant's own mini-program, whose payers are `sub_openid`s.
+    pub sub_appid: Option<String>,
 }
 
 impl fmt::Debug for WechatConfig {
@@ -215,6 +251,7 @@ impl fmt::Debug for WechatConfig {
             .field("spbill_create_ip", &self.spbill_create_ip)
             .field("api_version", &self.api_version)
             .field("v3", &self.v3)
+            .field("partner", &self.partner)
             .finish()
     }
 }
@@ -350,8 +387,7 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<WechatConfig, Ve
         }
     }
 
-    let appid = r.identifier("appid");
-    let mch_id = r.identifier("mch_id");
+    let (appid, mch_id, partner) = identity(&mut r, table);
     let api_version = match r.string("api_version", false).as_deref() {
         None | Some("v2") => ApiVersion::V2,
         Some("v3") => ApiVersion::V3,
@@ -495,9 +531,60 @@ pub fn parse(table: &toml::Table, ctx: &BuildContext) -> Result<WechatConfig, Ve
             spbill_create_ip,
             api_version,
             v3,
+            partner,
         }),
         _ => Err(errors),
     }
+}
+
+/// `appid` and `mch_id` of a merchant, or `sp_appid`, `sp_mchid` and the sub-merchant of a
+/// service provider's tenant.
+fn identity(
+    r: &mut Reader<'_>,
+    table: &toml::Table,
+) -> (Option<String>, Option<String>, Option<Partner>) {
+    if !table.contains_key("sp_mchid") && !table.contains_key("sp_appid") {
+        for key in ["sub_mchid", "sub_appid"] {
+            if table.contains_key(key) {
+                r.error(
+                    key,
+                    "only in service-provider mode: name the platform (platform = \"<id>\") whose section has sp_mchid and sp_appid",
+                );
+            }
+        }
+        return (r.identifier("appid"), r.identifier("mch_id"), None);
+    }
+    for key in ["appid", "mch_id"] {
+        if table.contains_key(key) {
+            r.error(
+                key,
+                format!(
+                    "a service provider's section uses sp_{} instead",
+                    key.replace('_', "")
+                ),
+            );
+        }
+    }
+    let sp_appid = r.identifier("sp_appid");
+    let sp_mchid = r.identifier("sp_mchid");
+    let sub_mchid = r.identifier("sub_mchid");
+    let sub_appid = table
+        .contains_key("sub_appid")
+        .then(|| r.identifier("sub_appid"))
+        .flatten();
+    if let (Some(sp), Some(sub)) = (&sp_mchid, &sub_mchid)
+        && sp == sub
+    {
+        r.error(
+            "sub_mchid",
+            "is the service provider's own sp_mchid; set the sub-merchant's id",
+        );
+    }
+    let partner = sub_mchid.map(|sub_mchid| Partner {
+        sub_mchid,
+        sub_appid,
+    });
+    (sp_appid, sp_mchid, partner)
 }
 
 type FileRead = Option<(PathBuf, Vec<u8>)>;
@@ -685,6 +772,15 @@ impl WechatConfig {
                 message: REFUND_NEEDS_CERT.to_owned(),
             }
         })
+    }
+
+    /// The appid the payer's openid belongs to, and whose `paySign` the client checks: the
+    /// sub-merchant's own mini-program in service-provider mode with `sub_appid`, else `appid`.
+    pub fn payer_appid(&self) -> &str {
+        self.partner
+            .as_ref()
+            .and_then(|p| p.sub_appid.as_deref())
+            .unwrap_or(&self.appid)
     }
 
     /// The AppSecret, or the error a login without it gets.

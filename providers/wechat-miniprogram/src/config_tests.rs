@@ -323,7 +323,7 @@ fn login_without_app_secret_is_misconfigured() {
 #[test]
 fn fields_describe_every_accepted_key() {
     let names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
-    assert_eq!(names.len(), 18);
+    assert_eq!(names.len(), 22);
     for secret in ["api_key", "app_secret", "apiv3_key"] {
         assert!(
             FIELDS.iter().any(|f| f.name == secret && f.secret),
@@ -399,4 +399,61 @@ mod fuzz {
             let _ = parse(&table, &ctx(Path::new("/nonexistent-paybridge-fuzz")));
         }
     }
+}
+
+#[test]
+fn a_service_providers_tenant_is_the_sp_identity_plus_its_sub_merchant() {
+    let text = format!(
+        "sp_appid = \"wxsp00000000000001\"\nsp_mchid = \"1900000100\"\napi_key = \"{KEY}\"\nsub_mchid = \"1900000201\"\nsub_appid = \"wxsub0000000000001\"\n"
+    );
+    let config = parse(&table(&text), &ctx(Path::new("."))).expect("valid");
+    assert_eq!(config.appid, "wxsp00000000000001");
+    assert_eq!(config.mch_id, "1900000100");
+    assert_eq!(
+        config.partner,
+        Some(Partner {
+            sub_mchid: "1900000201".into(),
+            sub_appid: Some("wxsub0000000000001".into()),
+        })
+    );
+    assert_eq!(config.payer_appid(), "wxsub0000000000001");
+    // v2: every signed call names the sub-merchant and its mini-program.
+    let signed = crate::client::signed_request(
+        &config,
+        SignType::HmacSha256,
+        std::collections::BTreeMap::new(),
+        "n".into(),
+    );
+    assert_eq!(signed["mch_id"], "1900000100");
+    assert_eq!(signed["sub_mch_id"], "1900000201");
+    assert_eq!(signed["sub_appid"], "wxsub0000000000001");
+    // Without sub_appid the payer belongs to the service provider's mini-program.
+    let text = format!(
+        "sp_appid = \"wxsp00000000000001\"\nsp_mchid = \"1900000100\"\napi_key = \"{KEY}\"\nsub_mchid = \"1900000201\"\n"
+    );
+    let config = parse(&table(&text), &ctx(Path::new("."))).expect("valid");
+    assert_eq!(config.payer_appid(), "wxsp00000000000001");
+}
+
+#[test]
+fn service_provider_fields_are_checked() {
+    let errs = errors(&format!(
+        "sp_appid = \"wxsp\"\nsp_mchid = \"1900000100\"\nmch_id = \"1\"\napi_key = \"{KEY}\"\n"
+    ));
+    assert!(has(&errs, "mch_id", "sp_mchid instead"), "{errs:?}");
+    assert!(has(&errs, "sub_mchid", "required"), "{errs:?}");
+    let errs = errors(&format!(
+        "sp_appid = \"wxsp\"\nsp_mchid = \"1900000100\"\nsub_mchid = \"1900000100\"\napi_key = \"{KEY}\"\n"
+    ));
+    assert!(
+        has(&errs, "sub_mchid", "service provider's own"),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "appid = \"wx1\"\nmch_id = \"1\"\nsub_mchid = \"2\"\napi_key = \"{KEY}\"\n"
+    ));
+    assert!(
+        has(&errs, "sub_mchid", "only in service-provider mode"),
+        "{errs:?}"
+    );
 }

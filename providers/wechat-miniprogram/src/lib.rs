@@ -28,6 +28,7 @@ pub mod xml;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use paybridge_core::platform::PlatformMode;
 use paybridge_core::provider::{
     AckBody, BuildContext, CloseOutcome, CreatePayment, CreatedPayment, FieldError,
     IncomingNotification, LoginSession, NotificationRejection, NotifyChannel, OrderLookup,
@@ -129,8 +130,16 @@ paybridge_core::inventory::submit! {
         fields: FIELDS,
         build,
         simulator: Some(sandbox::simulator),
+        platform: Some(&PLATFORM_MODE),
     }
 }
+
+/// Under a platform (a service provider), a tenant adds its sub-merchant id, and its own
+/// mini-program (`sub_appid` with its `app_secret`) when the mini-program is the merchant's.
+static PLATFORM_MODE: PlatformMode = PlatformMode {
+    tenant_fields: &["sub_mchid", "sub_appid", "app_secret"],
+    probe: &[("sub_mchid", "1900000000")],
+};
 
 #[async_trait]
 impl PaymentProvider for WechatMiniprogram {

@@ -110,7 +110,7 @@ pub async fn login(
     let response = http
         .get(&url)
         .query(&[
-            ("appid", config.appid.as_str()),
+            ("appid", config.payer_appid()),
             ("secret", secret),
             ("js_code", code),
             ("grant_type", "authorization_code"),

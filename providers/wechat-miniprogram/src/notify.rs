@@ -7,6 +7,7 @@ use paybridge_core::provider::{
     AckBody, NotificationRejection, OrderLookup, OrderSnapshot, ProviderEvent,
 };
 
+use crate::client::merchant_fields;
 use crate::config::WechatConfig;
 use crate::orders::{order_sign_type, parse_fen, payment_event};
 use crate::sign::{self, SignType};
@@ -122,8 +123,9 @@ pub async fn verify_payment(
     }
 
     // (2) it is for this merchant
-    check_equal(&fields, "appid", &config.appid)?;
-    check_equal(&fields, "mch_id", &config.mch_id)?;
+    for (field, expected) in merchant_fields(config) {
+        check_equal(&fields, field, expected)?;
+    }
 
     // (3) it reports success
     reported_success(&fields)?;

@@ -71,7 +71,19 @@ pub fn unified_order_params(
     let time_expire = beijing::format_compact(req.expires_at);
     let mut params: BTreeMap<String, String> = [
         param("trade_type", "JSAPI"),
-        param("openid", openid),
+        // A payer of the sub-merchant's own mini-program is its sub_openid.
+        param(
+            if config
+                .partner
+                .as_ref()
+                .is_some_and(|p| p.sub_appid.is_some())
+            {
+                "sub_openid"
+            } else {
+                "openid"
+            },
+            openid,
+        ),
         param("body", req.description.clone()),
         param("out_trade_no", req.out_trade_no.clone()),
         param("total_fee", req.amount.get().to_string()),
@@ -169,7 +181,7 @@ pub async fn create_payment(
         })?;
     let time_stamp = Utc::now().timestamp().to_string();
     let client_payment = request_payment_params(
-        &config.appid,
+        config.payer_appid(),
         prepay_id,
         sign_type,
         &config.api_key,

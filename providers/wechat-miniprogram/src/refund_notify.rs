@@ -14,6 +14,7 @@ use paybridge_core::provider::{NotificationRejection, OrderLookup, ProviderEvent
 use paybridge_core::refund::RefundStatus;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::client::merchant_fields;
 use crate::config::WechatConfig;
 use crate::orders::parse_fen;
 use crate::refunds::refund_status;
@@ -109,7 +110,7 @@ pub async fn verify_refund(
     }
 
     // (2) it is for this merchant
-    for (field, expected) in [("appid", &config.appid), ("mch_id", &config.mch_id)] {
+    for (field, expected) in merchant_fields(config) {
         if outer.get(field) != Some(expected) {
             return Err(NotificationRejection::Mismatch { field });
         }

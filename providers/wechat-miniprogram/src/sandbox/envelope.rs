@@ -181,7 +181,7 @@ pub(crate) fn authenticate(registry: &Registry, body: &[u8]) -> Result<Authed, R
     let Some(mch_id) = text("mch_id") else {
         return Err(Reply::Refused("缺少参数mch_id".into()));
     };
-    let Some(merchant) = registry.merchant(mch_id) else {
+    let Some(merchant) = registry.signer(mch_id) else {
         return Err(Reply::Refused("mch_id参数错误: 商户号不存在".into()));
     };
     if text("appid") != Some(merchant.appid.as_str()) {

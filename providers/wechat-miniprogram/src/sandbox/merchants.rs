@@ -16,6 +16,18 @@ pub(crate) struct Merchant {
     pub(crate) api_key: String,
     /// The API v3 credentials, when the tenant has `apiv3_key`.
     pub(crate) v3: Option<std::sync::Arc<V3Merchant>>,
+    /// A sub-merchant: its service provider, which holds the credentials above and makes
+    /// every call for it (a sub-merchant never signs itself).
+    pub(crate) partner: Option<std::sync::Arc<PartnerOf>>,
+}
+
+/// The service provider of a sub-merchant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PartnerOf {
+    /// `sp_mchid`.
+    pub(crate) sp_mchid: String,
+    /// The sub-merchant's own mini-program, if it has one.
+    pub(crate) sub_appid: Option<String>,
 }
 
 /// A mini-program: what `jscode2session` checks.
@@ -36,8 +48,10 @@ impl Registry {
     /// Learns (or re-learns) the merchant and app of a `[providers.wechat_miniprogram]` table.
     /// A table without `appid`, `mch_id`, and `api_key` or `apiv3_key` strings is ignored: the
     /// simulator cannot check anything for it. Files named in it are relative to `base_dir`.
-    /// Returns the merchant's id when it was learnt.
-    pub(crate) fn register(&mut self, table: &toml::Table, base_dir: &Path) -> Option<String> {
+    /// A service provider's tenant (`sp_mchid`, `sp_appid`, `sub_mchid`: the platform's section
+    /// with the tenant's identity) teaches the service provider and binds the sub-merchant to it.
+    /// Returns the ids of the merchants learnt.
+    pub(crate) fn register(&mut self, table: &toml::Table, base_dir: &Path) -> Vec<String> {
         let text = |key: &str| {
             table
                 .get(key)
@@ -45,14 +59,47 @@ impl Registry {
                 .filter(|v| !v.is_empty())
         };
         let v3 = v3_merchant::from_table(table, base_dir).map(std::sync::Arc::new);
+        if let (Some(sp_mchid), Some(sp_appid), Some(sub_mchid)) =
+            (text("sp_mchid"), text("sp_appid"), text("sub_mchid"))
+        {
+            let api_key = text("api_key").unwrap_or_default();
+            if api_key.is_empty() && v3.is_none() {
+                return Vec::new();
+            }
+            let sp = Merchant {
+                mch_id: sp_mchid.to_owned(),
+                appid: sp_appid.to_owned(),
+                api_key: api_key.to_owned(),
+                v3,
+                partner: None,
+            };
+            let sub_appid = text("sub_appid").map(str::to_owned);
+            let sub = Merchant {
+                mch_id: sub_mchid.to_owned(),
+                partner: Some(std::sync::Arc::new(PartnerOf {
+                    sp_mchid: sp_mchid.to_owned(),
+                    sub_appid: sub_appid.clone(),
+                })),
+                ..sp.clone()
+            };
+            self.merchants.insert(sp_mchid.to_owned(), sp);
+            self.merchants.insert(sub_mchid.to_owned(), sub);
+            self.apps.insert(
+                sub_appid.unwrap_or_else(|| sp_appid.to_owned()),
+                App {
+                    app_secret: text("app_secret").map(str::to_owned),
+                },
+            );
+            return vec![sp_mchid.to_owned(), sub_mchid.to_owned()];
+        }
         let (Some(appid), Some(mch_id)) = (text("appid"), text("mch_id")) else {
             tracing::debug!("wechat sandbox: provider table without appid/mch_id ignored");
-            return None;
+            return Vec::new();
         };
         let api_key = text("api_key").unwrap_or_default();
         if api_key.is_empty() && v3.is_none() {
             tracing::debug!("wechat sandbox: provider table without api_key or apiv3_key ignored");
-            return None;
+            return Vec::new();
         }
         self.merchants.insert(
             mch_id.to_owned(),
@@ -61,6 +108,7 @@ impl Registry {
                 appid: appid.to_owned(),
                 api_key: api_key.to_owned(),
                 v3,
+                partner: None,
             },
         );
         self.apps.insert(
@@ -69,12 +117,24 @@ impl Registry {
                 app_secret: text("app_secret").map(str::to_owned),
             },
         );
-        Some(mch_id.to_owned())
+        vec![mch_id.to_owned()]
     }
 
-    /// The merchant with this id.
+    /// The merchant with this id (a sub-merchant too).
     pub(crate) fn merchant(&self, mch_id: &str) -> Option<&Merchant> {
         self.merchants.get(mch_id)
+    }
+
+    /// A merchant that signs its own calls: not a sub-merchant.
+    pub(crate) fn signer(&self, mch_id: &str) -> Option<&Merchant> {
+        self.merchants.get(mch_id).filter(|m| m.partner.is_none())
+    }
+
+    /// Sub-merchant `sub_mchid` of service provider `sp_mchid`, if it is bound to it.
+    pub(crate) fn sub_merchant(&self, sp_mchid: &str, sub_mchid: &str) -> Option<&Merchant> {
+        self.merchants
+            .get(sub_mchid)
+            .filter(|m| m.partner.as_ref().is_some_and(|p| p.sp_mchid == sp_mchid))
     }
 
     /// The mini-program with this appid.

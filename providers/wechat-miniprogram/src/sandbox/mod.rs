@@ -318,15 +318,18 @@ impl Simulator for WechatSimulator {
         let mut state = self.lock();
         // A merchant's key mode starts when it is first seen with v3 credentials (a v2 tenant
         // that moves to v3 later starts then, in the mode its v3 settings name).
-        let registered = state.registry.register(provider_config, base_dir);
-        if let Some(mch_id) =
-            registered.filter(|id| state.registry.merchant(id).is_some_and(|m| m.v3.is_some()))
-        {
-            state
-                .v3
-                .modes
-                .entry(mch_id)
-                .or_insert_with(|| v3::merchant::KeyState::initial(provider_config));
+        for mch_id in state.registry.register(provider_config, base_dir) {
+            if state
+                .registry
+                .merchant(&mch_id)
+                .is_some_and(|m| m.v3.is_some())
+            {
+                state
+                    .v3
+                    .modes
+                    .entry(mch_id)
+                    .or_insert_with(|| v3::merchant::KeyState::initial(provider_config));
+            }
         }
     }
 

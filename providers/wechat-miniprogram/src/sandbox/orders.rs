@@ -107,6 +107,17 @@ pub(crate) struct Order {
     pub(crate) paid_after_close: bool,
     /// Every notification attempt.
     pub(crate) deliveries: Vec<Delivery>,
+    /// A service provider's order for its sub-merchant `mch_id` (v3 partner API).
+    pub(crate) partner: Option<OrderPartner>,
+}
+
+/// The service-provider side of a partner order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OrderPartner {
+    /// `sp_mchid`.
+    pub(crate) sp_mchid: String,
+    /// `sub_appid`, when the payer is a `sub_openid` of the sub-merchant's mini-program.
+    pub(crate) sub_appid: Option<String>,
 }
 
 /// The API an order was created with.
@@ -146,6 +157,7 @@ impl Order {
             "time_end": self.payment.as_ref().map(|p| &p.time_end),
             "paid_after_close": self.paid_after_close,
             "deliveries": self.deliveries,
+            "sp_mchid": self.partner.as_ref().map(|p| &p.sp_mchid),
         })
     }
 }

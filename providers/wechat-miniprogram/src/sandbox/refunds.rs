@@ -99,6 +99,8 @@ pub(crate) struct Refund {
     pub(crate) deliveries: Vec<Delivery>,
     /// Made through API v3: its notification is v3 JSON and its statuses have v3 names.
     pub(crate) v3: bool,
+    /// A service provider's refund for its sub-merchant `mch_id`: the `sp_mchid`.
+    pub(crate) sp_mchid: Option<String>,
 }
 
 impl Refund {
@@ -347,6 +349,7 @@ fn try_refund(
         notification: None,
         deliveries: Vec::new(),
         v3: false,
+        sp_mchid: None,
     };
     let reply = accepted(auth, &refund);
     refunds.insert(refund);

@@ -156,6 +156,7 @@ pub(crate) fn unifiedorder(orders: &mut OrderBook, logins: &Logins, auth: &Authe
         payment: None,
         paid_after_close: false,
         deliveries: Vec::new(),
+        partner: None,
     };
     let reply = answer(auth, &order);
     orders.insert(order);

@@ -25,6 +25,7 @@ use super::certificates::{CertificateDownload, PlatformCertificates};
 use super::crypto::{
     PUBLIC_KEY_ID_PREFIX, SCHEME, V3Error, VerifyingKey, check_timestamp, decrypt, response_message,
 };
+use super::orders::MerchantIds;
 
 /// The `Wechatpay-*` headers of a notification.
 #[derive(Debug, Clone, Copy)]
@@ -70,10 +71,8 @@ impl Keys<'_> {
 /// Who the notification must be for.
 #[derive(Clone, Copy)]
 pub struct Merchant<'a> {
-    /// `mchid`.
-    pub mchid: &'a str,
-    /// `appid` of payments.
-    pub appid: &'a str,
+    /// The merchant, or the service provider and its sub-merchant.
+    pub who: super::orders::Merchant<'a>,
     /// The APIv3 key.
     pub apiv3_key: &'a [u8],
 }
@@ -95,8 +94,8 @@ struct Resource {
 
 #[derive(Deserialize)]
 struct Transaction {
-    mchid: String,
-    appid: String,
+    #[serde(flatten)]
+    ids: MerchantIds,
     out_trade_no: String,
     transaction_id: Option<String>,
     trade_state: String,
@@ -111,7 +110,8 @@ struct TransactionAmount {
 
 #[derive(Deserialize)]
 struct Refund {
-    mchid: String,
+    #[serde(flatten)]
+    ids: MerchantIds,
     out_trade_no: String,
     out_refund_no: String,
     refund_id: String,
@@ -239,11 +239,10 @@ pub async fn verify_payment(
     .await?;
     let t: Transaction = serde_json::from_slice(&plain)
         .map_err(|e| NotificationRejection::Undecodable(format!("transaction: {e}")))?;
-    if t.mchid != merchant.mchid {
-        return Err(mismatch("mchid"));
-    }
-    if t.appid != merchant.appid {
-        return Err(mismatch("appid"));
+    // A partner notification lands on the tenant of its sub_mchid: another sub-merchant's
+    // (sent to this tenant's URL) is refused here.
+    if let Some(field) = merchant.who.mismatch(&t.ids, true) {
+        return Err(mismatch(field));
     }
     if t.trade_state != "SUCCESS" {
         return Err(NotificationRejection::Unsupported(format!(
@@ -297,8 +296,8 @@ pub async fn verify_refund(
     .await?;
     let r: Refund = serde_json::from_slice(&plain)
         .map_err(|e| NotificationRejection::Undecodable(format!("refund: {e}")))?;
-    if r.mchid != merchant.mchid {
-        return Err(mismatch("mchid"));
+    if let Some(field) = merchant.who.mismatch(&r.ids, false) {
+        return Err(mismatch(field));
     }
     let amount = orders
         .find_refund(&r.out_trade_no, &r.out_refund_no)

@@ -77,8 +77,11 @@ impl Fixture {
 
     fn merchant(&self) -> Merchant<'_> {
         Merchant {
-            mchid: self.v["mchid"].as_str().unwrap(),
-            appid: self.v["appid"].as_str().unwrap(),
+            who: crate::v3::orders::Merchant {
+                mchid: self.v["mchid"].as_str().unwrap(),
+                appid: self.v["appid"].as_str().unwrap(),
+                sub: None,
+            },
             apiv3_key: self.v["apiv3_key"].as_str().unwrap().as_bytes(),
         }
     }
@@ -235,7 +238,10 @@ async fn tampered_wrong_serial_stale_wrong_amount_foreign_mchid_and_wrong_key_ar
         );
         // A tenant with another mchid (or appid).
         let foreign = Merchant {
-            mchid: "1900000110",
+            who: crate::v3::orders::Merchant {
+                mchid: "1900000110",
+                ..merchant.who
+            },
             ..merchant
         };
         assert_eq!(
@@ -244,7 +250,10 @@ async fn tampered_wrong_serial_stale_wrong_amount_foreign_mchid_and_wrong_key_ar
             "{mode}: mchid"
         );
         let other_app = Merchant {
-            appid: "wx0000000000000000",
+            who: crate::v3::orders::Merchant {
+                appid: "wx0000000000000000",
+                ..merchant.who
+            },
             ..merchant
         };
         assert_eq!(

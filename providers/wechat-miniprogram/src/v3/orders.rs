@@ -17,10 +17,71 @@ use crate::orders::{payer_openid, unpaid_state};
 /// Who the orders are for.
 #[derive(Debug, Clone, Copy)]
 pub struct Merchant<'a> {
-    /// `appid` of the mini-program.
+    /// `appid` of the mini-program (service-provider mode: `sp_appid`).
     pub appid: &'a str,
-    /// `mchid`.
+    /// `mchid` (service-provider mode: `sp_mchid`), whose key signs.
     pub mchid: &'a str,
+    /// Service-provider mode: the sub-merchant, which the partner APIs name.
+    pub sub: Option<Sub<'a>>,
+}
+
+/// A service provider's sub-merchant.
+#[derive(Debug, Clone, Copy)]
+pub struct Sub<'a> {
+    /// `sub_mchid`.
+    pub sub_mchid: &'a str,
+    /// `sub_appid`, when the mini-program is the sub-merchant's.
+    pub sub_appid: Option<&'a str>,
+}
+
+/// The merchant fields of a v3 transaction or refund (an answer or a notification's resource):
+/// `mchid`/`appid` of a merchant, or `sp_*`/`sub_*` of a partner order.
+#[derive(Debug, Default, Deserialize)]
+pub struct MerchantIds {
+    mchid: Option<String>,
+    appid: Option<String>,
+    sp_mchid: Option<String>,
+    sp_appid: Option<String>,
+    sub_mchid: Option<String>,
+    sub_appid: Option<String>,
+}
+
+impl Merchant<'_> {
+    /// The appid of the payer's openid and of `paySign`: the `sub_appid` when the mini-program is
+    /// the sub-merchant's, else the (service provider's) appid.
+    pub fn payer_appid(&self) -> &str {
+        self.sub.and_then(|s| s.sub_appid).unwrap_or(self.appid)
+    }
+
+    /// The first merchant field of `ids` that is not this merchant's (appids only when
+    /// `with_appid`: refunds carry none).
+    pub fn mismatch(&self, ids: &MerchantIds, with_appid: bool) -> Option<&'static str> {
+        let same = |theirs: &Option<String>, ours: &str| theirs.as_deref() == Some(ours);
+        match self.sub {
+            None => {
+                if !same(&ids.mchid, self.mchid) {
+                    return Some("mchid");
+                }
+                (with_appid && !same(&ids.appid, self.appid)).then_some("appid")
+            }
+            Some(sub) => {
+                if !same(&ids.sp_mchid, self.mchid) {
+                    return Some("sp_mchid");
+                }
+                if !same(&ids.sub_mchid, sub.sub_mchid) {
+                    return Some("sub_mchid");
+                }
+                if with_appid && !same(&ids.sp_appid, self.appid) {
+                    return Some("sp_appid");
+                }
+                let sub_appid_differs = match (sub.sub_appid, ids.sub_appid.as_deref()) {
+                    (Some(ours), theirs) => theirs != Some(ours),
+                    (None, theirs) => theirs.is_some_and(|t| !t.is_empty()),
+                };
+                (with_appid && sub_appid_differs).then_some("sub_appid")
+            }
+        }
+    }
 }
 
 /// The path segment of an `out_trade_no`. paybridge's numbers are `[A-Za-z0-9_\-|*]`; `|` is
@@ -101,15 +162,33 @@ pub async fn create_payment(
 ) -> Result<CreatedPayment, ProviderError> {
     let openid = payer_openid(req)?;
     let mut body = json!({
-        "appid": merchant.appid,
-        "mchid": merchant.mchid,
         "description": req.description,
         "out_trade_no": req.out_trade_no,
         "time_expire": beijing(req.expires_at),
         "notify_url": req.notify_url,
         "amount": {"total": req.amount.get(), "currency": "CNY"},
-        "payer": {"openid": openid},
     });
+    let path = match merchant.sub {
+        None => {
+            body["appid"] = json!(merchant.appid);
+            body["mchid"] = json!(merchant.mchid);
+            body["payer"] = json!({"openid": openid});
+            "/v3/pay/transactions/jsapi"
+        }
+        Some(sub) => {
+            body["sp_appid"] = json!(merchant.appid);
+            body["sp_mchid"] = json!(merchant.mchid);
+            body["sub_mchid"] = json!(sub.sub_mchid);
+            match sub.sub_appid {
+                Some(sub_appid) => {
+                    body["sub_appid"] = json!(sub_appid);
+                    body["payer"] = json!({"sub_openid": openid});
+                }
+                None => body["payer"] = json!({"sp_openid": openid}),
+            }
+            "/v3/pay/partner/transactions/jsapi"
+        }
+    };
     if let Some(attach) = &req.attach {
         body["attach"] = json!(attach);
     }
@@ -117,11 +196,7 @@ pub async fn create_payment(
         body["scene_info"] = json!({"payer_client_ip": ip});
     }
     let reply = client
-        .call(
-            Method::POST,
-            "/v3/pay/transactions/jsapi",
-            Some(&body.to_string()),
-        )
+        .call(Method::POST, path, Some(&body.to_string()))
         .await?;
     let answer = match reply {
         V3Reply::Success { body, .. } => body,
@@ -142,7 +217,7 @@ pub async fn create_payment(
         ProviderError::Unavailable(format!("jsapi answered without a prepay_id: {e}"))
     })?;
     let client_payment = request_payment_params(
-        merchant.appid,
+        merchant.payer_appid(),
         &prepay.prepay_id,
         key,
         &Utc::now().timestamp().to_string(),
@@ -156,7 +231,8 @@ pub async fn create_payment(
 
 #[derive(Deserialize)]
 struct Transaction {
-    mchid: String,
+    #[serde(flatten)]
+    ids: MerchantIds,
     out_trade_no: String,
     transaction_id: Option<String>,
     trade_state: String,
@@ -169,17 +245,26 @@ struct Amount {
     total: i64,
 }
 
-/// `GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=…`.
+/// `GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=…` (partner:
+/// `/v3/pay/partner/transactions/…?sp_mchid=…&sub_mchid=…`).
 pub async fn query_payment(
     client: &V3Client,
     merchant: Merchant<'_>,
     order: &OrderRef,
 ) -> Result<PaymentState, ProviderError> {
-    let path = format!(
-        "/v3/pay/transactions/out-trade-no/{}?mchid={}",
-        segment(&order.out_trade_no),
-        merchant.mchid
-    );
+    let path = match merchant.sub {
+        None => format!(
+            "/v3/pay/transactions/out-trade-no/{}?mchid={}",
+            segment(&order.out_trade_no),
+            merchant.mchid
+        ),
+        Some(sub) => format!(
+            "/v3/pay/partner/transactions/out-trade-no/{}?sp_mchid={}&sub_mchid={}",
+            segment(&order.out_trade_no),
+            merchant.mchid,
+            sub.sub_mchid
+        ),
+    };
     let answer = match client.call(Method::GET, &path, None).await? {
         V3Reply::Success { body, .. } => body,
         V3Reply::Error { code, .. } if code == "ORDER_NOT_EXIST" => {
@@ -193,7 +278,7 @@ pub async fn query_payment(
     };
     let t: Transaction = serde_json::from_slice(&answer)
         .map_err(|e| ProviderError::Unavailable(format!("unreadable transaction: {e}")))?;
-    if t.out_trade_no != order.out_trade_no || t.mchid != merchant.mchid {
+    if t.out_trade_no != order.out_trade_no || merchant.mismatch(&t.ids, false).is_some() {
         return Err(ProviderError::Unavailable(
             "the query answered about another order or merchant".to_owned(),
         ));
@@ -233,11 +318,23 @@ pub async fn close_payment(
     merchant: Merchant<'_>,
     order: &OrderRef,
 ) -> Result<CloseOutcome, ProviderError> {
-    let path = format!(
-        "/v3/pay/transactions/out-trade-no/{}/close",
-        segment(&order.out_trade_no)
-    );
-    let body = json!({"mchid": merchant.mchid}).to_string();
+    let (path, body) = match merchant.sub {
+        None => (
+            format!(
+                "/v3/pay/transactions/out-trade-no/{}/close",
+                segment(&order.out_trade_no)
+            ),
+            json!({"mchid": merchant.mchid}),
+        ),
+        Some(sub) => (
+            format!(
+                "/v3/pay/partner/transactions/out-trade-no/{}/close",
+                segment(&order.out_trade_no)
+            ),
+            json!({"sp_mchid": merchant.mchid, "sub_mchid": sub.sub_mchid}),
+        ),
+    };
+    let body = body.to_string();
     match client.call(Method::POST, &path, Some(&body)).await? {
         V3Reply::Success { .. } => Ok(CloseOutcome::Closed),
         V3Reply::Error { code, .. } if code == "ORDER_NOT_EXIST" => Ok(CloseOutcome::Closed),

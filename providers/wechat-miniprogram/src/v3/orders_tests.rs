@@ -17,6 +17,7 @@ use crate::v3::test_support::*;
 const MERCHANT: Merchant<'static> = Merchant {
     appid: "wxd930ea5d5a258f4f",
     mchid: "1900000109",
+    sub: None,
 };
 
 fn order(no: &str) -> OrderRef {

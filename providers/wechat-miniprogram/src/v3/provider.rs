@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 use super::certificates::PlatformCertificates;
 use super::client::{V3Client, V3Setup};
 use super::notify::{Merchant as NotifyMerchant, SignedHeaders};
-use super::orders::{self, Merchant};
+use super::orders::{self, Merchant, Sub};
 use super::refunds;
 use crate::config::{V3Config, WechatConfig};
 
@@ -36,6 +36,7 @@ pub struct V3Provider {
     config: V3Config,
     appid: String,
     mchid: String,
+    partner: Option<crate::config::Partner>,
 }
 
 impl V3Provider {
@@ -66,6 +67,7 @@ impl V3Provider {
             config: v3.clone(),
             appid: config.appid.clone(),
             mchid: config.mch_id.clone(),
+            partner: config.partner.clone(),
         })
     }
 
@@ -73,7 +75,15 @@ impl V3Provider {
         Merchant {
             appid: &self.appid,
             mchid: &self.mchid,
+            sub: self.partner.as_ref().map(|p| Sub {
+                sub_mchid: &p.sub_mchid,
+                sub_appid: p.sub_appid.as_deref(),
+            }),
         }
+    }
+
+    fn sub_mchid(&self) -> Option<&str> {
+        self.partner.as_ref().map(|p| p.sub_mchid.as_str())
     }
 
     /// `POST /v3/pay/transactions/jsapi` and the client's `paySign`.
@@ -96,7 +106,7 @@ impl V3Provider {
 
     /// Send a refund.
     pub async fn refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError> {
-        refunds::refund(&self.client, req).await
+        refunds::refund(&self.client, self.sub_mchid(), req).await
     }
 
     /// A refund's state.
@@ -105,7 +115,7 @@ impl V3Provider {
         order: &OrderRef,
         out_refund_no: &str,
     ) -> Result<RefundState, ProviderError> {
-        refunds::query_refund(&self.client, order, out_refund_no).await
+        refunds::query_refund(&self.client, self.sub_mchid(), order, out_refund_no).await
     }
 
     /// A notification signed in `Wechatpay-*` headers.
@@ -124,8 +134,7 @@ impl V3Provider {
         };
         let keys = self.client.keys();
         let merchant = NotifyMerchant {
-            mchid: &self.mchid,
-            appid: &self.appid,
+            who: self.merchant(),
             apiv3_key: self.config.apiv3_key.expose_secret(),
         };
         let now = Utc::now().timestamp();

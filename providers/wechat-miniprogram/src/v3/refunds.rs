@@ -94,8 +94,13 @@ fn state_of(
     })
 }
 
-/// Send the refund of `req.amount` against the order's total.
-pub async fn refund(client: &V3Client, req: &RefundRequest) -> Result<RefundState, ProviderError> {
+/// Send the refund of `req.amount` against the order's total; a service provider names the
+/// sub-merchant (`sub_mchid`).
+pub async fn refund(
+    client: &V3Client,
+    sub_mchid: Option<&str>,
+    req: &RefundRequest,
+) -> Result<RefundState, ProviderError> {
     let mut body = json!({
         "out_trade_no": req.order.out_trade_no,
         "out_refund_no": req.out_refund_no,
@@ -108,6 +113,9 @@ pub async fn refund(client: &V3Client, req: &RefundRequest) -> Result<RefundStat
     });
     if let Some(reason) = req.reason.as_deref().filter(|r| !r.is_empty()) {
         body["reason"] = json!(reason);
+    }
+    if let Some(sub_mchid) = sub_mchid {
+        body["sub_mchid"] = json!(sub_mchid);
     }
     match client
         .call(
@@ -131,13 +139,18 @@ pub async fn refund(client: &V3Client, req: &RefundRequest) -> Result<RefundStat
 /// `GET /v3/refund/domestic/refunds/{out_refund_no}`.
 pub async fn query_refund(
     client: &V3Client,
+    sub_mchid: Option<&str>,
     order: &OrderRef,
     out_refund_no: &str,
 ) -> Result<RefundState, ProviderError> {
-    let path = format!(
+    let mut path = format!(
         "/v3/refund/domestic/refunds/{}",
         url::form_urlencoded::byte_serialize(out_refund_no.as_bytes()).collect::<String>()
     );
+    if let Some(sub_mchid) = sub_mchid {
+        path.push_str("?sub_mchid=");
+        path.push_str(sub_mchid);
+    }
     match client.call(Method::GET, &path, None).await? {
         V3Reply::Success { body, .. } => state_of(&body, &order.out_trade_no, out_refund_no),
         V3Reply::Error {
@@ -193,7 +206,7 @@ mod tests {
             reason: Some("退货".to_owned()),
             notify_url: "https://gw.example/notify/demo/wechat_miniprogram/refund".to_owned(),
         };
-        let state = refund(&c, &req).await.unwrap();
+        let state = refund(&c, None, &req).await.unwrap();
         assert_eq!(state.status, RefundStatus::Processing);
         assert_eq!(state.amount, Some(Fen::new(50)));
         assert_eq!(
@@ -224,7 +237,7 @@ mod tests {
             })
             .await;
             let c = client(&server.base, true, false, Duration::from_secs(5));
-            let state = query_refund(&c, &order(), "RF1").await.unwrap();
+            let state = query_refund(&c, None, &order(), "RF1").await.unwrap();
             assert_eq!(state.status, expected, "{status}");
             assert_eq!(state.succeeded_at.is_some(), status == "SUCCESS");
             assert_eq!(
@@ -238,7 +251,7 @@ mod tests {
         .await;
         let c = client(&server.base, true, false, Duration::from_secs(5));
         assert!(matches!(
-            query_refund(&c, &order(), "RF1").await,
+            query_refund(&c, None, &order(), "RF1").await,
             Err(ProviderError::Unavailable(_))
         ));
     }
@@ -257,7 +270,7 @@ mod tests {
             })
             .await;
             let c = client(&server.base, true, false, Duration::from_secs(5));
-            let e = query_refund(&c, &order(), "RF1").await.unwrap_err();
+            let e = query_refund(&c, None, &order(), "RF1").await.unwrap_err();
             assert_eq!(
                 matches!(e, ProviderError::Unavailable(_)),
                 retry,

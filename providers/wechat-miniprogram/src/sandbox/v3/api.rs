@@ -14,7 +14,7 @@ use super::{SCHEME, error, error_body};
 use crate::sandbox::State;
 use crate::sandbox::faults::{Api, FaultMode};
 use crate::sandbox::merchants::Merchant;
-use crate::sandbox::orders::{Order, Protocol, TradeState, new_prepay_id};
+use crate::sandbox::orders::{Order, OrderPartner, Protocol, TradeState, new_prepay_id};
 use crate::sandbox::refunds::{Refund, RefundStatus, refunded, valid_out_refund_no};
 use crate::sandbox::unifiedorder::{valid_notify_url, valid_out_trade_no};
 use crate::sandbox::xml::Fields;
@@ -32,6 +32,10 @@ pub(crate) enum V3Api {
     Jsapi,
     Query(String),
     Close(String),
+    /// The service providers' `/v3/pay/partner/transactions/…` APIs.
+    PartnerJsapi,
+    PartnerQuery(String),
+    PartnerClose(String),
     Refund,
     RefundQuery(String),
     Certificates,
@@ -41,9 +45,9 @@ impl V3Api {
     /// The name `/control/fail` knows this endpoint by.
     pub(crate) fn fault_api(&self) -> Api {
         match self {
-            V3Api::Jsapi => Api::V3Jsapi,
-            V3Api::Query(_) => Api::V3Query,
-            V3Api::Close(_) => Api::V3Close,
+            V3Api::Jsapi | V3Api::PartnerJsapi => Api::V3Jsapi,
+            V3Api::Query(_) | V3Api::PartnerQuery(_) => Api::V3Query,
+            V3Api::Close(_) | V3Api::PartnerClose(_) => Api::V3Close,
             V3Api::Refund => Api::V3Refund,
             V3Api::RefundQuery(_) => Api::V3RefundQuery,
             V3Api::Certificates => Api::V3Certificates,
@@ -58,6 +62,15 @@ impl V3Api {
         };
         if path == "/v3/pay/transactions/jsapi" {
             return Some((V3Api::Jsapi, "POST"));
+        }
+        if path == "/v3/pay/partner/transactions/jsapi" {
+            return Some((V3Api::PartnerJsapi, "POST"));
+        }
+        if let Some(rest) = path.strip_prefix("/v3/pay/partner/transactions/out-trade-no/") {
+            if let Some(no) = rest.strip_suffix("/close") {
+                return Some((V3Api::PartnerClose(decode(no)?), "POST"));
+            }
+            return Some((V3Api::PartnerQuery(decode(rest)?), "GET"));
         }
         if path == "/v3/refund/domestic/refunds" {
             return Some((V3Api::Refund, "POST"));
@@ -121,7 +134,7 @@ fn authenticate(
     };
     let merchant = state
         .registry
-        .merchant(mchid)
+        .signer(mchid)
         .cloned()
         .ok_or_else(|| sign_error("商户号不存在"))?;
     let v3 = merchant
@@ -184,17 +197,22 @@ pub(crate) fn serve(
         return plain(state.v3.answer(&mch_id, named, 500, body, false));
     }
     let mut new_refund = None;
-    let (status, body) = match api {
-        V3Api::Jsapi => jsapi(state, &merchant, &request.body),
-        V3Api::Query(no) => query(state, &merchant, no, &request.query),
-        V3Api::Close(no) => close(state, &merchant, no, &request.body),
-        V3Api::Refund => {
-            let (status, body, created) = refund(state, &merchant, &request.body);
-            new_refund = created.map(|no| (mch_id.clone(), no));
-            (status, body)
-        }
-        V3Api::RefundQuery(no) => refund_query(state, &merchant, no),
-        V3Api::Certificates => certificates(state, &merchant, &v3),
+    let (status, body) = match acting_for(state, &merchant, api, request) {
+        Err(answer) => answer,
+        Ok(acting) => match api {
+            V3Api::Jsapi => jsapi(state, &merchant, &request.body),
+            V3Api::PartnerJsapi => partner_jsapi(state, &acting, &request.body),
+            V3Api::Query(no) => query(state, &merchant, no, &request.query),
+            V3Api::PartnerQuery(no) => partner_query(state, &acting, no),
+            V3Api::Close(no) | V3Api::PartnerClose(no) => close_order(state, &acting, no),
+            V3Api::Refund => {
+                let (status, body, created) = refund(state, &acting, &request.body);
+                new_refund = created.map(|no| (acting.mch_id.clone(), no));
+                (status, body)
+            }
+            V3Api::RefundQuery(no) => refund_query(state, &acting, no),
+            V3Api::Certificates => certificates(state, &merchant, &v3),
+        },
     };
     Served {
         response: state.v3.answer(
@@ -209,6 +227,63 @@ pub(crate) fn serve(
 }
 
 type Answer = (u16, String);
+
+/// The merchant a call acts for: the caller itself, or for a service provider the sub-merchant
+/// the call names (body or query `sub_mchid`, with `sp_mchid` its own), which must be bound to
+/// it (`403 NO_AUTH` otherwise). A direct close is checked here too (`mchid` in the body).
+fn acting_for(
+    state: &State,
+    caller: &Merchant,
+    api: &V3Api,
+    request: &SimRequest,
+) -> Result<Merchant, Answer> {
+    #[derive(Deserialize)]
+    struct Ids {
+        mchid: Option<String>,
+        sp_mchid: Option<String>,
+        sub_mchid: Option<String>,
+    }
+    let from_query = |name: &str| query_param(&request.query, name);
+    let ids = match api {
+        V3Api::PartnerQuery(_) => Ids {
+            mchid: None,
+            sp_mchid: from_query("sp_mchid"),
+            sub_mchid: from_query("sub_mchid"),
+        },
+        V3Api::RefundQuery(_) => Ids {
+            mchid: None,
+            sp_mchid: None,
+            sub_mchid: from_query("sub_mchid"),
+        },
+        V3Api::PartnerJsapi | V3Api::PartnerClose(_) | V3Api::Close(_) | V3Api::Refund => {
+            parse(&request.body)?
+        }
+        V3Api::Jsapi | V3Api::Query(_) | V3Api::Certificates => return Ok(caller.clone()),
+    };
+    if matches!(api, V3Api::Close(_)) && ids.mchid.as_deref() != Some(caller.mch_id.as_str()) {
+        return Err(fail(400, "PARAM_ERROR", "mchid与请求头中的商户号不一致"));
+    }
+    let partner_api = matches!(
+        api,
+        V3Api::PartnerJsapi | V3Api::PartnerQuery(_) | V3Api::PartnerClose(_)
+    );
+    if partner_api && ids.sp_mchid.as_deref() != Some(caller.mch_id.as_str()) {
+        return Err(fail(
+            400,
+            "PARAM_ERROR",
+            "sp_mchid缺失或与请求头中的商户号不一致",
+        ));
+    }
+    match ids.sub_mchid.filter(|s| !s.is_empty()) {
+        None if partner_api => Err(fail(400, "PARAM_ERROR", "缺少参数sub_mchid")),
+        None => Ok(caller.clone()),
+        Some(sub_mchid) => state
+            .registry
+            .sub_merchant(&caller.mch_id, &sub_mchid)
+            .cloned()
+            .ok_or_else(|| fail(403, "NO_AUTH", "子商户号与服务商未建立受理关系")),
+    }
+}
 
 fn fail(status: u16, code: &str, message: &str) -> Answer {
     (status, error_body(code, message))
@@ -230,31 +305,106 @@ struct Payer {
     openid: String,
 }
 
+/// What a JSAPI prepay asks, direct or partner.
 #[derive(Deserialize)]
 struct Prepay {
-    appid: String,
-    mchid: String,
     description: String,
     out_trade_no: String,
     notify_url: String,
     amount: Amount,
-    payer: Payer,
     attach: Option<String>,
     time_expire: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct DirectPrepay {
+    appid: String,
+    mchid: String,
+    payer: Payer,
+    #[serde(flatten)]
+    prepay: Prepay,
+}
+
+#[derive(Deserialize)]
+struct PartnerPayer {
+    sp_openid: Option<String>,
+    sub_openid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PartnerPrepay {
+    sp_appid: String,
+    sub_appid: Option<String>,
+    payer: PartnerPayer,
+    #[serde(flatten)]
+    prepay: Prepay,
+}
+
 /// `POST /v3/pay/transactions/jsapi`
 fn jsapi(state: &mut State, merchant: &Merchant, body: &[u8]) -> Answer {
-    let p: Prepay = match parse(body) {
+    let d: DirectPrepay = match parse(body) {
+        Ok(d) => d,
+        Err(answer) => return answer,
+    };
+    if d.mchid != merchant.mch_id {
+        return fail(400, "PARAM_ERROR", "mchid与请求头中的商户号不一致");
+    }
+    if d.appid != merchant.appid {
+        return fail(400, "APPID_MCHID_NOT_MATCH", "appid和mchid不匹配");
+    }
+    create(state, merchant, d.prepay, &d.appid, d.payer.openid, None)
+}
+
+/// `POST /v3/pay/partner/transactions/jsapi`, for the sub-merchant `merchant` (already bound
+/// to the caller): the payer is a `sub_openid` of `sub_appid` or an `sp_openid` of `sp_appid`.
+fn partner_jsapi(state: &mut State, merchant: &Merchant, body: &[u8]) -> Answer {
+    let p: PartnerPrepay = match parse(body) {
         Ok(p) => p,
         Err(answer) => return answer,
     };
-    if p.mchid != merchant.mch_id {
-        return fail(400, "PARAM_ERROR", "mchid与请求头中的商户号不一致");
+    let Some(partner) = &merchant.partner else {
+        return fail(403, "NO_AUTH", "子商户号与服务商未建立受理关系");
+    };
+    if p.sp_appid != merchant.appid {
+        return fail(400, "APPID_MCHID_NOT_MATCH", "sp_appid和sp_mchid不匹配");
     }
-    if p.appid != merchant.appid {
-        return fail(400, "APPID_MCHID_NOT_MATCH", "appid和mchid不匹配");
+    if p.sub_appid.is_some() && p.sub_appid != partner.sub_appid {
+        return fail(400, "APPID_MCHID_NOT_MATCH", "sub_appid和sub_mchid不匹配");
     }
+    let (payer_appid, openid) = match (&p.sub_appid, p.payer.sub_openid, p.payer.sp_openid) {
+        (Some(sub_appid), Some(openid), None) => (sub_appid.clone(), openid),
+        (None, None, Some(openid)) => (p.sp_appid.clone(), openid),
+        _ => {
+            return fail(
+                400,
+                "PARAM_ERROR",
+                "payer须为sp_openid(无sub_appid时)或sub_openid(有sub_appid时)之一",
+            );
+        }
+    };
+    let order_partner = OrderPartner {
+        sp_mchid: partner.sp_mchid.clone(),
+        sub_appid: p.sub_appid,
+    };
+    create(
+        state,
+        merchant,
+        p.prepay,
+        &payer_appid,
+        openid,
+        Some(order_partner),
+    )
+}
+
+/// Checks and books a JSAPI prepay of `merchant` for the payer `openid` of `payer_appid`.
+fn create(
+    state: &mut State,
+    merchant: &Merchant,
+    p: Prepay,
+    payer_appid: &str,
+    openid: String,
+    partner: Option<OrderPartner>,
+) -> Answer {
     if !(1..=127).contains(&p.description.chars().count()) {
         return fail(400, "PARAM_ERROR", "description长度须为1-127个字符");
     }
@@ -278,7 +428,7 @@ fn jsapi(state: &mut State, merchant: &Merchant, body: &[u8]) -> Answer {
     if p.attach.as_deref().is_some_and(|a| a.chars().count() > 128) {
         return fail(400, "PARAM_ERROR", "attach长度不能超过128个字符");
     }
-    if !state.logins.issued(&p.appid, &p.payer.openid) {
+    if !state.logins.issued(payer_appid, &openid) {
         return fail(
             400,
             "PARAM_ERROR",
@@ -289,7 +439,7 @@ fn jsapi(state: &mut State, merchant: &Merchant, body: &[u8]) -> Answer {
     business.insert("description".into(), p.description.clone());
     business.insert("total".into(), p.amount.total.to_string());
     business.insert("notify_url".into(), p.notify_url.clone());
-    business.insert("openid".into(), p.payer.openid.clone());
+    business.insert("openid".into(), openid.clone());
     business.insert("attach".into(), p.attach.clone().unwrap_or_default());
     business.insert("time_expire".into(), p.time_expire.unwrap_or_default());
     if let Some(existing) = state.orders.get(&merchant.mch_id, &p.out_trade_no) {
@@ -304,7 +454,7 @@ fn jsapi(state: &mut State, merchant: &Merchant, body: &[u8]) -> Answer {
     }
     let order = Order {
         mch_id: merchant.mch_id.clone(),
-        appid: p.appid,
+        appid: merchant.appid.clone(),
         out_trade_no: p.out_trade_no,
         business,
         protocol: Protocol::V3,
@@ -312,12 +462,13 @@ fn jsapi(state: &mut State, merchant: &Merchant, body: &[u8]) -> Answer {
         total_fee: p.amount.total.unsigned_abs(),
         notify_url: p.notify_url,
         trade_type: "JSAPI".into(),
-        openid: Some(p.payer.openid),
+        openid: Some(openid),
         attach: p.attach,
         state: TradeState::NotPay,
         payment: None,
         paid_after_close: false,
         deliveries: Vec::new(),
+        partner,
     };
     let answer = json!({"prepay_id": order.prepay_id}).to_string();
     state.orders.insert(order);
@@ -341,20 +492,9 @@ fn query(state: &State, merchant: &Merchant, out_trade_no: &str, query: &str) ->
     }
 }
 
-#[derive(Deserialize)]
-struct CloseBody {
-    mchid: String,
-}
-
-/// `POST /v3/pay/transactions/out-trade-no/{no}/close`: 204, signed over the empty body.
-fn close(state: &mut State, merchant: &Merchant, out_trade_no: &str, body: &[u8]) -> Answer {
-    let c: CloseBody = match parse(body) {
-        Ok(c) => c,
-        Err(answer) => return answer,
-    };
-    if c.mchid != merchant.mch_id {
-        return fail(400, "PARAM_ERROR", "mchid与请求头中的商户号不一致");
-    }
+/// `POST /v3/pay/[partner/]transactions/out-trade-no/{no}/close` of the merchant acted for
+/// (ids checked by [`acting_for`]): 204, signed over the empty body.
+fn close_order(state: &mut State, merchant: &Merchant, out_trade_no: &str) -> Answer {
     let Some(order) = state.orders.get_mut(&merchant.mch_id, out_trade_no) else {
         return fail(404, "ORDER_NOT_EXIST", "订单不存在");
     };
@@ -364,6 +504,15 @@ fn close(state: &mut State, merchant: &Merchant, out_trade_no: &str, body: &[u8]
             order.state = TradeState::Closed;
             (204, String::new())
         }
+    }
+}
+
+/// `GET /v3/pay/partner/transactions/out-trade-no/{no}?sp_mchid=…&sub_mchid=…` of the
+/// sub-merchant acted for.
+fn partner_query(state: &State, merchant: &Merchant, out_trade_no: &str) -> Answer {
+    match state.orders.get(&merchant.mch_id, out_trade_no) {
+        Some(order) => (200, super::notify::transaction(order).to_string()),
+        None => fail(404, "ORDER_NOT_EXIST", "订单不存在"),
     }
 }
 
@@ -489,6 +638,7 @@ fn try_refund(
         notification: None,
         deliveries: Vec::new(),
         v3: true,
+        sp_mchid: merchant.partner.as_ref().map(|p| p.sp_mchid.clone()),
     };
     let answer = super::notify::refund(&refund).to_string();
     state.refunds.insert(refund);

@@ -24,14 +24,32 @@ fn rfc3339_of_beijing_dashed(time: &str) -> Option<String> {
 /// The transaction as `GET /v3/pay/transactions/out-trade-no/{no}` answers it.
 pub(crate) fn transaction(order: &Order) -> Value {
     let mut t = json!({
-        "appid": order.appid,
-        "mchid": order.mch_id,
         "out_trade_no": order.out_trade_no,
         "trade_type": order.trade_type,
         "trade_state": order.state.as_str(),
         "trade_state_desc": order.state.description(),
         "amount": {"total": order.total_fee, "currency": "CNY"},
     });
+    // Partner orders name both merchants, and the payer by the appid it belongs to.
+    let payer_key = match &order.partner {
+        None => {
+            t["appid"] = json!(order.appid);
+            t["mchid"] = json!(order.mch_id);
+            "openid"
+        }
+        Some(partner) => {
+            t["sp_appid"] = json!(order.appid);
+            t["sp_mchid"] = json!(partner.sp_mchid);
+            t["sub_mchid"] = json!(order.mch_id);
+            match &partner.sub_appid {
+                Some(sub_appid) => {
+                    t["sub_appid"] = json!(sub_appid);
+                    "sub_openid"
+                }
+                None => "sp_openid",
+            }
+        }
+    };
     if let Some(attach) = &order.attach {
         t["attach"] = json!(attach);
     }
@@ -39,13 +57,13 @@ pub(crate) fn transaction(order: &Order) -> Value {
         t["transaction_id"] = json!(payment.transaction_id);
         t["bank_type"] = json!("OTHERS");
         t["success_time"] = json!(rfc3339_of_beijing(&payment.time_end));
-        t["payer"] = json!({"openid": payment.openid});
+        t["payer"] = json!({ payer_key: payment.openid });
         t["amount"] = json!({
             "total": order.total_fee, "payer_total": order.total_fee,
             "currency": "CNY", "payer_currency": "CNY",
         });
     } else if let Some(openid) = &order.openid {
-        t["payer"] = json!({"openid": openid});
+        t["payer"] = json!({ payer_key: openid });
     }
     t
 }
@@ -78,7 +96,6 @@ pub(crate) fn refund(refund: &Refund) -> Value {
 /// The refund notification's plaintext (its fields differ from the answer's).
 fn refund_resource(refund: &Refund) -> Value {
     let mut r = json!({
-        "mchid": refund.mch_id,
         "out_trade_no": refund.out_trade_no,
         "transaction_id": refund.transaction_id,
         "out_refund_no": refund.out_refund_no,
@@ -90,6 +107,13 @@ fn refund_resource(refund: &Refund) -> Value {
             "payer_total": refund.total_fee, "payer_refund": refund.refund_fee,
         },
     });
+    match &refund.sp_mchid {
+        None => r["mchid"] = json!(refund.mch_id),
+        Some(sp_mchid) => {
+            r["sp_mchid"] = json!(sp_mchid);
+            r["sub_mchid"] = json!(refund.mch_id);
+        }
+    }
     if let Some(time) = refund.success_time.as_deref() {
         r["success_time"] = json!(rfc3339_of_beijing_dashed(time));
     }

@@ -1,0 +1,320 @@
+//! Platform credentials: a service provider's (WeChat Pay 服务商) or third-party app's (Alipay
+//! ISV) provider sections, which tenants name with `platform = "<id>"` in a provider table and
+//! complete with their own identity (`sub_mchid`, `app_auth_token`, …).
+//!
+//! A platform document:
+//! ```toml
+//! id = "acme"
+//! name = "Acme Platform"
+//! [wechat_miniprogram]
+//! sp_mchid = "1900000100"
+//! # …the service provider's keys
+//! [alipay_app]
+//! app_id = "2021…"
+//! # …the ISV app's keys
+//! ```
+//! A tenant's provider table is the platform's section plus the tenant's identity fields (those
+//! the factory lists in [`PlatformMode::tenant_fields`]); file paths resolve against the
+//! platform's folder. Nothing may be set twice, so a tenant cannot override a platform key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::provider::{BuildContext, FieldError, factories, factory};
+use crate::tenant::{ConfigErrors, is_valid_tenant_id, wipe_table};
+
+/// The key of a tenant's provider table that names its platform.
+pub const PLATFORM_KEY: &str = "platform";
+
+/// How a provider kind works under a platform.
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformMode {
+    /// The keys a tenant of a platform may set in its provider table (besides `enabled` and
+    /// `platform`): its own identity.
+    pub tenant_fields: &'static [&'static str],
+    /// The identity every tenant of a platform must set, each with a placeholder value used to
+    /// validate a platform's section on its own (the factory builds the section with them).
+    pub probe: &'static [(&'static str, &'static str)],
+}
+
+/// A validated platform: its sections by provider kind, kept as tables until a tenant's
+/// provider is built from them.
+#[derive(Clone)]
+pub struct Platform {
+    /// 1–64 of `[a-z0-9_-]`, as tenant ids.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The provider sections by kind (plaintext secrets: wipe with [`Platform::wipe`]).
+    pub sections: BTreeMap<String, toml::Table>,
+    /// The folder relative file paths of the sections resolve against.
+    pub base_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform")
+            .field("id", &self.id)
+            .field("kinds", &self.sections.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Platform {
+    /// Zero every string of the sections in place.
+    pub fn wipe(&mut self) {
+        self.sections.values_mut().for_each(wipe_table);
+    }
+}
+
+/// The platforms tenants may name, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Platforms(pub BTreeMap<String, Platform>);
+
+impl Platforms {
+    /// No platforms.
+    pub fn none() -> &'static Platforms {
+        static NONE: Platforms = Platforms(BTreeMap::new());
+        &NONE
+    }
+
+    /// Zero every platform's secrets in place.
+    pub fn wipe(&mut self) {
+        self.0.values_mut().for_each(Platform::wipe);
+    }
+}
+
+/// The platform a provider table names, if any (`platform = "<id>"`).
+pub fn platform_of(provider_table: &toml::Table) -> Option<&str> {
+    provider_table
+        .get(PLATFORM_KEY)
+        .and_then(toml::Value::as_str)
+}
+
+/// A tenant's provider table resolved against its platform: the table the factory builds and
+/// the folder its file paths resolve against. Without `platform`, the table as it is. Errors
+/// name fields relative to the tenant's provider table.
+pub fn resolve_provider_table(
+    kind: &str,
+    table: &toml::Table,
+    tenant_base: &Path,
+    platforms: &Platforms,
+) -> Result<(toml::Table, PathBuf), Vec<FieldError>> {
+    let Some(value) = table.get(PLATFORM_KEY) else {
+        return Ok((table.clone(), tenant_base.to_path_buf()));
+    };
+    let Some(id) = value.as_str() else {
+        return Err(vec![FieldError::new(
+            PLATFORM_KEY,
+            "must be a string: the id of a platform",
+        )]);
+    };
+    let Some(platform) = platforms.0.get(id) else {
+        let known: Vec<&str> = platforms.0.keys().map(String::as_str).collect();
+        return Err(vec![FieldError::new(
+            PLATFORM_KEY,
+            format!(
+                "no platform {id:?}; create it under /admin/api/platforms first (known: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )]);
+    };
+    let Some(section) = platform.sections.get(kind) else {
+        return Err(vec![FieldError::new(
+            PLATFORM_KEY,
+            format!("platform {id:?} has no [{kind}] section"),
+        )]);
+    };
+    let mode = factory(kind).and_then(|f| f.platform);
+    let tenant_fields = mode.map_or(&[][..], |m| m.tenant_fields);
+    let mut merged = section.clone();
+    let mut errors = Vec::new();
+    for (key, value) in table {
+        if key == PLATFORM_KEY || key == "enabled" {
+            continue;
+        }
+        if !tenant_fields.contains(&key.as_str()) {
+            let hint = if merged.contains_key(key) {
+                format!("is set by platform {id:?}")
+            } else {
+                "belongs in the platform, not in one of its tenants".to_owned()
+            };
+            errors.push(FieldError::new(
+                key.clone(),
+                format!(
+                    "{hint}; a tenant of a platform sets only {}",
+                    tenant_fields.join(", ")
+                ),
+            ));
+            continue;
+        }
+        if merged.contains_key(key) {
+            errors.push(FieldError::new(
+                key.clone(),
+                format!("is set by platform {id:?}; remove it here or there"),
+            ));
+            continue;
+        }
+        merged.insert(key.clone(), value.clone());
+    }
+    for (required, _) in mode.map_or(&[][..], |m| m.probe) {
+        if !table.contains_key(*required) {
+            errors.push(FieldError::new(
+                *required,
+                format!("required: each tenant of platform {id:?} sets its own"),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok((merged, platform.base_dir.clone()))
+    } else {
+        wipe_table(&mut merged);
+        Err(errors)
+    }
+}
+
+/// Errors of a factory build on a resolved table, renamed so a platform's own field reads as
+/// such (`platform: platform "acme" [kind].client_key: …`) and a tenant's field keeps its name.
+pub fn attribute_errors(
+    errors: Vec<FieldError>,
+    tenant_table: &toml::Table,
+    kind: &str,
+) -> Vec<FieldError> {
+    let Some(id) = platform_of(tenant_table) else {
+        return errors;
+    };
+    errors
+        .into_iter()
+        .map(|e| {
+            if tenant_table.contains_key(&e.field) {
+                e
+            } else {
+                FieldError::new(
+                    PLATFORM_KEY,
+                    format!("platform {id:?} [{kind}].{}: {}", e.field, e.message),
+                )
+            }
+        })
+        .collect()
+}
+
+/// Validate a platform document: its id and name, and each section built by its factory with
+/// the factory's placeholder identity. Every problem is reported with its path.
+pub fn build_platform(
+    doc: &toml::Table,
+    base_dir: &Path,
+    http_timeout: Duration,
+) -> Result<Platform, ConfigErrors> {
+    let mut errors = Vec::new();
+    let id = match doc.get("id") {
+        Some(toml::Value::String(s)) if is_valid_tenant_id(s) => s.clone(),
+        Some(toml::Value::String(_)) => {
+            errors.push(FieldError::new(
+                "id",
+                "must be 1-64 characters of a-z, 0-9, '_' or '-'",
+            ));
+            String::new()
+        }
+        Some(_) => {
+            errors.push(FieldError::new("id", "must be a string"));
+            String::new()
+        }
+        None => {
+            errors.push(FieldError::new("id", "required"));
+            String::new()
+        }
+    };
+    let name = match doc.get("name") {
+        None => id.clone(),
+        Some(toml::Value::String(s)) => s.clone(),
+        Some(_) => {
+            errors.push(FieldError::new("name", "must be a string"));
+            String::new()
+        }
+    };
+    let ctx = BuildContext {
+        base_dir: base_dir.to_path_buf(),
+        http_timeout,
+    };
+    let mut sections = BTreeMap::new();
+    for (key, value) in doc {
+        if key == "id" || key == "name" {
+            continue;
+        }
+        let Some(factory) = factory(key) else {
+            let kinds: Vec<_> = factories()
+                .iter()
+                .filter(|f| f.platform.is_some())
+                .map(|f| f.kind)
+                .collect();
+            errors.push(FieldError::new(
+                key.clone(),
+                format!(
+                    "unknown key; a platform has id, name and a section per provider kind ({})",
+                    kinds.join(", ")
+                ),
+            ));
+            continue;
+        };
+        let Some(mode) = factory.platform else {
+            errors.push(FieldError::new(
+                key.clone(),
+                "this provider has no platform (service-provider) mode",
+            ));
+            continue;
+        };
+        let Some(section) = value.as_table() else {
+            errors.push(FieldError::new(key.clone(), "must be a table"));
+            continue;
+        };
+        let mut section_errors = Vec::new();
+        for field in section.keys() {
+            if field == "enabled"
+                || field == PLATFORM_KEY
+                || mode.tenant_fields.contains(&field.as_str())
+            {
+                section_errors.push(FieldError::new(
+                    field.clone(),
+                    "is set by each tenant of the platform, not by the platform",
+                ));
+            }
+        }
+        if section_errors.is_empty() {
+            let mut probe = section.clone();
+            for (k, v) in mode.probe {
+                probe.insert((*k).to_owned(), toml::Value::String((*v).to_owned()));
+            }
+            let built = (factory.build)(&probe, &ctx);
+            wipe_table(&mut probe);
+            if let Err(e) = built {
+                section_errors.extend(e);
+            }
+        }
+        if section_errors.is_empty() {
+            sections.insert(key.clone(), section.clone());
+        } else {
+            errors.extend(
+                section_errors
+                    .into_iter()
+                    .map(|e| FieldError::new(format!("{key}.{}", e.field), e.message)),
+            );
+        }
+    }
+    if errors.is_empty() {
+        Ok(Platform {
+            id,
+            name,
+            sections,
+            base_dir: base_dir.to_path_buf(),
+        })
+    } else {
+        let mut sections = sections;
+        sections.values_mut().for_each(wipe_table);
+        Err(ConfigErrors(errors))
+    }
+}
