@@ -180,6 +180,37 @@ pub fn is_sandbox_document(doc: &toml::Table, prefix: &str) -> bool {
         .all(|p| p.as_table().is_some_and(|t| is_sandbox_provider(t, prefix)))
 }
 
+/// The document as far as its endpoints go: a provider table that names a platform gets that
+/// platform's endpoint keys (`*_base`, `*_url`), so that [`is_sandbox_document`] judges a
+/// platform's tenant by where its calls really go. A platform that is missing adds nothing (the
+/// table then has no endpoint and is not a sandbox one).
+pub fn with_platform_endpoints(
+    doc: &toml::Table,
+    platforms: &paybridge_core::platform::Platforms,
+) -> toml::Table {
+    let mut view = doc.clone();
+    let Some(providers) = view
+        .get_mut("providers")
+        .and_then(toml::Value::as_table_mut)
+    else {
+        return view;
+    };
+    for (kind, table) in providers.iter_mut() {
+        let Some(table) = table.as_table_mut() else {
+            continue;
+        };
+        let section = paybridge_core::platform::platform_of(table)
+            .and_then(|id| platforms.0.get(id))
+            .and_then(|p| p.sections.get(kind));
+        for (key, value) in section.into_iter().flatten() {
+            if key.ends_with("_base") || key.ends_with("_url") {
+                table.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    view
+}
+
 /// Whether one provider table talks only to the sandbox at `prefix`: it has endpoint keys
 /// (`*_base`, `*_url`) and each starts with `prefix`.
 pub fn is_sandbox_provider(table: &toml::Table, prefix: &str) -> bool {
@@ -196,12 +227,23 @@ impl SecretPolicy {
     /// and `webhook_secret`). Without a key, a non-empty secret is kept in plaintext only when
     /// plaintext is permitted, and is an error otherwise.
     pub fn seal(&self, tenant_id: &str, doc: &toml::Table) -> Result<toml::Table, SecretsError> {
+        self.seal_as(tenant_id, doc, doc)
+    }
+
+    /// [`SecretPolicy::seal`], judging whether the document is a sandbox one by `endpoints` (the
+    /// document with its platforms' endpoints, [`with_platform_endpoints`]).
+    pub fn seal_as(
+        &self,
+        tenant_id: &str,
+        doc: &toml::Table,
+        endpoints: &toml::Table,
+    ) -> Result<toml::Table, SecretsError> {
         let mut out = doc.clone();
         let plaintext_ok = self.plaintext_permitted
             && self
                 .sandbox_prefix
                 .as_deref()
-                .is_none_or(|prefix| is_sandbox_document(doc, prefix));
+                .is_none_or(|prefix| is_sandbox_document(endpoints, prefix));
         for path in document::present_secret_paths(doc) {
             let Some(toml::Value::String(plain)) = document::get_path(&out, &path) else {
                 continue;

@@ -15,14 +15,16 @@
 //! ```
 //! A tenant's provider table is the platform's section plus the tenant's identity fields (those
 //! the factory lists in [`PlatformMode::tenant_fields`]); file paths resolve against the
-//! platform's folder. Nothing may be set twice, so a tenant cannot override a platform key.
+//! platform's folder. A tenant sets nothing else, so it cannot override a platform's keys; an
+//! identity field that the platform also sets (`app_secret` of the service provider's own
+//! mini-program) is the tenant's where the tenant sets it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::provider::{BuildContext, FieldError, factories, factory};
-use crate::tenant::{ConfigErrors, is_valid_tenant_id, wipe_table};
+use crate::tenant::{ConfigErrors, is_valid_tenant_id, wipe_table, wipe_value};
 
 /// The key of a tenant's provider table that names its platform.
 pub const PLATFORM_KEY: &str = "platform";
@@ -33,6 +35,9 @@ pub struct PlatformMode {
     /// The keys a tenant of a platform may set in its provider table (besides `enabled` and
     /// `platform`): its own identity.
     pub tenant_fields: &'static [&'static str],
+    /// Of `tenant_fields`, those a platform may set too, as a default its tenants may replace
+    /// (the `app_secret` of the service provider's own mini-program).
+    pub shared: &'static [&'static str],
     /// The identity every tenant of a platform must set, each with a placeholder value used to
     /// validate a platform's section on its own (the factory builds the section with them).
     pub probe: &'static [(&'static str, &'static str)],
@@ -139,7 +144,7 @@ pub fn resolve_provider_table(
             continue;
         }
         if !tenant_fields.contains(&key.as_str()) {
-            let hint = if merged.contains_key(key) {
+            let hint = if section.contains_key(key) {
                 format!("is set by platform {id:?}")
             } else {
                 "belongs in the platform, not in one of its tenants".to_owned()
@@ -153,14 +158,11 @@ pub fn resolve_provider_table(
             ));
             continue;
         }
-        if merged.contains_key(key) {
-            errors.push(FieldError::new(
-                key.clone(),
-                format!("is set by platform {id:?}; remove it here or there"),
-            ));
-            continue;
+        // The tenant's own identity wins (the `app_secret` of its own mini-program over the
+        // service provider's, say).
+        if let Some(mut replaced) = merged.insert(key.clone(), value.clone()) {
+            wipe_value(&mut replaced);
         }
-        merged.insert(key.clone(), value.clone());
     }
     for (required, _) in mode.map_or(&[][..], |m| m.probe) {
         if !table.contains_key(*required) {
@@ -276,7 +278,8 @@ pub fn build_platform(
         for field in section.keys() {
             if field == "enabled"
                 || field == PLATFORM_KEY
-                || mode.tenant_fields.contains(&field.as_str())
+                || (mode.tenant_fields.contains(&field.as_str())
+                    && !mode.shared.contains(&field.as_str()))
             {
                 section_errors.push(FieldError::new(
                     field.clone(),
@@ -316,5 +319,216 @@ pub fn build_platform(
         let mut sections = sections;
         sections.values_mut().for_each(wipe_table);
         Err(ConfigErrors(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::provider::{
+        AckBody, CreatePayment, CreatedPayment, FieldSpec, IncomingNotification,
+        NotificationRejection, OrderLookup, PaymentProvider, ProviderError, ProviderEvent,
+        ProviderFactory,
+    };
+    use crate::tenant::build_tenant_with;
+
+    const KIND: &str = "platform_test_kind";
+
+    /// Builds when `key` (the platform's) and `member` (the tenant's) are set; `key = "bad"`
+    /// fails, and so does a `path` file that does not exist under the build folder.
+    struct Built;
+
+    #[async_trait::async_trait]
+    impl PaymentProvider for Built {
+        fn kind(&self) -> &'static str {
+            KIND
+        }
+        async fn create_payment(&self, _: &CreatePayment) -> Result<CreatedPayment, ProviderError> {
+            Err(ProviderError::Timeout)
+        }
+        async fn verify_notification(
+            &self,
+            _: &IncomingNotification<'_>,
+            _: &dyn OrderLookup,
+        ) -> Result<ProviderEvent, NotificationRejection> {
+            Err(NotificationRejection::BadSignature)
+        }
+        fn acknowledgement(&self, _: Result<(), &NotificationRejection>) -> AckBody {
+            AckBody {
+                status: 200,
+                content_type: "text/plain",
+                body: Vec::new(),
+            }
+        }
+    }
+
+    fn build(
+        table: &toml::Table,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn PaymentProvider>, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        match table.get("key").and_then(toml::Value::as_str) {
+            Some("bad") => errors.push(FieldError::new("key", "is bad")),
+            Some(_) => {}
+            None => errors.push(FieldError::new("key", "required")),
+        }
+        if table.get("member").is_none() {
+            errors.push(FieldError::new("member", "required"));
+        }
+        if let Some(path) = table.get("path").and_then(toml::Value::as_str)
+            && !ctx.base_dir.join(path).exists()
+        {
+            errors.push(FieldError::new("path", "no such file"));
+        }
+        if errors.is_empty() {
+            Ok(Arc::new(Built))
+        } else {
+            Err(errors)
+        }
+    }
+
+    static MODE: PlatformMode = PlatformMode {
+        tenant_fields: &["member", "secret"],
+        shared: &["secret"],
+        probe: &[("member", "probe")],
+    };
+
+    inventory::submit! {
+        ProviderFactory {
+            kind: KIND,
+            display_name: "platform test",
+            fields: &[FieldSpec { name: "key", required: true, secret: true, description: "" }],
+            build,
+            simulator: None,
+            platform: Some(&MODE),
+        }
+    }
+
+    fn doc(text: &str) -> toml::Table {
+        text.parse().expect("toml")
+    }
+
+    fn book(section: &str, base: &Path) -> Platforms {
+        let platform = build_platform(
+            &doc(&format!("id = \"acme\"\n[{KIND}]\n{section}")),
+            base,
+            Duration::from_secs(1),
+        )
+        .expect("platform builds");
+        Platforms([("acme".to_owned(), platform)].into_iter().collect())
+    }
+
+    fn tenant(provider: &str) -> toml::Table {
+        doc(&format!(
+            "id = \"t1\"\napi_keys = []\n[providers.{KIND}]\n{provider}"
+        ))
+    }
+
+    fn errors_of(result: Result<crate::tenant::Tenant, ConfigErrors>) -> String {
+        result.err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_tenant_is_its_platforms_section_plus_its_identity() {
+        let platforms = book("key = \"k\"\nsecret = \"sp-secret\"", Path::new("."));
+        let built = build_tenant_with(
+            &tenant("platform = \"acme\"\nmember = \"m1\""),
+            Path::new("."),
+            Duration::from_secs(1),
+            &platforms,
+        );
+        assert!(built.is_ok(), "{}", errors_of(built));
+        let (resolved, _) = resolve_provider_table(
+            KIND,
+            &doc("platform = \"acme\"\nmember = \"m1\"\nsecret = \"own\""),
+            Path::new("."),
+            &platforms,
+        )
+        .expect("resolves");
+        assert_eq!(resolved["key"].as_str(), Some("k"));
+        assert_eq!(resolved["member"].as_str(), Some("m1"));
+        // A shared identity field is the tenant's where it sets one.
+        assert_eq!(resolved["secret"].as_str(), Some("own"));
+        assert!(!resolved.contains_key(PLATFORM_KEY));
+    }
+
+    #[test]
+    fn a_tenant_cannot_override_the_platform_nor_skip_its_identity() {
+        let platforms = book("key = \"k\"", Path::new("."));
+        let text = errors_of(build_tenant_with(
+            &tenant("platform = \"acme\"\nkey = \"mine\""),
+            Path::new("."),
+            Duration::from_secs(1),
+            &platforms,
+        ));
+        assert!(
+            text.contains(&format!(
+                "providers.{KIND}.key: is set by platform \"acme\""
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("providers.{KIND}.member: required: each tenant")),
+            "{text}"
+        );
+        let text = errors_of(build_tenant_with(
+            &tenant("platform = \"nope\"\nmember = \"m\""),
+            Path::new("."),
+            Duration::from_secs(1),
+            &platforms,
+        ));
+        assert!(
+            text.contains(&format!("providers.{KIND}.platform: no platform \"nope\"")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn platform_files_resolve_against_the_platforms_folder() {
+        let dir = std::env::temp_dir().join(format!("pb-platform-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("cert.pem"), "x").expect("file");
+        let platforms = book("key = \"k\"\npath = \"cert.pem\"", &dir);
+        // The tenant's own folder has no cert.pem: the platform's folder is used.
+        let built = build_tenant_with(
+            &tenant("platform = \"acme\"\nmember = \"m\""),
+            Path::new("/nonexistent"),
+            Duration::from_secs(1),
+            &platforms,
+        );
+        assert!(built.is_ok(), "{}", errors_of(built));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_platform_document_is_checked_section_by_section() {
+        let errors = build_platform(
+            &doc(&format!(
+                "id = \"Acme!\"\ncolour = 1\n[{KIND}]\nkey = \"bad\"\nmember = \"m\"\n[nope]\nx = 1"
+            )),
+            Path::new("."),
+            Duration::from_secs(1),
+        )
+        .expect_err("invalid")
+        .to_string();
+        for needle in [
+            "id: must be 1-64 characters",
+            "colour: unknown key",
+            &format!("{KIND}.member: is set by each tenant"),
+            "nope: unknown key",
+        ] {
+            assert!(errors.contains(needle), "{needle:?} missing from {errors}");
+        }
+        // Without the tenant-only field, the section itself is built (with the probe identity).
+        let errors = build_platform(
+            &doc(&format!("id = \"acme\"\n[{KIND}]\nkey = \"bad\"")),
+            Path::new("."),
+            Duration::from_secs(1),
+        )
+        .expect_err("invalid")
+        .to_string();
+        assert!(errors.contains(&format!("{KIND}.key: is bad")), "{errors}");
     }
 }

@@ -78,7 +78,8 @@ pub fn wipe_table(table: &mut toml::Table) {
     }
 }
 
-fn wipe_value(value: &mut toml::Value) {
+/// Overwrite every string in `value` with zeros, in place.
+pub fn wipe_value(value: &mut toml::Value) {
     use zeroize::Zeroize;
     match value {
         toml::Value::String(s) => s.zeroize(),

@@ -102,6 +102,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
     let prefix = config.sandbox_prefix();
     let mut tenant_store = TenantStore::new(db.clone(), master_key)
         .with_tenants_dir(config.tenants.dir.clone())
+        .with_platforms_dir(config.platforms.dir.clone())
         .with_http_timeout(config.outbound_timeout())
         .with_private_webhook_targets(config.webhooks.allow_private_targets);
     if !tenant_store.encrypts() {
@@ -111,6 +112,20 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         "no master key: set {key_name} to 32 random bytes in base64 (`paybridge-admin gen-master-key` makes one); \
          without it only sandbox tenants (every provider endpoint under {prefix}) are allowed"
     );
+    tenant_store
+        .import_platform_dir(&config.platforms.dir, "bootstrap")
+        .await
+        .map_err(|e| {
+            format!(
+                "importing {}: {e}{}",
+                config.platforms.dir.display(),
+                if tenant_store.encrypts() {
+                    String::new()
+                } else {
+                    format!("\n{no_key_hint}")
+                }
+            )
+        })?;
     tenant_store
         .import_dir(&config.tenants.dir, false, "bootstrap")
         .await
@@ -126,8 +141,18 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
             )
         })?;
     let mut stored = tenant_store.load_all().await.map_err(|e| e.to_string())?;
-    let (tenants, problems) =
-        crate::live::build_all(&stored, &config, tenant_store.encrypts(), |_| None);
+    let (mut platforms, mut problems) = tenant_store
+        .platform_book()
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tenants, tenant_problems) = crate::live::build_all(
+        &stored,
+        &platforms,
+        &config,
+        tenant_store.encrypts(),
+        |_| None,
+    );
+    problems.extend(tenant_problems);
     if !problems.is_empty() {
         let hint = if tenant_store.encrypts() {
             String::new()
@@ -140,7 +165,8 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         .config_version()
         .await
         .map_err(|e| e.to_string())?;
-    let simulators = build_simulators(&config, &stored, &tenants);
+    let simulators = build_simulators(&config, &stored, &platforms, &tenants);
+    platforms.wipe();
     let next_key_expiry = stored
         .iter()
         .filter_map(paybridge_admin::StoredTenant::next_key_expiry)

@@ -14,6 +14,8 @@ pub struct Config {
     pub database: DatabaseSection,
     /// `[tenants]`
     pub tenants: TenantsSection,
+    /// `[platforms]`
+    pub platforms: PlatformsSection,
     /// `[sandbox]`
     pub sandbox: SandboxSection,
     /// `[reconciler]`
@@ -159,6 +161,23 @@ impl Default for TenantsSection {
     }
 }
 
+/// `[platforms]`: service providers' and third-party apps' credentials that tenants name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatformsSection {
+    /// Folder of `*.toml` platform documents imported at start-up (missing ones only; the
+    /// database wins); relative to the config file.
+    pub dir: PathBuf,
+}
+
+impl Default for PlatformsSection {
+    fn default() -> Self {
+        PlatformsSection {
+            dir: PathBuf::from("platforms"),
+        }
+    }
+}
+
 /// `[sandbox]`
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -291,6 +310,9 @@ impl Config {
         if cfg.tenants.dir.is_relative() {
             cfg.tenants.dir = base.join(&cfg.tenants.dir);
         }
+        if cfg.platforms.dir.is_relative() {
+            cfg.platforms.dir = base.join(&cfg.platforms.dir);
+        }
         cfg.apply_env();
         Ok(cfg)
     }
@@ -338,6 +360,8 @@ public_base_url = "http://127.0.0.1:8080"
 url = "sqlite://paybridge.db?mode=rwc"
 [tenants]
 dir = "tenants"
+[platforms]
+dir = "platforms"
 [sandbox]
 enabled = true
 [reconciler]

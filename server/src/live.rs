@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use paybridge_admin::StoredTenant;
-use paybridge_admin::secrets::is_sandbox_document;
+use paybridge_admin::secrets::{is_sandbox_document, with_platform_endpoints};
+use paybridge_core::platform::Platforms;
 use paybridge_core::tenant::Tenant;
 
 use crate::config::Config;
@@ -22,6 +23,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// went missing) is reported and, when `previous` has it, kept at its last good version.
 pub fn build_all(
     stored: &[StoredTenant],
+    platforms: &Platforms,
     config: &Config,
     encrypts: bool,
     previous: impl Fn(&str) -> Option<Tenant>,
@@ -31,14 +33,16 @@ pub fn build_all(
     let mut tenants = Vec::new();
     let mut problems = Vec::new();
     for s in stored {
-        if !encrypts && !is_sandbox_document(&s.document, &prefix) {
+        if !encrypts
+            && !is_sandbox_document(&with_platform_endpoints(&s.document, platforms), &prefix)
+        {
             problems.push(format!(
                 "tenant {:?}: not a sandbox tenant and no master key is set; it is not served",
                 s.id
             ));
             continue;
         }
-        match s.build_for_serving(config.outbound_timeout(), now) {
+        match s.build_for_serving(config.outbound_timeout(), now, platforms) {
             Ok(t) => tenants.push(t),
             Err(e) => {
                 problems.push(format!("tenant {:?}: {e}", s.id));
@@ -64,18 +68,26 @@ pub async fn reload(state: &AppState) -> Result<(), String> {
         .load_all()
         .await
         .map_err(|e| e.to_string())?;
-    let (tenants, problems) = build_all(
+    let (mut platforms, mut problems) = state
+        .tenant_store
+        .platform_book()
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tenants, tenant_problems) = build_all(
         &stored,
+        &platforms,
         &state.config,
         state.tenant_store.encrypts(),
         |id| state.tenants.get(id).map(|t| (*t).clone()),
     );
+    problems.extend(tenant_problems);
     for p in &problems {
         tracing::error!(problem = %p, "tenant config not applied");
     }
     register_merchants(
         &state.simulators,
         &stored,
+        &platforms,
         &tenants,
         &state.config.sandbox_prefix(),
     );
@@ -89,6 +101,7 @@ pub async fn reload(state: &AppState) -> Result<(), String> {
     // Built and registered: the plaintext documents go.
     stored.iter_mut().for_each(StoredTenant::wipe);
     drop(stored);
+    platforms.wipe();
     let count = tenants.len();
     state.tenants.replace_all(tenants);
     let before = state.loaded_version.swap(version, Ordering::SeqCst);

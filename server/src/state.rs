@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use paybridge_admin::{StoredTenant, TenantStore};
+use paybridge_core::platform::{PLATFORM_KEY, Platforms, resolve_provider_table};
 use paybridge_core::provider::{Simulator, factories};
 use paybridge_core::tenant::Tenant;
 
@@ -137,6 +138,7 @@ impl TenantRegistry {
 pub fn build_simulators(
     config: &Config,
     stored: &[StoredTenant],
+    platforms: &Platforms,
     served: &[Tenant],
 ) -> BTreeMap<&'static str, Arc<dyn Simulator>> {
     let mut sims = BTreeMap::new();
@@ -148,17 +150,19 @@ pub fn build_simulators(
             sims.insert(f.kind, make(config.outbound_timeout()));
         }
     }
-    register_merchants(&sims, stored, served, &config.sandbox_prefix());
+    register_merchants(&sims, stored, platforms, served, &config.sandbox_prefix());
     sims
 }
 
 /// Teach the simulators the merchants of the served tenants that use them (again, after a config
 /// change), from the stored documents: the registry keeps no provider table. Only provider
 /// tables whose every endpoint points at this server's sandbox are given to a simulator: a
-/// production tenant's credentials never reach one.
+/// production tenant's credentials never reach one. A table that names a platform is given
+/// resolved: the platform's section with the tenant's identity.
 pub fn register_merchants(
     sims: &BTreeMap<&'static str, Arc<dyn Simulator>>,
     stored: &[StoredTenant],
+    platforms: &Platforms,
     served: &[Tenant],
     sandbox_prefix: &str,
 ) {
@@ -175,10 +179,15 @@ pub fn register_merchants(
             else {
                 continue;
             };
-            let mut table = table.clone();
+            let Ok((mut table, base_dir)) =
+                resolve_provider_table(kind, table, &s.base_dir, platforms)
+            else {
+                continue;
+            };
             table.remove("enabled");
+            table.remove(PLATFORM_KEY);
             if paybridge_admin::secrets::is_sandbox_provider(&table, sandbox_prefix) {
-                sim.register_merchant(&table, &s.base_dir);
+                sim.register_merchant(&table, &base_dir);
             }
             paybridge_core::tenant::wipe_table(&mut table);
         }

@@ -8,6 +8,7 @@ mod auth;
 mod error;
 pub mod misc;
 mod negotiate;
+pub mod platforms;
 pub mod tenants;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use auth::{ADMIN_TOKEN_ENV, AdminAuth, AdminTokens};
 pub use error::{AdminError, AdminErrorBody, AdminErrorDetail, FieldProblem};
 pub use misc::{audit_log, provider_kinds, validate_config};
 pub use negotiate::TOML;
+pub use platforms::{create_platform, delete_platform, get_platform, list_platforms, put_platform};
 pub use tenants::{
     create_tenant, delete_tenant, disable_provider, enable_provider, get_tenant, list_tenants,
     put_tenant, rotate_api_key,
@@ -123,6 +125,11 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(enable_provider)
         .service(disable_provider)
         .service(rotate_api_key)
+        .service(list_platforms)
+        .service(create_platform)
+        .service(get_platform)
+        .service(put_platform)
+        .service(delete_platform)
         .service(validate_config)
         .service(provider_kinds)
         .service(audit_log);

@@ -297,7 +297,10 @@ async fn create_put_delete_and_provider_switches_follow_the_contract() {
             .await
             .unwrap()
             .unwrap()
-            .build(std::time::Duration::from_secs(1))
+            .build(
+                std::time::Duration::from_secs(1),
+                paybridge_core::platform::Platforms::none(),
+            )
             .unwrap();
         assert!(built.enabled_provider(TEST_KIND).is_none());
         let (status, _) = c
@@ -322,9 +325,12 @@ async fn create_put_delete_and_provider_switches_follow_the_contract() {
         let stored = store.load_all().await.unwrap();
         let acme = stored.iter().find(|s| s.id == "acme").unwrap();
         assert!(
-            acme.build(std::time::Duration::from_secs(1))
-                .unwrap()
-                .accepts_api_key(&key)
+            acme.build(
+                std::time::Duration::from_secs(1),
+                paybridge_core::platform::Platforms::none()
+            )
+            .unwrap()
+            .accepts_api_key(&key)
         );
         assert_eq!(acme.retired_keys.len(), 1);
         let (_, audit) = c

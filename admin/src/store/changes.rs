@@ -8,6 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
+use paybridge_core::platform::Platforms;
 use paybridge_core::provider::FieldError;
 use paybridge_core::tenant::{ConfigErrors, hash_api_key};
 use secrecy::SecretString;
@@ -16,6 +17,7 @@ use super::write::{Plan, Written};
 use super::{StoreError, StoredTenant, TenantStore};
 use crate::document::merge_kept_secrets;
 use crate::secrets::SecretsError;
+use crate::secrets::with_platform_endpoints;
 
 /// A fresh tenant API key: `pk_` and 32 random bytes in base64url.
 pub fn generate_api_key() -> Result<SecretString, StoreError> {
@@ -36,10 +38,11 @@ impl TenantStore {
         base_dir: Option<PathBuf>,
         actor: &str,
     ) -> Result<Written, StoreError> {
+        let platforms = self.platform_book().await?.0;
         let base = base_dir.unwrap_or_else(|| self.tenants_dir.clone());
         let Some(id) = doc.get("id").and_then(toml::Value::as_str) else {
             // Report every problem of the document, not only the missing id.
-            self.plan_document("create", doc, None, base)?;
+            self.plan_document("create", doc, None, base, &platforms)?;
             return Err(invalid("id", "required"));
         };
         self.modify(id, actor, None, |current| {
@@ -48,7 +51,7 @@ impl TenantStore {
                     "tenant {id:?} already exists"
                 )));
             }
-            self.plan_document("create", doc, None, base.clone())
+            self.plan_document("create", doc, None, base.clone(), &platforms)
         })
         .await
     }
@@ -65,6 +68,7 @@ impl TenantStore {
         actor: &str,
         expected: Option<i64>,
     ) -> Result<Written, StoreError> {
+        let platforms = self.platform_book().await?.0;
         let mut doc = doc.clone();
         if !doc.contains_key("id") {
             doc.insert("id".to_owned(), toml::Value::String(id.to_owned()));
@@ -81,7 +85,7 @@ impl TenantStore {
             } else {
                 "create"
             };
-            self.plan_document(action, doc, current, base)
+            self.plan_document(action, doc, current, base, &platforms)
         })
         .await
     }
@@ -96,6 +100,7 @@ impl TenantStore {
                 after: None,
                 base_dir: current.base_dir.clone(),
                 retire: Vec::new(),
+                endpoints: toml::Table::new(),
             })
         })
         .await
@@ -110,6 +115,7 @@ impl TenantStore {
         enabled: bool,
         actor: &str,
     ) -> Result<Written, StoreError> {
+        let platforms = self.platform_book().await?.0;
         self.modify(id, actor, None, |current| {
             let current = current.ok_or_else(|| StoreError::tenant_not_found(id))?;
             let mut doc = current.document.clone();
@@ -125,7 +131,13 @@ impl TenantStore {
                 })?;
             table.insert("enabled".to_owned(), toml::Value::Boolean(enabled));
             let action = if enabled { "enable_provider" } else { "disable_provider" };
-            self.plan_document(action, &doc, Some(current), current.base_dir.clone())
+            self.plan_document(
+                action,
+                &doc,
+                Some(current),
+                current.base_dir.clone(),
+                &platforms,
+            )
         })
         .await
     }
@@ -138,6 +150,7 @@ impl TenantStore {
         grace: Duration,
         actor: &str,
     ) -> Result<(SecretString, Written), StoreError> {
+        let platforms = self.platform_book().await?.0;
         let key = generate_api_key()?;
         let digest = hash_api_key(secrecy::ExposeSecret::expose_secret(&key));
         let expires =
@@ -166,6 +179,7 @@ impl TenantStore {
                     &doc,
                     Some(current),
                     current.base_dir.clone(),
+                    &platforms,
                 )?;
                 if !grace.is_zero() {
                     plan.retire = old.into_iter().map(|d| (d, expires)).collect();
@@ -184,6 +198,7 @@ impl TenantStore {
         doc: &toml::Table,
         base_dir: Option<PathBuf>,
     ) -> Result<String, StoreError> {
+        let platforms = self.platform_book().await?.0;
         let current = match doc.get("id").and_then(toml::Value::as_str) {
             Some(id) => self.get(id).await?,
             None => None,
@@ -193,7 +208,7 @@ impl TenantStore {
                 .as_ref()
                 .map_or_else(|| self.tenants_dir.clone(), |c| c.base_dir.clone())
         });
-        self.plan_document("validate", doc, current.as_ref(), base)?;
+        self.plan_document("validate", doc, current.as_ref(), base, &platforms)?;
         self.checked_id(doc, None)
     }
 
@@ -219,16 +234,19 @@ impl TenantStore {
         incoming: &toml::Table,
         current: Option<&StoredTenant>,
         base_dir: PathBuf,
+        platforms: &Platforms,
     ) -> Result<Plan, StoreError> {
         let merged = merge_kept_secrets(incoming, current.map(|c| &c.document))?;
-        self.validate(&merged, &base_dir)?;
+        self.validate(&merged, &base_dir, platforms)?;
         let id = self.checked_id(&merged, None)?;
-        self.secrets.seal(&id, &merged)?;
+        let endpoints = with_platform_endpoints(&merged, platforms);
+        self.secrets.seal_as(&id, &merged, &endpoints)?;
         Ok(Plan {
             action,
             after: Some(merged),
             base_dir,
             retire: Vec::new(),
+            endpoints,
         })
     }
 }

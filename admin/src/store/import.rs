@@ -94,6 +94,7 @@ impl TenantStore {
         overwrite: bool,
         actor: &str,
     ) -> Result<ImportReport, StoreError> {
+        let platforms = self.platform_book().await?.0;
         let mut planned = Vec::new();
         let mut problems = Vec::new();
         let mut report = ImportReport::default();
@@ -141,7 +142,13 @@ impl TenantStore {
                 });
                 continue;
             }
-            match self.plan_document("import", &doc, current.as_ref(), base_dir.clone()) {
+            match self.plan_document(
+                "import",
+                &doc,
+                current.as_ref(),
+                base_dir.clone(),
+                &platforms,
+            ) {
                 Ok(_) => planned.push((path.clone(), id, doc, (base_dir, outcome))),
                 Err(StoreError::Invalid(errors)) => {
                     problems.push(FileProblem {

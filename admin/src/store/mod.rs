@@ -14,14 +14,16 @@ pub mod entities;
 mod import;
 mod migration;
 mod model;
+mod platforms;
 mod write;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
+use paybridge_core::platform::Platforms;
 use paybridge_core::provider::FieldError;
-use paybridge_core::tenant::{ConfigErrors, Tenant, build_tenant};
+use paybridge_core::tenant::{ConfigErrors, Tenant, build_tenant_with};
 use sea_orm::{
     ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -32,6 +34,10 @@ pub use changes::generate_api_key;
 pub use import::{FileProblem, ImportOutcome, ImportReport, folder_of};
 pub use migration::{AdminMigrator, migrations};
 pub use model::{AuditEntry, ProviderSummary, RetiredKey, StoredTenant, TenantSummary, summarize};
+pub use platforms::{
+    PLATFORM_KEY_PREFIX, PlatformSummary, StoredPlatform, WrittenPlatform, from_storage_form,
+    is_platform_key, to_storage_form,
+};
 pub use write::Written;
 
 use crate::format::parse_toml;
@@ -121,6 +127,7 @@ pub struct TenantStore {
     db: DatabaseConnection,
     secrets: SecretPolicy,
     tenants_dir: PathBuf,
+    platforms_dir: PathBuf,
     http_timeout: Duration,
     private_webhook_targets: bool,
 }
@@ -137,6 +144,7 @@ impl TenantStore {
                 sandbox_prefix: None,
             },
             tenants_dir: PathBuf::from("tenants"),
+            platforms_dir: PathBuf::from("platforms"),
             http_timeout: Duration::from_secs(10),
             private_webhook_targets: false,
         }
@@ -170,6 +178,12 @@ impl TenantStore {
         self
     }
 
+    /// The folder relative paths of API-created platforms resolve against (`[platforms] dir`).
+    pub fn with_platforms_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.platforms_dir = dir.into();
+        self
+    }
+
     /// The outbound timeout given to the provider factories while validating.
     pub fn with_http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
@@ -191,9 +205,15 @@ impl TenantStore {
         &self.tenants_dir
     }
 
-    /// Validate a plaintext document through core and the provider factories.
-    pub fn validate(&self, doc: &toml::Table, base_dir: &Path) -> Result<Tenant, ConfigErrors> {
-        let built = build_tenant(doc, base_dir, self.http_timeout);
+    /// Validate a plaintext document through core and the provider factories, its provider
+    /// tables resolved against `platforms`.
+    pub fn validate(
+        &self,
+        doc: &toml::Table,
+        base_dir: &Path,
+        platforms: &Platforms,
+    ) -> Result<Tenant, ConfigErrors> {
+        let built = build_tenant_with(doc, base_dir, self.http_timeout, platforms);
         let target = (!self.private_webhook_targets)
             .then(|| doc.get("webhook_url").and_then(toml::Value::as_str))
             .flatten()
@@ -227,10 +247,7 @@ impl TenantStore {
     /// Every tenant with its document decrypted, its base folder and its retired keys still in
     /// their grace period. Fails as a whole if any document cannot be opened.
     pub async fn load_all(&self) -> Result<Vec<StoredTenant>, StoreError> {
-        let rows = tenant::Entity::find()
-            .order_by_asc(tenant::Column::Id)
-            .all(&self.db)
-            .await?;
+        let rows = self.tenant_rows().await?;
         let retired = retired_key::Entity::find()
             .filter(retired_key::Column::ExpiresAt.gt(Utc::now()))
             .all(&self.db)
@@ -243,16 +260,33 @@ impl TenantStore {
             .collect()
     }
 
+    /// The rows of tenants (not of platforms), by id.
+    async fn tenant_rows(&self) -> Result<Vec<tenant::Model>, StoreError> {
+        Ok(tenant::Entity::find()
+            .filter(tenant::Column::Id.not_like(format!("{PLATFORM_KEY_PREFIX}%")))
+            .order_by_asc(tenant::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
     /// One tenant, decrypted.
     pub async fn get(&self, id: &str) -> Result<Option<StoredTenant>, StoreError> {
-        let Some(row) = tenant::Entity::find_by_id(id.to_owned())
+        if is_platform_key(id) {
+            return Ok(None);
+        }
+        self.get_document(id).await
+    }
+
+    /// The document stored under `key` (a tenant id, or a platform's key), decrypted.
+    pub(super) async fn get_document(&self, key: &str) -> Result<Option<StoredTenant>, StoreError> {
+        let Some(row) = tenant::Entity::find_by_id(key.to_owned())
             .one(&self.db)
             .await?
         else {
             return Ok(None);
         };
         let retired = retired_key::Entity::find()
-            .filter(retired_key::Column::TenantId.eq(id))
+            .filter(retired_key::Column::TenantId.eq(key))
             .filter(retired_key::Column::ExpiresAt.gt(Utc::now()))
             .all(&self.db)
             .await?;
@@ -261,10 +295,7 @@ impl TenantStore {
 
     /// Every tenant's id, name, version and providers, without decrypting anything.
     pub async fn list(&self) -> Result<Vec<TenantSummary>, StoreError> {
-        let rows = tenant::Entity::find()
-            .order_by_asc(tenant::Column::Id)
-            .all(&self.db)
-            .await?;
+        let rows = self.tenant_rows().await?;
         rows.into_iter()
             .map(|row| {
                 let doc = parse_stored(&row)?;
@@ -288,12 +319,18 @@ impl TenantStore {
             .map(|row| {
                 let diff = serde_json::from_str(&row.diff)
                     .map_err(|e| StoreError::Corrupt(format!("audit {}: {e}", row.id)))?;
+                let platform_id = row
+                    .tenant_id
+                    .as_deref()
+                    .and_then(|k| k.strip_prefix(PLATFORM_KEY_PREFIX))
+                    .map(str::to_owned);
                 Ok(AuditEntry {
                     id: row.id,
                     at: row.at,
                     actor: row.actor,
                     action: row.action,
-                    tenant_id: row.tenant_id,
+                    tenant_id: row.tenant_id.filter(|_| platform_id.is_none()),
+                    platform_id,
                     diff,
                 })
             })

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use paybridge_core::tenant::{ConfigErrors, Tenant, build_tenant};
+use paybridge_core::platform::Platforms;
+use paybridge_core::tenant::{ConfigErrors, Tenant, build_tenant_with};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -45,9 +46,14 @@ impl StoredTenant {
         paybridge_core::tenant::wipe_table(&mut self.document);
     }
 
-    /// Validate the document and build its providers (what the server's registry holds).
-    pub fn build(&self, http_timeout: Duration) -> Result<Tenant, ConfigErrors> {
-        build_tenant(&self.document, &self.base_dir, http_timeout)
+    /// Validate the document and build its providers (what the server's registry holds), a
+    /// provider table that names a platform from that platform's section.
+    pub fn build(
+        &self,
+        http_timeout: Duration,
+        platforms: &Platforms,
+    ) -> Result<Tenant, ConfigErrors> {
+        build_tenant_with(&self.document, &self.base_dir, http_timeout, platforms)
     }
 
     /// [`StoredTenant::build`], then also accept the retired keys still in their grace period
@@ -57,8 +63,9 @@ impl StoredTenant {
         &self,
         http_timeout: Duration,
         now: DateTime<Utc>,
+        platforms: &Platforms,
     ) -> Result<Tenant, ConfigErrors> {
-        let mut tenant = self.build(http_timeout)?;
+        let mut tenant = self.build(http_timeout, platforms)?;
         for key in self.retired_keys.iter().filter(|k| k.expires_at > now) {
             if !tenant.api_key_hashes.contains(&key.digest) {
                 tenant.api_key_hashes.push(key.digest.clone());
@@ -111,6 +118,9 @@ pub struct AuditEntry {
     pub action: String,
     /// The tenant.
     pub tenant_id: Option<String>,
+    /// The platform, for a change to a platform document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform_id: Option<String>,
     /// What changed; secrets show as `{"set": true}`.
     pub diff: Vec<DiffEntry>,
 }

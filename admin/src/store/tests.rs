@@ -258,7 +258,13 @@ async fn rotation_replaces_the_keys_and_retires_the_old_ones_for_the_grace_perio
             .unwrap();
         let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
         assert!(key.starts_with("pk_") && key.len() > 40, "{key}");
-        let tenant = w.tenant.build(Duration::from_secs(1)).unwrap();
+        let tenant = w
+            .tenant
+            .build(
+                Duration::from_secs(1),
+                paybridge_core::platform::Platforms::none(),
+            )
+            .unwrap();
         assert!(tenant.accepts_api_key(&key));
         assert!(!tenant.accepts_api_key("key-acme"));
         let all = store.load_all().await.unwrap();
@@ -270,12 +276,20 @@ async fn rotation_replaces_the_keys_and_retires_the_old_ones_for_the_grace_perio
         let remaining = all[0].retired_keys[0].expires_at - chrono::Utc::now();
         assert!(remaining > chrono::Duration::minutes(59), "{remaining}");
         let serving = all[0]
-            .build_for_serving(Duration::from_secs(1), chrono::Utc::now())
+            .build_for_serving(
+                Duration::from_secs(1),
+                chrono::Utc::now(),
+                paybridge_core::platform::Platforms::none(),
+            )
             .unwrap();
         assert!(serving.accepts_api_key("key-acme") && serving.accepts_api_key(&key));
         let later = chrono::Utc::now() + chrono::Duration::minutes(61);
         let expired = all[0]
-            .build_for_serving(Duration::from_secs(1), later)
+            .build_for_serving(
+                Duration::from_secs(1),
+                later,
+                paybridge_core::platform::Platforms::none(),
+            )
             .unwrap();
         assert!(!expired.accepts_api_key("key-acme") && expired.accepts_api_key(&key));
         assert_eq!(

@@ -40,6 +40,9 @@ pub(super) struct Plan {
     pub(super) base_dir: PathBuf,
     /// Key digests to retire, with their expiry.
     pub(super) retire: Vec<(String, DateTime<Utc>)>,
+    /// The document with its platforms' endpoints: what decides whether plaintext secrets are
+    /// a sandbox's ([`crate::secrets::with_platform_endpoints`]).
+    pub(super) endpoints: toml::Table,
 }
 
 impl TenantStore {
@@ -59,7 +62,7 @@ impl TenantStore {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            let current = self.get(id).await?;
+            let current = self.get_document(id).await?;
             if let (Some(want), Some(cur)) = (expected, &current)
                 && cur.version != want
             {
@@ -74,7 +77,7 @@ impl TenantStore {
                 let created = current.is_none();
                 let tenant = match plan.after {
                     Some(_) => self
-                        .get(id)
+                        .get_document(id)
                         .await?
                         .ok_or_else(|| StoreError::tenant_not_found(id))?,
                     None => current.ok_or_else(|| StoreError::tenant_not_found(id))?,
@@ -96,7 +99,11 @@ impl TenantStore {
         plan: &Plan,
     ) -> Result<bool, StoreError> {
         let sealed = match &plan.after {
-            Some(doc) => Some(render_toml(&self.secrets.seal(id, doc)?)),
+            Some(doc) => Some(render_toml(&self.secrets.seal_as(
+                id,
+                doc,
+                &plan.endpoints,
+            )?)),
             None => None,
         };
         let txn = self.db.begin().await?;

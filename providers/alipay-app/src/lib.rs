@@ -107,6 +107,7 @@ paybridge_core::inventory::submit! {
 /// Under a platform (an ISV app), a tenant adds its authorisation and its own identity.
 static PLATFORM_MODE: PlatformMode = PlatformMode {
     tenant_fields: &["app_auth_token", "auth_app_id", "seller_id"],
+    shared: &[],
     probe: &[
         ("app_auth_token", "platform-probe"),
         ("auth_app_id", "2021000000000000"),

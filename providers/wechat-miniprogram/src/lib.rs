@@ -138,6 +138,7 @@ paybridge_core::inventory::submit! {
 /// mini-program (`sub_appid` with its `app_secret`) when the mini-program is the merchant's.
 static PLATFORM_MODE: PlatformMode = PlatformMode {
     tenant_fields: &["sub_mchid", "sub_appid", "app_secret"],
+    shared: &["app_secret"],
     probe: &[("sub_mchid", "1900000000")],
 };
 
