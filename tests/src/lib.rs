@@ -242,6 +242,18 @@ impl Gateway {
         tenants: &[TestTenant],
         tweak: impl FnOnce(&mut Config),
     ) -> Gateway {
+        Self::start_with_files(backend, tenants, |_| Vec::new(), tweak).await
+    }
+
+    /// Start with these tenants and more documents: `files(base)` gives `(path, text)` pairs,
+    /// the path relative to the gateway's folder (`tenants/x.toml`, `platforms/p.toml`), with
+    /// provider endpoints under `base` (the gateway's own URL).
+    pub async fn start_with_files(
+        backend: &Backend,
+        tenants: &[TestTenant],
+        files: impl FnOnce(&str) -> Vec<(String, String)>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -250,6 +262,13 @@ impl Gateway {
         for t in tenants {
             std::fs::write(tenants_dir.join(format!("{}.toml", t.id)), t.toml(&base))
                 .expect("write tenant");
+        }
+        for (path, text) in files(&base) {
+            let path = dir.path().join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("mkdir");
+            }
+            std::fs::write(path, text).expect("write document");
         }
         let (db_url, pg_db) = match backend {
             Backend::Sqlite => (
@@ -265,6 +284,7 @@ impl Gateway {
         config.server.public_base_url = base.clone();
         config.database.url = db_url;
         config.tenants.dir = tenants_dir;
+        config.platforms.dir = dir.path().join("platforms");
         config.sandbox.enabled = true;
         config.reconciler.enabled = false;
         config.http.outbound_timeout_seconds = 5;

@@ -59,8 +59,12 @@ pub fn tenant(id: &str, n: u32, settings: &str) -> TestTenant {
 /// Whether `paySign` verifies over `appId\ntimeStamp\nnonceStr\npackage\n` with the merchant
 /// key, and `signType` is RSA.
 pub fn pay_sign_verifies(appid: &str, params: &serde_json::Value) -> bool {
-    let key =
-        RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(MERCHANT_KEY).unwrap()).unwrap();
+    pay_sign_verifies_with(MERCHANT_KEY, appid, params)
+}
+
+/// [`pay_sign_verifies`] with the merchant key in this PEM file (PKCS#8).
+pub fn pay_sign_verifies_with(key_file: &str, appid: &str, params: &serde_json::Value) -> bool {
+    let key = RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(key_file).unwrap()).unwrap();
     let verifying = VerifyingKey::<Sha256>::new(RsaPublicKey::from(&key));
     let text = |k: &str| params[k].as_str().unwrap_or_default().to_owned();
     let message = format!(

@@ -241,10 +241,12 @@ impl WechatSimulator {
                 .orders
                 .get(mch_id, out_trade_no)
                 .is_some_and(Order::is_v3);
+            // A sub-merchant's notifications are signed for its service provider.
+            let signer = state.registry.signing_id(mch_id);
             (0..copies)
                 .map(|_| {
                     if v3 {
-                        state.v3.outgoing(mch_id, &payment.notification, probe)
+                        state.v3.outgoing(&signer, &payment.notification, probe)
                     } else {
                         notify::Outgoing::xml(&payment.notification)
                     }

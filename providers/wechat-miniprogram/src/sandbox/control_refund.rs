@@ -64,7 +64,8 @@ fn prepare(state: &mut State, mch_id: &str, out_refund_no: &str, notification: &
         .get(mch_id, out_refund_no)
         .is_some_and(|r| r.v3);
     if v3 {
-        state.v3.outgoing(mch_id, notification, false)
+        let signer = state.registry.signing_id(mch_id);
+        state.v3.outgoing(&signer, notification, false)
     } else {
         Outgoing::xml(notification)
     }

@@ -130,6 +130,15 @@ impl Registry {
         self.merchants.get(mch_id).filter(|m| m.partner.is_none())
     }
 
+    /// The merchant whose WeChat keys and key mode sign for `mch_id`: its service provider for a
+    /// sub-merchant, else itself.
+    pub(crate) fn signing_id(&self, mch_id: &str) -> String {
+        self.merchants
+            .get(mch_id)
+            .and_then(|m| m.partner.as_ref())
+            .map_or_else(|| mch_id.to_owned(), |p| p.sp_mchid.clone())
+    }
+
     /// Sub-merchant `sub_mchid` of service provider `sp_mchid`, if it is bound to it.
     pub(crate) fn sub_merchant(&self, sp_mchid: &str, sub_mchid: &str) -> Option<&Merchant> {
         self.merchants
