@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::money::Fen;
@@ -196,6 +197,51 @@ pub struct RefundState {
     /// This refund's amount as the provider reported it, when it did. The server compares it
     /// with the refund it recorded: a provider that reports another amount is not believed.
     pub amount: Option<Fen>,
+}
+
+/// A merchant's grant to a platform, exchanged for its authorisation (Alipay
+/// `alipay.open.auth.token.app`): the code of a new authorisation, or a refresh token. With
+/// neither, the provider refreshes with the refresh token it was configured with.
+#[derive(Clone, Default)]
+pub struct AuthorizationGrant {
+    /// The one-time code of the merchant's (re-)authorisation (`app_auth_code`).
+    pub code: Option<SecretString>,
+    /// A refresh token (`app_refresh_token`).
+    pub refresh_token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for AuthorizationGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationGrant")
+            .field("code", &self.code.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
+            )
+            .finish()
+    }
+}
+
+/// A new authorisation: the provider-table keys to write into the tenant's config (the token
+/// among them), and how long it lasts.
+#[derive(Clone)]
+pub struct Authorization {
+    /// `(key, value)` of the provider table, e.g. `app_auth_token`.
+    pub config: Vec<(String, SecretString)>,
+    /// Seconds the authorisation is valid, if the provider says.
+    pub expires_in: Option<i64>,
+}
+
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorization")
+            .field(
+                "keys",
+                &self.config.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 /// A WeChat-style login: a one-time code exchanged for the payer's identity.
@@ -405,6 +451,16 @@ pub trait PaymentProvider: Send + Sync + 'static {
         Err(ProviderError::NotSupported {
             kind: self.kind(),
             capability: "refund query",
+        })
+    }
+
+    /// Exchange a merchant's grant to the platform for its authorisation (Alipay third-party
+    /// apps). An admin action, never on the hot path.
+    async fn authorize(&self, grant: &AuthorizationGrant) -> Result<Authorization, ProviderError> {
+        let _ = grant;
+        Err(ProviderError::NotSupported {
+            kind: self.kind(),
+            capability: "authorization",
         })
     }
 

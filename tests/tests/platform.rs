@@ -210,10 +210,16 @@ async fn refund(gw: &Gateway, s: &Sub, no: &str, out_refund_no: &str, amount: i6
 }
 
 async fn alipay_order(gw: &Gateway, s: &Sub, amount: i64) -> String {
+    alipay_order_with_token(gw, s, amount, s.token).await
+}
+
+/// An Alipay order of `s`, acting by `token`, paid at the cashier (which knows the merchant by
+/// that token only).
+async fn alipay_order_with_token(gw: &Gateway, s: &Sub, amount: i64, token: &str) -> String {
     let (no, created) = paybridge_tests::alipay::create_order(gw, s.id, amount).await;
     let params = parse_form(&order_string(&created));
     assert_eq!(params["app_id"], ISV_APP_ID);
-    assert_eq!(params["app_auth_token"], s.token);
+    assert_eq!(params["app_auth_token"], token);
     let paid = cashier(gw, &order_string(&created), "deliver").await;
     assert_eq!(paid["deliveries"][0]["acknowledged"], true, "{paid}");
     assert_eq!(status(gw, s.id, &no).await, "paid");
@@ -467,6 +473,90 @@ async fn platform_documents_have_the_guarantees_of_tenant_documents() {
             .await
             .unwrap();
         assert_eq!(res.status().as_u16(), 412, "{name}");
+        gw.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_authorises_the_platform_again_and_its_token_is_renewed() {
+    use reqwest::Method as M;
+    for backend in backends() {
+        let name = backend.name();
+        let gw = start(&backend).await;
+        let token_of =
+            |created: &Value| parse_form(&order_string(created))["app_auth_token"].clone();
+
+        // The merchant authorises again: the sandbox issues the code Alipay would send.
+        let (code, issued) = gw
+            .sandbox_of(
+                "alipay_app",
+                "/control/auth_code",
+                &json!({"auth_app_id": A.auth_app_id}),
+            )
+            .await;
+        assert_eq!(code, 200, "{name}: {issued}");
+        let auth_code = issued["app_auth_code"].as_str().unwrap().to_owned();
+        let path = format!("/tenants/{}/providers/alipay_app/authorize", A.id);
+        let (code, done) = admin(
+            &gw,
+            M::POST,
+            &path,
+            Some(&json!({"app_auth_code": auth_code})),
+        )
+        .await;
+        assert_eq!(code, 200, "{name}: {done}");
+        assert_eq!(done["expires_in"], 31_536_000, "{done}");
+        let masked = &done["tenant"]["providers"]["alipay_app"];
+        assert_eq!(masked["app_auth_token"], json!({"set": true}), "{done}");
+        assert_eq!(masked["app_refresh_token"], json!({"set": true}), "{done}");
+
+        // The old token no longer works at Alipay; paying and refunding prove the new one is
+        // used, at once.
+        let (_, created) = paybridge_tests::alipay::create_order(&gw, A.id, 400).await;
+        let renewed = token_of(&created);
+        assert_ne!(renewed, A.token, "{name}");
+        let no = alipay_order_with_token(&gw, &A, 400, &renewed).await;
+        let r = refund(&gw, &A, &no, "RA-T1", 400).await;
+        assert_eq!(r["status"], "succeeded", "{name}: {r}");
+
+        // A used code is refused; a refresh with the stored refresh token renews again.
+        let (code, err) = admin(
+            &gw,
+            M::POST,
+            &path,
+            Some(&json!({"app_auth_code": auth_code})),
+        )
+        .await;
+        assert_eq!(code, 422, "{name}: {err}");
+        assert_eq!(err["error"]["code"], "authorization_refused", "{err}");
+        let (code, done) = admin(&gw, M::POST, &path, None).await;
+        assert_eq!(code, 200, "{name}: {done}");
+        let (_, created) = paybridge_tests::alipay::create_order(&gw, A.id, 100).await;
+        let refreshed = token_of(&created);
+        assert_ne!(refreshed, renewed, "{name}");
+        alipay_order_with_token(&gw, &A, 100, &refreshed).await;
+        // B was not touched.
+        let (_, created) = paybridge_tests::alipay::create_order(&gw, B.id, 100).await;
+        assert_eq!(token_of(&created), B.token, "{name}");
+        alipay_order(&gw, &B, 100).await;
+
+        // The audit log names the action, never the token.
+        let (_, audit) = admin(&gw, M::GET, &format!("/audit?tenant={}", A.id), None).await;
+        let text = audit.to_string();
+        assert!(text.contains("\"authorize\""), "{audit}");
+        assert!(
+            !text.contains(&renewed),
+            "{name}: the token is in the audit log"
+        );
+        // A tenant without a platform authorisation has none to renew.
+        let (code, err) = admin(
+            &gw,
+            M::POST,
+            &format!("/tenants/{}/providers/wechat_miniprogram/authorize", A.id),
+            None,
+        )
+        .await;
+        assert_eq!(code, 400, "{name}: {err}");
         gw.finish().await;
     }
 }

@@ -142,6 +142,34 @@ impl From<ConfigErrors> for AdminError {
     }
 }
 
+/// A provider call of an admin action that failed: the caller's input (400), the provider's
+/// refusal or the config (422), or the provider being unreachable (502).
+fn provider_error(e: paybridge_core::provider::ProviderError) -> AdminError {
+    use paybridge_core::provider::ProviderError as P;
+    let message = e.to_string();
+    match e {
+        P::InvalidRequest { field, .. } => AdminError {
+            field,
+            ..AdminError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        },
+        P::NotSupported { .. } => {
+            AdminError::new(StatusCode::BAD_REQUEST, "not_supported", message)
+        }
+        P::Misconfigured { field, .. } => AdminError {
+            field: Some(field),
+            ..AdminError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "provider_misconfigured",
+                message,
+            )
+        },
+        P::Rejected { code, .. } => {
+            AdminError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+        }
+        _ => AdminError::new(StatusCode::BAD_GATEWAY, "provider_unavailable", message),
+    }
+}
+
 impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -158,6 +186,7 @@ impl From<StoreError> for AdminError {
                 }
             }
             StoreError::NotFound(m) => AdminError::new(StatusCode::NOT_FOUND, "not_found", m),
+            StoreError::Provider(p) => provider_error(p),
             StoreError::Conflict(m) => AdminError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::VersionMismatch { .. } => AdminError::new(
                 StatusCode::PRECONDITION_FAILED,

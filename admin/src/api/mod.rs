@@ -23,8 +23,8 @@ pub use misc::{audit_log, provider_kinds, validate_config};
 pub use negotiate::TOML;
 pub use platforms::{create_platform, delete_platform, get_platform, list_platforms, put_platform};
 pub use tenants::{
-    create_tenant, delete_tenant, disable_provider, enable_provider, get_tenant, list_tenants,
-    put_tenant, rotate_api_key,
+    authorize_provider, create_tenant, delete_tenant, disable_provider, enable_provider,
+    get_tenant, list_tenants, put_tenant, rotate_api_key,
 };
 
 use crate::store::TenantStore;
@@ -125,6 +125,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(enable_provider)
         .service(disable_provider)
         .service(rotate_api_key)
+        .service(authorize_provider)
         .service(list_platforms)
         .service(create_platform)
         .service(get_platform)

@@ -254,3 +254,80 @@ pub async fn rotate_api_key(
         },
     )
 }
+
+/// A merchant's grant to the platform, for `authorize`. Send one, or neither to refresh with
+/// the stored `app_refresh_token`.
+#[derive(Debug, Default, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// The one-time code of the merchant's new authorisation (Alipay `app_auth_code`).
+    #[serde(default)]
+    pub app_auth_code: Option<String>,
+    /// A refresh token (Alipay `app_refresh_token`), instead of the stored one.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// What `authorize` did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Authorized {
+    /// The tenant's new version (its provider table holds the new token, masked here).
+    pub version: i64,
+    /// Seconds the new authorisation is valid, when the provider says.
+    pub expires_in: Option<i64>,
+    /// The masked tenant document.
+    #[schema(value_type = Object)]
+    pub tenant: serde_json::Value,
+}
+
+/// Renew a merchant's authorisation of its platform (Alipay third-party apps:
+/// `alipay.open.auth.token.app`) and store the new token in the tenant's provider table, live at
+/// once. After the merchant authorises again, send its `app_auth_code`; to refresh, send
+/// nothing (the stored `app_refresh_token` is used) or a `refresh_token`.
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path, description = "Tenant id"), ("kind" = String, Path, description = "Provider kind")),
+    request_body(content = AuthorizeRequest, description = "The grant", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Renewed", body = Authorized),
+        (status = 400, description = "No grant to use, or the provider has no authorisation", body = AdminErrorBody),
+        (status = 401, description = "Missing or unknown admin token", body = AdminErrorBody),
+        (status = 404, description = "No such tenant or provider", body = AdminErrorBody),
+        (status = 422, description = "The provider refused the grant (`authorization_refused`)", body = AdminErrorBody),
+        (status = 502, description = "The provider could not be reached", body = AdminErrorBody),
+    ),
+    security(("admin" = []))
+)]
+#[post("/admin/api/tenants/{id}/providers/{kind}/authorize")]
+pub async fn authorize_provider(
+    state: web::Data<AdminState>,
+    auth: AdminAuth,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdminError> {
+    let request: AuthorizeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        AuthorizeRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| AdminError::bad_request(format!("the body: {e}")))?
+    };
+    let grant = paybridge_core::provider::AuthorizationGrant {
+        code: request.app_auth_code.map(secrecy::SecretString::from),
+        refresh_token: request.refresh_token.map(secrecy::SecretString::from),
+    };
+    let (written, expires_in) = state
+        .store
+        .authorize_provider(&path.0, &path.1, &grant, &auth.actor)
+        .await?;
+    state.changed().await;
+    reply(
+        &req,
+        StatusCode::OK,
+        &Authorized {
+            version: written.tenant.version,
+            expires_in,
+            tenant: crate::format::toml_to_json(&mask(&written.tenant.document)),
+        },
+    )
+}

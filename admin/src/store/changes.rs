@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use paybridge_core::platform::Platforms;
-use paybridge_core::provider::FieldError;
+use paybridge_core::provider::{AuthorizationGrant, FieldError};
 use paybridge_core::tenant::{ConfigErrors, hash_api_key};
 use secrecy::SecretString;
 
@@ -188,6 +188,56 @@ impl TenantStore {
             })
             .await?;
         Ok((key, written))
+    }
+
+    /// Exchange a merchant's grant for its new authorisation at the provider (Alipay third-party
+    /// apps: `alipay.open.auth.token.app`) and write the keys it returns (the new token) into the
+    /// tenant's provider table: a new version with its audit entry, secrets masked. Returns the
+    /// write and how long the authorisation lasts.
+    pub async fn authorize_provider(
+        &self,
+        id: &str,
+        kind: &str,
+        grant: &AuthorizationGrant,
+        actor: &str,
+    ) -> Result<(Written, Option<i64>), StoreError> {
+        let platforms = self.platform_book().await?.0;
+        let current = self
+            .get(id)
+            .await?
+            .ok_or_else(|| StoreError::tenant_not_found(id))?;
+        let tenant = current.build(self.http_timeout, &platforms)?;
+        let provider = tenant.any_provider(kind).cloned().ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "provider {kind:?} is not configured for tenant {id:?}"
+            ))
+        })?;
+        drop(tenant);
+        let authorization = provider
+            .authorize(grant)
+            .await
+            .map_err(StoreError::Provider)?;
+        let written = self
+            .modify(id, actor, None, |current| {
+                let current = current.ok_or_else(|| StoreError::tenant_not_found(id))?;
+                let mut doc = current.document.clone();
+                for (key, value) in &authorization.config {
+                    crate::document::set_path(
+                        &mut doc,
+                        &["providers".to_owned(), kind.to_owned(), key.clone()],
+                        toml::Value::String(secrecy::ExposeSecret::expose_secret(value).to_owned()),
+                    );
+                }
+                self.plan_document(
+                    "authorize",
+                    &doc,
+                    Some(current),
+                    current.base_dir.clone(),
+                    &platforms,
+                )
+            })
+            .await?;
+        Ok((written, authorization.expires_in))
     }
 
     /// Validate a document as saving it would (kept secrets merged from the stored tenant of the

@@ -83,6 +83,9 @@ pub enum StoreError {
     /// Stored data is not what this code writes (a bug or a manual edit).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A provider call the change needed failed (an authorisation exchange).
+    #[error("{0}")]
+    Provider(paybridge_core::provider::ProviderError),
 }
 
 impl StoreError {

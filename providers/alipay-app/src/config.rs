@@ -48,6 +48,12 @@ pub const FIELDS: &[FieldSpec] = &[
         description: "Third-party app (ISV) mode: the merchant's own app id, which every notification's auth_app_id must equal; required with app_auth_token",
     },
     FieldSpec {
+        name: "app_refresh_token",
+        required: false,
+        secret: true,
+        description: "Third-party app (ISV) mode: the refresh token of the merchant's authorisation; the admin's authorize action writes it with the new app_auth_token",
+    },
+    FieldSpec {
         name: "app_cert",
         required: false,
         secret: false,
@@ -99,6 +105,8 @@ pub struct Isv {
     pub app_auth_token: secrecy::SecretString,
     /// The merchant's own app: `auth_app_id` of its notifications.
     pub auth_app_id: String,
+    /// `app_refresh_token`, which refreshes the token (an admin action).
+    pub refresh_token: Option<secrecy::SecretString>,
 }
 
 pub struct AlipayConfig {
@@ -200,7 +208,15 @@ impl<'a> Reader<'a> {
         let token = self.string("app_auth_token", false);
         let app = self.string("auth_app_id", false);
         match (token, app) {
-            (None, None) => None,
+            (None, None) => {
+                if self.table.contains_key("app_refresh_token") {
+                    self.error(
+                        "app_refresh_token",
+                        "only with app_auth_token (third-party app mode)",
+                    );
+                }
+                None
+            }
             (Some(token), Some(app)) => {
                 let token_ok = token.len() <= 128
                     && token
@@ -223,9 +239,13 @@ impl<'a> Reader<'a> {
                         ),
                     );
                 }
+                let refresh_token = self
+                    .string("app_refresh_token", false)
+                    .map(|t| secrecy::SecretString::from(t.to_owned()));
                 (token_ok && app_ok).then(|| Isv {
                     app_auth_token: secrecy::SecretString::from(token.to_owned()),
                     auth_app_id: app.to_owned(),
+                    refresh_token,
                 })
             }
             (Some(_), None) => {

@@ -13,6 +13,7 @@ use crate::config::AlipayConfig;
 use crate::keys::AlipayPublicKey;
 use crate::response::{self, ResponseKind};
 use crate::sign;
+use crate::sign::OnBehalf;
 use paybridge_core::beijing;
 
 /// Responses larger than this are refused (real ones are a few KiB).
@@ -203,7 +204,17 @@ impl Gateway {
 
     /// Run the whole pipeline for `method` (e.g. `alipay.trade.query`) with this `biz_content`.
     pub async fn call(&self, method: &str, biz_content: String) -> Result<Reply, ProviderError> {
-        let body = self.send(method, biz_content).await?;
+        self.call_as(method, biz_content, OnBehalf::Merchant).await
+    }
+
+    /// [`Gateway::call`] acting for `on_behalf` (the app alone: no `app_auth_token`).
+    pub async fn call_as(
+        &self,
+        method: &str,
+        biz_content: String,
+        on_behalf: OnBehalf,
+    ) -> Result<Reply, ProviderError> {
+        let body = self.send(method, biz_content, on_behalf).await?;
         let key = self.answer_key(&body).await?;
         let verified = response::verify_response(&body, method, &key).map_err(|e| {
             tracing::warn!(method, error = %e, "Alipay response refused");
@@ -258,7 +269,7 @@ impl Gateway {
     /// (its chain is what makes it trusted).
     async fn download_certificate(&self, sn: &str) -> Result<String, ProviderError> {
         let biz = serde_json::json!({ "alipay_cert_sn": sn }).to_string();
-        let body = self.send(CERT_DOWNLOAD, biz).await?;
+        let body = self.send(CERT_DOWNLOAD, biz, OnBehalf::Merchant).await?;
         let top: Map<String, Value> = serde_json::from_str(&body).map_err(|_| {
             ProviderError::Unavailable("certificate download: not a JSON answer".to_owned())
         })?;
@@ -293,12 +304,18 @@ impl Gateway {
     }
 
     /// Sign and send one call; the answer's text (capped), not yet verified.
-    async fn send(&self, method: &str, biz_content: String) -> Result<String, ProviderError> {
-        let params = sign::signed_request(
+    async fn send(
+        &self,
+        method: &str,
+        biz_content: String,
+        on_behalf: OnBehalf,
+    ) -> Result<String, ProviderError> {
+        let params = sign::signed_request_as(
             &self.config,
             method,
             beijing::format_dashed(self.now()),
             [("biz_content".to_owned(), biz_content)],
+            on_behalf,
         )
         .map_err(|e| ProviderError::Misconfigured {
             field: "private_key".to_owned(),

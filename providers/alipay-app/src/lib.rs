@@ -9,6 +9,7 @@
 //! - [`notify`] verifies notifications and builds the `success`/`fail` acknowledgement.
 //! - [`sandbox`] simulates Alipay's side.
 
+pub mod auth;
 pub mod cert_mode;
 pub mod cert_sn;
 pub mod config;
@@ -106,7 +107,12 @@ paybridge_core::inventory::submit! {
 
 /// Under a platform (an ISV app), a tenant adds its authorisation and its own identity.
 static PLATFORM_MODE: PlatformMode = PlatformMode {
-    tenant_fields: &["app_auth_token", "auth_app_id", "seller_id"],
+    tenant_fields: &[
+        "app_auth_token",
+        "auth_app_id",
+        "seller_id",
+        "app_refresh_token",
+    ],
     shared: &[],
     probe: &[
         ("app_auth_token", "platform-probe"),
@@ -151,6 +157,13 @@ impl PaymentProvider for AlipayApp {
         out_refund_no: &str,
     ) -> Result<RefundState, ProviderError> {
         trade::query_refund(&self.gateway, order, out_refund_no).await
+    }
+
+    async fn authorize(
+        &self,
+        grant: &paybridge_core::provider::AuthorizationGrant,
+    ) -> Result<paybridge_core::provider::Authorization, ProviderError> {
+        auth::authorize(&self.gateway, grant).await
     }
 
     async fn verify_notification(

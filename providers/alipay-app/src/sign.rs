@@ -23,6 +23,27 @@ pub fn signed_request(
     timestamp: String,
     extra: impl IntoIterator<Item = (String, String)>,
 ) -> Result<BTreeMap<String, String>, SignError> {
+    signed_request_as(config, method, timestamp, extra, OnBehalf::Merchant)
+}
+
+/// Whom a call acts for: the merchant (with its `app_auth_token` in third-party app mode), or
+/// the app itself (the token exchange, which has no token yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBehalf {
+    /// The tenant's merchant.
+    Merchant,
+    /// The app alone.
+    App,
+}
+
+/// [`signed_request`] for a call that acts for `on_behalf`.
+pub fn signed_request_as(
+    config: &AlipayConfig,
+    method: &str,
+    timestamp: String,
+    extra: impl IntoIterator<Item = (String, String)>,
+    on_behalf: OnBehalf,
+) -> Result<BTreeMap<String, String>, SignError> {
     let mut params: BTreeMap<String, String> = extra.into_iter().collect();
     for (k, v) in [
         ("app_id", config.app_id.as_str()),
@@ -36,7 +57,11 @@ pub fn signed_request(
     }
     params.insert("timestamp".to_owned(), timestamp);
     // Third-party app: the merchant's token (signed, like every common parameter).
-    if let Some(isv) = &config.isv {
+    if let Some(isv) = config
+        .isv
+        .as_ref()
+        .filter(|_| on_behalf == OnBehalf::Merchant)
+    {
         use secrecy::ExposeSecret;
         params.insert(
             "app_auth_token".to_owned(),

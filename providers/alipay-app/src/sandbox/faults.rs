@@ -20,6 +20,9 @@ pub(crate) enum Api {
     /// `alipay.open.app.alipaycert.download` (certificate mode)
     #[serde(rename = "alipay.open.app.alipaycert.download")]
     CertDownload,
+    /// `alipay.open.auth.token.app` (third-party apps: a merchant's token)
+    #[serde(rename = "alipay.open.auth.token.app")]
+    AuthToken,
     /// Any of them.
     #[serde(rename = "*")]
     Any,
@@ -34,6 +37,7 @@ impl Api {
             "alipay.trade.refund" => Some(Api::Refund),
             "alipay.trade.fastpay.refund.query" => Some(Api::RefundQuery),
             "alipay.open.app.alipaycert.download" => Some(Api::CertDownload),
+            "alipay.open.auth.token.app" => Some(Api::AuthToken),
             _ => None,
         }
     }
@@ -46,6 +50,7 @@ impl Api {
             Api::Refund => "alipay_trade_refund_response",
             Api::RefundQuery => "alipay_trade_fastpay_refund_query_response",
             Api::CertDownload => "alipay_open_app_alipaycert_download_response",
+            Api::AuthToken => "alipay_open_auth_token_app_response",
             Api::Any => "error_response",
         }
     }

@@ -229,23 +229,27 @@ pub(crate) fn authenticate(registry: &Registry, api: Api, params: &Params) -> Re
         }
         None => return Err(missing("isv.missing-version", "version")),
     }
-    let (account, merchant) =
+    // The token exchange is the third-party app's own call: no merchant token yet.
+    let resolved = if api == Api::AuthToken {
         registry
-            .resolve(app_id, text("app_auth_token"))
-            .map_err(|unknown| match unknown {
-                Unknown::App => invalid(
-                    "isv.invalid-app-id",
-                    format!(
-                        "无效的AppID参数: {app_id} is not configured for any tenant of this sandbox"
-                    ),
-                ),
-                Unknown::Token => Reply::error(
-                    api,
-                    "20001",
-                    "aop.invalid-app-auth-token",
-                    "无效的应用授权令牌",
-                ),
-            })?;
+            .isv(app_id)
+            .map(|m| (app_id.to_owned(), m))
+            .ok_or(Unknown::App)
+    } else {
+        registry.resolve(app_id, text("app_auth_token"))
+    };
+    let (account, merchant) = resolved.map_err(|unknown| match unknown {
+        Unknown::App => invalid(
+            "isv.invalid-app-id",
+            format!("无效的AppID参数: {app_id} is not configured for any tenant of this sandbox"),
+        ),
+        Unknown::Token => Reply::error(
+            api,
+            "20001",
+            "aop.invalid-app-auth-token",
+            "无效的应用授权令牌",
+        ),
+    })?;
     if let Some(cert) = &merchant.cert {
         match text("app_cert_sn") {
             None => {

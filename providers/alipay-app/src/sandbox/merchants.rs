@@ -71,6 +71,31 @@ pub(crate) struct Registry {
     merchants: HashMap<String, Merchant>,
     /// `app_auth_token` → the merchant's own app id.
     tokens: HashMap<String, String>,
+    /// One-time authorisation codes (`app_auth_code`) → the merchant's own app id.
+    codes: HashMap<String, String>,
+    /// `app_refresh_token` → the merchant's own app id.
+    refresh_tokens: HashMap<String, String>,
+}
+
+/// A token the exchange issued.
+#[derive(Debug, Clone)]
+pub(crate) struct Issued {
+    pub(crate) app_auth_token: String,
+    pub(crate) app_refresh_token: String,
+    pub(crate) auth_app_id: String,
+    pub(crate) user_id: String,
+}
+
+/// A grant of `alipay.open.auth.token.app`.
+pub(crate) enum Grant<'a> {
+    Code(&'a str),
+    Refresh(&'a str),
+}
+
+fn random_token(prefix: &str) -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::rng().random();
+    format!("{prefix}{}", hex::encode(bytes))
 }
 
 impl Registry {
@@ -148,6 +173,57 @@ impl Registry {
     /// The app with this id.
     pub(crate) fn get(&self, app_id: &str) -> Option<&Merchant> {
         self.merchants.get(app_id)
+    }
+
+    /// A third-party app (known from any merchant it serves): its public key.
+    pub(crate) fn isv(&self, app_id: &str) -> Option<&Merchant> {
+        self.merchants
+            .values()
+            .find(|m| m.isv_app_id.as_deref() == Some(app_id))
+    }
+
+    /// A one-time code of a new authorisation by merchant `auth_app_id` (as when it scans the
+    /// third-party app's authorisation page). `None`: no third-party app serves it.
+    pub(crate) fn issue_code(&mut self, auth_app_id: &str) -> Option<String> {
+        self.merchants.get(auth_app_id)?.isv_app_id.as_ref()?;
+        let code = random_token("sandbox-code-");
+        self.codes.insert(code.clone(), auth_app_id.to_owned());
+        Some(code)
+    }
+
+    /// Exchange a grant to app `isv_app_id` for a new token: the merchant's earlier tokens stop
+    /// working, as after a re-authorisation. `Err` is the sub-code.
+    pub(crate) fn exchange(
+        &mut self,
+        isv_app_id: &str,
+        grant: Grant<'_>,
+    ) -> Result<Issued, &'static str> {
+        let account = match grant {
+            Grant::Code(code) => self.codes.remove(code).ok_or("isv.code-invalid")?,
+            Grant::Refresh(token) => self
+                .refresh_tokens
+                .remove(token)
+                .ok_or("isv.refresh-token-invalid")?,
+        };
+        let merchant = self
+            .merchants
+            .get(&account)
+            .filter(|m| m.isv_app_id.as_deref() == Some(isv_app_id))
+            .ok_or("isv.code-invalid")?;
+        let user_id = merchant.seller_id.clone();
+        self.tokens.retain(|_, a| *a != account);
+        self.refresh_tokens.retain(|_, a| *a != account);
+        let issued = Issued {
+            app_auth_token: random_token("202612BB"),
+            app_refresh_token: random_token("202612BBr"),
+            auth_app_id: account.clone(),
+            user_id,
+        };
+        self.tokens
+            .insert(issued.app_auth_token.clone(), account.clone());
+        self.refresh_tokens
+            .insert(issued.app_refresh_token.clone(), account);
+        Ok(issued)
     }
 }
 

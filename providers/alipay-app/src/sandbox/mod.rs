@@ -90,6 +90,13 @@
 //!   `timeout` = done, answered 1 s after the simulator's timeout. `"times": 0` disarms that
 //!   method's pending failures (`"*"`: all). Answers `{"pending": [{"method", "mode",
 //!   "remaining"}]}`.
+//! - `POST /control/auth_code` `{"auth_app_id": "…"}` — a merchant of a third-party app
+//!   authorises it again: answers `{"app_auth_code"}`, a one-time code that
+//!   `alipay.open.auth.token.app` (`grant_type=authorization_code`, signed by the third-party
+//!   app alone, without `app_auth_token`) exchanges for a new `app_auth_token` and
+//!   `app_refresh_token` (`grant_type=refresh_token` uses the latter). Either exchange ends the
+//!   merchant's earlier tokens; an unknown or used code is `40004 isv.code-invalid`, a refresh
+//!   token `isv.refresh-token-invalid`.
 //! - `GET /control/trades/{out_trade_no}[?app_id=…]` — `{"app_id", "out_trade_no", "trade_no",
 //!   "trade_status", "total_amount", "refunded_amount", "subject", "body", "passback_params",
 //!   "notify_url", "buyer_id", "buyer_logon_id", "gmt_create", "gmt_payment", "gmt_close",
@@ -99,6 +106,7 @@
 //!
 //! An unknown path is a 404; a known path with the wrong method a 405.
 
+mod auth;
 mod cashier;
 mod certs;
 mod control;
@@ -165,6 +173,7 @@ enum Route<'a> {
     Notify,
     Fail,
     Cert,
+    AuthCode,
     Trade(&'a str),
 }
 
@@ -177,6 +186,7 @@ impl Route<'_> {
             "/control/notify" => (Route::Notify, "POST"),
             "/control/fail" => (Route::Fail, "POST"),
             "/control/cert" => (Route::Cert, "POST"),
+            "/control/auth_code" => (Route::AuthCode, "POST"),
             other => {
                 let number = other
                     .strip_prefix("/control/trades/")
@@ -245,6 +255,7 @@ impl AlipaySimulator {
                 Ok(_) if fault == Some(FaultMode::Unavailable) => (Reply::unavailable(api), None),
                 Ok(call) => match (api, state.registry.get(&call.app_id)) {
                     (Api::CertDownload, _) => (self.cert_download(&call), None),
+                    (Api::AuthToken, _) => (auth::token(&mut state.registry, &call), None),
                     (Api::Query, _) => (trade_api::query(&state.trades, &call), None),
                     (Api::Close, _) => (trade_api::close(&mut state.trades, &call), None),
                     (Api::RefundQuery, _) => (trade_api::refund_query(&state.trades, &call), None),
@@ -347,6 +358,7 @@ impl Simulator for AlipaySimulator {
             Route::Notify => self.control_notify(platform, &request.body).await,
             Route::Fail => self.control_fail(&request.body),
             Route::Cert => self.control_cert(&request.body),
+            Route::AuthCode => auth::issue_code(&mut self.lock().registry, &request.body),
             Route::Trade(number) => {
                 // An order number may carry `|` or `*`, which clients percent-encode in a path.
                 let number = percent_encoding::percent_decode_str(number).decode_utf8_lossy();
