@@ -7,6 +7,7 @@
 //                              (a multi-line secret is also checked line by line).
 //   PAYBRIDGE_CHROMIUM         the browser (default /usr/bin/chromium).
 //   PAYBRIDGE_SCREENSHOT       where to write the final screenshot (default: a temp file).
+//   PAYBRIDGE_PLATFORM_ID      a platform to open, rename and save (its secrets stay masked).
 //
 // Protocol with the Rust test: at a checkpoint the script prints `@@checkpoint <name>` on stdout
 // and waits for one line on stdin: `ok` continues, anything else (or EOF) fails the script.
@@ -262,6 +263,43 @@ try {
   check((await page.getByTestId("provider-alipay_app").textContent()).includes("on"), "the provider badge does not say on");
   await assertNoSecrets();
   await checkpoint("alipay-on");
+
+  const platformId = process.env.PAYBRIDGE_PLATFORM_ID;
+  if (platformId) {
+    step = "7. open the platform";
+    const platformButton = page.getByTestId(`platform-${platformId}`);
+    await platformButton.waitFor({ state: "visible" });
+    await platformButton.click();
+    await page.waitForFunction(
+      (id) => document.getElementById("editor").value.includes(`id = "${id}"`),
+      platformId,
+    );
+    const platformText = await editor.inputValue();
+    check(
+      /^\s*private_key\s*=\s*\{\s*set\s*=\s*true\s*\}/m.test(platformText),
+      `the platform's private_key is not shown masked:\n${platformText}`,
+    );
+    check(/^\[alipay_app\]/m.test(platformText), `the platform is not in the contract's shape:\n${platformText}`);
+    check((await page.getByTestId("platform-users").textContent()).includes("Used by"), "the page does not say which tenants use the platform");
+    check(await page.getByTestId("tenant-actions").isHidden(), "tenant actions are offered on a platform");
+    const platformBefore = await adminGet(`/platforms/${encodeURIComponent(platformId)}`, "application/toml");
+    await assertNoSecrets();
+
+    step = "7b. rename the platform and save";
+    const m = /^name = "([^"]*)"/m.exec(platformText);
+    check(m, `no name line:\n${platformText}`);
+    const start = m.index + m[0].length - m[1].length - 2; // the opening quote
+    await editor.evaluate((el, [a, b]) => { el.focus(); el.setSelectionRange(a, b); }, [start, start + m[1].length + 2]);
+    await page.keyboard.type('"Renamed in the browser"');
+    await page.getByTestId("save-button").click();
+    await page.waitForFunction(() => /^Saved /.test(document.getElementById("status").textContent));
+    const platformAfter = await adminGet(`/platforms/${encodeURIComponent(platformId)}`, "application/toml");
+    check(platformAfter.etag !== platformBefore.etag, "saving the platform did not change its version");
+    check(/^name = "Renamed in the browser"/m.test(platformAfter.text), `the stored name is not the new one:\n${platformAfter.text}`);
+    check(/^\s*private_key\s*=\s*\{\s*set\s*=\s*true\s*\}/m.test(await editor.inputValue()), "after save the private_key is not { set = true }");
+    await assertNoSecrets();
+    await checkpoint("platform-saved");
+  }
   console.log("@@pass");
 } catch (e) {
   exitCode = 1;

@@ -1,7 +1,9 @@
 //! The operators' page `/admin/` in headless Chromium (tests/browser/admin.mjs, Playwright): an
 //! operator signs in, opens a tenant, types an invalid `sign_type`, sees the error beside its
 //! line, fixes it, saves, and the change is live for the merchant API at once; switching a
-//! provider off and on from the page is live too. The page never shows a planted secret.
+//! provider off and on from the page is live too. The operator then opens a platform, renames it
+//! and saves: its secrets stay masked and keep signing for its tenant. The page never shows a
+//! planted secret.
 //!
 //! Needs node, `tests/browser/node_modules` (`npm ci` there) and Chromium. Without them the test
 //! is skipped on a developer machine, but fails when `PAYBRIDGE_BROWSER_TESTS=1` or `CI` is set.
@@ -238,8 +240,30 @@ async fn at_checkpoint(gw: &Gateway, tenant: &TestTenant, name: &str) -> Result<
             .await
         }
         "alipay-on" => eventually(LIVE_WITHIN, || expect_alipay(gw, &tenant.id, (201, None))).await,
+        // The platform's secrets, left as { set = true } by the page, still sign for its tenant.
+        "platform-saved" => expect_alipay(gw, PLATFORM_TENANT, (201, None)).await,
         other => Err(format!("unknown checkpoint {other:?}")),
     }
+}
+
+/// A platform (an Alipay third-party app) and the tenant that uses it.
+const PLATFORM_ID: &str = "web_platform";
+const PLATFORM_TENANT: &str = "sub_web";
+const PLATFORM_TOKEN: &str = "202612BBwebplatformtoken00000001";
+
+fn platform_files(base: &str) -> Vec<(String, String)> {
+    let platform = format!(
+        "id = \"{PLATFORM_ID}\"\nname = \"Web Platform\"\n[alipay_app]\napp_id = \"2021009900000777\"\nprivate_key = '''\n{ALIPAY_PRIVATE_KEY}'''\nalipay_public_key = '''\n{}'''\ngateway_url = \"{base}/sandbox/alipay_app/gateway.do\"\n",
+        include_str!("../../providers/alipay-app/sandbox-keys/alipay_sandbox_public.pem")
+    );
+    let tenant = format!(
+        "id = \"{PLATFORM_TENANT}\"\napi_keys = [\"{}\"]\n[providers.alipay_app]\nplatform = \"{PLATFORM_ID}\"\napp_auth_token = \"{PLATFORM_TOKEN}\"\nauth_app_id = \"2021000000000777\"\nseller_id = \"2088000000000777\"\n",
+        paybridge_core::tenant::hash_api_key(&api_key(PLATFORM_TENANT))
+    );
+    vec![
+        (format!("platforms/{PLATFORM_ID}.toml"), platform),
+        (format!("tenants/{PLATFORM_TENANT}.toml"), tenant),
+    ]
 }
 
 async fn run_page_test(tools: &Tools, backend: &Backend) {
@@ -249,9 +273,14 @@ async fn run_page_test(tools: &Tools, backend: &Backend) {
         "sha256:{}",
         hex::encode(Sha256::digest(admin_token.as_bytes()))
     );
-    let gw = Gateway::start_with(backend, std::slice::from_ref(&tenant), |config| {
-        config.admin.tokens = vec![digest];
-    })
+    let gw = Gateway::start_with_files(
+        backend,
+        std::slice::from_ref(&tenant),
+        platform_files,
+        |config| {
+            config.admin.tokens = vec![digest];
+        },
+    )
     .await;
     let name = backend.name();
     expect_sign_type(&gw, &tenant, "HMAC-SHA256").await.unwrap();
@@ -263,6 +292,7 @@ async fn run_page_test(tools: &Tools, backend: &Backend) {
         ALIPAY_PRIVATE_KEY.trim(),
         api_key(&tenant.id),
         admin_token,
+        PLATFORM_TOKEN,
     ]);
     let screenshot = std::env::temp_dir().join(format!(
         "paybridge-admin-{name}-{}.png",
@@ -278,6 +308,7 @@ async fn run_page_test(tools: &Tools, backend: &Backend) {
         .env("PAYBRIDGE_BROWSER_SECRETS", secrets.to_string())
         .env("PAYBRIDGE_CHROMIUM", &tools.chromium)
         .env("PAYBRIDGE_SCREENSHOT", &screenshot)
+        .env("PAYBRIDGE_PLATFORM_ID", PLATFORM_ID)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -357,7 +388,13 @@ async fn run_page_test(tools: &Tools, backend: &Backend) {
     );
     assert_eq!(
         checkpoints,
-        ["refused-sha1", "saved-md5", "alipay-off", "alipay-on"],
+        [
+            "refused-sha1",
+            "saved-md5",
+            "alipay-off",
+            "alipay-on",
+            "platform-saved"
+        ],
         "{name}: the script skipped a step"
     );
     // After the page's edits: MD5, Alipay on, and the planted secrets still work.

@@ -353,6 +353,17 @@ async fn a_platform_with_two_sub_merchants_pays_refunds_and_rotates_its_keys() {
             .cloned()
             .unwrap_or_else(|| panic!("{name}: no audit entry for the rotation: {audit}"));
         assert!(entry["tenant_id"].is_null(), "{entry}");
+        let paths: Vec<&str> = entry["diff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d["path"].as_str())
+            .collect();
+        assert!(
+            paths.contains(&"wechat_miniprogram.client_key")
+                && paths.contains(&"alipay_app.private_key"),
+            "{entry}"
+        );
         assert!(!entry.to_string().contains("PRIVATE KEY"), "{entry}");
 
         for s in [&A, &B] {

@@ -320,13 +320,21 @@ impl TenantStore {
         let rows = query.limit(limit).all(&self.db).await?;
         rows.into_iter()
             .map(|row| {
-                let diff = serde_json::from_str(&row.diff)
+                let mut diff: Vec<crate::diff::DiffEntry> = serde_json::from_str(&row.diff)
                     .map_err(|e| StoreError::Corrupt(format!("audit {}: {e}", row.id)))?;
                 let platform_id = row
                     .tenant_id
                     .as_deref()
                     .and_then(|k| k.strip_prefix(PLATFORM_KEY_PREFIX))
                     .map(str::to_owned);
+                // A platform's paths as its document names them (`alipay_app.private_key`).
+                if platform_id.is_some() {
+                    for entry in &mut diff {
+                        if let Some(rest) = entry.path.strip_prefix("providers.") {
+                            entry.path = rest.to_owned();
+                        }
+                    }
+                }
                 Ok(AuditEntry {
                     id: row.id,
                     at: row.at,

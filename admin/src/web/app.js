@@ -13,7 +13,17 @@ api_keys = []            # rotate the API key after saving to get one
 # [providers.<kind>]     # see the provider kinds below
 `;
 
-const state = { tenants: [], current: null, version: null, isNew: false };
+const NEW_PLATFORM = `id = "new-platform"
+name = "New platform"
+
+# [wechat_miniprogram]    # a WeChat Pay service provider: sp_mchid, sp_appid, its keys
+# [alipay_app]            # an Alipay third-party app: app_id, private_key, alipay_public_key
+`;
+
+// `kind` is what the editor holds: a tenant or a platform document.
+const state = { tenants: [], platforms: [], current: null, version: null, isNew: false, kind: "tenant" };
+
+const collection = () => (state.kind === "platform" ? "platforms" : "tenants");
 
 const $ = (id) => document.getElementById(id);
 
@@ -77,6 +87,42 @@ async function loadTenants() {
   state.tenants = JSON.parse(text).tenants;
   renderTenantList();
   if (state.current) renderProviders();
+  await loadPlatforms();
+}
+
+async function loadPlatforms() {
+  const { text } = await api("GET", "/platforms");
+  state.platforms = JSON.parse(text).platforms;
+  renderPlatformList();
+}
+
+function renderPlatformList() {
+  const list = $("platform-list");
+  list.replaceChildren();
+  for (const p of state.platforms) {
+    const li = document.createElement("li");
+    li.dataset.testid = `platform-row-${p.id}`;
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "tenant-link";
+    open.dataset.testid = `platform-${p.id}`;
+    open.textContent = p.name && p.name !== p.id ? `${p.id} — ${p.name}` : p.id;
+    if (state.kind === "platform" && p.id === state.current) open.classList.add("selected");
+    open.addEventListener("click", () => openPlatform(p.id));
+    li.append(open);
+    const badges = document.createElement("div");
+    badges.className = "badges";
+    for (const k of p.kinds) badges.append(badge(k, true));
+    badges.append(badge(`${p.tenants.length} tenant(s)`, p.tenants.length > 0));
+    li.append(badges);
+    list.append(li);
+  }
+  if (state.platforms.length === 0) {
+    const li = document.createElement("li");
+    li.className = "hint";
+    li.textContent = "No platforms.";
+    list.append(li);
+  }
 }
 
 function badge(text, on) {
@@ -98,7 +144,7 @@ function renderTenantList() {
     open.dataset.testid = `tenant-${t.id}`;
     open.dataset.tenant = t.id;
     open.textContent = t.name && t.name !== t.id ? `${t.id} — ${t.name}` : t.id;
-    if (t.id === state.current) open.classList.add("selected");
+    if (state.kind === "tenant" && t.id === state.current) open.classList.add("selected");
     open.addEventListener("click", () => openTenant(t.id));
     li.append(open);
     const badges = document.createElement("div");
@@ -148,11 +194,21 @@ function showTenantView(title) {
   $("tenant-view").hidden = false;
   $("tenant-title").textContent = title;
   $("tenant-version").textContent = state.version ? `version ${state.version}` : "not saved yet";
-  $("tenant-actions").hidden = state.isNew;
+  $("tenant-actions").hidden = state.isNew || state.kind !== "tenant";
+  $("platform-actions").hidden = state.isNew || state.kind !== "platform";
+  // The validate endpoint checks tenant documents; a platform is checked when saved.
+  $("validate-button").hidden = state.kind !== "tenant";
+  const platform = state.platforms.find((p) => p.id === state.current);
+  $("platform-users").textContent = platform
+    ? (platform.tenants.length
+      ? `Used by ${platform.tenants.join(", ")}: a saved change reaches all of them at once.`
+      : "No tenant uses it yet.")
+    : "";
   $("new-key").hidden = true;
   $("new-key").textContent = "";
   showErrors([]);
   renderTenantList();
+  renderPlatformList();
   renderProviders();
 }
 
@@ -162,6 +218,7 @@ async function openTenant(id) {
     state.current = id;
     state.version = etag;
     state.isNew = false;
+    state.kind = "tenant";
     $("editor").value = text;
     showTenantView(id);
     setStatus(`Opened ${id}.`);
@@ -170,10 +227,36 @@ async function openTenant(id) {
   }
 }
 
+async function openPlatform(id) {
+  try {
+    const { text, etag } = await api("GET", `/platforms/${encodeURIComponent(id)}`, { accept: "application/toml" });
+    state.current = id;
+    state.version = etag;
+    state.isNew = false;
+    state.kind = "platform";
+    $("editor").value = text;
+    showTenantView(`Platform ${id}`);
+    setStatus(`Opened platform ${id}.`);
+  } catch (e) {
+    reportError(e);
+  }
+}
+
+function newPlatform() {
+  state.current = null;
+  state.version = null;
+  state.isNew = true;
+  state.kind = "platform";
+  $("editor").value = NEW_PLATFORM;
+  showTenantView("New platform");
+  setStatus("Edit the new platform, then save.");
+}
+
 function newTenant() {
   state.current = null;
   state.version = null;
   state.isNew = true;
+  state.kind = "tenant";
   $("editor").value = NEW_TENANT;
   showTenantView("New tenant");
   setStatus("Edit the new tenant, then save.");
@@ -314,9 +397,9 @@ async function save() {
   try {
     let result;
     if (state.isNew) {
-      result = await api("POST", "/tenants", { body, type: "application/toml", accept: "application/toml" });
+      result = await api("POST", `/${collection()}`, { body, type: "application/toml", accept: "application/toml" });
     } else {
-      result = await api("PUT", `/tenants/${encodeURIComponent(state.current)}`, {
+      result = await api("PUT", `/${collection()}/${encodeURIComponent(state.current)}`, {
         body, type: "application/toml", accept: "application/toml", ifMatch: state.version,
       });
     }
@@ -326,11 +409,11 @@ async function save() {
     state.isNew = false;
     $("editor").value = result.text;
     await loadTenants();
-    showTenantView(state.current);
+    showTenantView(state.kind === "platform" ? `Platform ${state.current}` : state.current);
     setStatus(`Saved ${state.current} (version ${state.version}).`, "ok");
   } catch (e) {
     if (e.code === "version_mismatch") {
-      setStatus("Someone else changed this tenant meanwhile. Discard your changes to reload it.", "error");
+      setStatus(`Someone else changed this ${state.kind} meanwhile. Discard your changes to reload it.`, "error");
     } else {
       reportError(e);
     }
@@ -377,6 +460,25 @@ async function deleteTenant() {
   }
 }
 
+async function deletePlatform() {
+  if (!confirm(`Delete platform ${state.current}? Refused while a tenant uses it.`)) return;
+  try {
+    await api("DELETE", `/platforms/${encodeURIComponent(state.current)}`);
+    const gone = state.current;
+    state.current = null;
+    $("tenant-view").hidden = true;
+    await loadTenants();
+    setStatus(`Deleted platform ${gone}.`, "ok");
+  } catch (e) {
+    reportError(e);
+  }
+}
+
+function reopen() {
+  if (state.isNew) return state.kind === "platform" ? newPlatform() : newTenant();
+  return state.kind === "platform" ? openPlatform(state.current) : openTenant(state.current);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("token-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -389,7 +491,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("new-tenant-button").addEventListener("click", newTenant);
   $("validate-button").addEventListener("click", validate);
   $("save-button").addEventListener("click", save);
-  $("reload-button").addEventListener("click", () => (state.isNew ? newTenant() : openTenant(state.current)));
+  $("reload-button").addEventListener("click", reopen);
+  $("new-platform-button").addEventListener("click", newPlatform);
+  $("delete-platform-button").addEventListener("click", deletePlatform);
   $("rotate-key-button").addEventListener("click", rotateKey);
   $("delete-tenant-button").addEventListener("click", deleteTenant);
   $("editor").addEventListener("input", () => renderGutter(new Map()));
