@@ -509,3 +509,33 @@ mod fuzz {
         }
     }
 }
+
+#[tokio::test]
+async fn a_service_providers_v2_notification_must_name_this_sub_merchant() {
+    // A service provider's tenant (appid/mch_id are the service provider's): its notifications
+    // carry sub_mch_id, which must be this tenant's.
+    let table: toml::Table = format!(
+        "sp_appid = \"{APPID}\"\nsp_mchid = \"{MCH}\"\nsub_mchid = \"1900000201\"\napi_key = \"{KEY}\"\nsign_type = \"HMAC-SHA256\"\n"
+    )
+    .parse()
+    .expect("toml");
+    let ctx = BuildContext {
+        base_dir: Path::new(".").to_path_buf(),
+        http_timeout: Duration::from_secs(1),
+    };
+    let p = WechatMiniprogram::new(&table, &ctx).expect("valid");
+    let lookup = orders(serde_json::json!({"sign_type": "HMAC-SHA256", "prepay_id": "wx1"}));
+    let ours = notification(&with(&[("sub_mch_id", "1900000201")]), Alg::Hmac, &[]);
+    assert_eq!(verify(&p, &ours, &lookup).await, Ok(expected_event()));
+    for other in [
+        notification(&with(&[("sub_mch_id", "1900000202")]), Alg::Hmac, &[]),
+        notification(&base_fields(), Alg::Hmac, &[]),
+    ] {
+        assert_eq!(
+            verify(&p, &other, &lookup).await,
+            Err(NotificationRejection::Mismatch {
+                field: "sub_mch_id"
+            })
+        );
+    }
+}

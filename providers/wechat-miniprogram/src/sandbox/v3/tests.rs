@@ -622,3 +622,102 @@ async fn injected_failures_apply_to_the_v3_endpoints() {
     control(&sim, "/control/fail", fail("orderquery", "http500")).await;
     assert_eq!(v3_call(&sim, "GET", order, &query, "").await.status, 200);
 }
+
+/// A simulator that knows service provider `MCH_ID` (the fixtures' key) with sub-merchant
+/// 1900000201, whose payers are sp_openids of the service provider's mini-program.
+fn partner_simulator() -> WechatSimulator {
+    let sim = WechatSimulator::new(Duration::from_secs(2));
+    let table = format!(
+        "sp_appid = \"{APPID}\"\nsp_mchid = \"{MCH_ID}\"\nsub_mchid = \"1900000201\"\napp_secret = \"{}\"\n\
+         apiv3_key = \"{APIV3_KEY}\"\nclient_key = \"merchant_key.pem\"\nmerchant_serial_no = \"{}\"\n\
+         api_version = \"v3\"\nwechatpay_public_key_id = \"{}\"\n",
+        crate::sandbox::tests::APP_SECRET,
+        merchant_serial(),
+        super::merchant::public_key_id(MCH_ID)
+    );
+    sim.register_merchant(&table.parse().unwrap(), std::path::Path::new(FIXTURES));
+    sim
+}
+
+fn partner_prepay(sub_mchid: &str, out_trade_no: &str, openid: &str) -> String {
+    json!({
+        "sp_appid": APPID, "sp_mchid": MCH_ID, "sub_mchid": sub_mchid,
+        "description": "tea", "out_trade_no": out_trade_no, "notify_url": NOTIFY_URL,
+        "amount": {"total": 100, "currency": "CNY"}, "payer": {"sp_openid": openid},
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn the_partner_api_acts_only_for_bound_sub_merchants() {
+    let sim = partner_simulator();
+    let openid = login(&sim, "partner-code").await;
+    let jsapi = "/v3/pay/partner/transactions/jsapi";
+
+    // A sub-merchant that is not bound to this service provider: 403 NO_AUTH.
+    let refused = v3_call(
+        &sim,
+        "POST",
+        jsapi,
+        "",
+        &partner_prepay("1900000299", "P000001", &openid),
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    assert!(String::from_utf8_lossy(&refused.body).contains("NO_AUTH"));
+
+    // The bound one: a prepay id, and the order is the sub-merchant's, naming both merchants.
+    let created = v3_call(
+        &sim,
+        "POST",
+        jsapi,
+        "",
+        &partner_prepay("1900000201", "P000001", &openid),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let query = format!("sp_mchid={MCH_ID}&sub_mchid=1900000201");
+    let path = "/v3/pay/partner/transactions/out-trade-no/P000001";
+    let found = v3_call(&sim, "GET", path, &query, "").await;
+    let t: Value = serde_json::from_slice(&found.body).unwrap();
+    assert_eq!(found.status, 200, "{t}");
+    assert_eq!(
+        (
+            t["sp_mchid"].as_str(),
+            t["sub_mchid"].as_str(),
+            t["sp_appid"].as_str()
+        ),
+        (Some(MCH_ID), Some("1900000201"), Some(APPID)),
+        "{t}"
+    );
+    assert_eq!(t["payer"]["sp_openid"], openid.as_str(), "{t}");
+    assert!(t.get("mchid").is_none(), "{t}");
+    // Answers are signed for the service provider.
+    let body = String::from_utf8(found.body.clone()).unwrap();
+    assert_eq!(verify_signed(&found.headers, &body), "public_key");
+    // Another sub-merchant's id in the query finds nothing of this one.
+    let other = v3_call(
+        &sim,
+        "GET",
+        path,
+        &format!("sp_mchid={MCH_ID}&sub_mchid=1900000299"),
+        "",
+    )
+    .await;
+    assert_eq!(other.status, 403);
+    // The direct API does not see the sub-merchant's order.
+    let direct = v3_call(
+        &sim,
+        "GET",
+        "/v3/pay/transactions/out-trade-no/P000001",
+        &format!("mchid={MCH_ID}"),
+        "",
+    )
+    .await;
+    assert_eq!(direct.status, 404);
+}
