@@ -310,6 +310,30 @@ async fn a_platform_with_two_sub_merchants_pays_refunds_and_rotates_its_keys() {
             assert_eq!(last["status"], "succeeded", "{name}: {last}");
         }
 
+        // Closing an unpaid partner order closes it at WeChat (the partner close API).
+        let to_close = wechat_order(&gw, &B, 900, &format!("{CERTS}/apiclient_key.pem")).await;
+        let (code, closed) = gw
+            .post(B.id, &format!("/v1/orders/{to_close}/close"), &json!({}))
+            .await;
+        assert_eq!(
+            (code, closed["status"].as_str()),
+            (200, Some("closed")),
+            "{name}: {closed}"
+        );
+        let at_wechat: Value = gw
+            .http
+            .get(format!(
+                "{}/sandbox/wechat_miniprogram/control/orders/{to_close}?mch_id={}",
+                gw.base, B.sub_mchid
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(at_wechat["trade_state"], "CLOSED", "{name}: {at_wechat}");
+
         // Alipay: both merchants through the ISV app, each by its token.
         let ali_a = alipay_order(&gw, &A, 700).await;
         let ali_b = alipay_order(&gw, &B, 800).await;
@@ -568,6 +592,120 @@ async fn a_merchant_authorises_the_platform_again_and_its_token_is_renewed() {
         )
         .await;
         assert_eq!(code, 400, "{name}: {err}");
+        gw.finish().await;
+    }
+}
+
+/// A WeChat Pay service provider on API v2: `sub_mch_id` (and `sub_appid`) on every call.
+fn v2_files(base: &str) -> Vec<(String, String)> {
+    let platform = format!(
+        r#"id = "sp_v2"
+[wechat_miniprogram]
+sp_mchid = "{SP_MCHID}"
+sp_appid = "{SP_APPID}"
+api_key = "spv2ApiKeyForTheSandbox000000032"
+app_secret = "sp-app-secret"
+sign_type = "HMAC-SHA256"
+client_cert = "{CERTS}/apiclient_cert.pem"
+client_key = "{CERTS}/apiclient_key.pem"
+api_base = "{base}/sandbox/wechat_miniprogram"
+login_base = "{base}/sandbox/wechat_miniprogram"
+"#
+    );
+    let tenant = |s: &Sub| {
+        let own_app = s
+            .sub_appid
+            .map(|appid| {
+                format!(
+                    "sub_appid = \"{appid}\"\napp_secret = \"secret-{}\"\n",
+                    s.id
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "id = \"{id}\"\napi_keys = [\"{key}\"]\n[providers.wechat_miniprogram]\nplatform = \"sp_v2\"\nsub_mchid = \"{sub}\"\n{own_app}",
+            id = s.id,
+            key = paybridge_core::tenant::hash_api_key(&api_key(s.id)),
+            sub = s.sub_mchid,
+        )
+    };
+    vec![
+        ("platforms/sp_v2.toml".to_owned(), platform),
+        ("tenants/shop_a.toml".to_owned(), tenant(&A)),
+        ("tenants/shop_b.toml".to_owned(), tenant(&B)),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_service_provider_pays_and_refunds_for_its_sub_merchants() {
+    for backend in backends() {
+        let name = backend.name();
+        let gw = Gateway::start_with_files(&backend, &[], v2_files, |_| {}).await;
+        let mut paid = Vec::new();
+        for s in [&A, &B] {
+            let (no, created) = wechat::create_order(&gw, s.id, 600).await;
+            let params = &created["client_payment"]["wechat_miniprogram"];
+            assert_eq!(params["signType"], "HMAC-SHA256", "{created}");
+            let order: Value = gw
+                .http
+                .get(format!(
+                    "{}/sandbox/wechat_miniprogram/control/orders/{no}?mch_id={}",
+                    gw.base, s.sub_mchid
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(order["sp_mchid"], SP_MCHID, "{name}: {order}");
+            let notice = wechat_pay(&gw, s, &no).await;
+            assert_eq!(status(&gw, s.id, &no).await, "paid", "{name}");
+            paid.push((no, notice["notification"].as_str().unwrap().to_owned()));
+        }
+        // A's notification (signed with the service provider's key, as B's would be) on B's URL:
+        // refused by sub_mch_id, while B has an order with that number and amount.
+        let (a_no, a_notice) = &paid[0];
+        let xml = wechat::parse_xml(a_notice);
+        assert_eq!(xml["mch_id"], SP_MCHID, "{a_notice}");
+        assert_eq!(xml["sub_mch_id"], A.sub_mchid, "{a_notice}");
+        assert!(xml.contains_key("sub_openid"), "{a_notice}");
+        let (code, _) = gw
+            .post(
+                B.id,
+                "/v1/orders",
+                &json!({"provider": "wechat_miniprogram", "out_trade_no": a_no, "amount": 600,
+                        "description": "same number", "payer": {"openid": wechat::login(&gw, B.id).await}}),
+            )
+            .await;
+        assert_eq!(code, 201, "{name}");
+        let (_, ack) = wechat::notify(&gw, B.id, a_notice).await;
+        assert!(
+            ack.contains("FAIL"),
+            "{name}: B accepted A's notification: {ack}"
+        );
+        assert_eq!(status(&gw, B.id, a_no).await, "pending", "{name}");
+
+        // Refunds with sub_mch_id, settled by the sandbox and notified (req_info under the
+        // service provider's key).
+        let (b_no, _) = &paid[1];
+        let r = refund(&gw, &B, b_no, "RB-V2", 250).await;
+        assert_eq!(r["status"], "processing", "{name}: {r}");
+        let (code, settled) = gw
+            .sandbox(
+                "/control/refund",
+                &json!({"out_refund_no": "RB-V2", "mch_id": B.sub_mchid, "status": "SUCCESS"}),
+            )
+            .await;
+        assert_eq!(code, 200, "{name}: {settled}");
+        assert_eq!(
+            settled["deliveries"][0]["acknowledged"], true,
+            "{name}: {settled}"
+        );
+        let (_, r) = gw
+            .get(B.id, &format!("/v1/orders/{b_no}/refunds/RB-V2"))
+            .await;
+        assert_eq!(r["status"], "succeeded", "{name}: {r}");
         gw.finish().await;
     }
 }

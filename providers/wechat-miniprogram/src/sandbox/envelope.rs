@@ -149,7 +149,12 @@ fn base_fields(auth: &Authed) -> Fields {
     fields.insert("return_code".into(), "SUCCESS".into());
     fields.insert("return_msg".into(), "OK".into());
     fields.insert("appid".into(), auth.merchant.appid.clone());
-    fields.insert("mch_id".into(), auth.merchant.mch_id.clone());
+    fields.extend(
+        auth.merchant
+            .v2_ids()
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value)),
+    );
     fields.insert("nonce_str".into(), nonce());
     if let Some(device_info) = auth.field("device_info") {
         fields.insert("device_info".into(), device_info.into());
@@ -197,11 +202,34 @@ pub(crate) fn authenticate(registry: &Registry, body: &[u8]) -> Result<Authed, R
     if !signature::verify(&fields, &merchant.api_key, sign_type) {
         return Err(Reply::Refused("签名错误".into()));
     }
-    let auth = Authed {
+    let mut auth = Authed {
         merchant: merchant.clone(),
         sign_type,
         fields,
     };
+    // A service provider's call for a sub-merchant: it must be bound, and its sub_appid the
+    // sub-merchant's. The call then acts for the sub-merchant (its orders and refunds).
+    if let Some(sub_mch_id) = auth.field("sub_mch_id").map(str::to_owned) {
+        let Some(sub) = registry
+            .sub_merchant(&merchant.mch_id, &sub_mch_id)
+            .cloned()
+        else {
+            return Err(Reply::business_error(
+                &auth,
+                "NO_AUTH",
+                "子商户号与服务商未建立受理关系",
+            ));
+        };
+        let bound_appid = sub.partner.as_ref().and_then(|p| p.sub_appid.as_deref());
+        if auth.field("sub_appid") != bound_appid {
+            return Err(Reply::business_error(
+                &auth,
+                "PARAM_ERROR",
+                "sub_appid与sub_mch_id不匹配",
+            ));
+        }
+        auth.merchant = sub;
+    }
     match auth.field("nonce_str") {
         None => Err(Reply::business_error(
             &auth,

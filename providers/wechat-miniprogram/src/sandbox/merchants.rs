@@ -21,6 +21,35 @@ pub(crate) struct Merchant {
     pub(crate) partner: Option<std::sync::Arc<PartnerOf>>,
 }
 
+impl Merchant {
+    /// The fields that name this merchant in a v2 answer or notification: `mch_id`, and for a
+    /// sub-merchant the service provider's `mch_id` with `sub_mch_id` (and `sub_appid`).
+    pub(crate) fn v2_ids(&self) -> Vec<(&'static str, String)> {
+        match &self.partner {
+            None => vec![("mch_id", self.mch_id.clone())],
+            Some(p) => {
+                let mut ids = vec![
+                    ("mch_id", p.sp_mchid.clone()),
+                    ("sub_mch_id", self.mch_id.clone()),
+                ];
+                if let Some(sub_appid) = &p.sub_appid {
+                    ids.push(("sub_appid", sub_appid.clone()));
+                }
+                ids
+            }
+        }
+    }
+
+    /// The appid a JSAPI payer's openid belongs to, and the request field that carries it:
+    /// `sub_openid` of the sub-merchant's own mini-program, else `openid` of `appid`.
+    pub(crate) fn payer(&self) -> (&str, &'static str) {
+        match self.partner.as_ref().and_then(|p| p.sub_appid.as_deref()) {
+            Some(sub_appid) => (sub_appid, "sub_openid"),
+            None => (&self.appid, "openid"),
+        }
+    }
+}
+
 /// The service provider of a sub-merchant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PartnerOf {

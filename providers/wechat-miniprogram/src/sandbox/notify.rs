@@ -35,7 +35,9 @@ pub(crate) fn build(
     put("return_code", "SUCCESS");
     put("return_msg", "OK");
     put("appid", &order.appid);
-    put("mch_id", &order.mch_id);
+    for (name, value) in merchant.v2_ids() {
+        put(name, &value);
+    }
     put(
         "device_info",
         order
@@ -46,7 +48,7 @@ pub(crate) fn build(
     );
     put("nonce_str", &nonce());
     put("result_code", "SUCCESS");
-    put("openid", openid);
+    put(merchant.payer().1, openid);
     put("is_subscribe", "N");
     put("trade_type", &order.trade_type);
     put("bank_type", "OTHERS");

@@ -52,7 +52,9 @@ fn build(refund: &Refund, merchant: &Merchant) -> String {
     let mut outer = Fields::new();
     outer.insert("return_code".into(), "SUCCESS".into());
     outer.insert("appid".into(), refund.appid.clone());
-    outer.insert("mch_id".into(), refund.mch_id.clone());
+    for (name, value) in merchant.v2_ids() {
+        outer.insert(name.into(), value);
+    }
     outer.insert("nonce_str".into(), nonce());
     outer.insert(
         "req_info".into(),

@@ -349,7 +349,7 @@ fn try_refund(
         notification: None,
         deliveries: Vec::new(),
         v3: false,
-        sp_mchid: None,
+        sp_mchid: auth.merchant.partner.as_ref().map(|p| p.sp_mchid.clone()),
     };
     let reply = accepted(auth, &refund);
     refunds.insert(refund);

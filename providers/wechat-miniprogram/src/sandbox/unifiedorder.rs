@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 
 use super::envelope::{Authed, Reply};
 use super::login::Logins;
-use super::orders::{Order, OrderBook, Protocol, TradeState, new_prepay_id};
+use super::orders::{Order, OrderBook, OrderPartner, Protocol, TradeState, new_prepay_id};
 use super::xml::Fields;
 
 const REQUIRED: [&str; 6] = [
@@ -101,11 +101,13 @@ fn check_fields(auth: &Authed, logins: &Logins) -> Result<u64, Refusal> {
         return Err(param_error(format!("trade_type参数错误: {trade_type}")));
     }
     if trade_type == "JSAPI" {
-        let Some(openid) = auth.field("openid") else {
-            return Err(param_error("JSAPI支付必须传openid"));
+        // A sub-merchant's own mini-program pays with sub_openid; otherwise openid of appid.
+        let (payer_appid, payer_field) = auth.merchant.payer();
+        let Some(openid) = auth.field(payer_field) else {
+            return Err(param_error(format!("JSAPI支付必须传{payer_field}")));
         };
-        if !logins.issued(&auth.merchant.appid, openid) {
-            return Err(param_error("appid和openid不匹配"));
+        if !logins.issued(payer_appid, openid) {
+            return Err(param_error(format!("appid和{payer_field}不匹配")));
         }
     }
     if trade_type == "NATIVE" && auth.field("product_id").is_none() {
@@ -150,13 +152,16 @@ pub(crate) fn unifiedorder(orders: &mut OrderBook, logins: &Logins, auth: &Authe
         total_fee,
         notify_url: auth.field("notify_url").unwrap_or_default().to_owned(),
         trade_type: auth.field("trade_type").unwrap_or_default().to_owned(),
-        openid: auth.field("openid").map(str::to_owned),
+        openid: auth.field(auth.merchant.payer().1).map(str::to_owned),
         attach: auth.field("attach").map(str::to_owned),
         state: TradeState::NotPay,
         payment: None,
         paid_after_close: false,
         deliveries: Vec::new(),
-        partner: None,
+        partner: auth.merchant.partner.as_ref().map(|p| OrderPartner {
+            sp_mchid: p.sp_mchid.clone(),
+            sub_appid: p.sub_appid.clone(),
+        }),
     };
     let reply = answer(auth, &order);
     orders.insert(order);
