@@ -90,9 +90,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// master key only sandbox tenants may exist: otherwise this refuses to start.
 pub async fn build_state(config: Config) -> Result<AppState, String> {
     let busy_timeout = std::time::Duration::from_secs(config.database.busy_timeout_seconds.max(1));
-    let connections = crate::db::connect_with(&config.database.url, busy_timeout)
-        .await
-        .map_err(|e| format!("database {}: {e}", redact_url(&config.database.url)))?;
+    let connections = crate::db::connect_pooled(
+        &config.database.url,
+        busy_timeout,
+        config.database.max_connections,
+    )
+    .await
+    .map_err(|e| format!("database {}: {e}", redact_url(&config.database.url)))?;
     let db = connections.write.clone();
     let key_name = &config.secrets.master_key_env;
     let master_key = match &config.secrets.master_key_override {

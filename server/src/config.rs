@@ -134,6 +134,8 @@ pub struct DatabaseSection {
     /// SQLite: how long a statement waits for a lock another process holds before the request
     /// fails with `503 storage_unavailable` (a notification: the provider's failure body).
     pub busy_timeout_seconds: u64,
+    /// PostgreSQL: the most connections this instance opens (its pool).
+    pub max_connections: u32,
 }
 
 impl Default for DatabaseSection {
@@ -141,6 +143,7 @@ impl Default for DatabaseSection {
         DatabaseSection {
             url: "sqlite://paybridge.db?mode=rwc".to_owned(),
             busy_timeout_seconds: 10,
+            max_connections: crate::db::POSTGRES_CONNECTIONS,
         }
     }
 }

@@ -283,6 +283,9 @@ impl Gateway {
         let mut config = Config::default();
         config.server.public_base_url = base.clone();
         config.database.url = db_url;
+        // Tests run many gateways at once on one PostgreSQL server: each a small pool, so that
+        // together they stay under its max_connections (100 by default).
+        config.database.max_connections = 6;
         config.tenants.dir = tenants_dir;
         config.platforms.dir = dir.path().join("platforms");
         config.sandbox.enabled = true;

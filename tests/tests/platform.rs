@@ -150,6 +150,21 @@ async fn admin(
     )
 }
 
+/// The WeChat simulator's view of order `no` of merchant `mch_id`.
+async fn sandbox_order(gw: &Gateway, no: &str, mch_id: &str) -> Value {
+    gw.http
+        .get(format!(
+            "{}/sandbox/wechat_miniprogram/control/orders/{no}?mch_id={mch_id}",
+            gw.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn status(gw: &Gateway, t: &str, no: &str) -> String {
     gw.get(t, &format!("/v1/orders/{no}")).await.1["status"]
         .as_str()
@@ -168,18 +183,7 @@ async fn wechat_order(gw: &Gateway, s: &Sub, amount: i64, key_file: &str) -> Str
         paybridge_tests::wechat_v3::pay_sign_verifies_with(key_file, payer_appid, params),
         "paySign over {payer_appid}: {created}"
     );
-    let order: Value = gw
-        .http
-        .get(format!(
-            "{}/sandbox/wechat_miniprogram/control/orders/{no}?mch_id={}",
-            gw.base, s.sub_mchid
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let order: Value = sandbox_order(gw, &no, s.sub_mchid).await;
     assert_eq!(order["sp_mchid"], SP_MCHID, "{order}");
     assert_eq!(order["api_version"], "v3");
     no
@@ -320,18 +324,7 @@ async fn a_platform_with_two_sub_merchants_pays_refunds_and_rotates_its_keys() {
             (200, Some("closed")),
             "{name}: {closed}"
         );
-        let at_wechat: Value = gw
-            .http
-            .get(format!(
-                "{}/sandbox/wechat_miniprogram/control/orders/{to_close}?mch_id={}",
-                gw.base, B.sub_mchid
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let at_wechat: Value = sandbox_order(&gw, &to_close, B.sub_mchid).await;
         assert_eq!(at_wechat["trade_state"], "CLOSED", "{name}: {at_wechat}");
 
         // Alipay: both merchants through the ISV app, each by its token.
@@ -646,18 +639,7 @@ async fn a_v2_service_provider_pays_and_refunds_for_its_sub_merchants() {
             let (no, created) = wechat::create_order(&gw, s.id, 600).await;
             let params = &created["client_payment"]["wechat_miniprogram"];
             assert_eq!(params["signType"], "HMAC-SHA256", "{created}");
-            let order: Value = gw
-                .http
-                .get(format!(
-                    "{}/sandbox/wechat_miniprogram/control/orders/{no}?mch_id={}",
-                    gw.base, s.sub_mchid
-                ))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let order: Value = sandbox_order(&gw, &no, s.sub_mchid).await;
             assert_eq!(order["sp_mchid"], SP_MCHID, "{name}: {order}");
             let notice = wechat_pay(&gw, s, &no).await;
             assert_eq!(status(&gw, s.id, &no).await, "paid", "{name}");

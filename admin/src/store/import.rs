@@ -66,24 +66,7 @@ impl TenantStore {
         overwrite: bool,
         actor: &str,
     ) -> Result<ImportReport, StoreError> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(ImportReport::default());
-            }
-            Err(e) => {
-                return Err(StoreError::Io(format!(
-                    "cannot read {}: {e}",
-                    dir.display()
-                )));
-            }
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        paths.sort();
+        let paths = toml_files(dir)?;
         self.import_files(&paths, overwrite, actor).await
     }
 
@@ -181,6 +164,27 @@ impl TenantStore {
         report.files.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(report)
     }
+}
+
+/// The `*.toml` files of `dir`, sorted by name; none when the folder does not exist.
+pub(super) fn toml_files(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(StoreError::Io(format!(
+                "cannot read {}: {e}",
+                dir.display()
+            )));
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
 
 /// The absolute folder of a file, so relative paths keep resolving whatever the working folder.

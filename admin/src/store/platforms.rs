@@ -329,22 +329,7 @@ impl TenantStore {
     /// database wins, as for tenants). A missing folder imports nothing; an invalid file fails
     /// the import with its problems.
     pub async fn import_platform_dir(&self, dir: &Path, actor: &str) -> Result<usize, StoreError> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => {
-                return Err(StoreError::Io(format!(
-                    "cannot read {}: {e}",
-                    dir.display()
-                )));
-            }
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        paths.sort();
+        let paths = super::import::toml_files(dir)?;
         let mut created = 0;
         let mut problems = Vec::new();
         for path in paths {

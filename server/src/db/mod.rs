@@ -11,9 +11,9 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
 
-/// PostgreSQL connections: enough for every request in flight to commit at once, so that the
-/// server can flush their commits together.
-const POSTGRES_CONNECTIONS: u32 = 48;
+/// PostgreSQL connections by default (`[database] max_connections`): enough for every request in
+/// flight to commit at once, so that the server can flush their commits together.
+pub const POSTGRES_CONNECTIONS: u32 = 48;
 
 /// The connections of a database.
 pub struct Connections {
@@ -61,6 +61,17 @@ pub async fn connect(url: &str) -> Result<Connections, DbErr> {
 /// [`connect`], with SQLite's busy timeout: how long a statement waits for a lock that another
 /// process (or instance) holds before it fails, and the request answers 503.
 pub async fn connect_with(url: &str, busy_timeout: Duration) -> Result<Connections, DbErr> {
+    connect_pooled(url, busy_timeout, POSTGRES_CONNECTIONS).await
+}
+
+/// [`connect_with`], with at most `pg_connections` connections on PostgreSQL (each instance
+/// holds its own pool: several instances, or test gateways, share the server's
+/// `max_connections`).
+pub async fn connect_pooled(
+    url: &str,
+    busy_timeout: Duration,
+    pg_connections: u32,
+) -> Result<Connections, DbErr> {
     let connections = if url.starts_with("sqlite:") {
         // The writer thread, the readers and this connection each open the file: an in-memory
         // database would be a different one on each.
@@ -89,7 +100,7 @@ pub async fn connect_with(url: &str, busy_timeout: Duration) -> Result<Connectio
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
             .sqlx_logging(false)
-            .max_connections(POSTGRES_CONNECTIONS)
+            .max_connections(pg_connections.max(2))
             // Ping a connection only after it sat idle: a ping on every use is one more network
             // round trip for every lookup and every write.
             .test_before_acquire_if_idle_for(Duration::from_secs(30));

@@ -24,6 +24,16 @@
 //! tenant without `api_key` gets its v2 calls refused. `POST /control/v3/keys` sets which of
 //! WeChat's keys signs for a merchant (certificate, public key, or the gradual switch).
 //!
+//! Service providers (服务商): a tenant table with `sp_mchid`, `sp_appid` and `sub_mchid` (a
+//! platform's section plus its tenant's identity) teaches the service provider, and binds the
+//! sub-merchant to it. The service provider signs every call; a call for a sub-merchant names it
+//! (v2 `sub_mch_id` and `sub_appid`; v3 the partner APIs `/v3/pay/partner/transactions/…`, and
+//! `sub_mchid` on refunds) and acts on that sub-merchant's orders and refunds, which the control
+//! API finds under `"mch_id": "<sub_mchid>"`. A sub-merchant that is not bound gets `NO_AUTH`
+//! (v3: 403). Answers and notifications name both (`mch_id` + `sub_mch_id`; v3 `sp_mchid` +
+//! `sub_mchid`), the payer as `sub_openid` when the mini-program is the sub-merchant's, and are
+//! signed with the service provider's keys and v3 key mode.
+//!
 //! Login codes: any code works once (then `40163`); `invalid…` → `40029`, `busy` → `-1`,
 //! `ratelimit` → `45011`, `blocked` → `40226`; a code starting with `union` also gets a
 //! `unionid`. The openid is the same for the same appid and code. JSAPI orders need an openid
