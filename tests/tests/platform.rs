@@ -589,10 +589,23 @@ async fn a_merchant_authorises_the_platform_again_and_its_token_is_renewed() {
     }
 }
 
-/// A WeChat Pay service provider on API v2: `sub_mch_id` (and `sub_appid`) on every call.
+/// A WeChat Pay service provider on API v2 (`sub_mch_id` and `sub_appid` on every call) and an
+/// Alipay third-party app in public-key certificate mode.
 fn v2_files(base: &str) -> Vec<(String, String)> {
+    const ALIPAY_KEYS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../providers/alipay-app/sandbox-keys"
+    );
     let platform = format!(
         r#"id = "sp_v2"
+[alipay_app]
+app_id = "{ISV_APP_ID}"
+private_key = '''
+{app_key}'''
+app_cert = "{ALIPAY_KEYS}/app_cert.crt"
+alipay_public_cert = "{ALIPAY_KEYS}/alipay_cert.crt"
+alipay_root_cert = "{ALIPAY_KEYS}/alipay_root_cert.crt"
+gateway_url = "{base}/sandbox/alipay_app/gateway.do"
 [wechat_miniprogram]
 sp_mchid = "{SP_MCHID}"
 sp_appid = "{SP_APPID}"
@@ -603,7 +616,8 @@ client_cert = "{CERTS}/apiclient_cert.pem"
 client_key = "{CERTS}/apiclient_key.pem"
 api_base = "{base}/sandbox/wechat_miniprogram"
 login_base = "{base}/sandbox/wechat_miniprogram"
-"#
+"#,
+        app_key = include_str!("../../fixtures/vectors/app_private_pkcs8.pem"),
     );
     let tenant = |s: &Sub| {
         let own_app = s
@@ -616,10 +630,13 @@ login_base = "{base}/sandbox/wechat_miniprogram"
             })
             .unwrap_or_default();
         format!(
-            "id = \"{id}\"\napi_keys = [\"{key}\"]\n[providers.wechat_miniprogram]\nplatform = \"sp_v2\"\nsub_mchid = \"{sub}\"\n{own_app}",
+            "id = \"{id}\"\napi_keys = [\"{key}\"]\n[providers.wechat_miniprogram]\nplatform = \"sp_v2\"\nsub_mchid = \"{sub}\"\n{own_app}\n[providers.alipay_app]\nplatform = \"sp_v2\"\napp_auth_token = \"{token}\"\nauth_app_id = \"{auth}\"\nseller_id = \"{seller}\"\n",
             id = s.id,
             key = paybridge_core::tenant::hash_api_key(&api_key(s.id)),
             sub = s.sub_mchid,
+            token = s.token,
+            auth = s.auth_app_id,
+            seller = s.seller_id,
         )
     };
     vec![
@@ -630,7 +647,7 @@ login_base = "{base}/sandbox/wechat_miniprogram"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_v2_service_provider_pays_and_refunds_for_its_sub_merchants() {
+async fn a_v2_service_provider_and_a_certificate_mode_isv_pay_and_refund_for_their_sub_merchants() {
     for backend in backends() {
         let name = backend.name();
         let gw = Gateway::start_with_files(&backend, &[], v2_files, |_| {}).await;
@@ -644,6 +661,17 @@ async fn a_v2_service_provider_pays_and_refunds_for_its_sub_merchants() {
             let notice = wechat_pay(&gw, s, &no).await;
             assert_eq!(status(&gw, s.id, &no).await, "paid", "{name}");
             paid.push((no, notice["notification"].as_str().unwrap().to_owned()));
+            // Alipay through the platform's app in certificate mode: every request carries the
+            // certificate numbers, which the sandbox checks, and the payment lands.
+            let (_, created) = paybridge_tests::alipay::create_order(&gw, s.id, 300).await;
+            let params = parse_form(&order_string(&created));
+            assert!(
+                params.contains_key("app_cert_sn") && params.contains_key("alipay_root_cert_sn"),
+                "{name}: {params:?}"
+            );
+            let no = alipay_order(&gw, s, 300).await;
+            let r = refund(&gw, s, &no, &format!("R-{}-CERT", s.id), 300).await;
+            assert_eq!(r["status"], "succeeded", "{name}: {r}");
         }
         // A's notification (signed with the service provider's key, as B's would be) on B's URL:
         // refused by sub_mch_id, while B has an order with that number and amount.
