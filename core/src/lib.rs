@@ -4,6 +4,7 @@
 //! - [`order`] and [`refund`]: the state machines, each one transition table.
 //! - [`provider`]: the [`provider::PaymentProvider`] plugin trait and the
 //!   [`provider::ProviderFactory`] registry (`inventory`).
+//! - [`document`]: what tenant and platform documents share (errors, ids, wiping).
 //! - [`tenant`]: a tenant's config document, validated by the factories.
 //! - [`platform`]: service-provider credentials that tenants name with `platform = "<id>"`.
 //! - [`ids`]: the merchant API's identity rules.
@@ -12,6 +13,7 @@
 //! No HTTP framework and no database live here.
 
 pub mod beijing;
+pub mod document;
 pub mod ids;
 pub mod money;
 pub mod net;

@@ -23,25 +23,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::document::{ConfigErrors, is_valid_id, wipe_table, wipe_value};
+pub use crate::provider::PlatformMode;
 use crate::provider::{BuildContext, FieldError, factories, factory};
-use crate::tenant::{ConfigErrors, is_valid_tenant_id, wipe_table, wipe_value};
 
 /// The key of a tenant's provider table that names its platform.
 pub const PLATFORM_KEY: &str = "platform";
-
-/// How a provider kind works under a platform.
-#[derive(Debug, Clone, Copy)]
-pub struct PlatformMode {
-    /// The keys a tenant of a platform may set in its provider table (besides `enabled` and
-    /// `platform`): its own identity.
-    pub tenant_fields: &'static [&'static str],
-    /// Of `tenant_fields`, those a platform may set too, as a default its tenants may replace
-    /// (the `app_secret` of the service provider's own mini-program).
-    pub shared: &'static [&'static str],
-    /// The identity every tenant of a platform must set, each with a placeholder value used to
-    /// validate a platform's section on its own (the factory builds the section with them).
-    pub probe: &'static [(&'static str, &'static str)],
-}
 
 /// A validated platform: its sections by provider kind, kept as tables until a tenant's
 /// provider is built from them.
@@ -214,7 +201,7 @@ pub fn build_platform(
 ) -> Result<Platform, ConfigErrors> {
     let mut errors = Vec::new();
     let id = match doc.get("id") {
-        Some(toml::Value::String(s)) if is_valid_tenant_id(s) => s.clone(),
+        Some(toml::Value::String(s)) if is_valid_id(s) => s.clone(),
         Some(toml::Value::String(_)) => {
             errors.push(FieldError::new(
                 "id",

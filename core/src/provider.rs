@@ -601,6 +601,20 @@ impl SimRequest {
     }
 }
 
+/// How a provider kind works under a platform.
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformMode {
+    /// The keys a tenant of a platform may set in its provider table (besides `enabled` and
+    /// `platform`): its own identity.
+    pub tenant_fields: &'static [&'static str],
+    /// Of `tenant_fields`, those a platform may set too, as a default its tenants may replace
+    /// (the `app_secret` of the service provider's own mini-program).
+    pub shared: &'static [&'static str],
+    /// The identity every tenant of a platform must set, each with a placeholder value used to
+    /// validate a platform's section on its own (the factory builds the section with them).
+    pub probe: &'static [(&'static str, &'static str)],
+}
+
 /// Validates a provider table and builds the provider, or returns every bad field.
 pub type BuildProvider =
     fn(&toml::Table, &BuildContext) -> Result<Arc<dyn PaymentProvider>, Vec<FieldError>>;
@@ -619,7 +633,7 @@ pub struct ProviderFactory {
     /// The sandbox simulator of this provider's server side, if it has one.
     pub simulator: Option<fn(Duration) -> Arc<dyn Simulator>>,
     /// How tenants use this provider under a platform's credentials; `None`: no platform mode.
-    pub platform: Option<&'static crate::platform::PlatformMode>,
+    pub platform: Option<&'static PlatformMode>,
 }
 
 inventory::collect!(ProviderFactory);

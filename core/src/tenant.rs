@@ -10,27 +10,10 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::document::is_valid_id as is_valid_tenant_id;
+pub use crate::document::{ConfigErrors, wipe_table, wipe_value};
 use crate::platform::{Platforms, attribute_errors, resolve_provider_table};
 use crate::provider::{BuildContext, FieldError, PaymentProvider, factories, factory};
-
-/// Every problem found in one tenant document, each with its full key path
-/// (`providers.wechat_miniprogram.mch_id: required`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<FieldError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{}: {}", e.field, e.message)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 /// One provider enabled (or configured but disabled) for a tenant.
 #[derive(Clone)]
@@ -70,25 +53,6 @@ impl fmt::Debug for Tenant {
     }
 }
 
-/// Overwrite every string value of `table` with zeros, in place: a document that held plaintext
-/// secrets does not leave them in freed memory once it is dropped.
-pub fn wipe_table(table: &mut toml::Table) {
-    for (_, value) in table.iter_mut() {
-        wipe_value(value);
-    }
-}
-
-/// Overwrite every string in `value` with zeros, in place.
-pub fn wipe_value(value: &mut toml::Value) {
-    use zeroize::Zeroize;
-    match value {
-        toml::Value::String(s) => s.zeroize(),
-        toml::Value::Array(items) => items.iter_mut().for_each(wipe_value),
-        toml::Value::Table(t) => wipe_table(t),
-        _ => {}
-    }
-}
-
 /// `sha256:<hex>` of a plaintext API key, the form stored in tenant configs.
 pub fn hash_api_key(plaintext: &str) -> String {
     format!("sha256:{}", api_key_digest(plaintext))
@@ -97,14 +61,6 @@ pub fn hash_api_key(plaintext: &str) -> String {
 /// The bare hex SHA-256 of a plaintext API key, as held in [`Tenant::api_key_hashes`].
 pub fn api_key_digest(plaintext: &str) -> String {
     hex::encode(Sha256::digest(plaintext.as_bytes()))
-}
-
-pub(crate) fn is_valid_tenant_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Parse and validate a tenant document. `base_dir` resolves relative file paths (the folder of

@@ -2,7 +2,8 @@
 //!
 //! [`crypto`] signs requests and `paySign`, verifies answers and notifications, and opens
 //! AES-256-GCM resources, byte for byte as the official SDK does (`fixtures/wechatpay-v3`).
-//! [`certificates`] keeps a merchant's platform certificates, downloaded only when needed.
+//! [`merchant`] names who a call or notification is for (a merchant, or a service provider
+//! and its sub-merchant). [`certificates`] keeps a merchant's platform certificates, downloaded only when needed.
 //! [`notify`] verifies payment and refund notifications into provider events. [`client`] makes
 //! a signed call and verifies the answer; [`orders`] creates (with `paySign`), queries and closes
 //! JSAPI orders on it, and [`refunds`] sends and queries refunds. The v3
@@ -13,6 +14,7 @@
 pub mod certificates;
 pub mod client;
 pub mod crypto;
+pub mod merchant;
 pub mod notify;
 pub mod orders;
 pub mod provider;

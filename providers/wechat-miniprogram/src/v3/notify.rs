@@ -25,7 +25,7 @@ use super::certificates::{CertificateDownload, PlatformCertificates};
 use super::crypto::{
     PUBLIC_KEY_ID_PREFIX, SCHEME, V3Error, VerifyingKey, check_timestamp, decrypt, response_message,
 };
-use super::orders::MerchantIds;
+use super::merchant::{Merchant as Who, MerchantIds};
 
 /// The `Wechatpay-*` headers of a notification.
 #[derive(Debug, Clone, Copy)]
@@ -72,7 +72,7 @@ impl Keys<'_> {
 #[derive(Clone, Copy)]
 pub struct Merchant<'a> {
     /// The merchant, or the service provider and its sub-merchant.
-    pub who: super::orders::Merchant<'a>,
+    pub who: Who<'a>,
     /// The APIv3 key.
     pub apiv3_key: &'a [u8],
 }

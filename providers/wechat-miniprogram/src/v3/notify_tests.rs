@@ -77,7 +77,7 @@ impl Fixture {
 
     fn merchant(&self) -> Merchant<'_> {
         Merchant {
-            who: crate::v3::orders::Merchant {
+            who: crate::v3::merchant::Merchant {
                 mchid: self.v["mchid"].as_str().unwrap(),
                 appid: self.v["appid"].as_str().unwrap(),
                 sub: None,
@@ -238,7 +238,7 @@ async fn tampered_wrong_serial_stale_wrong_amount_foreign_mchid_and_wrong_key_ar
         );
         // A tenant with another mchid (or appid).
         let foreign = Merchant {
-            who: crate::v3::orders::Merchant {
+            who: crate::v3::merchant::Merchant {
                 mchid: "1900000110",
                 ..merchant.who
             },
@@ -250,7 +250,7 @@ async fn tampered_wrong_serial_stale_wrong_amount_foreign_mchid_and_wrong_key_ar
             "{mode}: mchid"
         );
         let other_app = Merchant {
-            who: crate::v3::orders::Merchant {
+            who: crate::v3::merchant::Merchant {
                 appid: "wx0000000000000000",
                 ..merchant.who
             },
