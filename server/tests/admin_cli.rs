@@ -227,3 +227,61 @@ fn without_a_master_key_secrets_need_explicit_plaintext_mode() {
     assert_eq!(code(&bad_key), 1);
     assert!(!err(&bad_key).contains("too-short"), "{}", err(&bad_key));
 }
+
+#[test]
+fn platforms_are_managed_from_the_command_line() {
+    let env = Env::new();
+    let app_key = include_str!("../../fixtures/vectors/app_private_pkcs8.pem");
+    let alipay_public =
+        include_str!("../../providers/alipay-app/sandbox-keys/alipay_sandbox_public.pem");
+    let platform = env.write(
+        "platforms/acme.toml",
+        &format!(
+            "id = \"acme\"\nname = \"Acme\"\n[alipay_app]\napp_id = \"2021000000000100\"\nprivate_key = '''\n{app_key}'''\nalipay_public_key = '''\n{alipay_public}'''\n"
+        ),
+    );
+    let put = env.run(&["platform", "put", &platform]);
+    assert_eq!(code(&put), 0, "{}", err(&put));
+    assert_eq!(out(&put).trim(), "created platform acme (version 1)");
+
+    let tenant = env.write(
+        "shop.toml",
+        &format!(
+            "{}[providers.alipay_app]\nplatform = \"acme\"\napp_auth_token = \"{SECRET}\"\nauth_app_id = \"2021000000000201\"\nseller_id = \"2088000000000201\"\n",
+            tenant("shop", "Shop")
+        ),
+    );
+    let put = env.run(&["put", &tenant]);
+    assert_eq!(code(&put), 0, "{}", err(&put));
+
+    let list = env.run(&["platform", "list"]);
+    assert!(out(&list).starts_with("acme\tv1\t"), "{}", out(&list));
+    assert!(
+        out(&list).contains("alipay_app\ttenants: shop"),
+        "{}",
+        out(&list)
+    );
+    let get = env.run(&["platform", "get", "acme"]);
+    assert_eq!(code(&get), 0);
+    assert!(
+        out(&get).contains("private_key = { set = true }"),
+        "{}",
+        out(&get)
+    );
+    assert!(!out(&get).contains("PRIVATE KEY"), "{}", out(&get));
+    // The tenant list is of tenants only.
+    assert!(!out(&env.run(&["list"])).contains("acme"));
+
+    let refused = env.run(&["platform", "delete", "acme"]);
+    assert_ne!(code(&refused), 0);
+    assert!(
+        err(&refused).contains("used by tenant(s) shop"),
+        "{}",
+        err(&refused)
+    );
+    assert_eq!(code(&env.run(&["delete", "shop"])), 0);
+    assert_eq!(code(&env.run(&["platform", "delete", "acme"])), 0);
+    let audit = out(&env.run(&["audit", "--limit", "5"]));
+    assert!(audit.contains("delete platform:acme"), "{audit}");
+    assert!(!audit.contains(SECRET), "{audit}");
+}

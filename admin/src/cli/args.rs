@@ -27,6 +27,32 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The operations on platforms.
+#[derive(Debug, Subcommand)]
+pub enum PlatformCommand {
+    /// List platforms with their version, provider kinds and the tenants that use them.
+    List,
+    /// Print a platform's document (secrets as { set = true }).
+    Get {
+        /// Platform id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "toml")]
+        format: Format,
+    },
+    /// Create or replace a platform from a TOML file ({ set = true } keeps a stored secret);
+    /// refused if one of its tenants would no longer build.
+    Put {
+        /// The platform file; relative paths in it resolve against its folder.
+        file: PathBuf,
+    },
+    /// Delete a platform (refused while a tenant uses it).
+    Delete {
+        /// Platform id.
+        id: String,
+    },
+}
+
 /// Output format of a document.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -111,6 +137,12 @@ pub enum Command {
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,
+    },
+    /// Platforms (service providers, third-party apps) that tenants name.
+    Platform {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: PlatformCommand,
     },
     /// Print the sha256 digest of an admin token, for [admin] tokens.
     HashToken {

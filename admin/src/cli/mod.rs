@@ -23,7 +23,7 @@ use crate::format::{parse_toml, render_toml, toml_to_json};
 use crate::secrets::{MasterKey, SecretsError};
 use crate::store::{self, StoreError, TenantStore, folder_of};
 
-pub use args::{Cli, Command, Format};
+pub use args::{Cli, Command, Format, PlatformCommand};
 pub use settings::Settings;
 
 /// A failure with its exit code.
@@ -137,6 +137,74 @@ async fn open_store(cli: &Cli, settings: &Settings) -> Result<TenantStore, Failu
         .with_http_timeout(settings.http_timeout))
 }
 
+fn print_document(masked: &toml::Table, format: Format) -> Result<(), Failure> {
+    match format {
+        Format::Toml => print!("{}", render_toml(masked)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&toml_to_json(masked))
+                .map_err(|e| Failure::usage(e.to_string()))?
+        ),
+    }
+    Ok(())
+}
+
+async fn platform(
+    store: &TenantStore,
+    command: PlatformCommand,
+    actor: &str,
+) -> Result<(), Failure> {
+    match command {
+        PlatformCommand::List => {
+            for p in store.list_platforms().await? {
+                println!(
+                    "{}\tv{}\t{}\t{}\t{}\ttenants: {}",
+                    p.id,
+                    p.version,
+                    p.updated_at.to_rfc3339(),
+                    p.name,
+                    p.kinds.join(" "),
+                    p.tenants.join(" ")
+                );
+            }
+        }
+        PlatformCommand::Get { id, format } => {
+            let platform = store
+                .get_platform(&id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("platform {id:?} not found")))?;
+            print_document(&platform.masked(), format)?;
+        }
+        PlatformCommand::Put { file } => {
+            let doc = read_file(&file)?;
+            let base = folder_of(&file)?;
+            let written = match doc.get("id").and_then(toml::Value::as_str) {
+                Some(id) => {
+                    let id = id.to_owned();
+                    store
+                        .put_platform(&id, &doc, Some(base), actor, None)
+                        .await?
+                }
+                None => store.create_platform(&doc, Some(base), actor).await?,
+            };
+            let verb = if written.created {
+                "created"
+            } else {
+                "updated"
+            };
+            println!(
+                "{verb} platform {} (version {})",
+                written.platform.id, written.platform.version
+            );
+        }
+        PlatformCommand::Delete { id } => {
+            store.delete_platform(&id, actor).await?;
+            println!("deleted platform {id}");
+        }
+    }
+    Ok(())
+}
+
 /// Run one command.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
@@ -179,15 +247,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 .get(&id)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("tenant {id:?} not found")))?;
-            let masked = mask(&tenant.document);
-            match format {
-                Format::Toml => print!("{}", render_toml(&masked)),
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&toml_to_json(&masked))
-                        .map_err(|e| Failure::usage(e.to_string()))?
-                ),
-            }
+            print_document(&mask(&tenant.document), format)?;
         }
         Command::Put { file } => {
             let doc = read_file(&file)?;
@@ -253,6 +313,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             dir,
             with_secrets,
         } => export::export(&store, id, dir, with_secrets).await?,
+        Command::Platform { command } => platform(&store, command, &actor).await?,
         Command::Audit { limit, tenant } => {
             for e in store.audit(tenant.as_deref(), limit).await? {
                 println!(
@@ -261,7 +322,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     e.at.to_rfc3339(),
                     e.actor,
                     e.action,
-                    e.tenant_id.as_deref().unwrap_or("-")
+                    e.platform_id
+                        .as_ref()
+                        .map(|p| format!("platform:{p}"))
+                        .or(e.tenant_id)
+                        .unwrap_or_else(|| "-".to_owned())
                 );
                 for d in e.diff {
                     let show = |v: &Option<serde_json::Value>| {
