@@ -32,6 +32,27 @@ pub struct Config {
     pub limits: LimitsSection,
     /// `[retention]`: how long attempt records are kept.
     pub retention: RetentionSection,
+    /// `[log]`: the format of log lines.
+    pub log: LogSection,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` (the default) or `json` (one object per line, `request_id` at the top level).
+    pub format: LogFormat,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// JSON lines.
+    Json,
 }
 
 /// `[retention]`: notification attempts and webhook delivery attempts older than `attempts_days`

@@ -1,28 +1,55 @@
-//! Request logging. Only method, path, status and latency: never the query string (it can carry
-//! secrets, e.g. a sandbox login's `secret=`), headers or bodies.
+//! Request logging and request ids. Only method, path, status and latency are logged: never the
+//! query string (it can carry secrets, e.g. a sandbox login's `secret=`), headers or bodies.
+//!
+//! `X-Request-Id`: an incoming value of 1–128 printable ASCII characters is kept, anything else
+//! is replaced by a new id (never refused); the answer echoes it, and every line logged while
+//! serving the request carries it ([`crate::logging`]).
 
 use std::time::Instant;
 
 use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use tracing::Instrument;
 
-/// Log one line per request.
+/// The request id header.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request's id: its own when valid, else a new one.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .map(HeaderValue::as_bytes)
+        .filter(|v| (1..=128).contains(&v.len()) && v.iter().all(|b| (b' '..=b'~').contains(b)))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
+}
+
+/// Serve the request inside its `request` span, echo its id, and log one line for it.
 pub async fn log_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
+    let id = request_id(&req);
+    let span = tracing::info_span!("request", request_id = %id);
     let method = req.method().to_string();
     let path = req.path().to_owned();
-    let res = next.call(req).await?;
-    tracing::info!(
-        %method,
-        %path,
-        status = res.status().as_u16(),
-        ms = started.elapsed().as_millis(),
-        "request"
-    );
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID), value);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            %method,
+            %path,
+            status = res.status().as_u16(),
+            ms = started.elapsed().as_millis(),
+            "request"
+        );
+    });
     Ok(res)
 }

@@ -20,6 +20,7 @@ pub mod db;
 mod http_log;
 pub mod limits;
 pub mod live;
+pub mod logging;
 pub mod metrics;
 pub mod reconciler;
 pub mod retention;

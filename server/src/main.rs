@@ -40,14 +40,10 @@ enum Command {
     },
 }
 
+/// The log filter when `RUST_LOG` is not set.
+const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn";
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn")
-            }),
-        )
-        .init();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => match serde_json::to_string_pretty(&app::openapi()) {
@@ -76,6 +72,7 @@ fn main() -> ExitCode {
 
 fn serve(config_path: &std::path::Path) -> Result<(), String> {
     let config = Config::load(config_path)?;
+    paybridge_server::logging::init(config.log.format, DEFAULT_LOG_FILTER);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

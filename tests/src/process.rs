@@ -20,6 +20,8 @@ pub struct ProcessGateway {
     pub database_url: String,
     config: PathBuf,
     log: PathBuf,
+    /// `RUST_LOG` of the process.
+    rust_log: String,
     pg_db: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
@@ -51,6 +53,24 @@ impl ProcessGateway {
         backend: &Backend,
         tenants: &[TestTenant],
         sections: &str,
+    ) -> ProcessGateway {
+        Self::start_logged(
+            binary,
+            backend,
+            tenants,
+            sections,
+            "warn,paybridge_server::reconciler=info,paybridge_server::app=info",
+        )
+        .await
+    }
+
+    /// [`start_with`](Self::start_with) with this `RUST_LOG`.
+    pub async fn start_logged(
+        binary: &str,
+        backend: &Backend,
+        tenants: &[TestTenant],
+        sections: &str,
+        rust_log: &str,
     ) -> ProcessGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -104,6 +124,7 @@ outbound_timeout_seconds = 5
             child: None,
             database_url: db_url.clone(),
             log: dir.path().join("gateway.log"),
+            rust_log: rust_log.to_owned(),
             config,
             pg_db,
             _dir: dir,
@@ -123,10 +144,7 @@ outbound_timeout_seconds = 5
             .arg(&self.config)
             .env_remove("DATABASE_URL")
             .env("PAYBRIDGE_MASTER_KEY", crate::TEST_MASTER_KEY)
-            .env(
-                "RUST_LOG",
-                "warn,paybridge_server::reconciler=info,paybridge_server::app=info",
-            )
+            .env("RUST_LOG", &self.rust_log)
             .stdin(Stdio::null())
             // tracing writes to stdout; errors of start-up to stderr.
             .stdout(Stdio::from(log.try_clone().expect("log file")))

@@ -4,18 +4,13 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
     let Some(path) = std::env::args().nth(1) else {
         eprintln!("usage: paybridge-gateway CONFIG");
         return ExitCode::FAILURE;
     };
     let served =
         paybridge_server::config::Config::load(std::path::Path::new(&path)).and_then(|config| {
+            paybridge_server::logging::init(config.log.format, "warn");
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
