@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// The prefix of the environment variables that override config keys.
+pub const ENV_PREFIX: &str = "PAYBRIDGE_";
+
 /// The whole server config.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -324,12 +327,13 @@ impl Default for WebhooksSection {
 }
 
 impl Config {
-    /// Read a config file, resolve relative paths against its folder, and apply env overrides.
+    /// Read a config file, apply the environment's overrides, and resolve relative paths
+    /// against the file's folder.
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let mut cfg: Config =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut cfg = Config::from_toml_and_env(&text, std::env::vars())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.tenants.dir.is_relative() {
             cfg.tenants.dir = base.join(&cfg.tenants.dir);
@@ -337,22 +341,72 @@ impl Config {
         if cfg.platforms.dir.is_relative() {
             cfg.platforms.dir = base.join(&cfg.platforms.dir);
         }
-        cfg.apply_env();
         Ok(cfg)
     }
 
-    /// Apply `DATABASE_URL` and `PAYBRIDGE_LISTEN`.
-    pub fn apply_env(&mut self) {
-        if let Ok(url) = std::env::var("DATABASE_URL")
-            && !url.is_empty()
-        {
-            self.database.url = url;
+    /// The config of a file's text with the overrides of `vars` (the environment):
+    /// `PAYBRIDGE_<SECTION>__<KEY>` sets `[section] key` (the value read as a TOML value, e.g.
+    /// `["sha256:…"]` or `30`, else as a string), winning over the file; then `DATABASE_URL` and
+    /// `PAYBRIDGE_LISTEN`, unless `PAYBRIDGE_DATABASE__URL` / `PAYBRIDGE_SERVER__LISTEN` is set.
+    pub fn from_toml_and_env(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, String> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let mut applied = Vec::new();
+        for (name, raw) in &vars {
+            let Some((section, key)) = name
+                .strip_prefix(ENV_PREFIX)
+                .and_then(|rest| rest.split_once("__"))
+            else {
+                continue;
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            if section.is_empty() || key.is_empty() {
+                return Err(format!("{name}: expected {ENV_PREFIX}<SECTION>__<KEY>"));
+            }
+            let value = format!("v = {raw}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.clone()));
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(section_table) = entry.as_table_mut() else {
+                return Err(format!("{name}: [{section}] is not a table in the file"));
+            };
+            section_table.insert(key, value);
+            applied.push(name.clone());
         }
-        if let Ok(listen) = std::env::var("PAYBRIDGE_LISTEN")
-            && !listen.is_empty()
-        {
-            self.server.listen = listen;
+        let mut cfg = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            if applied.is_empty() {
+                e.to_string()
+            } else {
+                format!("{e} (with the overrides of {})", applied.join(", "))
+            }
+        })?;
+        let set = |name: &str| vars.iter().any(|(n, _)| n == name);
+        for (legacy, modern, target) in [
+            (
+                "DATABASE_URL",
+                "PAYBRIDGE_DATABASE__URL",
+                &mut cfg.database.url,
+            ),
+            (
+                "PAYBRIDGE_LISTEN",
+                "PAYBRIDGE_SERVER__LISTEN",
+                &mut cfg.server.listen,
+            ),
+        ] {
+            if let Some((_, value)) = vars.iter().find(|(n, v)| n == legacy && !v.is_empty())
+                && !set(modern)
+            {
+                *target = value.clone();
+            }
         }
+        Ok(cfg)
     }
 
     /// The URL prefix of this server's simulators: tenants whose every provider endpoint starts
@@ -373,6 +427,59 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_key_can_be_set_from_the_environment_and_wins_over_the_file() {
+        let file = "[server]\nlisten = \"127.0.0.1:1\"\n[database]\nurl = \"sqlite://file.db\"\n";
+        let cfg = Config::from_toml_and_env(
+            file,
+            vars(&[
+                ("PAYBRIDGE_SERVER__LISTEN", "0.0.0.0:9000"),
+                ("PAYBRIDGE_ADMIN__TOKENS", "[\"sha256:aa\", \"sha256:bb\"]"),
+                ("PAYBRIDGE_ADMIN__KEY_GRACE_SECONDS", "60"),
+                ("PAYBRIDGE_LOG__FORMAT", "json"),
+                ("PAYBRIDGE_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
+                ("PAYBRIDGE_MASTER_KEY", "not a config key: no section"),
+                ("DATABASE_URL", "postgres://below"),
+                ("PAYBRIDGE_DATABASE__URL", "postgres://wins"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(cfg.server.listen, "0.0.0.0:9000");
+        assert_eq!(cfg.admin.tokens, ["sha256:aa", "sha256:bb"]);
+        assert_eq!(cfg.admin.key_grace_seconds, 60);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert!(cfg.webhooks.allow_private_targets);
+        assert_eq!(cfg.database.url, "postgres://wins");
+        // The older variables still work, below the new form.
+        let cfg = Config::from_toml_and_env(
+            file,
+            vars(&[
+                ("DATABASE_URL", "postgres://old"),
+                ("PAYBRIDGE_LISTEN", "127.0.0.1:2"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(cfg.database.url, "postgres://old");
+        assert_eq!(cfg.server.listen, "127.0.0.1:2");
+    }
+
+    #[test]
+    fn an_unknown_key_from_the_environment_names_the_variable() {
+        let err = Config::from_toml_and_env("", vars(&[("PAYBRIDGE_SERVER__LISTN", "x")]))
+            .expect_err("unknown key");
+        assert!(
+            err.contains("listn") && err.contains("PAYBRIDGE_SERVER__LISTN"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn the_documented_example_parses() {

@@ -17,7 +17,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "paybridge",
     version,
-    about = "Multi-tenant payment gateway for WeChat Pay and Alipay"
+    about = "Multi-tenant payment gateway for WeChat Pay and Alipay",
+    after_help = concat!(
+        "Environment:\n",
+        "  PAYBRIDGE_<SECTION>__<KEY>      sets [section] key of the config file (a TOML value, else a string)\n",
+        "                                  e.g. PAYBRIDGE_SERVER__LISTEN=0.0.0.0:8080,\n",
+        "                                  PAYBRIDGE_ADMIN__TOKENS='[\"sha256:...\"]'\n",
+        "  DATABASE_URL, PAYBRIDGE_LISTEN  older forms of [database] url and [server] listen (the form above wins)\n",
+        "  PAYBRIDGE_MASTER_KEY            the master key of tenant secrets (named by [secrets] master_key_env)\n",
+        "  PAYBRIDGE_ADMIN_TOKEN           one more admin token, in plaintext\n",
+        "  RUST_LOG                        the log filter (default info)"
+    )
 )]
 struct Cli {
     /// The server config file.
