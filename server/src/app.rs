@@ -223,6 +223,7 @@ pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Serve
     let max_notification = state.config.http.max_notification_bytes;
     let sandbox = state.config.sandbox.enabled;
     let tokens = paybridge_admin::api::AdminTokens::from_config_and_env(&state.config.admin.tokens)
+        .and_then(|t| t.with_read_only(&state.config.admin.read_only_tokens))
         .map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,

@@ -241,6 +241,9 @@ impl Default for ReconcilerSection {
 pub struct AdminSection {
     /// `sha256:<hex>` digests of admin tokens.
     pub tokens: Vec<String>,
+    /// `sha256:<hex>` digests of read-only admin tokens: they read everything and may validate,
+    /// and get `403 forbidden` on any change or action.
+    pub read_only_tokens: Vec<String>,
     /// How long a rotated tenant API key keeps working.
     pub key_grace_seconds: u64,
 }
@@ -249,6 +252,7 @@ impl Default for AdminSection {
     fn default() -> Self {
         AdminSection {
             tokens: Vec::new(),
+            read_only_tokens: Vec::new(),
             key_grace_seconds: 86_400,
         }
     }

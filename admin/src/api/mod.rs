@@ -17,7 +17,7 @@ use std::time::Duration;
 use utoipa::Modify;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
-pub use auth::{ADMIN_TOKEN_ENV, AdminAuth, AdminTokens};
+pub use auth::{ADMIN_TOKEN_ENV, AdminAuth, AdminTokens, AdminWrite, Role};
 pub use error::{AdminError, AdminErrorBody, AdminErrorDetail, FieldProblem};
 pub use misc::{audit_log, provider_kinds, validate_config};
 pub use negotiate::TOML;

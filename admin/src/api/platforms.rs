@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AdminState;
-use super::auth::AdminAuth;
+use super::auth::{AdminAuth, AdminWrite};
 use super::error::{AdminError, AdminErrorBody};
 use super::negotiate::{document, if_match, read_document, reply};
 use crate::store::{PlatformSummary, StoredPlatform};
@@ -68,7 +68,7 @@ pub async fn list_platforms(
 #[post("/admin/api/platforms")]
 pub async fn create_platform(
     state: web::Data<AdminState>,
-    auth: AdminAuth,
+    auth: AdminWrite,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, AdminError> {
@@ -124,7 +124,7 @@ pub async fn get_platform(
 #[put("/admin/api/platforms/{id}")]
 pub async fn put_platform(
     state: web::Data<AdminState>,
-    auth: AdminAuth,
+    auth: AdminWrite,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
@@ -159,7 +159,7 @@ pub async fn put_platform(
 #[delete("/admin/api/platforms/{id}")]
 pub async fn delete_platform(
     state: web::Data<AdminState>,
-    auth: AdminAuth,
+    auth: AdminWrite,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     state.store.delete_platform(&path, &auth.actor).await?;

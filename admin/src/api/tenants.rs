@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AdminState;
-use super::auth::AdminAuth;
+use super::auth::{AdminAuth, AdminWrite};
 use super::error::{AdminError, AdminErrorBody};
 use super::negotiate::{document, if_match, read_document, reply};
 use crate::document::mask;
@@ -66,7 +66,7 @@ pub async fn list_tenants(
 #[post("/admin/api/tenants")]
 pub async fn create_tenant(
     state: web::Data<AdminState>,
-    auth: AdminAuth,
+    auth: AdminWrite,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, AdminError> {
@@ -122,7 +122,7 @@ pub async fn get_tenant(
 #[put("/admin/api/tenants/{id}")]
 pub async fn put_tenant(
     state: web::Data<AdminState>,
-    auth: AdminAuth,
+    auth: AdminWrite,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
@@ -156,7 +156,7 @@ pub async fn put_tenant(
 #[delete("/admin/api/tenants/{id}")]
 pub async fn delete_tenant(
     state: web::Data<AdminState>,
-    auth: AdminAuth,
+    auth: AdminWrite,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     state.store.delete(&path, &auth.actor).await?;
@@ -166,7 +166,7 @@ pub async fn delete_tenant(
 
 async fn switch(
     state: &AdminState,
-    auth: &AdminAuth,
+    auth: &AdminWrite,
     req: &HttpRequest,
     path: &(String, String),
     enabled: bool,
@@ -194,7 +194,7 @@ async fn switch(
 #[post("/admin/api/tenants/{id}/providers/{kind}/enable")]
 pub async fn enable_provider(
     state: web::Data<AdminState>,
-    auth: AdminAuth,
+    auth: AdminWrite,
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AdminError> {
@@ -215,7 +215,7 @@ pub async fn enable_provider(
 #[post("/admin/api/tenants/{id}/providers/{kind}/disable")]
 pub async fn disable_provider(
     state: web::Data<AdminState>,
-    auth: AdminAuth,
+    auth: AdminWrite,
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AdminError> {
@@ -237,7 +237,7 @@ pub async fn disable_provider(
 #[post("/admin/api/tenants/{id}/api-keys/rotate")]
 pub async fn rotate_api_key(
     state: web::Data<AdminState>,
-    auth: AdminAuth,
+    auth: AdminWrite,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
@@ -301,7 +301,7 @@ pub struct Authorized {
 #[post("/admin/api/tenants/{id}/providers/{kind}/authorize")]
 pub async fn authorize_provider(
     state: web::Data<AdminState>,
-    auth: AdminAuth,
+    auth: AdminWrite,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Bytes,

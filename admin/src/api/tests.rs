@@ -502,3 +502,84 @@ async fn the_handlers_document_themselves_in_openapi() {
     assert!(json["components"]["securitySchemes"]["admin"].is_object());
     assert!(json["components"]["schemas"]["AdminErrorBody"].is_object());
 }
+
+#[actix_web::test]
+async fn a_read_only_token_reads_and_validates_but_changes_nothing() {
+    const READER: &str = "read-only-token-for-tests";
+    for t in test_dbs().await {
+        let store = t.store();
+        let tokens = AdminTokens::new(&[hash_api_key(TOKEN)], None)
+            .unwrap()
+            .with_read_only(&[hash_api_key(READER)])
+            .unwrap();
+        let c = Client {
+            app: test::init_service(
+                App::new()
+                    .app_data(web::Data::new(AdminState::new(store.clone(), tokens)))
+                    .configure(actix_routes),
+            )
+            .await,
+        };
+        let (status, _) = c
+            .call(toml_body(
+                test::TestRequest::post().uri("/admin/api/tenants"),
+                &sample_doc("acme", PLANTED),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let as_reader = |req: test::TestRequest| {
+            req.insert_header(("Authorization", format!("Bearer {READER}")))
+        };
+        // Reads, and validation, are allowed.
+        for uri in [
+            "/admin/api/tenants",
+            "/admin/api/tenants/acme",
+            "/admin/api/platforms",
+            "/admin/api/audit",
+            "/admin/api/provider-kinds",
+        ] {
+            let (status, body) = c.send(as_reader(test::TestRequest::get().uri(uri))).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        }
+        let (status, body) = c
+            .send(as_reader(toml_body(
+                test::TestRequest::post().uri("/admin/api/validate"),
+                &sample_doc("acme", PLANTED),
+            )))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // Every change and action is 403, and nothing changed.
+        let changes = [
+            toml_body(
+                test::TestRequest::post().uri("/admin/api/tenants"),
+                &sample_doc("other", PLANTED),
+            ),
+            toml_body(
+                test::TestRequest::put().uri("/admin/api/tenants/acme"),
+                &sample_doc("acme", "changed-value"),
+            ),
+            test::TestRequest::delete().uri("/admin/api/tenants/acme"),
+            test::TestRequest::post().uri(&format!(
+                "/admin/api/tenants/acme/providers/{TEST_KIND}/disable"
+            )),
+            test::TestRequest::post().uri("/admin/api/tenants/acme/api-keys/rotate"),
+            test::TestRequest::post().uri(&format!(
+                "/admin/api/tenants/acme/providers/{TEST_KIND}/authorize"
+            )),
+            toml_body(
+                test::TestRequest::post().uri("/admin/api/platforms"),
+                "id = \"p\"\n",
+            ),
+            test::TestRequest::delete().uri("/admin/api/platforms/p"),
+        ];
+        for req in changes {
+            let (status, body) = c.send(as_reader(req)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["error"]["code"], "forbidden");
+        }
+        assert_eq!(store.get("acme").await.unwrap().unwrap().version, 1);
+        assert_eq!(store.list().await.unwrap().len(), 1);
+        t.finish().await;
+    }
+}
