@@ -48,6 +48,14 @@ enum Command {
         /// The plaintext key.
         key: String,
     },
+    /// Manage tenants and platforms in the database: `paybridge admin --help` (the same as the
+    /// `paybridge-admin` binary, with every provider of this build linked).
+    #[command(disable_help_flag = true)]
+    Admin {
+        /// The admin command line.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// The log filter when `RUST_LOG` is not set.
@@ -70,6 +78,9 @@ fn main() -> ExitCode {
             println!("{}", paybridge_core::tenant::hash_api_key(&key));
             ExitCode::SUCCESS
         }
+        Command::Admin { args } => paybridge_admin::cli::main_from(
+            std::iter::once(std::ffi::OsString::from("paybridge admin")).chain(args),
+        ),
         Command::Serve => match serve(&cli.config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

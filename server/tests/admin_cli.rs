@@ -285,3 +285,38 @@ fn platforms_are_managed_from_the_command_line() {
     assert!(audit.contains("delete platform:acme"), "{audit}");
     assert!(!audit.contains(SECRET), "{audit}");
 }
+
+#[test]
+fn paybridge_admin_is_also_a_subcommand_of_the_server_binary() {
+    let env = Env::new();
+    let good = env.write("t1.toml", &tenant("t1", "One"));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_paybridge"))
+            .arg("admin")
+            .args(args)
+            .arg("--database-url")
+            .arg(&env.url)
+            .current_dir(env.dir.path())
+            .env_remove("DATABASE_URL")
+            .env("PAYBRIDGE_MASTER_KEY", &env.master_key)
+            .output()
+            .unwrap()
+    };
+    let put = run(&["put", &good]);
+    assert_eq!(code(&put), 0, "{}", err(&put));
+    assert_eq!(out(&put).trim(), "created t1 (version 1)");
+    // The same database through the other binary.
+    assert!(out(&env.run(&["list"])).starts_with("t1\tv1\t"));
+    let missing = run(&["get", "nope"]);
+    assert_eq!(code(&missing), 3, "{}", err(&missing));
+    let help = Command::new(env!("CARGO_BIN_EXE_paybridge"))
+        .args(["admin", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&help), 0);
+    assert!(
+        out(&help).contains("Usage: paybridge admin"),
+        "{}",
+        out(&help)
+    );
+}

@@ -78,7 +78,16 @@ fn describe(errors: &ConfigErrors) -> String {
 
 /// Parse the arguments, run, and map the outcome to an exit code (usage errors exit 1).
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    main_from(std::env::args_os())
+}
+
+/// [`main`] with these arguments (the first is the program's name), e.g. for `paybridge admin …`.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
