@@ -280,6 +280,9 @@ pub fn run(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<Serve
                     .config(SwaggerConfig::from("/openapi.json").validator_url("none")),
             )
             .wrap(actix_web::middleware::from_fn(
+                api::idempotency::idempotency,
+            ))
+            .wrap(actix_web::middleware::from_fn(
                 crate::http_log::log_requests,
             ));
         if sandbox {

@@ -37,6 +37,24 @@ pub struct Config {
     pub retention: RetentionSection,
     /// `[log]`: the format of log lines.
     pub log: LogSection,
+    /// `[idempotency]`: how long an `Idempotency-Key` is kept.
+    pub idempotency: IdempotencySection,
+}
+
+/// `[idempotency]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencySection {
+    /// Seconds from a key's first request after which the key is new again.
+    pub ttl_seconds: u64,
+}
+
+impl Default for IdempotencySection {
+    fn default() -> Self {
+        IdempotencySection {
+            ttl_seconds: 86_400,
+        }
+    }
 }
 
 /// `[log]`

@@ -1,5 +1,6 @@
 //! The retention worker: deletes attempt records older than `[retention] attempts_days`, in
-//! bounded batches, so that `notification_attempts` and `webhook_attempts` stop growing forever.
+//! bounded batches, so that `notification_attempts` and `webhook_attempts` stop growing forever,
+//! and `Idempotency-Key`s older than `[idempotency] ttl_seconds`.
 //! Several instances may run it at once: a batch deletes rows by id, and a row deleted twice is
 //! simply not there the second time.
 
@@ -19,7 +20,9 @@ pub struct PruneReport {
     pub notification_attempts: u64,
     /// Webhook delivery attempts deleted.
     pub webhook_attempts: u64,
-    /// Statements run.
+    /// Expired `Idempotency-Key`s deleted.
+    pub idempotency_keys: u64,
+    /// Batches of attempts deleted (statements run, besides the one of expired keys).
     pub batches: u32,
 }
 
@@ -27,6 +30,17 @@ pub struct PruneReport {
 pub async fn run_once(state: &AppState, now: DateTime<Utc>) -> Result<PruneReport, StoreError> {
     let c = &state.config.retention;
     let mut report = PruneReport::default();
+    // Expired keys go whatever attempts_days says: they no longer mean anything.
+    let ttl = chrono::Duration::seconds(
+        i64::try_from(state.config.idempotency.ttl_seconds.max(1)).unwrap_or(i64::MAX),
+    );
+    let expired = now - ttl;
+    report.idempotency_keys = state
+        .store
+        .write(move |txn| {
+            Box::pin(async move { crate::store::idempotency::prune(txn, expired).await })
+        })
+        .await?;
     if c.attempts_days == 0 {
         return Ok(report);
     }
@@ -74,7 +88,7 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
         let mut clock = state.worker_clock(interval);
         while clock.tick().await {
             match run_once(&state, Utc::now()).await {
-                Ok(r) if r.notification_attempts + r.webhook_attempts > 0 => {
+                Ok(r) if r.notification_attempts + r.webhook_attempts + r.idempotency_keys > 0 => {
                     tracing::info!(?r, "retention pass");
                 }
                 Ok(_) => {}

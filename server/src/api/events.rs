@@ -103,7 +103,7 @@ pub async fn list_events(
 /// The retry schedule starts over. Receivers get the same event id again and deduplicate by it.
 #[utoipa::path(
     tag = "events",
-    params(("id" = String, Path, description = "The event id")),
+    params(("id" = String, Path, description = "The event id"), ("Idempotency-Key" = Option<String>, Header, description = "Optional, 1-255 printable ASCII characters: a retry with the same key and request gets the first answer (status and body) with `Idempotent-Replayed: true`; the key with another request is 422 `idempotency_key_reused`, while its first request runs 409 `idempotency_key_in_use`. Kept 24 h ([idempotency] ttl_seconds).")),
     responses(
         (status = 202, description = "Scheduled for immediate delivery", body = EventView),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),

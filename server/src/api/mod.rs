@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod events;
+pub mod idempotency;
 pub mod notify;
 pub mod ops;
 pub mod orders;

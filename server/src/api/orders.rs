@@ -17,6 +17,7 @@ use crate::usecases::orders;
 /// params and repeating the request retries the provider.
 #[utoipa::path(
     tag = "orders",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional, 1-255 printable ASCII characters: a retry with the same key and request gets the first answer (status and body) with `Idempotent-Replayed: true`; the key with another request is 422 `idempotency_key_reused`, while its first request runs 409 `idempotency_key_in_use`. Kept 24 h ([idempotency] ttl_seconds).")),
     request_body = CreateOrderRequest,
     responses(
         (status = 201, description = "Order created", body = CreateOrderResponse),
@@ -79,7 +80,7 @@ pub async fn get_order(
 /// Close an unpaid order, at the provider first.
 #[utoipa::path(
     tag = "orders",
-    params(("out_trade_no" = String, Path, description = "The merchant's order number")),
+    params(("out_trade_no" = String, Path, description = "The merchant's order number"), ("Idempotency-Key" = Option<String>, Header, description = "Optional, 1-255 printable ASCII characters: a retry with the same key and request gets the first answer (status and body) with `Idempotent-Replayed: true`; the key with another request is 422 `idempotency_key_reused`, while its first request runs 409 `idempotency_key_in_use`. Kept 24 h ([idempotency] ttl_seconds).")),
     responses(
         (status = 200, description = "The closed order", body = OrderView),
         (status = 404, description = "No such order for this tenant", body = ErrorBody),

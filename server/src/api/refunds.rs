@@ -15,7 +15,7 @@ use crate::usecases::{orders, refunds};
 /// Refunds that have not failed never exceed the order amount (`refund_exceeds_order`).
 #[utoipa::path(
     tag = "refunds",
-    params(("out_trade_no" = String, Path, description = "The merchant's order number")),
+    params(("out_trade_no" = String, Path, description = "The merchant's order number"), ("Idempotency-Key" = Option<String>, Header, description = "Optional, 1-255 printable ASCII characters: a retry with the same key and request gets the first answer (status and body) with `Idempotent-Replayed: true`; the key with another request is 422 `idempotency_key_reused`, while its first request runs 409 `idempotency_key_in_use`. Kept 24 h ([idempotency] ttl_seconds).")),
     request_body = CreateRefundRequest,
     responses(
         (status = 201, description = "Refund accepted by the provider (`processing`, or `succeeded` when the provider settles at once)", body = RefundView),

@@ -13,7 +13,7 @@ use crate::usecases::sessions;
 /// The session key stays on the server.
 #[utoipa::path(
     tag = "sessions",
-    params(("provider" = String, Path, description = "Provider kind, e.g. `wechat_miniprogram`")),
+    params(("provider" = String, Path, description = "Provider kind, e.g. `wechat_miniprogram`"), ("Idempotency-Key" = Option<String>, Header, description = "Optional, 1-255 printable ASCII characters: a retry with the same key and request gets the first answer (status and body) with `Idempotent-Replayed: true`; the key with another request is 422 `idempotency_key_reused`, while its first request runs 409 `idempotency_key_in_use`. Kept 24 h ([idempotency] ttl_seconds).")),
     request_body = SessionRequest,
     responses(
         (status = 200, description = "The payer's identity", body = SessionResponse),

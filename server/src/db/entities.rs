@@ -223,3 +223,36 @@ pub mod webhook_attempt {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// An `Idempotency-Key` of a tenant: the request it was first used with (its fingerprint) and,
+/// once that request finished, the answer to replay.
+pub mod idempotency_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "idempotency_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        /// Hex SHA-256 of the method, the path and the body as a JSON value.
+        pub fingerprint: String,
+        /// `running` or `done`.
+        pub state: String,
+        /// The stored answer, once `done`: its HTTP status, `Content-Type` and body.
+        pub http_status: Option<i32>,
+        pub content_type: Option<String>,
+        pub body: Option<String>,
+        /// The first request: the key expires `ttl` after it.
+        pub created_at: DateTimeUtc,
+        /// While `running`: until when the request holds the key (after it, a crashed request's
+        /// key is taken over).
+        pub locked_until: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0004NextCheck),
             Box::new(M0005HotIndexes),
             Box::new(M0006RetentionIndexes),
+            Box::new(M0007IdempotencyKeys),
         ]
     }
 }
@@ -629,6 +630,67 @@ impl MigrationTrait for M0006RetentionIndexes {
                     .name("webhook_attempts_at")
                     .table(WebhookAttempts::Table)
                     .col(WebhookAttempts::At)
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum IdempotencyKeys {
+    Table,
+    TenantId,
+    Key,
+    Fingerprint,
+    State,
+    HttpStatus,
+    ContentType,
+    Body,
+    CreatedAt,
+    LockedUntil,
+}
+
+/// `Idempotency-Key`s of the merchant API, by tenant and key; expired ones are found by age.
+struct M0007IdempotencyKeys;
+
+impl MigrationName for M0007IdempotencyKeys {
+    fn name(&self) -> &str {
+        "m0007_idempotency_keys"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0007IdempotencyKeys {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(IdempotencyKeys::Table)
+                    .if_not_exists()
+                    .col(string_len(IdempotencyKeys::TenantId, 64))
+                    .col(string_len(IdempotencyKeys::Key, 255))
+                    .col(string_len(IdempotencyKeys::Fingerprint, 64))
+                    .col(string_len(IdempotencyKeys::State, 16))
+                    .col(integer_null(IdempotencyKeys::HttpStatus))
+                    .col(text_null(IdempotencyKeys::ContentType))
+                    .col(text_null(IdempotencyKeys::Body))
+                    .col(timestamp_with_time_zone(IdempotencyKeys::CreatedAt))
+                    .col(timestamp_with_time_zone(IdempotencyKeys::LockedUntil))
+                    .primary_key(
+                        Index::create()
+                            .col(IdempotencyKeys::TenantId)
+                            .col(IdempotencyKeys::Key),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idempotency_keys_created")
+                    .table(IdempotencyKeys::Table)
+                    .col(IdempotencyKeys::CreatedAt)
                     .to_owned(),
             )
             .await?;

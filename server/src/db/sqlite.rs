@@ -153,6 +153,7 @@ fn entity_kinds() -> Vec<(&'static str, Kind)> {
         columns_of::<entities::lease::Entity>(),
         columns_of::<entities::webhook_delivery::Entity>(),
         columns_of::<entities::webhook_attempt::Entity>(),
+        columns_of::<entities::idempotency_key::Entity>(),
     ]
     .concat()
 }

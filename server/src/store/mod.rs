@@ -6,11 +6,13 @@
 //! - [`attempts`]: every notification received.
 //! - [`deliveries`]: webhook deliveries and their attempts.
 //! - [`retention`]: pruning of old attempt records.
+//! - [`idempotency`]: `Idempotency-Key`s and the answers they replay.
 //! - [`writer`]: the write path (group commit on SQLite).
 
 pub mod attempts;
 pub mod deliveries;
 pub mod events;
+pub mod idempotency;
 pub mod orders;
 pub mod plans;
 pub mod refunds;

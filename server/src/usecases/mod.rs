@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod health;
+pub mod idempotency;
 pub mod notifications;
 pub mod orders;
 pub mod refunds;

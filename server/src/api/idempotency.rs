@@ -1,0 +1,155 @@
+//! `Idempotency-Key` on every merchant `POST` under `/v1` (DESIGN.md, "Operators and
+//! integrators"), as a middleware around the handlers: the rules are the use case's
+//! ([`crate::usecases::idempotency`]), the rows the store's.
+//!
+//! - A replay of a key with the same method, path and body (as a JSON value) gets the stored
+//!   status and body, with `Idempotent-Replayed: true`.
+//! - The same key with another request: `422 idempotency_key_reused`.
+//! - While the key's first request runs: `409 idempotency_key_in_use`, whatever the body.
+//! - A malformed key: `400 invalid_request` naming `Idempotency-Key`.
+//! - Kept are the 2xx and 4xx a request produced after validation; a 5xx, 400, 401, 413 or 429
+//!   lets the key go, so a retry runs again.
+//! - A request without a valid API key passes through (its handler answers 401).
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpResponse, ResponseError, web};
+
+use crate::api::error::ApiError;
+use crate::state::AppState;
+use crate::store::idempotency::Claim;
+use crate::usecases::idempotency::{self, HEADER};
+
+/// The header of a replayed answer.
+pub const REPLAYED: &str = "idempotent-replayed";
+
+fn error(req: ServiceRequest, e: ApiError) -> ServiceResponse<BoxBody> {
+    req.into_response(e.error_response())
+}
+
+/// The tenant of the request's API key, if it has a valid one.
+fn tenant_of(req: &ServiceRequest, state: &AppState) -> Option<String> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, key) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    state.tenants.by_api_key(key.trim()).map(|t| t.id.clone())
+}
+
+/// The middleware.
+pub async fn idempotency(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let applies = req.method() == actix_web::http::Method::POST && req.path().starts_with("/v1/");
+    let Some(raw_key) = req.headers().get(HEADER).filter(|_| applies).cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let key = match idempotency::check_key(raw_key.as_bytes()) {
+        Ok(key) => key.to_owned(),
+        Err(f) => return Ok(error(req, f.into())),
+    };
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let Some(tenant_id) = tenant_of(&req, &state) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    // The body, read once (within the body limit) and put back for the handler.
+    let body = req.extract::<web::Bytes>().await?;
+    req.set_payload(actix_web::dev::Payload::from(body.clone()));
+    let fingerprint = idempotency::fingerprint(req.method().as_str(), req.path(), &body);
+
+    match idempotency::claim(&state, &tenant_id, &key, fingerprint).await {
+        Err(f) => Ok(error(req, f.into())),
+        Ok(Claim::InUse) => Ok(error(
+            req,
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still running; retry once it has finished",
+            ),
+        )),
+        Ok(Claim::Reused) => Ok(error(
+            req,
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request (method, path or body); use a new key",
+            ),
+        )),
+        Ok(Claim::Replay {
+            status,
+            content_type,
+            body,
+        }) => {
+            let mut answer = HttpResponse::build(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            );
+            if let Some(content_type) = content_type {
+                answer.insert_header((CONTENT_TYPE, content_type));
+            }
+            answer.insert_header((
+                HeaderName::from_static(REPLAYED),
+                HeaderValue::from_static("true"),
+            ));
+            Ok(req.into_response(answer.body(body)))
+        }
+        Ok(Claim::Fresh) => {
+            let res = next.call(req).await?;
+            let status = res.status().as_u16();
+            let content_type = res
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let (req, res) = res.into_parts();
+            let (head, body) = res.into_parts();
+            let bytes = match actix_web::body::to_bytes(body).await {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    // Nothing to keep: the key goes, and the client sees a failure to retry.
+                    settle_or_log(&state, &tenant_id, &key, 500, None, String::new()).await;
+                    return Ok(ServiceResponse::new(
+                        req,
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            "internal error; it has been logged",
+                        )
+                        .error_response(),
+                    ));
+                }
+            };
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            settle_or_log(&state, &tenant_id, &key, status, content_type, text).await;
+            Ok(ServiceResponse::new(
+                req,
+                head.set_body(bytes).map_into_boxed_body(),
+            ))
+        }
+    }
+}
+
+/// Settle the key; a failure is logged, and the answer still goes out (the key then stays
+/// `running` until its lock ends, and a retry meanwhile gets 409).
+async fn settle_or_log(
+    state: &AppState,
+    tenant_id: &str,
+    key: &str,
+    status: u16,
+    content_type: Option<String>,
+    body: String,
+) {
+    if let Err(e) = idempotency::settle(state, tenant_id, key, status, content_type, body).await {
+        tracing::error!(tenant = tenant_id, error = %e, "Idempotency-Key not settled");
+    }
+}
