@@ -2,8 +2,9 @@
 //! every line logged while serving it (`[log] format`; DESIGN.md "Operators and integrators").
 //!
 //! The request middleware ([`crate::http_log`]) runs each request inside a `request` span with a
-//! `request_id` field. In text, the span prefixes the line (`request{request_id=…}: …`); in
-//! JSON, `request_id` is a top-level key of the line, taken from the innermost span that has one.
+//! `request_id` field, and the use cases open spans with `tenant` and `out_trade_no`. In text,
+//! the spans prefix the line (`request{request_id=…}:create_order{tenant=… out_trade_no=…}: …`);
+//! in JSON, their fields are top-level keys of the line.
 
 use std::fmt;
 
@@ -37,10 +38,10 @@ pub fn init(format: LogFormat, default_filter: &str) {
     }
 }
 
-/// The `request_id` of a span, kept in its extensions.
-struct RequestId(String);
+/// The fields of a span, kept in its extensions for JSON lines.
+struct SpanFields(Map<String, Value>);
 
-/// Records a span's `request_id` field.
+/// Records a span's fields (`request_id`, and the use cases' `tenant`, `out_trade_no`, …).
 struct RequestIdLayer;
 
 impl<S> Layer<S> for RequestIdLayer
@@ -53,33 +54,17 @@ where
         id: &tracing::span::Id,
         ctx: Context<'_, S>,
     ) {
-        let mut found = RequestIdVisitor(None);
-        attrs.record(&mut found);
-        if let (Some(request_id), Some(span)) = (found.0, ctx.span(id)) {
-            span.extensions_mut().insert(RequestId(request_id));
+        let mut fields = Map::new();
+        attrs.record(&mut JsonVisitor(&mut fields));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(fields));
         }
     }
 }
 
-struct RequestIdVisitor(Option<String>);
-
-impl Visit for RequestIdVisitor {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "request_id" {
-            self.0 = Some(value.to_owned());
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "request_id" {
-            // `%id` records through Display, which arrives here.
-            self.0 = Some(format!("{value:?}"));
-        }
-    }
-}
-
-/// One JSON object per line: `timestamp`, `level`, `target`, `message`, the event's fields,
-/// and `request_id` when the line belongs to a request.
+/// One JSON object per line: `timestamp`, `level`, `target`, `message`, the event's fields, and
+/// the fields of the spans it is in (`request_id`, `tenant`, `out_trade_no`, …; an inner span's
+/// field wins over an outer one's, and the event's own over both).
 struct JsonLines;
 
 impl<S, N> FormatEvent<S, N> for JsonLines
@@ -101,15 +86,14 @@ where
         );
         line.insert("level".into(), Value::String(meta.level().to_string()));
         line.insert("target".into(), Value::String(meta.target().to_owned()));
-        event.record(&mut JsonVisitor(&mut line));
         if let Some(scope) = ctx.event_scope() {
-            let innermost = scope
-                .filter_map(|span| span.extensions().get::<RequestId>().map(|r| r.0.clone()))
-                .next();
-            if let Some(request_id) = innermost {
-                line.insert("request_id".into(), Value::String(request_id));
+            for span in scope.from_root() {
+                if let Some(fields) = span.extensions().get::<SpanFields>() {
+                    line.extend(fields.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
             }
         }
+        event.record(&mut JsonVisitor(&mut line));
         writeln!(writer, "{}", Value::Object(line))
     }
 }

@@ -1,6 +1,7 @@
 //! `X-Request-Id` and JSON logs (DESIGN.md, "Operators and integrators"): an incoming id is
 //! echoed and an invalid one replaced, and every line the gateway logs while serving a request
-//! carries its id as a top-level `request_id` of the JSON line. The gateway runs as a process of
+//! carries its id as a top-level `request_id` of the JSON line (and, inside a use case, its
+//! `tenant` and `out_trade_no`). The gateway runs as a process of
 //! its own, with `[log] format = "json"`, and its log file is read back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -105,11 +106,13 @@ async fn a_request_id_is_echoed_and_on_every_log_line_of_its_request() {
             .collect()
     };
     let order_lines = of("rid-order-0002");
+    // The provider call is logged inside the use case's span: its tenant and order are on the
+    // line too.
     assert!(
-        order_lines
-            .iter()
-            .any(|l| l["message"] == "unifiedorder" && l["out_trade_no"] == no.as_str()),
-        "no provider-call line with the request id:\n{log}"
+        order_lines.iter().any(|l| l["message"] == "unifiedorder"
+            && l["out_trade_no"] == no.as_str()
+            && l["tenant"] == t.id.as_str()),
+        "no provider-call line with the request id, tenant and order:\n{log}"
     );
     assert!(
         order_lines
