@@ -151,6 +151,14 @@ pub fn resolve_provider_table(
             wipe_value(&mut replaced);
         }
     }
+    for (set, needs) in mode.map_or(&[][..], |m| m.requires) {
+        if table.contains_key(*set) && !table.contains_key(*needs) {
+            errors.push(FieldError::new(
+                *needs,
+                format!("required with {set}: the tenant's own, not the platform's"),
+            ));
+        }
+    }
     for (required, _) in mode.map_or(&[][..], |m| m.probe) {
         if !table.contains_key(*required) {
             errors.push(FieldError::new(
@@ -377,8 +385,9 @@ mod tests {
     }
 
     static MODE: PlatformMode = PlatformMode {
-        tenant_fields: &["member", "secret"],
+        tenant_fields: &["member", "secret", "own_app"],
         shared: &["secret"],
+        requires: &[("own_app", "secret")],
         probe: &[("member", "probe")],
     };
 
@@ -439,6 +448,15 @@ mod tests {
         // A shared identity field is the tenant's where it sets one.
         assert_eq!(resolved["secret"].as_str(), Some("own"));
         assert!(!resolved.contains_key(PLATFORM_KEY));
+        // …and must be when the tenant names its own app.
+        let refused = resolve_provider_table(
+            KIND,
+            &doc("platform = \"acme\"\nmember = \"m1\"\nown_app = \"a\""),
+            Path::new("."),
+            &platforms,
+        )
+        .expect_err("own_app without its secret");
+        assert_eq!(refused[0].field, "secret", "{refused:?}");
     }
 
     #[test]

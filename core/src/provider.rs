@@ -610,6 +610,9 @@ pub struct PlatformMode {
     /// Of `tenant_fields`, those a platform may set too, as a default its tenants may replace
     /// (the `app_secret` of the service provider's own mini-program).
     pub shared: &'static [&'static str],
+    /// `(a, b)`: a tenant that sets `a` must set `b` too, even when the platform sets `b`
+    /// (`sub_appid` needs the sub-merchant's own `app_secret`, not the service provider's).
+    pub requires: &'static [(&'static str, &'static str)],
     /// The identity every tenant of a platform must set, each with a placeholder value used to
     /// validate a platform's section on its own (the factory builds the section with them).
     pub probe: &'static [(&'static str, &'static str)],

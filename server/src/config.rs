@@ -354,7 +354,11 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let mut cfg = Config::from_toml_and_env(&text, std::env::vars())
+        // Not `std::env::vars()`, which panics on a variable that is not UTF-8: such a variable
+        // is no override of ours, and is skipped.
+        let vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        let mut cfg = Config::from_toml_and_env(&text, vars)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.tenants.dir.is_relative() {

@@ -30,14 +30,32 @@ fn request_id(req: &ServiceRequest) -> String {
 /// Serve the request inside its `request` span, echo its id, and log one line for it.
 pub async fn log_requests(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, Error> {
     let started = Instant::now();
     let id = request_id(&req);
-    let span = tracing::info_span!("request", request_id = %id);
+    // At error level, so that the span (and its id) exists whatever the filter lets through: a
+    // warning of this request carries the id even with RUST_LOG=warn.
+    let span = tracing::error_span!("request", request_id = %id);
     let method = req.method().to_string();
     let path = req.path().to_owned();
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    let mut res = match next.call(req).instrument(span.clone()).await {
+        Ok(res) => res.map_into_boxed_body(),
+        Err(e) => {
+            // actix answers it (the request cannot be kept to answer here: routing needs it
+            // unshared); it is still logged with its id.
+            span.in_scope(|| {
+                tracing::info!(
+                    %method,
+                    %path,
+                    status = e.as_response_error().status_code().as_u16(),
+                    ms = started.elapsed().as_millis(),
+                    "request"
+                );
+            });
+            return Err(e);
+        }
+    };
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID), value);

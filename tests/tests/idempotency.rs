@@ -120,6 +120,35 @@ async fn idempotency_keys_replay_refuse_block_and_expire() {
             "{name}: {}",
             theirs.text
         );
+        // A body refused before it was read (415: no JSON content type) is not kept: the
+        // corrected retry, which has the same fingerprint, runs.
+        let no_415 = wechat::trade_no();
+        let raw = order(&no_415, 100, &openid).to_string();
+        let res = gw
+            .http
+            .post(format!("{}/v1/orders", gw.base))
+            .bearer_auth(api_key(&t.id))
+            .header("Idempotency-Key", "k-415")
+            .header("Content-Type", "text/plain")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 415, "{name}");
+        let fixed = post(
+            &gw,
+            &t.id,
+            "/v1/orders",
+            &order(&no_415, 100, &openid),
+            Some("k-415"),
+        )
+        .await;
+        assert_eq!(
+            (fixed.status, fixed.replayed),
+            (201, false),
+            "{name}: {}",
+            fixed.text
+        );
         // A malformed key.
         let long = "k".repeat(256);
         let bad = post(

@@ -417,6 +417,20 @@ async fn platform_documents_have_the_guarantees_of_tenant_documents() {
         assert_eq!(ids, [A.id, B.id], "{name}: {tenants}");
         let (code, _) = admin(&gw, M::GET, "/tenants/platform:acme", None).await;
         assert_eq!(code, 404, "{name}");
+        // Nor can a tenant endpoint change it.
+        for (method, path) in [
+            (M::DELETE, "/tenants/platform:acme"),
+            (
+                M::POST,
+                "/tenants/platform:acme/providers/alipay_app/disable",
+            ),
+            (M::POST, "/tenants/platform:acme/api-keys/rotate"),
+        ] {
+            let (code, body) = admin(&gw, method, path, None).await;
+            assert_eq!(code, 404, "{name}: {path}: {body}");
+        }
+        let (code, _) = admin(&gw, M::GET, "/platforms/acme", None).await;
+        assert_eq!(code, 200, "{name}: the platform is still there");
         use sea_orm::{ConnectionTrait, Statement};
         let db = gw.state.tenant_store.db();
         let row = db

@@ -274,7 +274,7 @@ impl TenantStore {
         let tenants = self.load_all().await?;
         let (others, _) = self.platform_book().await?;
         let written = self
-            .modify(&key, actor, expected, |current| {
+            .modify_document(&key, actor, expected, |current| {
                 let base = base_dir
                     .clone()
                     .or_else(|| current.map(|c| c.base_dir.clone()))
@@ -310,7 +310,7 @@ impl TenantStore {
                 users.join(", ")
             )));
         }
-        self.modify(&key_of(id), actor, None, |current| {
+        self.modify_document(&key_of(id), actor, None, |current| {
             let current = current
                 .ok_or_else(|| StoreError::NotFound(format!("platform {id:?} not found")))?;
             Ok(Plan {

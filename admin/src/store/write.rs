@@ -47,8 +47,25 @@ pub(super) struct Plan {
 
 impl TenantStore {
     /// Run `plan` on the current tenant and commit it, retrying when another writer got there
-    /// first.
+    /// first. A platform's key is no tenant: it is refused as not found.
     pub(super) async fn modify<F>(
+        &self,
+        id: &str,
+        actor: &str,
+        expected: Option<i64>,
+        plan: F,
+    ) -> Result<Written, StoreError>
+    where
+        F: Fn(Option<&StoredTenant>) -> Result<Plan, StoreError>,
+    {
+        if super::is_platform_key(id) {
+            return Err(StoreError::tenant_not_found(id));
+        }
+        self.modify_document(id, actor, expected, plan).await
+    }
+
+    /// [`TenantStore::modify`] for any document key (a tenant's id, or a platform's key).
+    pub(super) async fn modify_document<F>(
         &self,
         id: &str,
         actor: &str,

@@ -114,6 +114,7 @@ static PLATFORM_MODE: PlatformMode = PlatformMode {
         "app_refresh_token",
     ],
     shared: &[],
+    requires: &[],
     probe: &[
         ("app_auth_token", "platform-probe"),
         ("auth_app_id", "2021000000000000"),

@@ -139,6 +139,7 @@ paybridge_core::inventory::submit! {
 static PLATFORM_MODE: PlatformMode = PlatformMode {
     tenant_fields: &["sub_mchid", "sub_appid", "app_secret"],
     shared: &["app_secret"],
+    requires: &[("sub_appid", "app_secret")],
     probe: &[("sub_mchid", "1900000000")],
 };
 

@@ -21,7 +21,7 @@ use actix_web::{Error, HttpResponse, ResponseError, web};
 use crate::api::error::ApiError;
 use crate::state::AppState;
 use crate::store::idempotency::Claim;
-use crate::usecases::idempotency::{self, HEADER};
+use crate::usecases::idempotency::{self, HEADER, Held};
 
 /// The header of a replayed answer.
 pub const REPLAYED: &str = "idempotent-replayed";
@@ -64,7 +64,25 @@ pub async fn idempotency(
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     // The body, read once (within the body limit) and put back for the handler.
-    let body = req.extract::<web::Bytes>().await?;
+    let body = match req.extract::<web::Bytes>().await {
+        Ok(body) => body,
+        Err(e) => {
+            let refused = if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is larger than [http] max_body_bytes",
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("the request body could not be read: {e}"),
+                )
+            };
+            return Ok(error(req, refused));
+        }
+    };
     req.set_payload(actix_web::dev::Payload::from(body.clone()));
     let fingerprint = idempotency::fingerprint(req.method().as_str(), req.path(), &body);
 
@@ -103,7 +121,17 @@ pub async fn idempotency(
             ));
             Ok(req.into_response(answer.body(body)))
         }
-        Ok(Claim::Fresh) => {
+        Ok(Claim::Fresh { lock }) => {
+            // Settled once the answer is known; if the request is dropped first (its client went
+            // away), the guard lets the key go, so that the retry is not told it is in use.
+            let pending = Pending {
+                state: state.clone(),
+                held: Some(Held {
+                    tenant_id,
+                    key,
+                    lock,
+                }),
+            };
             let res = next.call(req).await?;
             let status = res.status().as_u16();
             let content_type = res
@@ -113,24 +141,21 @@ pub async fn idempotency(
                 .map(str::to_owned);
             let (req, res) = res.into_parts();
             let (head, body) = res.into_parts();
-            let bytes = match actix_web::body::to_bytes(body).await {
-                Ok(bytes) => bytes,
-                Err(_) => {
-                    // Nothing to keep: the key goes, and the client sees a failure to retry.
-                    settle_or_log(&state, &tenant_id, &key, 500, None, String::new()).await;
-                    return Ok(ServiceResponse::new(
-                        req,
-                        ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "internal",
-                            "internal error; it has been logged",
-                        )
-                        .error_response(),
-                    ));
-                }
+            let Ok(bytes) = actix_web::body::to_bytes(body).await else {
+                // Nothing to keep: the key goes, and the client sees a failure to retry.
+                pending.settle(None).await;
+                return Ok(ServiceResponse::new(
+                    req,
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "internal error; it has been logged",
+                    )
+                    .error_response(),
+                ));
             };
             let text = String::from_utf8_lossy(&bytes).into_owned();
-            settle_or_log(&state, &tenant_id, &key, status, content_type, text).await;
+            pending.settle(Some((status, content_type, text))).await;
             Ok(ServiceResponse::new(
                 req,
                 head.set_body(bytes).map_into_boxed_body(),
@@ -139,17 +164,40 @@ pub async fn idempotency(
     }
 }
 
-/// Settle the key; a failure is logged, and the answer still goes out (the key then stays
-/// `running` until its lock ends, and a retry meanwhile gets 409).
+/// A claimed key not settled yet.
+struct Pending {
+    state: web::Data<AppState>,
+    held: Option<Held>,
+}
+
+impl Pending {
+    /// Settle with this answer (`None`: none to keep). A failure is logged, and the answer still
+    /// goes out (the key then stays `running` until its lock ends; a retry meanwhile gets 409).
+    async fn settle(mut self, answer: Option<(u16, Option<String>, String)>) {
+        if let Some(held) = self.held.take() {
+            settle_or_log(self.state.clone(), held, answer).await;
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let state = self.state.clone();
+            runtime.spawn(settle_or_log(state, held, None));
+        }
+    }
+}
+
 async fn settle_or_log(
-    state: &AppState,
-    tenant_id: &str,
-    key: &str,
-    status: u16,
-    content_type: Option<String>,
-    body: String,
+    state: web::Data<AppState>,
+    held: Held,
+    answer: Option<(u16, Option<String>, String)>,
 ) {
-    if let Err(e) = idempotency::settle(state, tenant_id, key, status, content_type, body).await {
-        tracing::error!(tenant = tenant_id, error = %e, "Idempotency-Key not settled");
+    let tenant = held.tenant_id.clone();
+    if let Err(e) = idempotency::settle(&state, held, answer).await {
+        tracing::error!(%tenant, error = %e, "Idempotency-Key not settled");
     }
 }

@@ -21,8 +21,12 @@ const DONE: &str = "done";
 /// What a request with a key may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// Run: the key is this request's until it finishes (or `locked_until`).
-    Fresh,
+    /// Run: the key is this request's until it finishes, or until `lock` (which also tells this
+    /// claim from a later one when it is settled).
+    Fresh {
+        /// The claim's `locked_until`.
+        lock: DateTime<Utc>,
+    },
     /// The key's first request finished with this answer: replay it.
     Replay {
         /// The status.
@@ -73,7 +77,9 @@ pub async fn claim(
         .exec_without_returning(txn)
         .await?;
     if matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
-        return Ok(Claim::Fresh);
+        return Ok(Claim::Fresh {
+            lock: window.lock_until,
+        });
     }
     let Some(existing) = Entity::find()
         .filter(Column::TenantId.eq(tenant_id))
@@ -84,12 +90,12 @@ pub async fn claim(
         // Deleted since the insert saw it (a released key): the caller may try again.
         return Ok(Claim::InUse);
     };
+    if existing.state == RUNNING && existing.locked_until > window.now {
+        return Ok(Claim::InUse);
+    }
     if existing.created_at <= window.expired_before {
         // Expired: the key is new. A new first request, whatever the old one was.
         return take_over(txn, &existing, fingerprint, window, true).await;
-    }
-    if existing.state == RUNNING && existing.locked_until > window.now {
-        return Ok(Claim::InUse);
     }
     if existing.fingerprint != fingerprint {
         return Ok(Claim::Reused);
@@ -139,17 +145,20 @@ async fn take_over(
         .exec(txn)
         .await?;
     Ok(if updated.rows_affected == 1 {
-        Claim::Fresh
+        Claim::Fresh {
+            lock: window.lock_until,
+        }
     } else {
         Claim::InUse
     })
 }
 
-/// Keep the answer of the key's request, to replay.
+/// Keep the answer of the key's request (the claim that holds `lock`), to replay.
 pub async fn finish(
     txn: &DatabaseTransaction,
     tenant_id: &str,
     key: &str,
+    lock: DateTime<Utc>,
     status: u16,
     content_type: Option<String>,
     body: String,
@@ -162,21 +171,25 @@ pub async fn finish(
         .filter(Column::TenantId.eq(tenant_id))
         .filter(Column::Key.eq(key))
         .filter(Column::State.eq(RUNNING))
+        .filter(Column::LockedUntil.eq(lock))
         .exec(txn)
         .await?;
     Ok(())
 }
 
-/// Let the key go (its answer is not kept: a retry runs again).
+/// Let the key go (its answer is not kept: a retry runs again), if the claim that holds `lock`
+/// still holds it (a later request may have taken it over).
 pub async fn release(
     txn: &DatabaseTransaction,
     tenant_id: &str,
     key: &str,
+    lock: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     Entity::delete_many()
         .filter(Column::TenantId.eq(tenant_id))
         .filter(Column::Key.eq(key))
         .filter(Column::State.eq(RUNNING))
+        .filter(Column::LockedUntil.eq(lock))
         .exec(txn)
         .await?;
     Ok(())

@@ -37,7 +37,7 @@ pub async fn list_events(
 }
 
 /// Schedule one of the tenant's events for immediate delivery again.
-#[tracing::instrument(name = "redeliver", skip_all, fields(tenant = %tenant.id, event_id = %event_id))]
+#[tracing::instrument(level = "error", name = "redeliver", skip_all, fields(tenant = %tenant.id, event_id = %event_id))]
 pub async fn redeliver(
     state: &AppState,
     tenant: &Tenant,

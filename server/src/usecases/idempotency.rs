@@ -80,10 +80,12 @@ fn canonical_json(value: &serde_json::Value, out: &mut String) {
 }
 
 /// Whether an answer is kept for replay: every 2xx and 4xx the request produced after it passed
-/// validation. Not: 5xx (the retry runs again), 400 (validation), 401, 413 and 429.
+/// validation. Not: 5xx (the retry runs again), 400 (validation), 401, 413, 415 (the body was
+/// refused before it was read: a retry with the right `Content-Type` has the same fingerprint)
+/// and 429.
 pub fn kept(status: u16) -> bool {
     (200..300).contains(&status)
-        || ((400..500).contains(&status) && !matches!(status, 400 | 401 | 413 | 429))
+        || ((400..500).contains(&status) && !matches!(status, 400 | 401 | 413 | 415 | 429))
 }
 
 /// How long a running request holds its key: long enough for its provider calls; after it, a
@@ -99,7 +101,8 @@ pub async fn claim(
     key: &str,
     fingerprint: String,
 ) -> Result<Claim, Failure> {
-    let now = Utc::now();
+    // Microseconds, as PostgreSQL keeps them: the lock is compared when the claim is settled.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let ttl = chrono::Duration::seconds(
         i64::try_from(state.config.idempotency.ttl_seconds.max(1)).unwrap_or(i64::MAX),
     );
@@ -120,24 +123,39 @@ pub async fn claim(
         .await?)
 }
 
-/// Keep the answer of the key's request, or let the key go when the answer is not kept.
+/// What a request that claimed a key must settle.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The key.
+    pub key: String,
+    /// The claim's lock.
+    pub lock: chrono::DateTime<Utc>,
+}
+
+/// Keep the answer of the key's request, or let the key go when the answer is not kept (`None`:
+/// the request ended without an answer, e.g. its client went away).
 pub async fn settle(
     state: &AppState,
-    tenant_id: &str,
-    key: &str,
-    status: u16,
-    content_type: Option<String>,
-    body: String,
+    held: Held,
+    answer: Option<(u16, Option<String>, String)>,
 ) -> Result<(), Failure> {
-    let (tenant_id, key) = (tenant_id.to_owned(), key.to_owned());
+    let Held {
+        tenant_id,
+        key,
+        lock,
+    } = held;
     Ok(state
         .store
         .write(move |txn| {
             Box::pin(async move {
-                if kept(status) {
-                    idempotency::finish(txn, &tenant_id, &key, status, content_type, body).await
-                } else {
-                    idempotency::release(txn, &tenant_id, &key).await
+                match answer {
+                    Some((status, content_type, body)) if kept(status) => {
+                        idempotency::finish(txn, &tenant_id, &key, lock, status, content_type, body)
+                            .await
+                    }
+                    _ => idempotency::release(txn, &tenant_id, &key, lock).await,
                 }
             })
         })
@@ -200,7 +218,7 @@ mod tests {
         for status in [200, 201, 202, 404, 409, 422] {
             assert!(kept(status), "{status}");
         }
-        for status in [400, 401, 413, 429, 500, 502, 503, 504] {
+        for status in [400, 401, 413, 415, 429, 500, 502, 503, 504] {
             assert!(!kept(status), "{status}");
         }
     }

@@ -175,7 +175,7 @@ async fn apply_event(
 /// Verify a notification, apply it and record the attempt in one write, and build the provider's
 /// acknowledgement after its commit. `Err` is for a notification that names no tenant or
 /// provider here, or is too large.
-#[tracing::instrument(name = "notification", skip_all, fields(tenant = %n.tenant_id, provider = %n.kind))]
+#[tracing::instrument(level = "error", name = "notification", skip_all, fields(tenant = %n.tenant_id, provider = %n.kind))]
 pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgement, Failure> {
     if n.body.len() > state.config.http.max_notification_bytes {
         return Err(Failure::new(

@@ -146,7 +146,7 @@ async fn insert(
 /// The provider is asked first and the order is written once, with its client params: a create
 /// costs one commit. A create the provider could not serve (down, timed out) still stores the
 /// order, `pending` without client params, and repeating the request asks the provider again.
-#[tracing::instrument(name = "create_order", skip_all, fields(tenant = %tenant.id, out_trade_no = %req.out_trade_no, provider = %req.provider))]
+#[tracing::instrument(level = "error", name = "create_order", skip_all, fields(tenant = %tenant.id, out_trade_no = %req.out_trade_no, provider = %req.provider))]
 pub async fn create_order(
     state: &AppState,
     tenant: &Tenant,
@@ -404,7 +404,7 @@ async fn apply_close(
 
 /// Ask the provider for the order's state and apply what it says. The order is unchanged when
 /// the provider fails.
-#[tracing::instrument(name = "sync_order", skip_all, fields(tenant = %tenant.id, out_trade_no = %o.out_trade_no))]
+#[tracing::instrument(level = "error", name = "sync_order", skip_all, fields(tenant = %tenant.id, out_trade_no = %o.out_trade_no))]
 pub async fn sync_order(
     state: &AppState,
     tenant: &Tenant,
@@ -438,7 +438,7 @@ pub async fn sync_order(
 
 /// Close an order: at the provider first, then here. If the provider reports it paid, it becomes
 /// paid and the answer is a 409 `order_paid`.
-#[tracing::instrument(name = "close_order", skip_all, fields(tenant = %tenant.id, out_trade_no = %o.out_trade_no))]
+#[tracing::instrument(level = "error", name = "close_order", skip_all, fields(tenant = %tenant.id, out_trade_no = %o.out_trade_no))]
 pub async fn close_order(
     state: &AppState,
     tenant: &Tenant,

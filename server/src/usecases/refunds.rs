@@ -29,7 +29,7 @@ fn validate(req: &CreateRefundRequest) -> Result<Fen, Failure> {
 }
 
 /// Create a refund, or replay it. Returns whether it is new (201) or a replay (200).
-#[tracing::instrument(name = "create_refund", skip_all, fields(tenant = %tenant.id, out_trade_no = %order.out_trade_no, out_refund_no = %req.out_refund_no))]
+#[tracing::instrument(level = "error", name = "create_refund", skip_all, fields(tenant = %tenant.id, out_trade_no = %order.out_trade_no, out_refund_no = %req.out_refund_no))]
 pub async fn create_refund(
     state: &AppState,
     tenant: &Tenant,
@@ -281,7 +281,7 @@ pub(crate) async fn apply_refund_event_in(
 
 /// Ask the provider for a refund's state and apply it. A refund the provider never received
 /// (its send failed or timed out and the provider does not know it) is sent again.
-#[tracing::instrument(name = "sync_refund", skip_all, fields(tenant = %tenant.id, out_trade_no = %order.out_trade_no, out_refund_no = %row.out_refund_no))]
+#[tracing::instrument(level = "error", name = "sync_refund", skip_all, fields(tenant = %tenant.id, out_trade_no = %order.out_trade_no, out_refund_no = %row.out_refund_no))]
 pub async fn sync_refund(
     state: &AppState,
     tenant: &Tenant,

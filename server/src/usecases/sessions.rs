@@ -9,7 +9,7 @@ use super::{Failure, provider_failure};
 use crate::state::AppState;
 
 /// Exchange a login code with the tenant's provider of this kind.
-#[tracing::instrument(name = "login", skip_all, fields(tenant = %tenant.id, provider = %kind))]
+#[tracing::instrument(level = "error", name = "login", skip_all, fields(tenant = %tenant.id, provider = %kind))]
 pub async fn login(
     state: &AppState,
     tenant: &Tenant,
