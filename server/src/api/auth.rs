@@ -13,24 +13,28 @@ use crate::state::AppState;
 /// The tenant whose API key authenticated the request.
 pub struct AuthTenant(pub Arc<Tenant>);
 
+/// The tenant whose API key the request's `Authorization: Bearer …` carries, if any.
+pub fn bearer_tenant(req: &HttpRequest, state: &AppState) -> Option<Arc<Tenant>> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, key) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    state.tenants.by_api_key(key.trim())
+}
+
 impl FromRequest for AuthTenant {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let tenant = (|| {
-            let state = req.app_data::<web::Data<AppState>>()?;
-            let header = req
-                .headers()
-                .get(actix_web::http::header::AUTHORIZATION)?
-                .to_str()
-                .ok()?;
-            let (scheme, key) = header.split_once(' ')?;
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return None;
-            }
-            state.tenants.by_api_key(key.trim())
-        })();
+        let tenant = req
+            .app_data::<web::Data<AppState>>()
+            .and_then(|state| bearer_tenant(req, state));
         let Some(tenant) = tenant else {
             return ready(Err(ApiError::unauthorized()));
         };

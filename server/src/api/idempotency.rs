@@ -18,6 +18,7 @@ use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, ResponseError, web};
 
+use crate::api::auth::bearer_tenant;
 use crate::api::error::ApiError;
 use crate::state::AppState;
 use crate::store::idempotency::Claim;
@@ -28,20 +29,6 @@ pub const REPLAYED: &str = "idempotent-replayed";
 
 fn error(req: ServiceRequest, e: ApiError) -> ServiceResponse<BoxBody> {
     req.into_response(e.error_response())
-}
-
-/// The tenant of the request's API key, if it has a valid one.
-fn tenant_of(req: &ServiceRequest, state: &AppState) -> Option<String> {
-    let header = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, key) = header.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    state.tenants.by_api_key(key.trim()).map(|t| t.id.clone())
 }
 
 /// The middleware.
@@ -60,7 +47,7 @@ pub async fn idempotency(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let Some(tenant_id) = tenant_of(&req, &state) else {
+    let Some(tenant_id) = bearer_tenant(req.request(), &state).map(|t| t.id.clone()) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     // The body, read once (within the body limit) and put back for the handler.
