@@ -24,7 +24,22 @@ fn request_id(req: &ServiceRequest) -> String {
         .map(HeaderValue::as_bytes)
         .filter(|v| (1..=128).contains(&v.len()) && v.iter().all(|b| (b' '..=b'~').contains(b)))
         .and_then(|v| std::str::from_utf8(v).ok())
-        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
+        .map_or_else(new_id, str::to_owned)
+}
+
+/// A new id: 32 hex digits, a random prefix drawn once per process and a counter, so that ids
+/// are unique across instances and cost no system call (a random UUID each would be one
+/// `getrandom` per request).
+fn new_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    format!(
+        "{prefix:016x}{:016x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Serve the request inside its `request` span, echo its id, and log one line for it.

@@ -24,12 +24,12 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat, default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(RequestIdLayer);
+    let registry = tracing_subscriber::registry().with(filter);
+    // The span fields are kept for JSON lines only: text lines print the fmt layer's own copy.
     let installed = match format {
         LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
         LogFormat::Json => registry
+            .with(RequestIdLayer)
             .with(tracing_subscriber::fmt::layer().event_format(JsonLines))
             .try_init(),
     };
