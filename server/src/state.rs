@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use paybridge_admin::{StoredTenant, TenantStore};
-use paybridge_core::platform::{PLATFORM_KEY, Platforms, resolve_provider_table};
+use paybridge_core::platform::{Platforms, resolve_provider_table};
 use paybridge_core::provider::{Simulator, factories};
 use paybridge_core::tenant::Tenant;
 
@@ -185,7 +185,6 @@ pub fn register_merchants(
                 continue;
             };
             table.remove("enabled");
-            table.remove(PLATFORM_KEY);
             if paybridge_admin::secrets::is_sandbox_provider(&table, sandbox_prefix) {
                 sim.register_merchant(&table, &base_dir);
             }

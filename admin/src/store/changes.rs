@@ -95,13 +95,7 @@ impl TenantStore {
     pub async fn delete(&self, id: &str, actor: &str) -> Result<(), StoreError> {
         self.modify(id, actor, None, |current| {
             let current = current.ok_or_else(|| StoreError::tenant_not_found(id))?;
-            Ok(Plan {
-                action: "delete",
-                after: None,
-                base_dir: current.base_dir.clone(),
-                retire: Vec::new(),
-                endpoints: toml::Table::new(),
-            })
+            Ok(Plan::delete(current))
         })
         .await
         .map(|_| ())

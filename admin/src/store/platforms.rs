@@ -313,13 +313,7 @@ impl TenantStore {
         self.modify_document(&key_of(id), actor, None, |current| {
             let current = current
                 .ok_or_else(|| StoreError::NotFound(format!("platform {id:?} not found")))?;
-            Ok(Plan {
-                action: "delete",
-                after: None,
-                base_dir: current.base_dir.clone(),
-                retire: Vec::new(),
-                endpoints: toml::Table::new(),
-            })
+            Ok(Plan::delete(current))
         })
         .await
         .map(|_| ())

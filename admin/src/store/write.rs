@@ -45,6 +45,19 @@ pub(super) struct Plan {
     pub(super) endpoints: toml::Table,
 }
 
+impl Plan {
+    /// Delete the document `current` (its versions and audit entries stay).
+    pub(super) fn delete(current: &StoredTenant) -> Plan {
+        Plan {
+            action: "delete",
+            after: None,
+            base_dir: current.base_dir.clone(),
+            retire: Vec::new(),
+            endpoints: toml::Table::new(),
+        }
+    }
+}
+
 impl TenantStore {
     /// Run `plan` on the current tenant and commit it, retrying when another writer got there
     /// first. A platform's key is no tenant: it is refused as not found.
