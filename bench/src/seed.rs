@@ -273,6 +273,7 @@ impl Rows {
                 out_trade_no: Set(Some(out_trade_no)),
                 outcome: Set("accepted".to_owned()),
                 reason: Set(None),
+                reason_code: Set(None),
                 body_sha256: Set(random_hex64()),
                 received_at: Set(paid_at),
             });

@@ -400,6 +400,24 @@ pub enum ProviderError {
     Timeout,
 }
 
+impl ProviderError {
+    /// The stable error code the HTTP API answers for this error (e.g. `provider_timeout`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProviderError::NotSupported { .. } => "not_supported",
+            ProviderError::Misconfigured { .. } => "provider_misconfigured",
+            ProviderError::InvalidRequest { .. } => "invalid_request",
+            ProviderError::Rejected { code, .. } => code,
+            ProviderError::RateLimited(_) => "rate_limited",
+            ProviderError::OutTradeNoUsed => "out_trade_no_used",
+            ProviderError::AlreadyPaid => "order_paid",
+            ProviderError::AlreadyClosed => "order_closed",
+            ProviderError::Unavailable(_) => "provider_unavailable",
+            ProviderError::Timeout => "provider_timeout",
+        }
+    }
+}
+
 /// A payment provider bound to one tenant's config.
 ///
 /// Every capability but creating a payment and verifying notifications has a default that

@@ -187,11 +187,13 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
     registry.replace_all(tenants);
     let limits = crate::limits::Limits::new(&config.limits)?;
     let store = Store::new(connections).map_err(|e| format!("database: {e}"))?;
+    let metrics = Metrics::new(store.write_stats().commit_seconds.clone());
     Ok(AppState {
         store,
         tenants: registry,
         simulators,
-        metrics: Metrics::default(),
+        metrics,
+        activity: crate::usecases::activity::ActivityLog::default(),
         limits,
         shutting_down: std::sync::atomic::AtomicBool::new(false),
         workers: tokio_util::sync::CancellationToken::new(),
@@ -334,6 +336,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     if state.config.retention.enabled {
         workers.push(crate::retention::spawn(state.clone()));
     }
+    workers.push(crate::usecases::activity::spawn(state.clone()));
     let listener =
         TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, "paybridge listening");
@@ -409,6 +412,10 @@ async fn shutdown(
     // and are answered after what they wrote is committed.
     handle.stop(true).await;
     let _ = serving.await;
+    // What the requests that just finished recorded.
+    if let Err(e) = crate::usecases::activity::flush(state).await {
+        tracing::warn!(error = %e, "shutdown: cannot write the last order activity");
+    }
     state.store.close().await;
     tracing::info!("shut down");
 }

@@ -7,12 +7,15 @@
 
 use std::time::Instant;
 
-use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::{Error, web};
 use tracing::Instrument;
+
+use crate::metrics::HttpLabels;
+use crate::state::AppState;
 
 /// The request id header.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -42,7 +45,27 @@ fn new_id() -> String {
     )
 }
 
-/// Serve the request inside its `request` span, echo its id, and log one line for it.
+/// Time the request in `paybridge_http_request_duration_seconds` by its route pattern.
+fn observe(
+    state: Option<&web::Data<AppState>>,
+    method: &str,
+    route: Option<String>,
+    status: u16,
+    took: std::time::Duration,
+) {
+    if let Some(state) = state {
+        state.metrics.http_request(
+            &HttpLabels {
+                method: method.to_owned(),
+                route: route.unwrap_or_else(|| "unmatched".to_owned()),
+                status,
+            },
+            took,
+        );
+    }
+}
+
+/// Serve the request inside its `request` span, echo its id, time it, and log one line for it.
 pub async fn log_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -54,16 +77,20 @@ pub async fn log_requests(
     let span = tracing::error_span!("request", request_id = %id);
     let method = req.method().to_string();
     let path = req.path().to_owned();
+    let route = req.match_pattern();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let mut res = match next.call(req).instrument(span.clone()).await {
         Ok(res) => res.map_into_boxed_body(),
         Err(e) => {
             // actix answers it (the request cannot be kept to answer here: routing needs it
             // unshared); it is still logged with its id.
+            let status = e.as_response_error().status_code().as_u16();
+            observe(state.as_ref(), &method, route, status, started.elapsed());
             span.in_scope(|| {
                 tracing::info!(
                     %method,
                     %path,
-                    status = e.as_response_error().status_code().as_u16(),
+                    status,
                     ms = started.elapsed().as_millis(),
                     "request"
                 );
@@ -75,11 +102,13 @@ pub async fn log_requests(
         res.headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID), value);
     }
+    let status = res.status().as_u16();
+    observe(state.as_ref(), &method, route, status, started.elapsed());
     span.in_scope(|| {
         tracing::info!(
             %method,
             %path,
-            status = res.status().as_u16(),
+            status,
             ms = started.elapsed().as_millis(),
             "request"
         );

@@ -25,8 +25,10 @@ pub struct AppState {
     pub tenants: TenantRegistry,
     /// Provider simulators by kind, when the sandbox is enabled.
     pub simulators: BTreeMap<&'static str, Arc<dyn Simulator>>,
-    /// Counters for `/metrics`.
+    /// `/metrics`.
     pub metrics: Metrics,
+    /// Order activity waiting to be written (provider calls, reconciler actions).
+    pub activity: crate::usecases::activity::ActivityLog,
     /// Request rate limits.
     pub limits: crate::limits::Limits,
     /// Set once a shutdown began: `/readyz` answers 503 from then on.

@@ -412,9 +412,7 @@ async fn record(
             })
         })
         .await?;
-    state
-        .metrics
-        .inc("paybridge_webhook_attempts_total", &[("outcome", label)]);
+    state.metrics.webhook_attempt(label);
     match &sent.error {
         None => {
             tracing::debug!(tenant = %claim.event.tenant_id, event_id = %claim.event.id, "webhook delivered")
@@ -435,6 +433,9 @@ async fn record(
     Ok(())
 }
 
+/// How often the worker counts the backlog for `paybridge_webhook_backlog`.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+
 /// Run passes until `state.workers` is cancelled: every `interval_milliseconds`, and at once
 /// again while a pass finds a full batch.
 pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
@@ -442,7 +443,15 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     let batch = usize::try_from(state.config.webhooks.batch_size.max(1)).unwrap_or(usize::MAX);
     tokio::spawn(async move {
         let mut clock = state.worker_clock(interval);
+        let mut counted: Option<std::time::Instant> = None;
         while clock.tick().await {
+            if counted.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
+                counted = Some(std::time::Instant::now());
+                match deliveries::backlog(state.store.db()).await {
+                    Ok(n) => state.metrics.set_webhook_backlog(n),
+                    Err(e) => tracing::warn!(error = %e, "webhook backlog: cannot count"),
+                }
+            }
             // A pass in progress finishes (each delivery is bounded by its timeout): a delivery
             // cut short would be sent again by the next instance, a duplicate for the merchant.
             while !state.workers.is_cancelled() {

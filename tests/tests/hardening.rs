@@ -212,7 +212,7 @@ async fn a_flood_of_forged_notifications_is_limited_and_writes_a_bounded_sample(
             backend.name()
         );
         let metrics = gw.state.metrics.render();
-        assert!(metrics.contains("outcome=\"rate_limited\""), "{metrics}");
+        assert!(metrics.contains("reason=\"rate_limited\""), "{metrics}");
         assert!(
             metrics.contains("paybridge_notifications_unrecorded_total"),
             "{metrics}"
@@ -299,10 +299,10 @@ async fn a_storage_failure_during_a_notification_is_not_an_unknown_order() {
         );
         let metrics = gw.state.metrics.render();
         assert!(
-            metrics.contains("outcome=\"storage_unavailable\""),
+            metrics.contains("reason=\"storage_unavailable\""),
             "{metrics}"
         );
-        assert!(!metrics.contains("outcome=\"rejected\""), "{metrics}");
+        assert!(!metrics.contains("reason=\"unknown\""), "{metrics}");
 
         // The provider's next delivery, with the database back, is applied.
         let (status, body) = wechat::notify(&gw, &t.id, &good).await;
@@ -670,6 +670,7 @@ async fn old_attempt_records_are_pruned_in_bounded_batches() {
             out_trade_no: Set(None),
             outcome: Set("rejected".into()),
             reason: Set(Some("signature mismatch".into())),
+            reason_code: Set(Some("bad_signature".into())),
             body_sha256: Set("0".repeat(64)),
             received_at: Set(if i < 2500 { old } else { recent }),
         };

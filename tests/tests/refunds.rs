@@ -256,7 +256,8 @@ fn refund_calls(metrics: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| {
-            l.starts_with("paybridge_provider_calls_total{") && l.contains("call=\"refund\"")
+            l.starts_with("paybridge_provider_call_duration_seconds_count{")
+                && l.contains("endpoint=\"refund\"")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()

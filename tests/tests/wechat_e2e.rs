@@ -587,7 +587,7 @@ async fn unknown_tenant_in_a_notify_url_is_a_404_and_refusals_are_counted() {
     let metrics = r.text().await.unwrap();
     assert!(
         metrics.contains(
-            "paybridge_notifications_total{provider=\"wechat_miniprogram\",channel=\"payment\",outcome=\"rejected\"} 1"
+            "paybridge_notifications_total{provider=\"wechat_miniprogram\",channel=\"payment\",verdict=\"refused\"} 1"
         ),
         "{metrics}"
     );

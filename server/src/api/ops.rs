@@ -53,12 +53,13 @@ fn writer_metrics(state: &AppState) -> String {
     )
 }
 
-/// Prometheus counters.
+/// Prometheus text exposition (0.0.4): histograms of HTTP requests, provider calls and database
+/// commits, notification verdicts, the webhook backlog, and the `process_*` metrics.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(prometheus_client::encoding::prometheus_text::CONTENT_TYPE)
         .body(format!(
             "{}{}",
             state.metrics.render(),

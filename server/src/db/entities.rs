@@ -84,6 +84,8 @@ pub mod notification_attempt {
         pub reason: Option<String>,
         pub body_sha256: String,
         pub received_at: DateTimeUtc,
+        /// A fixed code of why it was refused (`bad_signature`, `mismatch`, …).
+        pub reason_code: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -249,6 +251,30 @@ pub mod idempotency_key {
         /// While `running`: until when the request holds the key (after it, a crashed request's
         /// key is taken over).
         pub locked_until: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// What happened to an order that no other table keeps: provider calls and reconciler actions.
+pub mod order_activity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "order_activity")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub out_trade_no: String,
+        /// `provider_call` or `reconciler`.
+        pub kind: String,
+        /// The entry's fields as JSON (`endpoint`, `outcome`, `latency_ms`; `action`).
+        pub detail: String,
+        pub at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

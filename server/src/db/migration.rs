@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0005HotIndexes),
             Box::new(M0006RetentionIndexes),
             Box::new(M0007IdempotencyKeys),
+            Box::new(M0008Console),
         ]
     }
 }
@@ -694,6 +695,140 @@ impl MigrationTrait for M0007IdempotencyKeys {
                     .to_owned(),
             )
             .await?;
+        Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum OrderActivity {
+    Table,
+    Id,
+    TenantId,
+    OutTradeNo,
+    Kind,
+    Detail,
+    At,
+}
+
+#[derive(DeriveIden)]
+enum ReasonCode {
+    ReasonCode,
+}
+
+/// The operators' console: what an order's timeline shows that no table kept (provider calls,
+/// reconciler actions), a fixed code for each refused notification, and the indexes of the
+/// search (newest first, by number, by tenant) and of the dashboard's ranges.
+struct M0008Console;
+
+impl MigrationName for M0008Console {
+    fn name(&self) -> &str {
+        "m0008_console"
+    }
+}
+
+fn index(name: &str, table: impl IntoIden, cols: Vec<DynIden>) -> IndexCreateStatement {
+    let mut i = Index::create();
+    i.name(name).table(table);
+    for c in cols {
+        i.col(c);
+    }
+    i.to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0008Console {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(OrderActivity::Table)
+                    .if_not_exists()
+                    .col(string_len(OrderActivity::Id, 36).primary_key())
+                    .col(string_len(OrderActivity::TenantId, 64))
+                    .col(string_len(OrderActivity::OutTradeNo, 64))
+                    .col(string_len(OrderActivity::Kind, 32))
+                    .col(text(OrderActivity::Detail))
+                    .col(timestamp_with_time_zone(OrderActivity::At))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(NotificationAttempts::Table)
+                    .add_column(string_len_null(ReasonCode::ReasonCode, 32))
+                    .to_owned(),
+            )
+            .await?;
+        let indexes = [
+            index(
+                "order_activity_order",
+                OrderActivity::Table,
+                vec![
+                    OrderActivity::TenantId.into_iden(),
+                    OrderActivity::OutTradeNo.into_iden(),
+                    OrderActivity::At.into_iden(),
+                ],
+            ),
+            index(
+                "order_activity_at",
+                OrderActivity::Table,
+                vec![OrderActivity::At.into_iden()],
+            ),
+            index(
+                "notification_attempts_order",
+                NotificationAttempts::Table,
+                vec![
+                    NotificationAttempts::TenantId.into_iden(),
+                    NotificationAttempts::OutTradeNo.into_iden(),
+                ],
+            ),
+            index(
+                "orders_created",
+                Orders::Table,
+                vec![Orders::CreatedAt.into_iden(), Orders::Id.into_iden()],
+            ),
+            index(
+                "orders_tenant_created",
+                Orders::Table,
+                vec![
+                    Orders::TenantId.into_iden(),
+                    Orders::CreatedAt.into_iden(),
+                    Orders::Id.into_iden(),
+                ],
+            ),
+            index(
+                "orders_out_trade_no",
+                Orders::Table,
+                vec![Orders::OutTradeNo.into_iden()],
+            ),
+            index(
+                "orders_provider_trade_no",
+                Orders::Table,
+                vec![Orders::ProviderTradeNo.into_iden()],
+            ),
+            index(
+                "orders_paid_at",
+                Orders::Table,
+                vec![Orders::PaidAt.into_iden()],
+            ),
+            index(
+                "refunds_out_refund_no",
+                Refunds::Table,
+                vec![Refunds::OutRefundNo.into_iden()],
+            ),
+            index(
+                "outbox_events_order",
+                OutboxEvents::Table,
+                vec![
+                    OutboxEvents::OrderId.into_iden(),
+                    OutboxEvents::CreatedAt.into_iden(),
+                ],
+            ),
+        ];
+        for i in indexes {
+            manager.create_index(i).await?;
+        }
         Ok(())
     }
 }

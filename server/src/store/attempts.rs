@@ -20,10 +20,12 @@ pub struct NewAttempt {
     pub channel: &'static str,
     /// The order it named, once verified.
     pub out_trade_no: Option<String>,
-    /// `accepted` or `rejected`.
+    /// `accepted`, `duplicate` (the same event was applied before) or `rejected`.
     pub outcome: &'static str,
     /// Why it was refused.
     pub reason: Option<String>,
+    /// The fixed code of why it was refused (`bad_signature`, `mismatch`, …).
+    pub reason_code: Option<&'static str>,
     /// SHA-256 of the body, hex.
     pub body_sha256: String,
 }
@@ -42,6 +44,7 @@ pub async fn record_attempt(
         out_trade_no: Set(attempt.out_trade_no),
         outcome: Set(attempt.outcome.to_owned()),
         reason: Set(attempt.reason),
+        reason_code: Set(attempt.reason_code.map(str::to_owned)),
         body_sha256: Set(attempt.body_sha256),
         received_at: Set(now),
     })

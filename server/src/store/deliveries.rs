@@ -426,3 +426,12 @@ pub async fn redeliver<C: ConnectionTrait>(
     }
     Ok(with_deliveries(db, vec![event]).await?.pop())
 }
+
+/// How many events are not yet delivered (pending, in flight or waiting for a retry).
+pub async fn backlog<C: ConnectionTrait>(db: &C) -> Result<u64, StoreError> {
+    use sea_orm::PaginatorTrait;
+    Ok(webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+        .count(db)
+        .await?)
+}

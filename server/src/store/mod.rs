@@ -9,6 +9,7 @@
 //! - [`idempotency`]: `Idempotency-Key`s and the answers they replay.
 //! - [`writer`]: the write path (group commit on SQLite).
 
+pub mod activity;
 pub mod attempts;
 pub mod deliveries;
 pub mod events;

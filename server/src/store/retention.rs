@@ -6,7 +6,7 @@ use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, ConnectionTrait, DeleteMany, EntityTrait, QueryFilter};
 
 use super::StoreError;
-use crate::db::entities::{notification_attempt, webhook_attempt};
+use crate::db::entities::{notification_attempt, order_activity, webhook_attempt};
 
 /// One batch of notification attempts received before `before`, oldest first.
 pub fn notification_attempts_batch(
@@ -58,5 +58,26 @@ pub async fn prune_webhook_attempts<C: ConnectionTrait>(
     limit: u64,
 ) -> Result<u64, StoreError> {
     let done = webhook_attempts_batch(before, limit).exec(db).await?;
+    Ok(done.rows_affected)
+}
+
+/// Delete up to `limit` order activity entries from before `before`; returns how many.
+pub async fn prune_order_activity<C: ConnectionTrait>(
+    db: &C,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, StoreError> {
+    use order_activity::Column as C;
+    let batch = Query::select()
+        .column(C::Id)
+        .from(order_activity::Entity)
+        .and_where(C::At.lt(before))
+        .order_by(C::At, sea_orm::Order::Asc)
+        .limit(limit)
+        .to_owned();
+    let done = order_activity::Entity::delete_many()
+        .filter(C::Id.in_subquery(batch))
+        .exec(db)
+        .await?;
     Ok(done.rows_affected)
 }

@@ -110,8 +110,8 @@ pub struct Writer {
     stats: Arc<WriteStats>,
 }
 
-/// What the SQLite writer did since it started: jobs per group is the group commit's yield.
-#[derive(Debug, Default)]
+/// What the writer did since it started: jobs per group is the group commit's yield.
+#[derive(Debug)]
 pub struct WriteStats {
     /// Transactions committed or attempted (each one fsync when committed).
     pub groups: AtomicU64,
@@ -119,6 +119,29 @@ pub struct WriteStats {
     pub jobs: AtomicU64,
     /// Messages of answers to request threads' mailboxes (one per thread per group).
     pub handoffs: AtomicU64,
+    /// How long each commit took (`paybridge_db_commit_duration_seconds`).
+    pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for WriteStats {
+    fn default() -> Self {
+        WriteStats {
+            groups: AtomicU64::new(0),
+            jobs: AtomicU64::new(0),
+            handoffs: AtomicU64::new(0),
+            commit_seconds: crate::metrics::Metrics::commit_histogram(),
+        }
+    }
+}
+
+impl WriteStats {
+    /// Commit `txn`, timed.
+    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
+        let started = std::time::Instant::now();
+        let committed = txn.commit().await;
+        self.commit_seconds.observe(started.elapsed().as_secs_f64());
+        committed
+    }
 }
 
 impl Writer {
@@ -202,7 +225,7 @@ impl Writer {
                 let result = job(&txn).await;
                 match result {
                     Ok(value) => {
-                        txn.commit().await?;
+                        self.stats.commit(txn).await?;
                         Ok(value)
                     }
                     Err(e) => {
@@ -368,7 +391,7 @@ async fn run_group(
     }
     let jobs = u64::try_from(completions.len()).unwrap_or(u64::MAX);
     let outcome = if clean {
-        let committed = txn.commit().await;
+        let committed = stats.commit(txn).await;
         match (committed, proxy.reset()) {
             (Ok(()), None) => Ok(()),
             (Err(e), _) | (Ok(()), Some(e)) => {

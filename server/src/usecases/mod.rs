@@ -2,6 +2,7 @@
 //! call the providers and the storage, build the merchant's webhook events from each change, and
 //! know nothing of HTTP: a [`Failure`] says what went wrong, and the HTTP layer picks the status.
 
+pub mod activity;
 pub mod events;
 pub mod health;
 pub mod idempotency;
@@ -164,28 +165,29 @@ impl From<ApplyError> for Failure {
 pub fn provider_failure(kind: &str, e: ProviderError) -> Failure {
     use FailureKind as K;
     use ProviderError as P;
+    let code = e.code();
     match e {
-        P::NotSupported { .. } => Failure::new(K::Unprocessable, "not_supported", e.to_string()),
         P::Misconfigured { ref field, .. } => {
             let field = format!("providers.{kind}.{field}");
-            Failure::new(K::Unprocessable, "provider_misconfigured", e.to_string()).field(field)
+            Failure::new(K::Unprocessable, code, e.to_string()).field(field)
         }
         P::InvalidRequest { field, message } => {
-            let failure = Failure::new(K::Unprocessable, "invalid_request", message);
+            let failure = Failure::new(K::Unprocessable, code, message);
             match field {
                 Some(f) => failure.field(f),
                 None => failure,
             }
         }
-        P::Rejected { code, message } => Failure::new(K::Unprocessable, code, message),
-        P::RateLimited(_) => Failure::new(K::RateLimited, "rate_limited", e.to_string()),
-        P::OutTradeNoUsed => Failure::conflict("out_trade_no_used", e.to_string()),
-        P::AlreadyPaid => Failure::conflict("order_paid", e.to_string()),
-        P::AlreadyClosed => Failure::conflict("order_closed", e.to_string()),
-        P::Unavailable(_) => Failure::new(K::ProviderFailed, "provider_unavailable", e.to_string()),
+        P::Rejected { message, .. } => Failure::new(K::Unprocessable, code, message),
+        P::NotSupported { .. } => Failure::new(K::Unprocessable, code, e.to_string()),
+        P::RateLimited(_) => Failure::new(K::RateLimited, code, e.to_string()),
+        P::OutTradeNoUsed | P::AlreadyPaid | P::AlreadyClosed => {
+            Failure::conflict(code, e.to_string())
+        }
+        P::Unavailable(_) => Failure::new(K::ProviderFailed, code, e.to_string()),
         P::Timeout => Failure::new(
             K::ProviderTimeout,
-            "provider_timeout",
+            code,
             "the provider did not answer in time; the outcome is unknown, repeat the request or query",
         ),
     }

@@ -18,7 +18,7 @@ use super::refunds::apply_refund_event_in;
 use super::{Failure, FailureKind};
 use crate::state::AppState;
 use crate::store::attempts::{NewAttempt, record_attempt};
-use crate::store::{ApplyError, Store, StoreError};
+use crate::store::{Applied, ApplyError, Store, StoreError};
 
 /// A received notification.
 pub struct Received<'a> {
@@ -94,8 +94,46 @@ impl OrderLookup for TenantOrders<'_> {
 
 /// What the write decided.
 struct Decision {
+    /// `accepted`, `duplicate` or `rejected` (as recorded).
     outcome: &'static str,
     rejection: Option<NotificationRejection>,
+}
+
+impl Decision {
+    fn accepted(duplicate: bool) -> Self {
+        Decision {
+            outcome: if duplicate { "duplicate" } else { "accepted" },
+            rejection: None,
+        }
+    }
+
+    fn rejected(rejection: NotificationRejection) -> Self {
+        Decision {
+            outcome: "rejected",
+            rejection: Some(rejection),
+        }
+    }
+}
+
+/// The fixed code of a refusal, for metrics and the dashboard (the text can quote the body).
+pub fn reason_code(rejection: &NotificationRejection) -> &'static str {
+    match rejection {
+        NotificationRejection::Undecodable(_) => "undecodable",
+        NotificationRejection::BadSignature => "bad_signature",
+        NotificationRejection::Mismatch { .. } => "mismatch",
+        NotificationRejection::Unknown(_) => "unknown",
+        NotificationRejection::ReportedFailure(_) => "reported_failure",
+        NotificationRejection::Unsupported(_) => "unsupported",
+    }
+}
+
+/// The verdict of a recorded outcome: `accepted`, `duplicate` or `refused`.
+pub fn verdict(outcome: &str) -> &'static str {
+    match outcome {
+        "accepted" => "accepted",
+        "duplicate" => "duplicate",
+        _ => "refused",
+    }
 }
 
 /// Apply a verified event in `txn`. A refusal (unknown order, another amount, a transition the
@@ -115,7 +153,7 @@ async fn apply_event(
             &payment_event(p, true),
         )
         .await
-        .map(|_| ()),
+        .map(|a| matches!(a, Applied::Duplicate(_))),
         ProviderEvent::Closed {
             out_trade_no,
             event_id,
@@ -127,10 +165,10 @@ async fn apply_event(
             &closed_notification_event(event_id),
         )
         .await
-        .map(|_| ()),
+        .map(|a| matches!(a, Applied::Duplicate(_))),
         ProviderEvent::Refund(r) => apply_refund_event_in(txn, tenant_id, kind, r)
             .await
-            .map(|_| ()),
+            .map(|_| false),
         ProviderEvent::RefundedOutside {
             out_trade_no,
             out_refund_no,
@@ -143,15 +181,10 @@ async fn apply_event(
             &refunded_outside_event(event_id, out_refund_no.as_deref()),
         )
         .await
-        .map(|_| ()),
+        .map(|a| matches!(a, Applied::Duplicate(_))),
     };
     let rejection = match applied {
-        Ok(()) => {
-            return Ok(Decision {
-                outcome: "accepted",
-                rejection: None,
-            });
-        }
+        Ok(duplicate) => return Ok(Decision::accepted(duplicate)),
         Err(ApplyError::Store(e)) => return Err(e),
         Err(ApplyError::UnknownOrder) => NotificationRejection::Unknown("order"),
         Err(ApplyError::AmountMismatch { .. }) => {
@@ -166,10 +199,7 @@ async fn apply_event(
             NotificationRejection::Unsupported(t.to_string())
         }
     };
-    Ok(Decision {
-        outcome: "rejected",
-        rejection: Some(rejection),
-    })
+    Ok(Decision::rejected(rejection))
 }
 
 /// Verify a notification, apply it and record the attempt in one write, and build the provider's
@@ -197,15 +227,8 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         NotifyChannel::Payment => "payment",
         NotifyChannel::Refund => "refund",
     };
-    let count = |outcome: &str| {
-        state.metrics.inc(
-            "paybridge_notifications_total",
-            &[
-                ("provider", n.kind),
-                ("channel", channel),
-                ("outcome", outcome),
-            ],
-        );
+    let count = |verdict: &'static str, reason: Option<&'static str>| {
+        state.metrics.notification(n.kind, channel, verdict, reason);
     };
     let incoming = IncomingNotification {
         channel: n.channel,
@@ -215,7 +238,7 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
     };
     // Before any work: the provider's failure body, so that it sends the notification again later.
     if !state.limits.notify(n.client_ip, n.tenant_id) {
-        count("rate_limited");
+        count("refused", Some("rate_limited"));
         let limited = NotificationRejection::Unsupported("rate limited".to_owned());
         return Ok(Acknowledgement {
             body: provider.acknowledgement_for(&incoming, Err(&limited)),
@@ -231,7 +254,7 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
     let verified = provider.verify_notification(&incoming, &lookup).await;
     if lookup.failed.load(Ordering::Relaxed) {
         // The verdict rests on a read that failed: nothing is recorded as refused.
-        count("storage_unavailable");
+        count("refused", Some("storage_unavailable"));
         let failed = NotificationRejection::Unsupported("temporary failure".to_owned());
         return Ok(Acknowledgement {
             body: provider.acknowledgement_for(&incoming, Err(&failed)),
@@ -246,11 +269,8 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
     ) = &verified
         && !state.limits.record_unverified(n.tenant_id, n.kind)
     {
-        count("rejected");
-        state.metrics.inc(
-            "paybridge_notifications_unrecorded_total",
-            &[("provider", n.kind), ("channel", channel)],
-        );
+        count("refused", Some(reason_code(rejection)));
+        state.metrics.notification_unrecorded(n.kind, channel);
         return Ok(Acknowledgement {
             body: provider.acknowledgement_for(&incoming, Err(rejection)),
             status: undecodable.then_some(400),
@@ -263,6 +283,7 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         out_trade_no: verified.as_ref().ok().map(|e| e.out_trade_no().to_owned()),
         outcome: "rejected",
         reason: None,
+        reason_code: None,
         body_sha256: hex::encode(Sha256::digest(n.body)),
     };
     let (tenant_id, kind) = (n.tenant_id.to_owned(), n.kind.to_owned());
@@ -272,14 +293,12 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
             Box::pin(async move {
                 let decision = match verified {
                     Ok(event) => apply_event(txn, &tenant_id, &kind, &event).await?,
-                    Err(rejection) => Decision {
-                        outcome: "rejected",
-                        rejection: Some(rejection),
-                    },
+                    Err(rejection) => Decision::rejected(rejection),
                 };
                 let attempt = NewAttempt {
                     outcome: decision.outcome,
                     reason: decision.rejection.as_ref().map(ToString::to_string),
+                    reason_code: decision.rejection.as_ref().map(reason_code),
                     ..attempt
                 };
                 record_attempt(txn, attempt, crate::store::now()).await?;
@@ -289,21 +308,19 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         .await;
     let (decision, status) = match written {
         Ok(decision) => {
-            let status = undecodable.then_some(400);
-            (decision, status)
+            count(
+                verdict(decision.outcome),
+                decision.rejection.as_ref().map(reason_code),
+            );
+            (decision, undecodable.then_some(400))
         }
         Err(e) => {
             tracing::error!(error = %e, tenant = n.tenant_id, "cannot apply notification");
-            let decision = Decision {
-                outcome: "storage_unavailable",
-                rejection: Some(NotificationRejection::Unsupported(
-                    "temporary failure".to_owned(),
-                )),
-            };
-            (decision, Some(500))
+            count("refused", Some("storage_unavailable"));
+            let failed = NotificationRejection::Unsupported("temporary failure".to_owned());
+            (Decision::rejected(failed), Some(500))
         }
     };
-    count(decision.outcome);
     let body = match &decision.rejection {
         None => provider.acknowledgement_for(&incoming, Ok(())),
         Some(rejection) => {

@@ -14,6 +14,7 @@ use paybridge_core::provider::{
 use paybridge_core::tenant::Tenant;
 use sea_orm::DatabaseTransaction;
 
+use super::activity::{self, About};
 use super::resources::{CreateOrderRequest, OrderView};
 use super::{Failure, FailureKind, provider_failure};
 use crate::db::entities::order;
@@ -179,8 +180,18 @@ pub async fn create_order(
             .as_ref()
             .and_then(|o| serde_json::from_str(&o.provider_data).ok()),
     };
-    let outcome = provider.create_payment(&call).await;
-    count_call(state, provider.as_ref(), "create", &outcome);
+    let about = About {
+        tenant_id: &tenant.id,
+        out_trade_no: &new.out_trade_no,
+    };
+    let outcome = activity::call(
+        state,
+        provider.as_ref(),
+        "create",
+        Some(about),
+        provider.create_payment(&call),
+    )
+    .await;
     let created_payment = match outcome {
         Ok(p) => p,
         // Refused before any network call: nothing exists at the provider, so nothing is
@@ -234,35 +245,17 @@ pub async fn create_order(
         },
     };
     if created {
-        state.metrics.inc(
-            "paybridge_orders_created_total",
-            &[("provider", provider.kind())],
-        );
+        state.metrics.order_created(provider.kind());
     }
     Ok((created, row))
 }
 
-/// Count a provider call in `/metrics` by provider, call and outcome.
-pub fn count_call<T>(
-    state: &AppState,
-    provider: &dyn PaymentProvider,
-    call: &str,
-    result: &Result<T, ProviderError>,
-) {
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(ProviderError::Timeout) => "timeout",
-        Err(ProviderError::Unavailable(_)) => "unavailable",
-        Err(_) => "refused",
-    };
-    state.metrics.inc(
-        "paybridge_provider_calls_total",
-        &[
-            ("provider", provider.kind()),
-            ("call", call),
-            ("outcome", outcome),
-        ],
-    );
+/// The order a provider call is about, for its timeline.
+pub fn about(o: &order::Model) -> About<'_> {
+    About {
+        tenant_id: &o.tenant_id,
+        out_trade_no: &o.out_trade_no,
+    }
 }
 
 /// Write the merchant's events for an order's change, in the transaction that made it.
@@ -411,8 +404,14 @@ pub async fn sync_order(
     o: &order::Model,
 ) -> Result<order::Model, Failure> {
     let provider = order_provider(tenant, o)?;
-    let answer = provider.query_payment(&order_ref(o)).await;
-    count_call(state, provider.as_ref(), "query", &answer);
+    let answer = activity::call(
+        state,
+        provider.as_ref(),
+        "query",
+        Some(about(o)),
+        provider.query_payment(&order_ref(o)),
+    )
+    .await;
     let applied = match answer.map_err(|e| provider_failure(&o.provider, e))? {
         PaymentState::NotPaid => return Ok(o.clone()),
         // A paid order reported closed is a fully refunded trade (Alipay): refunds tell that story.
@@ -452,8 +451,14 @@ pub async fn close_order(
         OrderStatus::Pending | OrderStatus::Failed => {}
     }
     let provider = order_provider(tenant, o)?;
-    let answer = provider.close_payment(&order_ref(o)).await;
-    count_call(state, provider.as_ref(), "close", &answer);
+    let answer = activity::call(
+        state,
+        provider.as_ref(),
+        "close",
+        Some(about(o)),
+        provider.close_payment(&order_ref(o)),
+    )
+    .await;
     match answer.map_err(|e| provider_failure(&o.provider, e))? {
         CloseOutcome::Closed => Ok(apply_close(state, tenant, o, "merchant")
             .await?

@@ -7,7 +7,8 @@ use paybridge_core::refund::RefundStatus;
 use paybridge_core::tenant::Tenant;
 use sea_orm::DatabaseTransaction;
 
-use super::orders::{count_call, notify_url, order_provider, order_ref, publish_order_change};
+use super::activity;
+use super::orders::{about, notify_url, order_provider, order_ref, publish_order_change};
 use super::resources::{CreateRefundRequest, RefundView};
 use super::{Failure, provider_failure};
 use crate::db::entities::{order, refund};
@@ -102,8 +103,14 @@ pub async fn create_refund(
         reason: row.reason.clone(),
         notify_url: format!("{}/refund", notify_url(state, &tenant.id, &order.provider)),
     };
-    let answer = provider.refund(&request).await;
-    count_call(state, provider.as_ref(), "refund", &answer);
+    let answer = activity::call(
+        state,
+        provider.as_ref(),
+        "refund",
+        Some(about(order)),
+        provider.refund(&request),
+    )
+    .await;
     match answer {
         Ok(accepted) => {
             let update = update_from_state(&row, &accepted, "accepted", true);
@@ -289,10 +296,14 @@ pub async fn sync_refund(
     row: &refund::Model,
 ) -> Result<refund::Model, Failure> {
     let provider = order_provider(tenant, order)?;
-    let answer = provider
-        .query_refund(&order_ref(order), &row.out_refund_no)
-        .await;
-    count_call(state, provider.as_ref(), "refund_query", &answer);
+    let answer = activity::call(
+        state,
+        provider.as_ref(),
+        "refund_query",
+        Some(about(order)),
+        provider.query_refund(&order_ref(order), &row.out_refund_no),
+    )
+    .await;
     match answer {
         Ok(s) => {
             apply(

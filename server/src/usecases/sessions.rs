@@ -23,14 +23,13 @@ pub async fn login(
             "must be the 1-128 character code from wx.login()",
         ));
     }
-    let session = provider.login(code).await;
-    state.metrics.inc(
-        "paybridge_provider_calls_total",
-        &[
-            ("provider", provider.kind()),
-            ("call", "login"),
-            ("outcome", if session.is_ok() { "ok" } else { "error" }),
-        ],
-    );
+    let session = super::activity::call(
+        state,
+        provider.as_ref(),
+        "login",
+        None,
+        provider.login(code),
+    )
+    .await;
     session.map_err(|e| provider_failure(kind, e))
 }

@@ -1,0 +1,64 @@
+//! Order activity that no other table keeps: the provider calls made about an order and what the
+//! reconciler did with it. Written in batches (see `usecases::activity`); read by the console.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use super::StoreError;
+use crate::db::entities::order_activity;
+
+/// One entry to write.
+#[derive(Debug, Clone)]
+pub struct NewActivity {
+    /// The order's tenant.
+    pub tenant_id: String,
+    /// The order.
+    pub out_trade_no: String,
+    /// `provider_call` or `reconciler`.
+    pub kind: &'static str,
+    /// The entry's fields.
+    pub detail: serde_json::Value,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+/// Write a batch of entries in `txn`.
+pub async fn insert_all(
+    txn: &DatabaseTransaction,
+    rows: Vec<NewActivity>,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let models = rows.into_iter().map(|a| order_activity::ActiveModel {
+        id: Set(super::new_id()),
+        tenant_id: Set(a.tenant_id),
+        out_trade_no: Set(a.out_trade_no),
+        kind: Set(a.kind.to_owned()),
+        detail: Set(a.detail.to_string()),
+        at: Set(a.at),
+    });
+    order_activity::Entity::insert_many(models)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// An order's entries, oldest first (at most `limit`).
+pub async fn for_order<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    out_trade_no: &str,
+    limit: u64,
+) -> Result<Vec<order_activity::Model>, StoreError> {
+    Ok(order_activity::Entity::find()
+        .filter(order_activity::Column::TenantId.eq(tenant_id))
+        .filter(order_activity::Column::OutTradeNo.eq(out_trade_no))
+        .order_by_asc(order_activity::Column::At)
+        .limit(limit)
+        .all(db)
+        .await?)
+}

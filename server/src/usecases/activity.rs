@@ -1,0 +1,155 @@
+//! The order activity the console's timeline shows beside the tables that already record what
+//! happened (orders, notification attempts, refunds, events, webhook attempts): every provider
+//! call made about an order, and what the reconciler did with it.
+//!
+//! Recording one must not cost a request a commit of its own: entries wait in a bounded buffer
+//! and are written in one batch every second (and before a timeline is read, and at shutdown).
+//! They are diagnostics, not money: a crash loses at most the last second's entries, and a full
+//! buffer drops new ones and counts them (`paybridge_activity_dropped_total`).
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use paybridge_core::provider::{PaymentProvider, ProviderError};
+
+use crate::metrics::CallLabels;
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::store::activity::{NewActivity, insert_all};
+
+/// At most this many entries wait for the next batch.
+const MAX_PENDING: usize = 10_000;
+/// How often the buffer is written.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The buffer of entries not yet written.
+#[derive(Default)]
+pub struct ActivityLog {
+    pending: Mutex<Vec<NewActivity>>,
+}
+
+impl ActivityLog {
+    /// Keep an entry for the next batch; `false` if the buffer is full (it is dropped).
+    fn push(&self, entry: NewActivity) -> bool {
+        let Ok(mut pending) = self.pending.lock() else {
+            return false;
+        };
+        if pending.len() >= MAX_PENDING {
+            return false;
+        }
+        pending.push(entry);
+        true
+    }
+
+    fn take(&self) -> Vec<NewActivity> {
+        self.pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+}
+
+/// Record something that happened to an order.
+pub fn record(
+    state: &AppState,
+    tenant_id: &str,
+    out_trade_no: &str,
+    kind: &'static str,
+    detail: serde_json::Value,
+) {
+    let entry = NewActivity {
+        tenant_id: tenant_id.to_owned(),
+        out_trade_no: out_trade_no.to_owned(),
+        kind,
+        detail,
+        at: crate::store::now(),
+    };
+    if !state.activity.push(entry) {
+        state.metrics.activity_dropped();
+    }
+}
+
+/// The order a provider call is about.
+#[derive(Debug, Clone, Copy)]
+pub struct About<'a> {
+    /// The order's tenant.
+    pub tenant_id: &'a str,
+    /// The order.
+    pub out_trade_no: &'a str,
+}
+
+/// Make a provider call, timed: the one place where every call's duration and outcome go to
+/// `paybridge_provider_call_duration_seconds`, and, for a call about an order, into its
+/// timeline. `endpoint` is the provider operation (`create`, `query`, `close`, `refund`,
+/// `refund_query`, `login`, `authorize`).
+pub async fn call<T>(
+    state: &AppState,
+    provider: &dyn PaymentProvider,
+    endpoint: &'static str,
+    about: Option<About<'_>>,
+    call: impl Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    let took = started.elapsed();
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(ProviderError::Timeout) => "timeout",
+        Err(_) => "error",
+    };
+    state.metrics.provider_call(
+        &CallLabels {
+            provider: provider.kind().to_owned(),
+            endpoint,
+            outcome,
+        },
+        took,
+    );
+    if let Some(about) = about {
+        let mut detail = serde_json::json!({
+            "endpoint": endpoint,
+            "outcome": outcome,
+            "latency_ms": u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        });
+        if let Err(e) = &result {
+            // The error's code only: its message may quote the provider's answer.
+            detail["error"] = serde_json::Value::from(e.code());
+        }
+        record(
+            state,
+            about.tenant_id,
+            about.out_trade_no,
+            "provider_call",
+            detail,
+        );
+    }
+    result
+}
+
+/// Write what the buffer holds, in one write.
+pub async fn flush(state: &AppState) -> Result<(), StoreError> {
+    let batch = state.activity.take();
+    if batch.is_empty() {
+        return Ok(());
+    }
+    state
+        .store
+        .write(move |txn| Box::pin(async move { insert_all(txn, batch).await }))
+        .await
+}
+
+/// Write the buffer every second until the workers stop, then once more.
+pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut clock = state.worker_clock(FLUSH_EVERY);
+        while clock.tick().await {
+            if let Err(e) = flush(&state).await {
+                tracing::warn!(error = %e, "order activity: cannot write a batch");
+            }
+        }
+        if let Err(e) = flush(&state).await {
+            tracing::warn!(error = %e, "order activity: cannot write the last batch");
+        }
+    })
+}
