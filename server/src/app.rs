@@ -73,6 +73,12 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(api::ops::livez)
         .service(api::ops::readyz)
         .service(api::ops::metrics)
+        .service(api::console::search_orders)
+        .service(api::console::order_timeline)
+        .service(api::console::sync_order)
+        .service(api::console::close_order)
+        .service(api::console::redeliver_event)
+        .service(api::console::stats)
         .configure(paybridge_admin::api::routes);
 }
 

@@ -201,6 +201,7 @@ pub async fn run_once(
             continue;
         };
         report.queried += 1;
+        crate::usecases::activity::reconciled(state, &o.tenant_id, &o.out_trade_no, "query");
         let Some(synced) = unless_stopped(state, service::sync_order(state, &tenant, &o)).await
         else {
             return stopped(state, holder, report).await;
@@ -224,6 +225,12 @@ pub async fn run_once(
             continue;
         };
         report.expired += 1;
+        crate::usecases::activity::reconciled(
+            state,
+            &o.tenant_id,
+            &o.out_trade_no,
+            "close_expired",
+        );
         let Some(closed) = unless_stopped(state, service::close_order(state, &tenant, &o)).await
         else {
             return stopped(state, holder, report).await;
@@ -255,6 +262,7 @@ pub async fn run_once(
             continue;
         };
         report.refunds += 1;
+        crate::usecases::activity::reconciled(state, &o.tenant_id, &o.out_trade_no, "refund_query");
         let Some(synced) =
             unless_stopped(state, refunds::sync_refund(state, &tenant, &o, &r)).await
         else {

@@ -67,6 +67,15 @@ pub struct AuditLog {
 pub struct AuditQuery {
     /// Only this tenant's entries.
     pub tenant: Option<String>,
+    /// Only this platform's entries.
+    pub platform: Option<String>,
+    /// Only this actor's entries (`admin:…`, `readonly:…`, `cli:…`, `bootstrap`).
+    pub actor: Option<String>,
+    /// Only this action's (`create`, `update`, `delete`, `sync_order`, `close_order`,
+    /// `redeliver_event`, …).
+    pub action: Option<String>,
+    /// Entries older than this id (the next page: the last id of this one).
+    pub before: Option<i64>,
     /// At most this many entries (default 100, at most 1000).
     pub limit: Option<u64>,
 }
@@ -155,6 +164,17 @@ pub async fn audit_log(
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, AdminError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let entries = state.store.audit(query.tenant.as_deref(), limit).await?;
+    let filter = crate::store::AuditFilter {
+        tenant_id: query.tenant.clone().or_else(|| {
+            query
+                .platform
+                .as_ref()
+                .map(|p| format!("{}{p}", crate::store::PLATFORM_KEY_PREFIX))
+        }),
+        actor: query.actor.clone(),
+        action: query.action.clone(),
+        before_id: query.before,
+    };
+    let entries = state.store.audit_filtered(&filter, limit).await?;
     reply(&req, StatusCode::OK, &AuditLog { entries })
 }

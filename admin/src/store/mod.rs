@@ -307,15 +307,72 @@ impl TenantStore {
             .collect()
     }
 
+    /// Record an operator's action on money (not a config change) in the audit log: `action`
+    /// (e.g. `sync_order`) on `target` (e.g. `orders.T123`) of a tenant, and what came of it.
+    pub async fn record_action(
+        &self,
+        actor: &str,
+        action: &str,
+        tenant_id: &str,
+        target: &str,
+        result: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let entry = crate::diff::DiffEntry {
+            path: target.to_owned(),
+            change: "action".to_owned(),
+            from: None,
+            to: Some(result),
+            secret: false,
+        };
+        let diff = serde_json::to_string(&[entry])
+            .map_err(|e| StoreError::Corrupt(format!("audit: {e}")))?;
+        audit::Entity::insert(audit::ActiveModel {
+            at: sea_orm::ActiveValue::Set(chrono::Utc::now()),
+            actor: sea_orm::ActiveValue::Set(actor.to_owned()),
+            action: sea_orm::ActiveValue::Set(action.to_owned()),
+            tenant_id: sea_orm::ActiveValue::Set(Some(tenant_id.to_owned())),
+            diff: sea_orm::ActiveValue::Set(diff),
+            ..Default::default()
+        })
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
     /// The newest audit entries first, of one tenant or of all.
     pub async fn audit(
         &self,
         tenant_id: Option<&str>,
         limit: u64,
     ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_filtered(
+            &AuditFilter {
+                tenant_id: tenant_id.map(str::to_owned),
+                ..AuditFilter::default()
+            },
+            limit,
+        )
+        .await
+    }
+
+    /// The newest audit entries first that pass `filter`.
+    pub async fn audit_filtered(
+        &self,
+        filter: &AuditFilter,
+        limit: u64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let mut query = audit::Entity::find().order_by_desc(audit::Column::Id);
-        if let Some(id) = tenant_id {
+        if let Some(id) = &filter.tenant_id {
             query = query.filter(audit::Column::TenantId.eq(id));
+        }
+        if let Some(actor) = &filter.actor {
+            query = query.filter(audit::Column::Actor.eq(actor));
+        }
+        if let Some(action) = &filter.action {
+            query = query.filter(audit::Column::Action.eq(action));
+        }
+        if let Some(before) = filter.before_id {
+            query = query.filter(audit::Column::Id.lt(before));
         }
         let rows = query.limit(limit).all(&self.db).await?;
         rows.into_iter()
@@ -390,3 +447,16 @@ fn parse_stored(row: &tenant::Model) -> Result<toml::Table, StoreError> {
 
 #[cfg(test)]
 mod tests;
+
+/// Which audit entries to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// One tenant's (or platform's, `platform:<id>`) entries.
+    pub tenant_id: Option<String>,
+    /// One actor's entries (`admin:…`, `readonly:…`, `cli:…`).
+    pub actor: Option<String>,
+    /// One action's entries (`update`, `sync_order`, …).
+    pub action: Option<String>,
+    /// Entries before this id (the next page).
+    pub before_id: Option<i64>,
+}

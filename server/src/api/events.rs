@@ -15,7 +15,8 @@ use crate::usecases::events::{self, MAX_LIMIT};
 
 const DEFAULT_LIMIT: u64 = 50;
 
-fn view(record: EventRecord) -> Result<EventView, StoreError> {
+/// The API view of an event with its delivery.
+pub(crate) fn view(record: EventRecord) -> Result<EventView, StoreError> {
     let data = serde_json::from_str(&record.event.data).map_err(|e| {
         StoreError::Corrupt(format!("event {} data is not JSON: {e}", record.event.id))
     })?;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod idempotency;

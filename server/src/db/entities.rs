@@ -272,8 +272,14 @@ pub mod order_activity {
         pub out_trade_no: String,
         /// `provider_call` or `reconciler`.
         pub kind: String,
-        /// The entry's fields as JSON (`endpoint`, `outcome`, `latency_ms`; `action`).
-        pub detail: String,
+        /// The provider call's endpoint (`create`, `query`, …) or the reconciler's action.
+        pub name: String,
+        /// A provider call's outcome: `ok`, `error` or `timeout`.
+        pub outcome: Option<String>,
+        /// A provider call's duration.
+        pub latency_ms: Option<i64>,
+        /// A failed provider call's error code (`provider_unavailable`, …).
+        pub error: Option<String>,
         pub at: DateTimeUtc,
     }
 

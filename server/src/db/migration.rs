@@ -706,7 +706,10 @@ enum OrderActivity {
     TenantId,
     OutTradeNo,
     Kind,
-    Detail,
+    Name,
+    Outcome,
+    LatencyMs,
+    Error,
     At,
 }
 
@@ -747,7 +750,10 @@ impl MigrationTrait for M0008Console {
                     .col(string_len(OrderActivity::TenantId, 64))
                     .col(string_len(OrderActivity::OutTradeNo, 64))
                     .col(string_len(OrderActivity::Kind, 32))
-                    .col(text(OrderActivity::Detail))
+                    .col(string_len(OrderActivity::Name, 32))
+                    .col(string_len_null(OrderActivity::Outcome, 16))
+                    .col(big_integer_null(OrderActivity::LatencyMs))
+                    .col(string_len_null(OrderActivity::Error, 64))
                     .col(timestamp_with_time_zone(OrderActivity::At))
                     .to_owned(),
             )

@@ -19,8 +19,14 @@ pub struct NewActivity {
     pub out_trade_no: String,
     /// `provider_call` or `reconciler`.
     pub kind: &'static str,
-    /// The entry's fields.
-    pub detail: serde_json::Value,
+    /// The provider call's endpoint or the reconciler's action.
+    pub name: &'static str,
+    /// A provider call's outcome: `ok`, `error` or `timeout`.
+    pub outcome: Option<&'static str>,
+    /// A provider call's duration.
+    pub latency_ms: Option<i64>,
+    /// A failed provider call's error code.
+    pub error: Option<&'static str>,
     /// When it happened.
     pub at: DateTime<Utc>,
 }
@@ -38,7 +44,10 @@ pub async fn insert_all(
         tenant_id: Set(a.tenant_id),
         out_trade_no: Set(a.out_trade_no),
         kind: Set(a.kind.to_owned()),
-        detail: Set(a.detail.to_string()),
+        name: Set(a.name.to_owned()),
+        outcome: Set(a.outcome.map(str::to_owned)),
+        latency_ms: Set(a.latency_ms),
+        error: Set(a.error.map(str::to_owned)),
         at: Set(a.at),
     });
     order_activity::Entity::insert_many(models)

@@ -317,6 +317,16 @@ pub struct EventRecord {
     pub attempts: Vec<webhook_attempt::Model>,
 }
 
+/// An event by id, whichever tenant's (for operators).
+pub async fn event_by_id<C: ConnectionTrait>(
+    db: &C,
+    event_id: &str,
+) -> Result<Option<outbox_event::Model>, StoreError> {
+    Ok(outbox_event::Entity::find_by_id(event_id.to_owned())
+        .one(db)
+        .await?)
+}
+
 /// A tenant's event by id.
 pub async fn find_event<C: ConnectionTrait>(
     db: &C,

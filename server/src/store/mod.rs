@@ -11,6 +11,7 @@
 
 pub mod activity;
 pub mod attempts;
+pub mod console;
 pub mod deliveries;
 pub mod events;
 pub mod idempotency;

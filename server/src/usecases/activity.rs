@@ -51,23 +51,27 @@ impl ActivityLog {
 }
 
 /// Record something that happened to an order.
-pub fn record(
-    state: &AppState,
-    tenant_id: &str,
-    out_trade_no: &str,
-    kind: &'static str,
-    detail: serde_json::Value,
-) {
-    let entry = NewActivity {
-        tenant_id: tenant_id.to_owned(),
-        out_trade_no: out_trade_no.to_owned(),
-        kind,
-        detail,
-        at: crate::store::now(),
-    };
+fn record(state: &AppState, entry: NewActivity) {
     if !state.activity.push(entry) {
         state.metrics.activity_dropped();
     }
+}
+
+/// Record what the reconciler did with an order (`query`, `close_expired`, `refund_query`).
+pub fn reconciled(state: &AppState, tenant_id: &str, out_trade_no: &str, action: &'static str) {
+    record(
+        state,
+        NewActivity {
+            tenant_id: tenant_id.to_owned(),
+            out_trade_no: out_trade_no.to_owned(),
+            kind: "reconciler",
+            name: action,
+            outcome: None,
+            latency_ms: None,
+            error: None,
+            at: crate::store::now(),
+        },
+    );
 }
 
 /// The order a provider call is about.
@@ -90,7 +94,7 @@ pub async fn call<T>(
     about: Option<About<'_>>,
     call: impl Future<Output = Result<T, ProviderError>>,
 ) -> Result<T, ProviderError> {
-    let started = std::time::Instant::now();
+    let (started, at) = (std::time::Instant::now(), crate::store::now());
     let result = call.await;
     let took = started.elapsed();
     let outcome = match &result {
@@ -107,21 +111,19 @@ pub async fn call<T>(
         took,
     );
     if let Some(about) = about {
-        let mut detail = serde_json::json!({
-            "endpoint": endpoint,
-            "outcome": outcome,
-            "latency_ms": u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-        });
-        if let Err(e) = &result {
-            // The error's code only: its message may quote the provider's answer.
-            detail["error"] = serde_json::Value::from(e.code());
-        }
         record(
             state,
-            about.tenant_id,
-            about.out_trade_no,
-            "provider_call",
-            detail,
+            NewActivity {
+                tenant_id: about.tenant_id.to_owned(),
+                out_trade_no: about.out_trade_no.to_owned(),
+                kind: "provider_call",
+                name: endpoint,
+                outcome: Some(outcome),
+                latency_ms: Some(i64::try_from(took.as_millis()).unwrap_or(i64::MAX)),
+                // The error's code only: its message may quote the provider's answer.
+                error: result.as_ref().err().map(ProviderError::code),
+                at,
+            },
         );
     }
     result

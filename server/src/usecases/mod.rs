@@ -3,6 +3,7 @@
 //! know nothing of HTTP: a [`Failure`] says what went wrong, and the HTTP layer picks the status.
 
 pub mod activity;
+pub mod console;
 pub mod events;
 pub mod health;
 pub mod idempotency;

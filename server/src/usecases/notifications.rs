@@ -209,6 +209,7 @@ async fn apply_event(
 /// No span of its own: the request's (with its id, and the tenant in the URL) is enough, and a
 /// span per notification cost about a tenth of a notification's CPU in the benchmark.
 pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgement, Failure> {
+    let received = crate::store::now();
     if n.body.len() > state.config.http.max_notification_bytes {
         return Err(Failure::new(
             FailureKind::TooLarge,
@@ -301,7 +302,7 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
                     reason_code: decision.rejection.as_ref().map(reason_code),
                     ..attempt
                 };
-                record_attempt(txn, attempt, crate::store::now()).await?;
+                record_attempt(txn, attempt, received).await?;
                 Ok::<_, StoreError>(decision)
             })
         })

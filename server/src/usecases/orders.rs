@@ -129,13 +129,14 @@ async fn insert(
     state: &AppState,
     new: &NewOrder,
     issued: Option<ClientPayment>,
+    created_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Inserted, Failure> {
     let new = new.clone();
     state
         .store
         .write(move |txn| {
             Box::pin(async move {
-                order_store::insert_order(txn, &new, issued.as_ref(), crate::store::now()).await
+                order_store::insert_order(txn, &new, issued.as_ref(), created_at).await
             })
         })
         .await
@@ -153,6 +154,8 @@ pub async fn create_order(
     tenant: &Tenant,
     req: &CreateOrderRequest,
 ) -> Result<(bool, order::Model), Failure> {
+    // An order is created when its request came, before the provider is asked.
+    let received = crate::store::now();
     let provider = enabled_provider(tenant, &req.provider)?;
     let new = validate(tenant, req)?;
     let existing =
@@ -202,7 +205,7 @@ pub async fn create_order(
         Err(e) => {
             let row = match existing {
                 Some(row) => row,
-                None => match insert(state, &new, None).await? {
+                None => match insert(state, &new, None, received).await? {
                     Inserted::Created(row) => row,
                     Inserted::Existing(row) if new.same_as(&row) => row,
                     Inserted::Existing(_) => return Err(conflicting_order()),
@@ -237,7 +240,7 @@ pub async fn create_order(
                 .await?;
             (false, row)
         }
-        None => match insert(state, &new, Some(issued)).await? {
+        None => match insert(state, &new, Some(issued), received).await? {
             Inserted::Created(row) => (true, row),
             // Another request made it meanwhile: the same request is a replay.
             Inserted::Existing(row) if new.same_as(&row) => (false, row),

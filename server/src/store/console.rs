@@ -1,0 +1,312 @@
+//! The operators' console's reads: the order search, everything an order's timeline is made of,
+//! and the dashboard's hourly series. Every query runs on an index (migration m0008): the search
+//! walks `orders_created` or `orders_tenant_created` newest first and stops at the page's end; a
+//! number is looked up by `orders_out_trade_no`, `orders_provider_trade_no` or
+//! `refunds_out_refund_no`; the series scan one time range of `orders_paid_at`,
+//! `notification_attempts_received`, `webhook_attempts_at` or `order_activity_at`.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Query;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, Value,
+};
+
+use super::StoreError;
+use crate::db::entities::{
+    notification_attempt, order, order_activity, outbox_event, refund, webhook_attempt,
+};
+
+/// At most this many rows of each kind go into one timeline.
+pub const TIMELINE_ROWS: u64 = 500;
+
+/// What to search for.
+#[derive(Debug, Clone, Default)]
+pub struct OrderSearch {
+    /// An `out_trade_no`, a `provider_trade_no` or an `out_refund_no`, exactly.
+    pub number: Option<String>,
+    /// One tenant's orders.
+    pub tenant_id: Option<String>,
+    /// One provider's orders.
+    pub provider: Option<String>,
+    /// Orders in this status.
+    pub status: Option<String>,
+    /// Created at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub to: Option<DateTime<Utc>>,
+    /// Orders after this one in the newest-first order (the previous page's last).
+    pub after: Option<(DateTime<Utc>, String)>,
+    /// At most this many.
+    pub limit: u64,
+}
+
+/// One page of orders, newest first; `more` when another page follows.
+pub async fn search_orders<C: ConnectionTrait>(
+    db: &C,
+    search: &OrderSearch,
+) -> Result<(Vec<order::Model>, bool), StoreError> {
+    use order::Column as O;
+    let mut query = order::Entity::find();
+    if let Some(number) = &search.number {
+        let refunded = Query::select()
+            .column(refund::Column::OrderId)
+            .from(refund::Entity)
+            .and_where(refund::Column::OutRefundNo.eq(number.as_str()))
+            .to_owned();
+        query = query.filter(
+            Condition::any()
+                .add(O::OutTradeNo.eq(number.as_str()))
+                .add(O::ProviderTradeNo.eq(number.as_str()))
+                .add(O::Id.in_subquery(refunded)),
+        );
+    }
+    if let Some(t) = &search.tenant_id {
+        query = query.filter(O::TenantId.eq(t.as_str()));
+    }
+    if let Some(p) = &search.provider {
+        query = query.filter(O::Provider.eq(p.as_str()));
+    }
+    if let Some(s) = &search.status {
+        query = query.filter(O::Status.eq(s.as_str()));
+    }
+    if let Some(from) = search.from {
+        query = query.filter(O::CreatedAt.gte(from));
+    }
+    if let Some(to) = search.to {
+        query = query.filter(O::CreatedAt.lt(to));
+    }
+    if let Some((at, id)) = &search.after {
+        query = query.filter(
+            Condition::any().add(O::CreatedAt.lt(*at)).add(
+                Condition::all()
+                    .add(O::CreatedAt.eq(*at))
+                    .add(O::Id.lt(id.as_str())),
+            ),
+        );
+    }
+    let mut rows = query
+        .order_by_desc(O::CreatedAt)
+        .order_by_desc(O::Id)
+        .limit(search.limit + 1)
+        .all(db)
+        .await?;
+    let more = rows.len() > usize::try_from(search.limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(search.limit).unwrap_or(usize::MAX));
+    Ok((rows, more))
+}
+
+/// Everything recorded about one order, each list oldest first.
+#[derive(Debug, Default)]
+pub struct OrderRecords {
+    /// Its refunds.
+    pub refunds: Vec<refund::Model>,
+    /// The notifications that named it once verified.
+    pub notifications: Vec<notification_attempt::Model>,
+    /// Provider calls and reconciler actions.
+    pub activity: Vec<order_activity::Model>,
+    /// The merchant's events about it.
+    pub events: Vec<outbox_event::Model>,
+    /// The delivery attempts of those events.
+    pub webhook_attempts: Vec<webhook_attempt::Model>,
+}
+
+/// Read what the timeline of `o` is made of.
+pub async fn order_records<C: ConnectionTrait>(
+    db: &C,
+    o: &order::Model,
+) -> Result<OrderRecords, StoreError> {
+    let refunds = refund::Entity::find()
+        .filter(refund::Column::TenantId.eq(o.tenant_id.as_str()))
+        .filter(refund::Column::OutTradeNo.eq(o.out_trade_no.as_str()))
+        .order_by_asc(refund::Column::CreatedAt)
+        .limit(TIMELINE_ROWS)
+        .all(db)
+        .await?;
+    let notifications = notification_attempt::Entity::find()
+        .filter(notification_attempt::Column::TenantId.eq(o.tenant_id.as_str()))
+        .filter(notification_attempt::Column::OutTradeNo.eq(o.out_trade_no.as_str()))
+        .order_by_asc(notification_attempt::Column::ReceivedAt)
+        .limit(TIMELINE_ROWS)
+        .all(db)
+        .await?;
+    let activity =
+        super::activity::for_order(db, &o.tenant_id, &o.out_trade_no, TIMELINE_ROWS).await?;
+    let events = outbox_event::Entity::find()
+        .filter(outbox_event::Column::OrderId.eq(o.id.as_str()))
+        .order_by_asc(outbox_event::Column::CreatedAt)
+        .limit(TIMELINE_ROWS)
+        .all(db)
+        .await?;
+    let webhook_attempts = if events.is_empty() {
+        Vec::new()
+    } else {
+        webhook_attempt::Entity::find()
+            .filter(webhook_attempt::Column::EventId.is_in(events.iter().map(|e| e.id.clone())))
+            .order_by_asc(webhook_attempt::Column::At)
+            .limit(TIMELINE_ROWS)
+            .all(db)
+            .await?
+    };
+    Ok(OrderRecords {
+        refunds,
+        notifications,
+        activity,
+        events,
+        webhook_attempts,
+    })
+}
+
+/// One row of an hourly series: the hour (`2026-12-06T15:00:00Z`), its keys and its numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourRow {
+    /// The hour, RFC 3339 in UTC.
+    pub hour: String,
+    /// The group's keys (provider, tenant, reason, action…).
+    pub keys: Vec<String>,
+    /// The group's numbers (count, amount…).
+    pub numbers: Vec<i64>,
+}
+
+/// The expression of `column`'s hour, in UTC, as `YYYY-MM-DDTHH:00:00Z`.
+fn hour_of(backend: DbBackend, column: &str) -> String {
+    match backend {
+        DbBackend::Postgres => {
+            format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24\":00:00Z\"')")
+        }
+        // Stored as UTC text (`2026-12-06 15:17:52.131073 +00:00`): its first 13 characters.
+        _ => format!("replace(substr({column}, 1, 13), ' ', 'T') || ':00:00Z'"),
+    }
+}
+
+/// Run a grouped query of columns `h` (the hour), `k1`… (`keys` texts) and `n1`… (`numbers`
+/// integers). (Rows are read by name: the SQLite reader's rows keep no column order.)
+async fn hourly<C: ConnectionTrait>(
+    db: &C,
+    sql: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    keys: usize,
+    numbers: usize,
+) -> Result<Vec<HourRow>, StoreError> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => sql,
+        _ => sql.replace("$1", "?").replace("$2", "?"),
+    };
+    let statement =
+        Statement::from_sql_and_values(backend, sql, [Value::from(from), Value::from(to)]);
+    let rows = db.query_all_raw(statement).await?;
+    rows.iter()
+        .map(|row| {
+            let hour: String = row.try_get("", "h")?;
+            let keys = (1..=keys)
+                .map(|i| {
+                    row.try_get::<Option<String>>("", &format!("k{i}"))
+                        .map(Option::unwrap_or_default)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let numbers = (1..=numbers)
+                .map(|i| {
+                    row.try_get::<Option<i64>>("", &format!("n{i}"))
+                        .map(Option::unwrap_or_default)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(HourRow {
+                hour,
+                keys,
+                numbers,
+            })
+        })
+        .collect::<Result<Vec<_>, sea_orm::DbErr>>()
+        .map_err(StoreError::from)
+}
+
+/// Payments per hour, provider and tenant: `[provider, tenant]`, `[count, amount]`.
+pub async fn payments_per_hour<C: ConnectionTrait>(
+    db: &C,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<HourRow>, StoreError> {
+    let hour = hour_of(db.get_database_backend(), "paid_at");
+    let sql = format!(
+        "SELECT {hour} AS h, provider AS k1, tenant_id AS k2, COUNT(*) AS n1, \
+         CAST(SUM(amount) AS BIGINT) AS n2 FROM orders \
+         WHERE paid_at >= $1 AND paid_at < $2 GROUP BY h, provider, tenant_id ORDER BY h"
+    );
+    hourly(db, sql, from, to, 2, 2).await
+}
+
+/// Provider calls per hour and endpoint: `[endpoint]`, `[ok, failed]`.
+pub async fn calls_per_hour<C: ConnectionTrait>(
+    db: &C,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<HourRow>, StoreError> {
+    let hour = hour_of(db.get_database_backend(), "at");
+    let sql = format!(
+        "SELECT {hour} AS h, name AS k1, \
+         CAST(SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END) AS BIGINT) AS n1, \
+         CAST(SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END) AS BIGINT) AS n2 FROM order_activity \
+         WHERE at >= $1 AND at < $2 AND kind = 'provider_call' GROUP BY h, name ORDER BY h"
+    );
+    hourly(db, sql, from, to, 1, 2).await
+}
+
+/// Reconciler actions per hour: `[action]`, `[count]`.
+pub async fn reconciler_per_hour<C: ConnectionTrait>(
+    db: &C,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<HourRow>, StoreError> {
+    let hour = hour_of(db.get_database_backend(), "at");
+    let sql = format!(
+        "SELECT {hour} AS h, name AS k1, COUNT(*) AS n1 FROM order_activity \
+         WHERE at >= $1 AND at < $2 AND kind = 'reconciler' GROUP BY h, name ORDER BY h"
+    );
+    hourly(db, sql, from, to, 1, 1).await
+}
+
+/// Refused notifications per hour and reason: `[reason]`, `[count]`.
+pub async fn refused_per_hour<C: ConnectionTrait>(
+    db: &C,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<HourRow>, StoreError> {
+    let hour = hour_of(db.get_database_backend(), "received_at");
+    let sql = format!(
+        "SELECT {hour} AS h, COALESCE(reason_code, 'other') AS k1, COUNT(*) AS n1 \
+         FROM notification_attempts \
+         WHERE received_at >= $1 AND received_at < $2 AND outcome = 'rejected' \
+         GROUP BY h, reason_code ORDER BY h"
+    );
+    hourly(db, sql, from, to, 1, 1).await
+}
+
+/// Webhook delivery attempts per hour: `[]`, `[delivered, failed]`.
+pub async fn webhooks_per_hour<C: ConnectionTrait>(
+    db: &C,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<HourRow>, StoreError> {
+    let hour = hour_of(db.get_database_backend(), "at");
+    let sql = format!(
+        "SELECT {hour} AS h, \
+         CAST(SUM(CASE WHEN error IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS n1, \
+         CAST(SUM(CASE WHEN error IS NULL THEN 0 ELSE 1 END) AS BIGINT) AS n2 FROM webhook_attempts \
+         WHERE at >= $1 AND at < $2 GROUP BY h ORDER BY h"
+    );
+    hourly(db, sql, from, to, 0, 2).await
+}
+
+/// Webhook events by delivery status now: `(pending, failed)`.
+pub async fn webhook_backlog<C: ConnectionTrait>(db: &C) -> Result<(u64, u64), StoreError> {
+    use crate::db::entities::webhook_delivery;
+    use sea_orm::PaginatorTrait;
+    let count = |status: &'static str| {
+        webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::Status.eq(status))
+            .count(db)
+    };
+    Ok((count("pending").await?, count("failed").await?))
+}
