@@ -2,8 +2,11 @@
 //! operator signs in, opens a tenant, types an invalid `sign_type`, sees the error beside its
 //! line, fixes it, saves, and the change is live for the merchant API at once; switching a
 //! provider off and on from the page is live too. The operator then opens a platform, renames it
-//! and saves: its secrets stay masked and keep signing for its tenant. The page never shows a
-//! planted secret.
+//! and saves: its secrets stay masked and keep signing for its tenant. Then the console: the
+//! operator searches a paid order by its number, opens its timeline, redelivers its webhook event
+//! (delivered again), sees the dashboard's charts (a screenshot of them is decoded here and must
+//! show the bars) and finds the redelivery in the audit log. The page never shows a planted
+//! secret.
 //!
 //! Needs node, `tests/browser/node_modules` (`npm ci` there) and Chromium. Without them the test
 //! is skipped on a developer machine, but fails when `PAYBRIDGE_BROWSER_TESTS=1` or `CI` is set.
@@ -18,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use paybridge_tests::alipay;
 use paybridge_tests::wechat::{self, login, trade_no};
-use paybridge_tests::{Backend, Gateway, TestTenant, api_key, backends, wechat_api_key};
+use paybridge_tests::{
+    Backend, Gateway, TestTenant, WebhookReceiver, api_key, backends, set_webhook, wechat_api_key,
+};
 use sha2::{Digest, Sha256};
 
 /// The planted Alipay private key of the test tenants (the harness writes the same file).
@@ -225,9 +230,73 @@ async fn expect_alipay(
     Ok(())
 }
 
+/// The console's part: a paid order whose event was delivered once, the receiver, and where the
+/// dashboard's screenshot goes.
+struct ConsoleCase {
+    out_trade_no: String,
+    receiver: WebhookReceiver,
+    dashboard: PathBuf,
+}
+
+/// The dashboard screenshot (PNG) shows the charts' bars: the first series' colour (#1f6feb: the
+/// payments, the amount, the succeeded creates, the delivered webhooks) covers far more pixels
+/// than its four legend swatches (about 500) could.
+fn check_dashboard_png(path: &std::path::Path) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let decoder = png::Decoder::new(std::io::BufReader::new(file));
+    let mut reader = decoder.read_info().map_err(|e| format!("not a PNG: {e}"))?;
+    let size = reader.output_buffer_size().ok_or("the PNG is too large")?;
+    let mut buf = vec![0; size];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| format!("PNG frame: {e}"))?;
+    let channels = match info.color_type {
+        png::ColorType::Rgba => 4,
+        png::ColorType::Rgb => 3,
+        other => return Err(format!("unexpected PNG colour type {other:?}")),
+    };
+    let bar = [0x1f_u8, 0x6f, 0xeb];
+    let blue = buf[..info.buffer_size()]
+        .chunks_exact(channels)
+        .filter(|px| px.iter().zip(bar).all(|(a, b)| a.abs_diff(b) <= 8))
+        .count();
+    println!(
+        "dashboard screenshot {}x{}: {blue} pixels of bars",
+        info.width, info.height
+    );
+    if blue < 2000 {
+        return Err(format!(
+            "the dashboard screenshot shows no bars: {blue} pixels of the bars' colour"
+        ));
+    }
+    Ok(())
+}
+
 /// What the Rust side checks at each checkpoint of the script.
-async fn at_checkpoint(gw: &Gateway, tenant: &TestTenant, name: &str) -> Result<(), String> {
+async fn at_checkpoint(
+    gw: &Gateway,
+    tenant: &TestTenant,
+    console: &ConsoleCase,
+    name: &str,
+) -> Result<(), String> {
     match name {
+        // The page's redeliver scheduled the event: the next pass sends it again.
+        "redelivered" => {
+            let before = console.receiver.received().len();
+            paybridge_server::webhooks::deliver_due(&gw.state, chrono::Utc::now())
+                .await
+                .map_err(|e| e.to_string())?;
+            let after = console.receiver.received().len();
+            if after == before + 1 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the redelivered event was sent {} time(s)",
+                    after - before
+                ))
+            }
+        }
+        "dashboard" => check_dashboard_png(&console.dashboard),
         // A refused save changed nothing: orders are still signed as before.
         "refused-sha1" => expect_sign_type(gw, tenant, "HMAC-SHA256").await,
         // Live within a few seconds; the paySign verifies, so the WeChat key the page left as
@@ -242,6 +311,20 @@ async fn at_checkpoint(gw: &Gateway, tenant: &TestTenant, name: &str) -> Result<
         "alipay-on" => eventually(LIVE_WITHIN, || expect_alipay(gw, &tenant.id, (201, None))).await,
         // The platform's secrets, left as { set = true } by the page, still sign for its tenant.
         "platform-saved" => expect_alipay(gw, PLATFORM_TENANT, (201, None)).await,
+        // The page showed the redelivery in the audit log; the API agrees.
+        "audited" => {
+            let entries = gw
+                .state
+                .tenant_store
+                .audit(Some(&tenant.id), 20)
+                .await
+                .map_err(|e| e.to_string())?;
+            if entries.iter().any(|e| e.action == "redeliver_event") {
+                Ok(())
+            } else {
+                Err("no redeliver_event entry in the audit log".to_owned())
+            }
+        }
         other => Err(format!("unknown checkpoint {other:?}")),
     }
 }
@@ -273,18 +356,38 @@ async fn run_page_test(tools: &Tools, backend: &Backend) {
         "sha256:{}",
         hex::encode(Sha256::digest(admin_token.as_bytes()))
     );
+    let receiver = WebhookReceiver::start().await;
     let gw = Gateway::start_with_files(
         backend,
         std::slice::from_ref(&tenant),
         platform_files,
         |config| {
             config.admin.tokens = vec![digest];
+            set_webhook(config, &tenant.id, &receiver.url, "whsec_console_web");
         },
     )
     .await;
     let name = backend.name();
     expect_sign_type(&gw, &tenant, "HMAC-SHA256").await.unwrap();
     expect_alipay(&gw, &tenant.id, (201, None)).await.unwrap();
+    // A paid order whose webhook event was delivered once, for the console's steps.
+    let (paid, _) = wechat::create_order(&gw, &tenant.id, 1288).await;
+    wechat::pay(&gw, &tenant, &paid, "deliver").await;
+    paybridge_server::webhooks::deliver_due(&gw.state, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        !receiver.received().is_empty(),
+        "{name}: the event was delivered"
+    );
+    let console = ConsoleCase {
+        out_trade_no: paid,
+        receiver,
+        dashboard: std::env::temp_dir().join(format!(
+            "paybridge-dashboard-{name}-{}.png",
+            uuid::Uuid::new_v4().simple()
+        )),
+    };
 
     let secrets = serde_json::json!([
         wechat_api_key(&tenant.id),
@@ -309,6 +412,8 @@ async fn run_page_test(tools: &Tools, backend: &Backend) {
         .env("PAYBRIDGE_CHROMIUM", &tools.chromium)
         .env("PAYBRIDGE_SCREENSHOT", &screenshot)
         .env("PAYBRIDGE_PLATFORM_ID", PLATFORM_ID)
+        .env("PAYBRIDGE_CONSOLE_ORDER", &console.out_trade_no)
+        .env("PAYBRIDGE_DASHBOARD_SCREENSHOT", &console.dashboard)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -350,7 +455,7 @@ async fn run_page_test(tools: &Tools, backend: &Backend) {
         if let Some(checkpoint) = line.strip_prefix("@@checkpoint ") {
             checkpoints.push(checkpoint.to_owned());
             let checking = Instant::now();
-            match at_checkpoint(&gw, &tenant, checkpoint).await {
+            match at_checkpoint(&gw, &tenant, &console, checkpoint).await {
                 Ok(()) => {
                     println!(
                         "{name}: checked {checkpoint} in {} ms",
@@ -393,7 +498,10 @@ async fn run_page_test(tools: &Tools, backend: &Backend) {
             "saved-md5",
             "alipay-off",
             "alipay-on",
-            "platform-saved"
+            "platform-saved",
+            "redelivered",
+            "dashboard",
+            "audited"
         ],
         "{name}: the script skipped a step"
     );

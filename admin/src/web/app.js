@@ -70,6 +70,8 @@ async function api(method, path, options = {}) {
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   $("main").hidden = true;
+  $("tabs").hidden = true;
+  for (const v of document.querySelectorAll(".view")) v.hidden = true;
   $("login").hidden = false;
   $("logout-button").hidden = true;
   setStatus(message || "", message ? "error" : "");
@@ -77,8 +79,9 @@ function signOut(message) {
 
 async function signIn() {
   $("login").hidden = true;
-  $("main").hidden = false;
   $("logout-button").hidden = false;
+  $("tabs").hidden = false;
+  showView("main");
   await loadTenants();
 }
 

@@ -1,5 +1,6 @@
 //! The operators' page at `/admin/`: a single page that lists tenants, shows which providers are
-//! on, and edits a tenant's TOML through the admin API. It loads without a token and asks for
+//! on, and edits a tenant's TOML through the admin API; its console tabs find orders, show their
+//! timelines and act on them, draw the dashboard (SVG, drawn by the page) and show the audit log. It loads without a token and asks for
 //! one (kept in `sessionStorage`). Every asset is compiled in: no CDN, no internet.
 
 use actix_web::http::header::{self, CacheControl, CacheDirective};
@@ -7,6 +8,7 @@ use actix_web::{HttpResponse, get, web};
 
 const INDEX_HTML: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");
+const CONSOLE_JS: &str = include_str!("console.js");
 const STYLE_CSS: &str = include_str!("style.css");
 
 /// A strict policy: only this origin's scripts and styles, no inline script, no framing.
@@ -36,11 +38,12 @@ pub async fn admin_page() -> HttpResponse {
     page("text/html; charset=utf-8", INDEX_HTML)
 }
 
-/// `GET /admin/assets/{file}`: `app.js`, `style.css`.
+/// `GET /admin/assets/{file}`: `app.js`, `console.js`, `style.css`.
 #[get("/admin/assets/{file}")]
 pub async fn admin_asset(file: web::Path<String>) -> HttpResponse {
     match file.as_str() {
         "app.js" => page("text/javascript; charset=utf-8", APP_JS),
+        "console.js" => page("text/javascript; charset=utf-8", CONSOLE_JS),
         "style.css" => page("text/css; charset=utf-8", STYLE_CSS),
         _ => HttpResponse::NotFound()
             .content_type("application/json")
