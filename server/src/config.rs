@@ -348,17 +348,19 @@ impl Default for WebhooksSection {
     }
 }
 
+/// The environment as UTF-8 pairs. Not `std::env::vars()`, which panics on a variable that is not
+/// UTF-8: such a variable is no override of ours, and is skipped.
+fn env_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
+
 impl Config {
     /// Read a config file, apply the environment's overrides, and resolve relative paths
     /// against the file's folder.
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        // Not `std::env::vars()`, which panics on a variable that is not UTF-8: such a variable
-        // is no override of ours, and is skipped.
-        let vars = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-        let mut cfg = Config::from_toml_and_env(&text, vars)
+        let mut cfg = Config::from_toml_and_env(&text, env_vars())
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.tenants.dir.is_relative() {
@@ -368,6 +370,32 @@ impl Config {
             cfg.platforms.dir = base.join(&cfg.platforms.dir);
         }
         Ok(cfg)
+    }
+
+    /// The config of `paybridge admin` and `paybridge-admin`: `--config` (which must exist), else
+    /// `./paybridge.toml` if there is one, else the defaults; with the same environment
+    /// overrides as the server. `--database-url` wins over the config's URL.
+    pub fn admin_settings(
+        path: Option<&Path>,
+        database_url: Option<String>,
+    ) -> Result<paybridge_admin::cli::Settings, String> {
+        let default = Path::new("paybridge.toml");
+        let cfg = match path {
+            Some(p) => Config::load(p)?,
+            None if default.is_file() => Config::load(default)?,
+            None => Config::from_toml_and_env("", env_vars())?,
+        };
+        Ok(paybridge_admin::cli::Settings {
+            database_url: Some(
+                database_url
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| cfg.database.url.clone()),
+            ),
+            tenants_dir: cfg.tenants.dir.clone(),
+            master_key_env: cfg.secrets.master_key_env.clone(),
+            key_grace: std::time::Duration::from_secs(cfg.admin.key_grace_seconds),
+            http_timeout: cfg.outbound_timeout(),
+        })
     }
 
     /// The config of a file's text with the overrides of `vars` (the environment):

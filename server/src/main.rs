@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         }
         Command::Admin { args } => paybridge_admin::cli::main_from(
             std::iter::once(std::ffi::OsString::from("paybridge admin")).chain(args),
+            Config::admin_settings,
         ),
         Command::Serve => match serve(&cli.config) {
             Ok(()) => ExitCode::SUCCESS,

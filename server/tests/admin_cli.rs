@@ -320,3 +320,55 @@ fn paybridge_admin_is_also_a_subcommand_of_the_server_binary() {
         out(&help)
     );
 }
+
+/// The CLI reads the server's config type: the same file and the same
+/// `PAYBRIDGE_<SECTION>__<KEY>` overrides, and its `--help` names them.
+#[test]
+fn the_cli_reads_the_servers_config_and_its_environment_overrides() {
+    let env = Env::new();
+    let good = env.write("t1.toml", &tenant("t1", "One"));
+    // A config file naming another database, overridden from the environment as the server
+    // would be: the CLI must use the override.
+    let config = env.write(
+        "paybridge.toml",
+        "[database]\nurl = \"sqlite:///nonexistent/dir/never.db?mode=rwc\"\n",
+    );
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_paybridge"))
+            .arg("admin")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(env.dir.path())
+            .env_remove("DATABASE_URL")
+            .env("PAYBRIDGE_DATABASE__URL", &env.url)
+            .env("PAYBRIDGE_MASTER_KEY", &env.master_key)
+            .output()
+            .unwrap()
+    };
+    let put = run(&["put", &good]);
+    assert_eq!(code(&put), 0, "{}", err(&put));
+    // The same database, named on the command line.
+    assert!(out(&env.run(&["list"])).starts_with("t1\tv1\t"));
+    // Without the override the file's database is used, and fails.
+    let without = Command::new(env!("CARGO_BIN_EXE_paybridge-admin"))
+        .args(["list", "--config", &config])
+        .current_dir(env.dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("PAYBRIDGE_DATABASE__URL")
+        .env("PAYBRIDGE_MASTER_KEY", &env.master_key)
+        .output()
+        .unwrap();
+    assert_ne!(code(&without), 0, "{}", out(&without));
+    for binary in [
+        env!("CARGO_BIN_EXE_paybridge-admin"),
+        env!("CARGO_BIN_EXE_paybridge"),
+    ] {
+        let help = Command::new(binary).arg("--help").output().unwrap();
+        assert!(
+            out(&help).contains("PAYBRIDGE_<SECTION>__<KEY>"),
+            "{binary}: {}",
+            out(&help)
+        );
+    }
+}

@@ -9,14 +9,24 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "paybridge-admin",
     version,
-    about = "Manage paybridge tenants in the database: versioned, audited, secrets encrypted"
+    about = "Manage paybridge tenants in the database: versioned, audited, secrets encrypted",
+    after_help = concat!(
+        "Configuration: the server's own paybridge.toml and environment, read the same way.\n",
+        "Environment:\n",
+        "  PAYBRIDGE_<SECTION>__<KEY>  sets [section] key of the config file, e.g.\n",
+        "                              PAYBRIDGE_DATABASE__URL=postgres://...\n",
+        "  DATABASE_URL                the older form of [database] url (the form above wins)\n",
+        "  PAYBRIDGE_MASTER_KEY        the master key of tenant secrets (named by [secrets] master_key_env)\n",
+        "  USER                        recorded as the actor (cli:<user>) in the audit log"
+    )
 )]
 pub struct Cli {
-    /// The server config (reads [database] url, [tenants] dir, [secrets] master_key_env,
-    /// [admin] key_grace_seconds). Default: ./paybridge.toml if it exists.
+    /// The server config, with the server's PAYBRIDGE_<SECTION>__<KEY> overrides (uses
+    /// [database] url, [tenants] dir, [secrets] master_key_env, [admin] key_grace_seconds).
+    /// Default: ./paybridge.toml if it exists, else the server's defaults.
     #[arg(long, short, global = true)]
     pub config: Option<PathBuf>,
-    /// The database URL (overrides env DATABASE_URL and the config file).
+    /// The database URL (overrides the config file and its environment).
     #[arg(long, global = true)]
     pub database_url: Option<String>,
     /// Without a master key, store secrets in plaintext. Only for sandbox-only databases.

@@ -24,7 +24,7 @@ use crate::secrets::{MasterKey, SecretsError};
 use crate::store::{self, StoreError, TenantStore, folder_of};
 
 pub use args::{Cli, Command, Format, PlatformCommand};
-pub use settings::Settings;
+pub use settings::{Loader, Settings};
 
 /// A failure with its exit code.
 #[derive(Debug)]
@@ -76,13 +76,9 @@ fn describe(errors: &ConfigErrors) -> String {
     out
 }
 
-/// Parse the arguments, run, and map the outcome to an exit code (usage errors exit 1).
-pub fn main() -> ExitCode {
-    main_from(std::env::args_os())
-}
-
-/// [`main`] with these arguments (the first is the program's name), e.g. for `paybridge admin …`.
-pub fn main_from<I, T>(args: I) -> ExitCode
+/// Parse the arguments (the first is the program's name, e.g. `paybridge admin`), read the
+/// settings with `load`, run, and map the outcome to an exit code (usage errors exit 1).
+pub fn main_from<I, T>(args: I, load: Loader) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -104,7 +100,7 @@ where
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, load)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {}", f.message);
@@ -215,7 +211,7 @@ async fn platform(
 }
 
 /// Run one command.
-pub async fn run(cli: Cli) -> Result<(), Failure> {
+pub async fn run(cli: Cli, load: Loader) -> Result<(), Failure> {
     match &cli.command {
         Command::HashToken { token } => {
             println!("{}", hash_api_key(token));
@@ -228,8 +224,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         _ => {}
     }
-    let settings =
-        settings::load(cli.config.as_deref(), cli.database_url.clone()).map_err(Failure::usage)?;
+    let settings = load(cli.config.as_deref(), cli.database_url.clone()).map_err(Failure::usage)?;
     let store = open_store(&cli, &settings).await?;
     let actor = actor();
     match cli.command {
