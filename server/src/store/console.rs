@@ -3,7 +3,8 @@
 //! walks `orders_created` or `orders_tenant_created` newest first and stops at the page's end; a
 //! number is looked up by `orders_out_trade_no`, `orders_provider_trade_no` or
 //! `refunds_out_refund_no`; the series scan one time range of `orders_paid_at`,
-//! `notification_attempts_received`, `webhook_attempts_at` or `order_activity_at`.
+//! `notification_attempts_received`, `webhook_attempts_at` or `order_activity_at`. Their plans
+//! are among `store::plans::hot_queries`, checked in a test and printed by `bench/`.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
@@ -46,6 +47,14 @@ pub async fn search_orders<C: ConnectionTrait>(
     db: &C,
     search: &OrderSearch,
 ) -> Result<(Vec<order::Model>, bool), StoreError> {
+    let mut rows = search_query(search).all(db).await?;
+    let more = rows.len() > usize::try_from(search.limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(search.limit).unwrap_or(usize::MAX));
+    Ok((rows, more))
+}
+
+/// The query of a search: one more row than the page, to tell whether another follows.
+pub fn search_query(search: &OrderSearch) -> sea_orm::Select<order::Entity> {
     use order::Column as O;
     let mut query = order::Entity::find();
     if let Some(number) = &search.number {
@@ -77,23 +86,35 @@ pub async fn search_orders<C: ConnectionTrait>(
         query = query.filter(O::CreatedAt.lt(to));
     }
     if let Some((at, id)) = &search.after {
-        query = query.filter(
-            Condition::any().add(O::CreatedAt.lt(*at)).add(
-                Condition::all()
-                    .add(O::CreatedAt.eq(*at))
-                    .add(O::Id.lt(id.as_str())),
-            ),
+        // "Before (at, id)" in the newest-first order, written as a range on `created_at` (an
+        // index search) and the tie-break on `id`.
+        query = query.filter(O::CreatedAt.lte(*at)).filter(
+            Condition::any()
+                .add(O::CreatedAt.lt(*at))
+                .add(O::Id.lt(id.as_str())),
         );
     }
-    let mut rows = query
+    query
         .order_by_desc(O::CreatedAt)
         .order_by_desc(O::Id)
         .limit(search.limit + 1)
-        .all(db)
-        .await?;
-    let more = rows.len() > usize::try_from(search.limit).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(search.limit).unwrap_or(usize::MAX));
-    Ok((rows, more))
+}
+
+/// The notifications that named an order, oldest first.
+pub fn order_notifications(o: &order::Model) -> sea_orm::Select<notification_attempt::Entity> {
+    notification_attempt::Entity::find()
+        .filter(notification_attempt::Column::TenantId.eq(o.tenant_id.as_str()))
+        .filter(notification_attempt::Column::OutTradeNo.eq(o.out_trade_no.as_str()))
+        .order_by_asc(notification_attempt::Column::ReceivedAt)
+        .limit(TIMELINE_ROWS)
+}
+
+/// The merchant's events about an order, oldest first.
+pub fn order_events(o: &order::Model) -> sea_orm::Select<outbox_event::Entity> {
+    outbox_event::Entity::find()
+        .filter(outbox_event::Column::OrderId.eq(o.id.as_str()))
+        .order_by_asc(outbox_event::Column::CreatedAt)
+        .limit(TIMELINE_ROWS)
 }
 
 /// Everything recorded about one order, each list oldest first.
@@ -123,21 +144,10 @@ pub async fn order_records<C: ConnectionTrait>(
         .limit(TIMELINE_ROWS)
         .all(db)
         .await?;
-    let notifications = notification_attempt::Entity::find()
-        .filter(notification_attempt::Column::TenantId.eq(o.tenant_id.as_str()))
-        .filter(notification_attempt::Column::OutTradeNo.eq(o.out_trade_no.as_str()))
-        .order_by_asc(notification_attempt::Column::ReceivedAt)
-        .limit(TIMELINE_ROWS)
-        .all(db)
-        .await?;
+    let notifications = order_notifications(o).all(db).await?;
     let activity =
         super::activity::for_order(db, &o.tenant_id, &o.out_trade_no, TIMELINE_ROWS).await?;
-    let events = outbox_event::Entity::find()
-        .filter(outbox_event::Column::OrderId.eq(o.id.as_str()))
-        .order_by_asc(outbox_event::Column::CreatedAt)
-        .limit(TIMELINE_ROWS)
-        .all(db)
-        .await?;
+    let events = order_events(o).all(db).await?;
     let webhook_attempts = if events.is_empty() {
         Vec::new()
     } else {
@@ -179,124 +189,138 @@ fn hour_of(backend: DbBackend, column: &str) -> String {
     }
 }
 
-/// Run a grouped query of columns `h` (the hour), `k1`… (`keys` texts) and `n1`… (`numbers`
-/// integers). (Rows are read by name: the SQLite reader's rows keep no column order.)
-async fn hourly<C: ConnectionTrait>(
-    db: &C,
-    sql: String,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    keys: usize,
-    numbers: usize,
-) -> Result<Vec<HourRow>, StoreError> {
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => sql,
-        _ => sql.replace("$1", "?").replace("$2", "?"),
-    };
-    let statement =
-        Statement::from_sql_and_values(backend, sql, [Value::from(from), Value::from(to)]);
-    let rows = db.query_all_raw(statement).await?;
-    rows.iter()
-        .map(|row| {
-            let hour: String = row.try_get("", "h")?;
-            let keys = (1..=keys)
-                .map(|i| {
-                    row.try_get::<Option<String>>("", &format!("k{i}"))
-                        .map(Option::unwrap_or_default)
+/// The dashboard's hourly series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Series {
+    /// Payments per hour, provider and tenant: `[provider, tenant]`, `[count, amount]`.
+    Payments,
+    /// Provider calls per hour and endpoint: `[endpoint]`, `[ok, failed]`.
+    Calls,
+    /// Reconciler actions per hour: `[action]`, `[count]`.
+    Reconciler,
+    /// Refused notifications per hour and reason: `[reason]`, `[count]`.
+    Refused,
+    /// Webhook delivery attempts per hour: `[]`, `[delivered, failed]`.
+    Webhooks,
+}
+
+impl Series {
+    /// Every series.
+    pub const ALL: [Series; 5] = [
+        Series::Payments,
+        Series::Calls,
+        Series::Reconciler,
+        Series::Refused,
+        Series::Webhooks,
+    ];
+
+    /// The name in `bench/` plans.
+    pub fn name(self) -> &'static str {
+        match self {
+            Series::Payments => "console: payments per hour (paid_at range)",
+            Series::Calls => "console: provider calls per hour (activity time range)",
+            Series::Reconciler => "console: reconciler actions per hour (activity time range)",
+            Series::Refused => "console: refused notifications per hour (received_at range)",
+            Series::Webhooks => "console: webhook attempts per hour (time range)",
+        }
+    }
+
+    /// How many key and number columns its rows have.
+    fn shape(self) -> (usize, usize) {
+        match self {
+            Series::Payments => (2, 2),
+            Series::Calls => (1, 2),
+            Series::Reconciler | Series::Refused => (1, 1),
+            Series::Webhooks => (0, 2),
+        }
+    }
+
+    /// The grouped query, of columns `h` (the hour), `k1`… (texts) and `n1`… (integers), over
+    /// one time range of an indexed column.
+    pub fn statement(
+        self,
+        backend: DbBackend,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Statement {
+        let sql = match self {
+            Series::Payments => format!(
+                "SELECT {} AS h, provider AS k1, tenant_id AS k2, COUNT(*) AS n1, \
+                 CAST(SUM(amount) AS BIGINT) AS n2 FROM orders \
+                 WHERE paid_at >= $1 AND paid_at < $2 GROUP BY h, provider, tenant_id ORDER BY h",
+                hour_of(backend, "paid_at")
+            ),
+            Series::Calls => format!(
+                "SELECT {} AS h, name AS k1, \
+                 CAST(SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END) AS BIGINT) AS n1, \
+                 CAST(SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END) AS BIGINT) AS n2 \
+                 FROM order_activity WHERE at >= $1 AND at < $2 AND kind = 'provider_call' \
+                 GROUP BY h, name ORDER BY h",
+                hour_of(backend, "at")
+            ),
+            Series::Reconciler => format!(
+                "SELECT {} AS h, name AS k1, COUNT(*) AS n1 FROM order_activity \
+                 WHERE at >= $1 AND at < $2 AND kind = 'reconciler' GROUP BY h, name ORDER BY h",
+                hour_of(backend, "at")
+            ),
+            Series::Refused => format!(
+                "SELECT {} AS h, COALESCE(reason_code, 'other') AS k1, COUNT(*) AS n1 \
+                 FROM notification_attempts \
+                 WHERE received_at >= $1 AND received_at < $2 AND outcome = 'rejected' \
+                 GROUP BY h, reason_code ORDER BY h",
+                hour_of(backend, "received_at")
+            ),
+            Series::Webhooks => format!(
+                "SELECT {} AS h, \
+                 CAST(SUM(CASE WHEN error IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS n1, \
+                 CAST(SUM(CASE WHEN error IS NULL THEN 0 ELSE 1 END) AS BIGINT) AS n2 \
+                 FROM webhook_attempts WHERE at >= $1 AND at < $2 GROUP BY h ORDER BY h",
+                hour_of(backend, "at")
+            ),
+        };
+        let sql = match backend {
+            DbBackend::Postgres => sql,
+            _ => sql.replace("$1", "?").replace("$2", "?"),
+        };
+        Statement::from_sql_and_values(backend, sql, [Value::from(from), Value::from(to)])
+    }
+
+    /// The series' rows between `from` and `to`. (Rows are read by column name: the SQLite
+    /// reader's rows keep no column order.)
+    pub async fn rows<C: ConnectionTrait>(
+        self,
+        db: &C,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<HourRow>, StoreError> {
+        let (keys, numbers) = self.shape();
+        let rows = db
+            .query_all_raw(self.statement(db.get_database_backend(), from, to))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let hour: String = row.try_get("", "h")?;
+                let keys = (1..=keys)
+                    .map(|i| {
+                        row.try_get::<Option<String>>("", &format!("k{i}"))
+                            .map(Option::unwrap_or_default)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let numbers = (1..=numbers)
+                    .map(|i| {
+                        row.try_get::<Option<i64>>("", &format!("n{i}"))
+                            .map(Option::unwrap_or_default)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(HourRow {
+                    hour,
+                    keys,
+                    numbers,
                 })
-                .collect::<Result<Vec<_>, _>>()?;
-            let numbers = (1..=numbers)
-                .map(|i| {
-                    row.try_get::<Option<i64>>("", &format!("n{i}"))
-                        .map(Option::unwrap_or_default)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(HourRow {
-                hour,
-                keys,
-                numbers,
             })
-        })
-        .collect::<Result<Vec<_>, sea_orm::DbErr>>()
-        .map_err(StoreError::from)
-}
-
-/// Payments per hour, provider and tenant: `[provider, tenant]`, `[count, amount]`.
-pub async fn payments_per_hour<C: ConnectionTrait>(
-    db: &C,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<HourRow>, StoreError> {
-    let hour = hour_of(db.get_database_backend(), "paid_at");
-    let sql = format!(
-        "SELECT {hour} AS h, provider AS k1, tenant_id AS k2, COUNT(*) AS n1, \
-         CAST(SUM(amount) AS BIGINT) AS n2 FROM orders \
-         WHERE paid_at >= $1 AND paid_at < $2 GROUP BY h, provider, tenant_id ORDER BY h"
-    );
-    hourly(db, sql, from, to, 2, 2).await
-}
-
-/// Provider calls per hour and endpoint: `[endpoint]`, `[ok, failed]`.
-pub async fn calls_per_hour<C: ConnectionTrait>(
-    db: &C,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<HourRow>, StoreError> {
-    let hour = hour_of(db.get_database_backend(), "at");
-    let sql = format!(
-        "SELECT {hour} AS h, name AS k1, \
-         CAST(SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END) AS BIGINT) AS n1, \
-         CAST(SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END) AS BIGINT) AS n2 FROM order_activity \
-         WHERE at >= $1 AND at < $2 AND kind = 'provider_call' GROUP BY h, name ORDER BY h"
-    );
-    hourly(db, sql, from, to, 1, 2).await
-}
-
-/// Reconciler actions per hour: `[action]`, `[count]`.
-pub async fn reconciler_per_hour<C: ConnectionTrait>(
-    db: &C,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<HourRow>, StoreError> {
-    let hour = hour_of(db.get_database_backend(), "at");
-    let sql = format!(
-        "SELECT {hour} AS h, name AS k1, COUNT(*) AS n1 FROM order_activity \
-         WHERE at >= $1 AND at < $2 AND kind = 'reconciler' GROUP BY h, name ORDER BY h"
-    );
-    hourly(db, sql, from, to, 1, 1).await
-}
-
-/// Refused notifications per hour and reason: `[reason]`, `[count]`.
-pub async fn refused_per_hour<C: ConnectionTrait>(
-    db: &C,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<HourRow>, StoreError> {
-    let hour = hour_of(db.get_database_backend(), "received_at");
-    let sql = format!(
-        "SELECT {hour} AS h, COALESCE(reason_code, 'other') AS k1, COUNT(*) AS n1 \
-         FROM notification_attempts \
-         WHERE received_at >= $1 AND received_at < $2 AND outcome = 'rejected' \
-         GROUP BY h, reason_code ORDER BY h"
-    );
-    hourly(db, sql, from, to, 1, 1).await
-}
-
-/// Webhook delivery attempts per hour: `[]`, `[delivered, failed]`.
-pub async fn webhooks_per_hour<C: ConnectionTrait>(
-    db: &C,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<HourRow>, StoreError> {
-    let hour = hour_of(db.get_database_backend(), "at");
-    let sql = format!(
-        "SELECT {hour} AS h, \
-         CAST(SUM(CASE WHEN error IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS n1, \
-         CAST(SUM(CASE WHEN error IS NULL THEN 0 ELSE 1 END) AS BIGINT) AS n2 FROM webhook_attempts \
-         WHERE at >= $1 AND at < $2 GROUP BY h ORDER BY h"
-    );
-    hourly(db, sql, from, to, 0, 2).await
+            .collect::<Result<Vec<_>, sea_orm::DbErr>>()
+            .map_err(StoreError::from)
+    }
 }
 
 /// Webhook events by delivery status now: `(pending, failed)`.

@@ -5,13 +5,39 @@ use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryTrait, Statement};
 
 use super::StoreError;
+use super::console::{self, OrderSearch};
 use crate::db::entities::{provider_event, refund};
 use sea_orm::{ColumnTrait, QueryFilter};
 
 /// The hot queries by name, for this backend.
 pub fn hot_queries(backend: DbBackend) -> Vec<(&'static str, Statement)> {
     let now = Utc::now();
+    let day_ago = now - chrono::Duration::hours(24);
     let o = super::orders::find_by_number("demo", "T0000000001");
+    let sample = crate::db::entities::order::Model {
+        id: "0190b2c4-0000-7000-8000-000000000000".to_owned(),
+        tenant_id: "demo".to_owned(),
+        out_trade_no: "T0000000001".to_owned(),
+        provider: "wechat_miniprogram".to_owned(),
+        amount: 100,
+        currency: "CNY".to_owned(),
+        description: String::new(),
+        payer_openid: None,
+        client_ip: None,
+        attach: None,
+        expires_at: now,
+        status: "paid".to_owned(),
+        flags: "[]".to_owned(),
+        provider_trade_no: None,
+        refunded_amount: 0,
+        paid_at: None,
+        client_payment: None,
+        provider_data: "{}".to_owned(),
+        last_notified_at: None,
+        created_at: now,
+        next_check_at: None,
+        updated_at: now,
+    };
     vec![
         (
             "order by number (every API call, notification lookup)",
@@ -58,7 +84,53 @@ pub fn hot_queries(backend: DbBackend) -> Vec<(&'static str, Statement)> {
             "retention: a batch of old webhook attempts",
             super::retention::webhook_attempts_batch(now, 1000).build(backend),
         ),
+        (
+            "retention: a batch of old order activity",
+            super::retention::order_activity_batch(now, 1000).build(backend),
+        ),
+        (
+            "console: an order by any number (out_trade_no, provider_trade_no, out_refund_no)",
+            console::search_query(&OrderSearch {
+                number: Some("T0000000001".to_owned()),
+                limit: 50,
+                ..OrderSearch::default()
+            })
+            .build(backend),
+        ),
+        (
+            "console: one tenant's newest orders",
+            console::search_query(&OrderSearch {
+                tenant_id: Some("demo".to_owned()),
+                limit: 50,
+                ..OrderSearch::default()
+            })
+            .build(backend),
+        ),
+        (
+            "console: the next page of all tenants' orders (after a cursor)",
+            console::search_query(&OrderSearch {
+                after: Some((now, "0190b2c4-0000-7000-8000-000000000000".to_owned())),
+                limit: 50,
+                ..OrderSearch::default()
+            })
+            .build(backend),
+        ),
+        (
+            "console: an order's notifications",
+            console::order_notifications(&sample).build(backend),
+        ),
+        (
+            "console: an order's events",
+            console::order_events(&sample).build(backend),
+        ),
     ]
+    .into_iter()
+    .chain(
+        console::Series::ALL
+            .into_iter()
+            .map(|s| (s.name(), s.statement(backend, day_ago, now))),
+    )
+    .collect()
 }
 
 /// `EXPLAIN QUERY PLAN` (SQLite) or `EXPLAIN` (PostgreSQL) of every hot query, as text.

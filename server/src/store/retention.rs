@@ -61,12 +61,11 @@ pub async fn prune_webhook_attempts<C: ConnectionTrait>(
     Ok(done.rows_affected)
 }
 
-/// Delete up to `limit` order activity entries from before `before`; returns how many.
-pub async fn prune_order_activity<C: ConnectionTrait>(
-    db: &C,
+/// One batch of order activity entries from before `before`, oldest first.
+pub fn order_activity_batch(
     before: DateTime<Utc>,
     limit: u64,
-) -> Result<u64, StoreError> {
+) -> DeleteMany<order_activity::Entity> {
     use order_activity::Column as C;
     let batch = Query::select()
         .column(C::Id)
@@ -75,9 +74,15 @@ pub async fn prune_order_activity<C: ConnectionTrait>(
         .order_by(C::At, sea_orm::Order::Asc)
         .limit(limit)
         .to_owned();
-    let done = order_activity::Entity::delete_many()
-        .filter(C::Id.in_subquery(batch))
-        .exec(db)
-        .await?;
+    order_activity::Entity::delete_many().filter(C::Id.in_subquery(batch))
+}
+
+/// Delete up to `limit` order activity entries from before `before`; returns how many.
+pub async fn prune_order_activity<C: ConnectionTrait>(
+    db: &C,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64, StoreError> {
+    let done = order_activity_batch(before, limit).exec(db).await?;
     Ok(done.rows_affected)
 }

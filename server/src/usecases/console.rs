@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::Failure;
 use crate::db::entities::order;
 use crate::state::AppState;
-use crate::store::console::{self, HourRow, OrderRecords, OrderSearch};
+use crate::store::console::{self, HourRow, OrderRecords, OrderSearch, Series};
 use crate::store::deliveries::{self, EventRecord};
 use crate::store::orders as order_store;
 
@@ -344,8 +344,8 @@ pub async fn stats(
     if let Err(e) = super::activity::flush(state).await {
         tracing::warn!(error = %e, "console: cannot write the pending order activity");
     }
-    let payments = console::payments_per_hour(db, from, to).await?;
-    let calls = console::calls_per_hour(db, from, to).await?;
+    let payments = Series::Payments.rows(db, from, to).await?;
+    let calls = Series::Calls.rows(db, from, to).await?;
     let creates: Vec<HourRow> = calls
         .iter()
         .filter(|r| r.keys.first().map(String::as_str) == Some("create"))
@@ -371,9 +371,9 @@ pub async fn stats(
             json!({"t": r.hour, "ok": ok, "failed": failed, "success_permille": permille})
         })
         .collect();
-    let refused = console::refused_per_hour(db, from, to).await?;
-    let webhooks = console::webhooks_per_hour(db, from, to).await?;
-    let reconciler = console::reconciler_per_hour(db, from, to).await?;
+    let refused = Series::Refused.rows(db, from, to).await?;
+    let webhooks = Series::Webhooks.rows(db, from, to).await?;
+    let reconciler = Series::Reconciler.rows(db, from, to).await?;
     let (backlog, failed_events) = console::webhook_backlog(db).await?;
     Ok(json!({
         "bucket": "hour",
