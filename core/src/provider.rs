@@ -48,6 +48,9 @@ pub struct CreatedPayment {
     /// Opaque data the provider needs later for this order (e.g. the sign type used). Never shown
     /// to the merchant.
     pub provider_data: serde_json::Value,
+    /// Whether the provider was asked (a network call), or the client parameters were made here
+    /// alone (Alipay's signed orderString): an order's timeline shows only real provider calls.
+    pub remote: bool,
 }
 
 /// Identifies an order at the provider.

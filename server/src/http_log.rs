@@ -54,9 +54,20 @@ fn observe(
     took: std::time::Duration,
 ) {
     if let Some(state) = state {
+        // Any token is a method to HTTP: only the standard ones become label values.
+        let method = match method {
+            "GET" => "GET",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "DELETE" => "DELETE",
+            "PATCH" => "PATCH",
+            "HEAD" => "HEAD",
+            "OPTIONS" => "OPTIONS",
+            _ => "other",
+        };
         state.metrics.http_request(
             &HttpLabels {
-                method: method.to_owned(),
+                method,
                 route: route.unwrap_or_else(|| "unmatched".to_owned()),
                 status,
             },

@@ -17,8 +17,8 @@ use prometheus_client::registry::Registry;
 /// Labels of `paybridge_http_request_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    /// `GET`, `POST`, …
-    pub method: String,
+    /// `GET`, `POST`, … (`other` for a non-standard method).
+    pub method: &'static str,
     /// The route pattern (`/v1/orders/{out_trade_no}`), or `unmatched`.
     pub route: String,
     /// The numeric status.
@@ -340,7 +340,7 @@ mod tests {
         let m = Metrics::new(Metrics::commit_histogram());
         m.http_request(
             &HttpLabels {
-                method: "GET".to_owned(),
+                method: "GET",
                 route: "/v1/orders/{out_trade_no}".to_owned(),
                 status: 200,
             },

@@ -31,6 +31,7 @@ impl PaymentProvider for Fake {
         Ok(CreatedPayment {
             client_payment: serde_json::json!({ "token": format!("fake-{}", req.out_trade_no) }),
             provider_data: serde_json::json!({}),
+            remote: true,
         })
     }
 

@@ -320,3 +320,33 @@ async fn operators_find_an_order_by_any_number_see_its_timeline_and_act_on_it() 
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
+
+/// A full buffer of order activity (10 000 entries, more parameters than one SQLite statement
+/// takes) is written in one flush, and a timeline shows an order's share of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_activity_buffer_is_written_in_one_flush() {
+    use paybridge_server::usecases::activity;
+    for backend in backends() {
+        let name = backend.name();
+        let shop = TestTenant::wechat("console_busy", 83, "MD5");
+        let gw = Gateway::start_with(&backend, std::slice::from_ref(&shop), |c| {
+            c.admin.read_only_tokens = vec![paybridge_core::tenant::hash_api_key(READER)];
+        })
+        .await;
+        let (no, _) = create_order(&gw, &shop.id, 100).await;
+        for i in 0..9_999 {
+            let order = if i % 1000 == 0 { no.as_str() } else { "OTHER" };
+            activity::reconciled(&gw.state, &shop.id, order, "query");
+        }
+        activity::flush(&gw.state).await.unwrap();
+        let t = get(&gw, &format!("/orders/{}/{no}", shop.id)).await;
+        let queries = t["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "reconciler" && e["action"] == "query")
+            .count();
+        assert_eq!(queries, 10, "{name}: {t}");
+        gw.finish().await;
+    }
+}

@@ -137,6 +137,7 @@ impl PaymentProvider for AlipayApp {
         Ok(CreatedPayment {
             client_payment: serde_json::json!({ "order_string": order_string }),
             provider_data: serde_json::json!({}),
+            remote: false,
         })
     }
 

@@ -190,7 +190,8 @@ pub async fn create_payment(
     );
     Ok(CreatedPayment {
         client_payment,
-        provider_data: serde_json::json!({ "sign_type": sign_type.as_str(), "prepay_id": prepay_id }),
+        provider_data: serde_json::json!({ "sign_type": sign_type.as_str(), "prepay_id": prepay_id}),
+        remote: true,
     })
 }
 

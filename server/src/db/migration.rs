@@ -809,16 +809,6 @@ impl MigrationTrait for M0008Console {
                 vec![Orders::OutTradeNo.into_iden()],
             ),
             index(
-                "orders_provider_trade_no",
-                Orders::Table,
-                vec![Orders::ProviderTradeNo.into_iden()],
-            ),
-            index(
-                "orders_paid_at",
-                Orders::Table,
-                vec![Orders::PaidAt.into_iden()],
-            ),
-            index(
                 "refunds_out_refund_no",
                 Refunds::Table,
                 vec![Refunds::OutRefundNo.into_iden()],
@@ -835,6 +825,18 @@ impl MigrationTrait for M0008Console {
         for i in indexes {
             manager.create_index(i).await?;
         }
+        // Set only once an order is paid: partial indexes, so that a new order writes no entry
+        // in them (a range or an equality on the column implies IS NOT NULL to both planners).
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "CREATE INDEX orders_provider_trade_no ON orders (provider_trade_no) \
+             WHERE provider_trade_no IS NOT NULL",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE INDEX orders_paid_at ON orders (paid_at) WHERE paid_at IS NOT NULL",
+        )
+        .await?;
         Ok(())
     }
 }

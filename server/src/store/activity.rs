@@ -31,28 +31,28 @@ pub struct NewActivity {
     pub at: DateTime<Utc>,
 }
 
-/// Write a batch of entries in `txn`.
+/// Write a batch of entries in `txn`, one `INSERT` each: one statement text, prepared once and
+/// reused from the connection's cache (a multi-row `INSERT` of each batch's size would be a new
+/// statement every time, and the cache would keep the large ones).
 pub async fn insert_all(
     txn: &DatabaseTransaction,
     rows: Vec<NewActivity>,
 ) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let models = rows.into_iter().map(|a| order_activity::ActiveModel {
-        id: Set(super::new_id()),
-        tenant_id: Set(a.tenant_id),
-        out_trade_no: Set(a.out_trade_no),
-        kind: Set(a.kind.to_owned()),
-        name: Set(a.name.to_owned()),
-        outcome: Set(a.outcome.map(str::to_owned)),
-        latency_ms: Set(a.latency_ms),
-        error: Set(a.error.map(str::to_owned)),
-        at: Set(a.at),
-    });
-    order_activity::Entity::insert_many(models)
+    for a in rows {
+        order_activity::Entity::insert(order_activity::ActiveModel {
+            id: Set(super::new_id()),
+            tenant_id: Set(a.tenant_id),
+            out_trade_no: Set(a.out_trade_no),
+            kind: Set(a.kind.to_owned()),
+            name: Set(a.name.to_owned()),
+            outcome: Set(a.outcome.map(str::to_owned)),
+            latency_ms: Set(a.latency_ms),
+            error: Set(a.error.map(str::to_owned)),
+            at: Set(a.at),
+        })
         .exec_without_returning(txn)
         .await?;
+    }
     Ok(())
 }
 

@@ -194,6 +194,8 @@ fn hour_of(backend: DbBackend, column: &str) -> String {
 pub enum Series {
     /// Payments per hour, provider and tenant: `[provider, tenant]`, `[count, amount]`.
     Payments,
+    /// Orders created per hour whose client parameters were issued: `[]`, `[count]`.
+    Created,
     /// Provider calls per hour and endpoint: `[endpoint]`, `[ok, failed]`.
     Calls,
     /// Reconciler actions per hour: `[action]`, `[count]`.
@@ -206,8 +208,9 @@ pub enum Series {
 
 impl Series {
     /// Every series.
-    pub const ALL: [Series; 5] = [
+    pub const ALL: [Series; 6] = [
         Series::Payments,
+        Series::Created,
         Series::Calls,
         Series::Reconciler,
         Series::Refused,
@@ -218,6 +221,7 @@ impl Series {
     pub fn name(self) -> &'static str {
         match self {
             Series::Payments => "console: payments per hour (paid_at range)",
+            Series::Created => "console: orders created per hour (created_at range)",
             Series::Calls => "console: provider calls per hour (activity time range)",
             Series::Reconciler => "console: reconciler actions per hour (activity time range)",
             Series::Refused => "console: refused notifications per hour (received_at range)",
@@ -231,6 +235,7 @@ impl Series {
             Series::Payments => (2, 2),
             Series::Calls => (1, 2),
             Series::Reconciler | Series::Refused => (1, 1),
+            Series::Created => (0, 1),
             Series::Webhooks => (0, 2),
         }
     }
@@ -249,6 +254,12 @@ impl Series {
                  CAST(SUM(amount) AS BIGINT) AS n2 FROM orders \
                  WHERE paid_at >= $1 AND paid_at < $2 GROUP BY h, provider, tenant_id ORDER BY h",
                 hour_of(backend, "paid_at")
+            ),
+            Series::Created => format!(
+                "SELECT {} AS h, COUNT(*) AS n1 FROM orders \
+                 WHERE created_at >= $1 AND created_at < $2 AND client_payment IS NOT NULL \
+                 GROUP BY h ORDER BY h",
+                hour_of(backend, "created_at")
             ),
             Series::Calls => format!(
                 "SELECT {} AS h, name AS k1, \

@@ -86,13 +86,26 @@ pub struct About<'a> {
 /// Make a provider call, timed: the one place where every call's duration and outcome go to
 /// `paybridge_provider_call_duration_seconds`, and, for a call about an order, into its
 /// timeline. `endpoint` is the provider operation (`create`, `query`, `close`, `refund`,
-/// `refund_query`, `login`, `authorize`).
+/// `refund_query`, `login`).
 pub async fn call<T>(
     state: &AppState,
     provider: &dyn PaymentProvider,
     endpoint: &'static str,
     about: Option<About<'_>>,
     call: impl Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    call_if(state, provider, endpoint, about, call, |_| true).await
+}
+
+/// [`call`], put in the order's timeline only when `remote` says that a success went to the
+/// provider (a failure always is).
+pub async fn call_if<T>(
+    state: &AppState,
+    provider: &dyn PaymentProvider,
+    endpoint: &'static str,
+    about: Option<About<'_>>,
+    call: impl Future<Output = Result<T, ProviderError>>,
+    remote: impl FnOnce(&T) -> bool,
 ) -> Result<T, ProviderError> {
     let (started, at) = (std::time::Instant::now(), crate::store::now());
     let result = call.await;
@@ -110,7 +123,11 @@ pub async fn call<T>(
         },
         took,
     );
-    if let Some(about) = about {
+    let timeline = match &result {
+        Ok(value) => remote(value),
+        Err(_) => true,
+    };
+    if let Some(about) = about.filter(|_| timeline) {
         record(
             state,
             NewActivity {

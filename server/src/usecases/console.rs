@@ -346,29 +346,28 @@ pub async fn stats(
     }
     let payments = Series::Payments.rows(db, from, to).await?;
     let calls = Series::Calls.rows(db, from, to).await?;
-    let creates: Vec<HourRow> = calls
+    // Creates: the orders whose client parameters were issued (an Alipay orderString is made
+    // here, not at the provider, so only the orders tell), and the create calls that failed.
+    let mut creates: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for r in Series::Created.rows(db, from, to).await? {
+        creates.entry(r.hour).or_default().0 += r.numbers.first().copied().unwrap_or(0);
+    }
+    for r in calls
         .iter()
         .filter(|r| r.keys.first().map(String::as_str) == Some("create"))
-        .map(|r| HourRow {
-            hour: r.hour.clone(),
-            keys: Vec::new(),
-            numbers: r.numbers.clone(),
-        })
-        .collect();
+    {
+        creates.entry(r.hour.clone()).or_default().1 += r.numbers.get(1).copied().unwrap_or(0);
+    }
     let create_rate: Vec<Value> = creates
-        .iter()
-        .map(|r| {
-            let (ok, failed) = (
-                r.numbers.first().copied().unwrap_or(0),
-                r.numbers.get(1).copied().unwrap_or(0),
-            );
-            // A ratio, not money: shown as a percentage with one decimal.
+        .into_iter()
+        .map(|(hour, (ok, failed))| {
+            // A ratio, not money: in permille, with integers.
             let permille = if ok + failed > 0 {
                 ok * 1000 / (ok + failed)
             } else {
                 0
             };
-            json!({"t": r.hour, "ok": ok, "failed": failed, "success_permille": permille})
+            json!({"t": hour, "ok": ok, "failed": failed, "success_permille": permille})
         })
         .collect();
     let refused = Series::Refused.rows(db, from, to).await?;

@@ -187,12 +187,13 @@ pub async fn create_order(
         tenant_id: &tenant.id,
         out_trade_no: &new.out_trade_no,
     };
-    let outcome = activity::call(
+    let outcome = activity::call_if(
         state,
         provider.as_ref(),
         "create",
         Some(about),
         provider.create_payment(&call),
+        |created| created.remote,
     )
     .await;
     let created_payment = match outcome {

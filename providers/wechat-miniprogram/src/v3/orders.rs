@@ -157,6 +157,7 @@ pub async fn create_payment(
     Ok(CreatedPayment {
         client_payment,
         provider_data: json!({"api_version": "v3", "prepay_id": prepay.prepay_id}),
+        remote: true,
     })
 }
 
