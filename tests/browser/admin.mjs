@@ -341,13 +341,13 @@ try {
     step = "11. the dashboard draws its charts";
     await page.getByTestId("tab-dashboard").click();
     await page.getByTestId("chart-payments").waitFor({ state: "visible" });
-    for (const id of ["payments", "amount", "creates", "refused", "webhooks", "reconciler"]) {
+    for (const id of ["payments", "amount", "tenants", "creates", "refused", "webhooks", "reconciler"]) {
       check((await page.getByTestId(`chart-${id}`).locator("svg").count()) === 1, `chart ${id} has no SVG`);
     }
     const bars = async (id) => page.getByTestId(`chart-${id}`).locator("svg rect").evaluateAll(
       (rects) => rects.filter((r) => Number(r.getAttribute("height")) > 0 && Number(r.getAttribute("width")) > 0).length,
     );
-    for (const id of ["payments", "amount", "creates", "webhooks"]) {
+    for (const id of ["payments", "amount", "tenants", "creates", "webhooks"]) {
       check((await bars(id)) > 0, `chart ${id} draws no bar`);
     }
     check(/Create success rate: 100 %/.test(await page.getByTestId("dash-backlog").innerText()), `the create success rate is not 100 %: ${await page.getByTestId("dash-backlog").innerText()}`);

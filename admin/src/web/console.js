@@ -316,6 +316,7 @@ async function loadDashboard() {
     charts.replaceChildren(
       stackedBars("payments", "Payments per hour, by provider", axis, group(s.payments, (p) => p.provider, (p) => p.count)),
       stackedBars("amount", "Amount paid per hour (CNY), by provider", axis, group(s.payments, (p) => p.provider, (p) => p.amount), yuan),
+      stackedBars("tenants", "Payments per hour, by tenant", axis, group(s.payments, (p) => p.tenant, (p) => p.count)),
       stackedBars("creates", "Creates per hour: succeeded and failed", axis, new Map([
         ["succeeded", group(s.creates, () => "x", (p) => p.ok).get("x") || new Map()],
         ["failed", group(s.creates, () => "x", (p) => p.failed).get("x") || new Map()],
