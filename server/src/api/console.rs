@@ -13,28 +13,7 @@ use crate::api::views::{ErrorBody, EventView, OrderView, RefundView};
 use crate::db::entities::order;
 use crate::state::AppState;
 use crate::usecases::Failure;
-use crate::usecases::console::{self, SearchParams};
-
-/// Filters of the order search.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct OrderSearchQuery {
-    /// An `out_trade_no`, a `provider_trade_no` or an `out_refund_no` (finds its order), exactly.
-    pub q: Option<String>,
-    /// One tenant's orders.
-    pub tenant: Option<String>,
-    /// One provider's orders.
-    pub provider: Option<String>,
-    /// Orders in this status.
-    pub status: Option<String>,
-    /// Created at or after (RFC 3339).
-    pub from: Option<String>,
-    /// Created before (RFC 3339).
-    pub to: Option<String>,
-    /// Page size: 1-200, default 50.
-    pub limit: Option<u64>,
-    /// The previous page's `next_cursor`.
-    pub cursor: Option<String>,
-}
+use crate::usecases::console::{self, OrderAction, SearchParams};
 
 /// An order in the console.
 #[derive(Debug, Serialize, ToSchema)]
@@ -93,7 +72,7 @@ fn console_order(o: &order::Model) -> Result<ConsoleOrder, ApiError> {
 /// Search orders across tenants, newest first.
 #[utoipa::path(
     tag = "admin",
-    params(OrderSearchQuery),
+    params(SearchParams),
     responses(
         (status = 200, description = "A page of orders", body = OrderPage),
         (status = 400, description = "An invalid filter or cursor", body = ErrorBody),
@@ -105,19 +84,9 @@ fn console_order(o: &order::Model) -> Result<ConsoleOrder, ApiError> {
 pub async fn search_orders(
     state: web::Data<AppState>,
     _auth: AdminAuth,
-    query: web::Query<OrderSearchQuery>,
+    query: web::Query<SearchParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let q = query.into_inner();
-    let params = SearchParams {
-        q: q.q,
-        tenant: q.tenant,
-        provider: q.provider,
-        status: q.status,
-        from: q.from,
-        to: q.to,
-        limit: q.limit,
-        cursor: q.cursor,
-    };
+    let params = query.into_inner();
     let (orders, next_cursor) = console::search(&state, &params).await?;
     let orders = orders
         .iter()
@@ -197,19 +166,16 @@ async fn order_action(
     state: &AppState,
     admin: &AdminState,
     who: &AdminWrite,
-    action: &'static str,
+    action: OrderAction,
     tenant: &str,
     out_trade_no: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let done = match action {
-        "sync_order" => console::sync(state, tenant, out_trade_no).await,
-        _ => console::close(state, tenant, out_trade_no).await,
-    };
+    let done = console::act(state, tenant, out_trade_no, action).await;
     let result = outcome(&done, |o| serde_json::json!({ "status": o.status }));
     audit(
         admin,
         &who.actor,
-        action,
+        action.name(),
         tenant,
         &format!("orders.{out_trade_no}"),
         result,
@@ -237,7 +203,7 @@ pub async fn sync_order(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, no) = path.into_inner();
-    order_action(&state, &admin, &who, "sync_order", &tenant, &no).await
+    order_action(&state, &admin, &who, OrderAction::Sync, &tenant, &no).await
 }
 
 /// Close the order at the provider and here (a full admin token; audited).
@@ -259,7 +225,7 @@ pub async fn close_order(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, no) = path.into_inner();
-    order_action(&state, &admin, &who, "close_order", &tenant, &no).await
+    order_action(&state, &admin, &who, OrderAction::Close, &tenant, &no).await
 }
 
 /// Deliver a webhook event again, now (a full admin token; audited).

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use super::Failure;
 use crate::db::entities::order;
@@ -22,22 +24,22 @@ pub const DEFAULT_LIMIT: u64 = 50;
 /// The dashboard's longest range.
 pub const MAX_RANGE_DAYS: i64 = 31;
 
-/// A search as the console asks it.
-#[derive(Debug, Clone, Default)]
+/// The filters of the order search (`GET /admin/api/orders`).
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 pub struct SearchParams {
-    /// An `out_trade_no`, `provider_trade_no` or `out_refund_no`.
+    /// An `out_trade_no`, a `provider_trade_no` or an `out_refund_no` (finds its order), exactly.
     pub q: Option<String>,
-    /// A tenant id.
+    /// One tenant's orders.
     pub tenant: Option<String>,
-    /// A provider kind.
+    /// One provider's orders.
     pub provider: Option<String>,
-    /// An order status.
+    /// Orders in this status.
     pub status: Option<String>,
-    /// RFC 3339, inclusive.
+    /// Created at or after (RFC 3339).
     pub from: Option<String>,
-    /// RFC 3339, exclusive.
+    /// Created before (RFC 3339).
     pub to: Option<String>,
-    /// Page size.
+    /// Page size: 1-200, default 50.
     pub limit: Option<u64>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -268,26 +270,38 @@ fn tenant(
         .ok_or_else(|| Failure::not_found("tenant"))
 }
 
-/// Ask the provider for the order's state and apply it.
-pub async fn sync(
-    state: &AppState,
-    tenant_id: &str,
-    out_trade_no: &str,
-) -> Result<order::Model, Failure> {
-    let tenant = tenant(state, tenant_id)?;
-    let o = find(state, tenant_id, out_trade_no).await?;
-    super::orders::sync_order(state, &tenant, &o).await
+/// What an operator does to an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderAction {
+    /// Ask the provider for the order's state and apply it.
+    Sync,
+    /// Close the order at the provider and here.
+    Close,
 }
 
-/// Close the order at the provider and here.
-pub async fn close(
+impl OrderAction {
+    /// The audit log's name of the action.
+    pub fn name(self) -> &'static str {
+        match self {
+            OrderAction::Sync => "sync_order",
+            OrderAction::Close => "close_order",
+        }
+    }
+}
+
+/// Do `action` to a tenant's order; the order after it.
+pub async fn act(
     state: &AppState,
     tenant_id: &str,
     out_trade_no: &str,
+    action: OrderAction,
 ) -> Result<order::Model, Failure> {
     let tenant = tenant(state, tenant_id)?;
     let o = find(state, tenant_id, out_trade_no).await?;
-    super::orders::close_order(state, &tenant, &o).await
+    match action {
+        OrderAction::Sync => super::orders::sync_order(state, &tenant, &o).await,
+        OrderAction::Close => super::orders::close_order(state, &tenant, &o).await,
+    }
 }
 
 /// Deliver an event again, whichever tenant's it is.
