@@ -199,7 +199,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         tenants: registry,
         simulators,
         metrics,
-        activity: crate::usecases::activity::ActivityLog::default(),
+        activity: crate::store::activity::ActivityLog::default(),
         limits,
         shutting_down: std::sync::atomic::AtomicBool::new(false),
         workers: tokio_util::sync::CancellationToken::new(),

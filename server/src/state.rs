@@ -28,7 +28,7 @@ pub struct AppState {
     /// `/metrics`.
     pub metrics: Metrics,
     /// Order activity waiting to be written (provider calls, reconciler actions).
-    pub activity: crate::usecases::activity::ActivityLog,
+    pub activity: crate::store::activity::ActivityLog,
     /// Request rate limits.
     pub limits: crate::limits::Limits,
     /// Set once a shutdown began: `/readyz` answers 503 from then on.

@@ -1,6 +1,8 @@
 //! Order activity that no other table keeps: the provider calls made about an order and what the
 //! reconciler did with it. Written in batches (see `usecases::activity`); read by the console.
 
+use std::sync::Mutex;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -29,6 +31,35 @@ pub struct NewActivity {
     pub error: Option<&'static str>,
     /// When it happened.
     pub at: DateTime<Utc>,
+}
+
+/// At most this many entries wait for the next batch.
+const MAX_PENDING: usize = 10_000;
+/// The buffer of entries not yet written (the use cases fill it, a worker writes it in batches).
+#[derive(Default)]
+pub struct ActivityLog {
+    pending: Mutex<Vec<NewActivity>>,
+}
+
+impl ActivityLog {
+    /// Keep an entry for the next batch; `false` if the buffer is full (it is dropped).
+    pub fn push(&self, entry: NewActivity) -> bool {
+        let Ok(mut pending) = self.pending.lock() else {
+            return false;
+        };
+        if pending.len() >= MAX_PENDING {
+            return false;
+        }
+        pending.push(entry);
+        true
+    }
+
+    pub fn take(&self) -> Vec<NewActivity> {
+        self.pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
 }
 
 /// Write a batch of entries in `txn`, one `INSERT` each: one statement text, prepared once and

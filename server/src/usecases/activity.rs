@@ -8,7 +8,6 @@
 //! buffer drops new ones and counts them (`paybridge_activity_dropped_total`).
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use paybridge_core::provider::{PaymentProvider, ProviderError};
@@ -18,37 +17,8 @@ use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::activity::{NewActivity, insert_all};
 
-/// At most this many entries wait for the next batch.
-const MAX_PENDING: usize = 10_000;
 /// How often the buffer is written.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-
-/// The buffer of entries not yet written.
-#[derive(Default)]
-pub struct ActivityLog {
-    pending: Mutex<Vec<NewActivity>>,
-}
-
-impl ActivityLog {
-    /// Keep an entry for the next batch; `false` if the buffer is full (it is dropped).
-    fn push(&self, entry: NewActivity) -> bool {
-        let Ok(mut pending) = self.pending.lock() else {
-            return false;
-        };
-        if pending.len() >= MAX_PENDING {
-            return false;
-        }
-        pending.push(entry);
-        true
-    }
-
-    fn take(&self) -> Vec<NewActivity> {
-        self.pending
-            .lock()
-            .map(|mut p| std::mem::take(&mut *p))
-            .unwrap_or_default()
-    }
-}
 
 /// Record something that happened to an order.
 fn record(state: &AppState, entry: NewActivity) {
