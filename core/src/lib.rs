@@ -21,6 +21,7 @@ pub mod order;
 pub mod platform;
 pub mod provider;
 pub mod refund;
+pub mod statement;
 pub mod tenant;
 
 pub use inventory;

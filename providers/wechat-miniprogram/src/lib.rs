@@ -12,6 +12,7 @@
 //! - [`refund_notify`] decrypts and verifies refund notifications (`req_info`).
 //! - [`sandbox`] simulates WeChat's side.
 
+pub mod bill;
 pub mod certs;
 pub mod client;
 pub mod config;
