@@ -3,6 +3,8 @@
 //! [`BillSummary`], which the parser has checked against the sum of its lines.
 
 use crate::money::Fen;
+use crate::order::OrderStatus;
+use crate::refund::RefundStatus;
 
 /// What a bill line records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +28,12 @@ pub struct BillLine {
     pub out_refund_no: Option<String>,
     /// The provider's refund number (refund lines).
     pub provider_refund_no: Option<String>,
-    /// The settled amount of a payment, the refunded amount of a refund (positive).
+    /// The amount paybridge holds for it: the order amount of a payment, the requested amount of
+    /// a refund (WeChat `订单金额`, `申请退款金额`).
     pub amount: Fen,
+    /// What settles: a payment less non-recharge coupons, a refund's settled amount (WeChat
+    /// `应结订单金额`, `退款金额`); the bill's totals add these up.
+    pub settled: Fen,
     /// The fee of the line, signed: what the provider charged on a payment (positive), what it
     /// returned on a refund (negative).
     pub fee_fen: i64,
@@ -96,9 +102,254 @@ pub fn signed_fen(text: &str) -> Option<i64> {
     Some(if negative { -fen } else { fen })
 }
 
+/// How a line (or a paybridge record) differs from the other side (DESIGN.md, "Statements").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DiscrepancyKind {
+    /// In the bill; missing or not paid in paybridge.
+    ProviderOnly,
+    /// Paid (or refunded) in paybridge that day; missing from the bill.
+    PaybridgeOnly,
+    /// Both have it, with other amounts.
+    AmountMismatch,
+    /// Both have it, in states that disagree (a paid line for a closed order, another trade
+    /// number for the same `out_trade_no`, a refund the bill settled and paybridge does not).
+    StatusMismatch,
+    /// A number paybridge never made (e.g. a refund made in the merchant's provider console).
+    Foreign,
+}
+
+impl DiscrepancyKind {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiscrepancyKind::ProviderOnly => "provider_only",
+            DiscrepancyKind::PaybridgeOnly => "paybridge_only",
+            DiscrepancyKind::AmountMismatch => "amount_mismatch",
+            DiscrepancyKind::StatusMismatch => "status_mismatch",
+            DiscrepancyKind::Foreign => "foreign",
+        }
+    }
+}
+
+/// What paybridge holds for a bill's payment line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderFacts {
+    /// Its state.
+    pub status: OrderStatus,
+    /// Its amount.
+    pub amount: Fen,
+    /// The provider's trade number, once paid.
+    pub provider_trade_no: Option<String>,
+}
+
+/// What paybridge holds for a bill's refund line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundFacts {
+    /// Its state.
+    pub status: RefundStatus,
+    /// Its amount.
+    pub amount: Fen,
+}
+
+/// The decision on one bill line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineVerdict {
+    /// Both sides agree.
+    Matched,
+    /// They differ.
+    Discrepancy(DiscrepancyKind),
+    /// A payment paybridge holds as pending: `provider_only`, to heal by asking the provider and
+    /// applying its answer as a notification would (never from the bill alone).
+    Heal,
+}
+
+/// Whether a bill's payment line settled a payment (a line of a payment reversed the same day,
+/// e.g. WeChat `REVOKED`, did not).
+fn settled_payment(line: &BillLine) -> bool {
+    line.status == "SUCCESS" || line.status == "TRADE_SUCCESS" || line.status == "交易"
+}
+
+/// Decide a payment line against the order paybridge holds with its `out_trade_no` (`None`: no
+/// such order).
+pub fn classify_payment(line: &BillLine, order: Option<&OrderFacts>) -> LineVerdict {
+    use DiscrepancyKind as K;
+    let Some(order) = order else {
+        return LineVerdict::Discrepancy(K::Foreign);
+    };
+    if !settled_payment(line) {
+        return LineVerdict::Matched;
+    }
+    if order
+        .provider_trade_no
+        .as_deref()
+        .is_some_and(|no| no != line.provider_trade_no)
+    {
+        return LineVerdict::Discrepancy(K::StatusMismatch);
+    }
+    match order.status {
+        OrderStatus::Pending => LineVerdict::Heal,
+        // Never healed by itself: an operator decides.
+        OrderStatus::Closed | OrderStatus::Failed => LineVerdict::Discrepancy(K::StatusMismatch),
+        OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded
+            if order.amount != line.amount =>
+        {
+            LineVerdict::Discrepancy(K::AmountMismatch)
+        }
+        OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded => {
+            LineVerdict::Matched
+        }
+    }
+}
+
+/// Decide a refund line against the refund paybridge holds with its `out_refund_no` (`None`: no
+/// such refund of that order).
+pub fn classify_refund(line: &BillLine, refund: Option<&RefundFacts>) -> LineVerdict {
+    use DiscrepancyKind as K;
+    let Some(refund) = refund else {
+        return LineVerdict::Discrepancy(K::Foreign);
+    };
+    if refund.amount != line.amount {
+        return LineVerdict::Discrepancy(K::AmountMismatch);
+    }
+    let bill_settled = line.refund_status.as_deref().is_none_or(|s| s == "SUCCESS");
+    match (bill_settled, refund.status) {
+        (true, RefundStatus::Succeeded) => LineVerdict::Matched,
+        // Still processing at the provider: no discrepancy while paybridge waits too, or already
+        // heard it succeed.
+        (false, RefundStatus::Processing | RefundStatus::Succeeded) => LineVerdict::Matched,
+        _ => LineVerdict::Discrepancy(K::StatusMismatch),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(
+        kind: BillLineKind,
+        status: &str,
+        refund_status: Option<&str>,
+        amount: i64,
+    ) -> BillLine {
+        BillLine {
+            kind,
+            out_trade_no: "T1".to_owned(),
+            provider_trade_no: "4200001".to_owned(),
+            out_refund_no: (kind == BillLineKind::Refund).then(|| "R1".to_owned()),
+            provider_refund_no: None,
+            amount: Fen::new(amount),
+            settled: Fen::new(amount),
+            fee_fen: 0,
+            status: status.to_owned(),
+            refund_status: refund_status.map(str::to_owned),
+            time: "2026-12-05 10:00:00".to_owned(),
+        }
+    }
+
+    fn order(status: OrderStatus, amount: i64, trade_no: Option<&str>) -> OrderFacts {
+        OrderFacts {
+            status,
+            amount: Fen::new(amount),
+            provider_trade_no: trade_no.map(str::to_owned),
+        }
+    }
+
+    /// Each rule of DESIGN.md's "Statements" for a payment line.
+    #[test]
+    fn payment_lines_are_classified_by_the_contract() {
+        use DiscrepancyKind as K;
+        use LineVerdict as V;
+        let paid = line(BillLineKind::Payment, "SUCCESS", None, 500);
+        let cases = [
+            (None, V::Discrepancy(K::Foreign)),
+            (Some(order(OrderStatus::Pending, 500, None)), V::Heal),
+            (
+                Some(order(OrderStatus::Paid, 500, Some("4200001"))),
+                V::Matched,
+            ),
+            (
+                Some(order(OrderStatus::Refunded, 500, Some("4200001"))),
+                V::Matched,
+            ),
+            (
+                Some(order(OrderStatus::PartiallyRefunded, 500, Some("4200001"))),
+                V::Matched,
+            ),
+            (
+                Some(order(OrderStatus::Paid, 501, Some("4200001"))),
+                V::Discrepancy(K::AmountMismatch),
+            ),
+            (
+                Some(order(OrderStatus::Paid, 500, Some("4200002"))),
+                V::Discrepancy(K::StatusMismatch),
+            ),
+            (
+                Some(order(OrderStatus::Closed, 500, None)),
+                V::Discrepancy(K::StatusMismatch),
+            ),
+            (
+                Some(order(OrderStatus::Failed, 500, None)),
+                V::Discrepancy(K::StatusMismatch),
+            ),
+        ];
+        for (facts, want) in cases {
+            assert_eq!(classify_payment(&paid, facts.as_ref()), want, "{facts:?}");
+        }
+        // A payment reversed the same day settled nothing: nothing to hold against.
+        let revoked = line(BillLineKind::Payment, "REVOKED", None, 500);
+        let closed = order(OrderStatus::Closed, 500, None);
+        assert_eq!(classify_payment(&revoked, Some(&closed)), V::Matched);
+    }
+
+    #[test]
+    fn refund_lines_are_classified_by_the_contract() {
+        use DiscrepancyKind as K;
+        use LineVerdict as V;
+        let facts = |status, amount| RefundFacts {
+            status,
+            amount: Fen::new(amount),
+        };
+        let done = line(BillLineKind::Refund, "REFUND", Some("SUCCESS"), 200);
+        let pending = line(BillLineKind::Refund, "REFUND", Some("PROCESSING"), 200);
+        let cases = [
+            (&done, None, V::Discrepancy(K::Foreign)),
+            (&done, Some(facts(RefundStatus::Succeeded, 200)), V::Matched),
+            (
+                &done,
+                Some(facts(RefundStatus::Succeeded, 300)),
+                V::Discrepancy(K::AmountMismatch),
+            ),
+            (
+                &done,
+                Some(facts(RefundStatus::Processing, 200)),
+                V::Discrepancy(K::StatusMismatch),
+            ),
+            (
+                &done,
+                Some(facts(RefundStatus::Failed, 200)),
+                V::Discrepancy(K::StatusMismatch),
+            ),
+            // Still processing at the provider: no discrepancy.
+            (
+                &pending,
+                Some(facts(RefundStatus::Processing, 200)),
+                V::Matched,
+            ),
+            (
+                &pending,
+                Some(facts(RefundStatus::Succeeded, 200)),
+                V::Matched,
+            ),
+            (
+                &pending,
+                Some(facts(RefundStatus::Failed, 200)),
+                V::Discrepancy(K::StatusMismatch),
+            ),
+        ];
+        for (l, f, want) in cases {
+            assert_eq!(classify_refund(l, f.as_ref()), want, "{l:?} {f:?}");
+        }
+    }
 
     #[test]
     fn signed_yuan_is_exact() {

@@ -30,6 +30,8 @@ struct Columns {
     refund_amount: usize,
     refund_status: usize,
     fee: usize,
+    order_amount: usize,
+    requested_refund: usize,
     count: usize,
 }
 
@@ -56,6 +58,8 @@ impl Columns {
             refund_amount: find("退款金额")?,
             refund_status: find("退款状态")?,
             fee: find("手续费")?,
+            order_amount: find("订单金额")?,
+            requested_refund: find("申请退款金额")?,
             count: names.len(),
         })
     }
@@ -73,6 +77,16 @@ fn money(value: &str, column: &str, line: u64) -> Result<i64, BillError> {
         line,
         reason: format!("{column} is not a yuan amount: {value:?}"),
     })
+}
+
+fn non_negative(fen: i64, status: &str, line: u64) -> Result<Fen, BillError> {
+    if fen < 0 {
+        return Err(BillError::Malformed {
+            line,
+            reason: format!("a negative amount on a {status} line"),
+        });
+    }
+    Ok(Fen::new(fen))
 }
 
 fn non_empty(value: &str) -> Option<String> {
@@ -154,25 +168,23 @@ pub fn parse_trade_bill<R: BufRead>(
             "REFUND" => BillLineKind::Refund,
             _ => BillLineKind::Payment,
         };
-        let amount = match kind {
-            BillLineKind::Refund => money(values[cols.refund_amount], "退款金额", number)?,
-            BillLineKind::Payment => money(values[cols.settled], "应结订单金额", number)?,
+        let (settled, amount) = match kind {
+            BillLineKind::Refund => (
+                money(values[cols.refund_amount], "退款金额", number)?,
+                money(values[cols.requested_refund], "申请退款金额", number)?,
+            ),
+            BillLineKind::Payment => (
+                money(values[cols.settled], "应结订单金额", number)?,
+                money(values[cols.order_amount], "订单金额", number)?,
+            ),
         };
-        let amount = Fen::positive(amount).or_else(|_| {
-            if amount == 0 {
-                Ok(Fen::new(0))
-            } else {
-                Err(BillError::Malformed {
-                    line: number,
-                    reason: format!("a negative amount on a {status} line"),
-                })
-            }
-        })?;
+        let settled = non_negative(settled, status, number)?;
+        let amount = non_negative(amount, status, number)?;
         summed.lines += 1;
         summed.fees_fen += fee;
         match kind {
-            BillLineKind::Refund => summed.refunds_fen += amount.get(),
-            BillLineKind::Payment if status == "SUCCESS" => summed.gross_fen += amount.get(),
+            BillLineKind::Refund => summed.refunds_fen += settled.get(),
+            BillLineKind::Payment if status == "SUCCESS" => summed.gross_fen += settled.get(),
             BillLineKind::Payment => {}
         }
         let line = BillLine {
@@ -182,6 +194,7 @@ pub fn parse_trade_bill<R: BufRead>(
             out_refund_no: non_empty(values[cols.out_refund_no]),
             provider_refund_no: non_empty(values[cols.provider_refund_no]),
             amount,
+            settled,
             fee_fen: fee,
             status: status.to_owned(),
             refund_status: non_empty(values[cols.refund_status]),
@@ -280,11 +293,15 @@ mod tests {
             assert_eq!(line.status, row["交易状态"].as_str().unwrap());
             assert_eq!(line.time, row["交易时间"].as_str().unwrap());
             assert_eq!(line.fee_fen, fen(&row["手续费"]));
-            let amount = match line.kind {
-                BillLineKind::Refund => fen(&row["退款金额"]),
-                BillLineKind::Payment => fen(&row["应结订单金额"]),
+            let (settled, amount) = match line.kind {
+                BillLineKind::Refund => (fen(&row["退款金额"]), fen(&row["申请退款金额"])),
+                BillLineKind::Payment => (fen(&row["应结订单金额"]), fen(&row["订单金额"])),
             };
-            assert_eq!(line.amount.get(), amount, "{row}");
+            assert_eq!(
+                (line.settled.get(), line.amount.get()),
+                (settled, amount),
+                "{row}"
+            );
             // tenpay splits the same fields.
             assert_eq!(fields[6], row["商户订单号"]);
             assert_eq!(fields.as_array().unwrap().len(), 27);
