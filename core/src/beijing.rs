@@ -28,6 +28,13 @@ fn from_beijing(naive: NaiveDateTime) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// The UTC range `[start, end)` of a Beijing calendar day: 2026-12-05 is
+/// `2026-12-04T16:00:00Z..2026-12-05T16:00:00Z`.
+pub fn day_range(day: chrono::NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let start = from_beijing(day.and_hms_opt(0, 0, 0)?)?;
+    Some((start, start + chrono::Duration::days(1)))
+}
+
 /// `2024-01-01T00:00:00Z` → `"20240101080000"`.
 pub fn format_compact(at: DateTime<Utc>) -> String {
     format_with(at, COMPACT)

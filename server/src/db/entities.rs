@@ -34,6 +34,8 @@ pub mod order {
         /// When the reconciler next looks at it (`None`: at once).
         pub next_check_at: Option<DateTimeUtc>,
         pub updated_at: DateTimeUtc,
+        /// The provider's fee (fen), once its statement is reconciled.
+        pub fee: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -140,6 +142,8 @@ pub mod refund {
         pub updated_at: DateTimeUtc,
         /// When the reconciler next looks at it (`None`: at once).
         pub next_check_at: Option<DateTimeUtc>,
+        /// The fee the provider returned on it (fen), once its statement is reconciled.
+        pub fee_returned: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -281,6 +285,95 @@ pub mod order_activity {
         /// A failed provider call's error code (`provider_unavailable`, …).
         pub error: Option<String>,
         pub at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A statement: one tenant, one provider kind, one Beijing day, at its latest run.
+pub mod statement {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "statements")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub provider: String,
+        /// `YYYY-MM-DD`, Beijing.
+        pub day: String,
+        /// `pending`, `running`, `not_ready`, `reconciled` or `failed`.
+        pub status: String,
+        pub reason: Option<String>,
+        /// The latest run.
+        pub version: i64,
+        pub lines: i64,
+        pub matched: i64,
+        pub gross: i64,
+        pub refunds: i64,
+        pub fees: i64,
+        pub net: i64,
+        /// JSON `{kind: count}` of the discrepancies.
+        pub counts: String,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Each run of a statement, kept whole.
+pub mod statement_run {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "statement_runs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub statement_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i64,
+        pub at: DateTimeUtc,
+        pub status: String,
+        pub reason: Option<String>,
+        /// JSON totals.
+        pub totals: String,
+        /// JSON `{kind: count}`.
+        pub counts: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// One difference a run found.
+pub mod statement_discrepancy {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "statement_discrepancies")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub statement_id: String,
+        pub version: i64,
+        pub kind: String,
+        pub out_trade_no: String,
+        pub out_refund_no: Option<String>,
+        pub provider_trade_no: Option<String>,
+        pub healed: bool,
+        /// JSON of the bill's line, if it has one.
+        pub bill: Option<String>,
+        /// JSON of paybridge's record, if it has one.
+        pub paybridge: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

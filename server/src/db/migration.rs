@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0006RetentionIndexes),
             Box::new(M0007IdempotencyKeys),
             Box::new(M0008Console),
+            Box::new(M0009Statements),
         ]
     }
 }
@@ -835,6 +836,185 @@ impl MigrationTrait for M0008Console {
         .await?;
         db.execute_unprepared(
             "CREATE INDEX orders_paid_at ON orders (paid_at) WHERE paid_at IS NOT NULL",
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum Statements {
+    Table,
+    Id,
+    TenantId,
+    Provider,
+    Day,
+    Status,
+    Reason,
+    Version,
+    Lines,
+    Matched,
+    Gross,
+    Refunds,
+    Fees,
+    Net,
+    Counts,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum StatementRuns {
+    Table,
+    StatementId,
+    Version,
+    At,
+    Status,
+    Reason,
+    Totals,
+    Counts,
+}
+
+#[derive(DeriveIden)]
+enum StatementDiscrepancies {
+    Table,
+    Id,
+    StatementId,
+    Version,
+    Kind,
+    OutTradeNo,
+    OutRefundNo,
+    ProviderTradeNo,
+    Healed,
+    Bill,
+    Paybridge,
+}
+
+#[derive(DeriveIden)]
+enum Fees {
+    Fee,
+    FeeReturned,
+}
+
+/// Statements: one per tenant, provider and Beijing day, with its runs and discrepancies; the
+/// provider's fee of each reconciled order and refund.
+struct M0009Statements;
+
+impl MigrationName for M0009Statements {
+    fn name(&self) -> &str {
+        "m0009_statements"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0009Statements {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Statements::Table)
+                    .if_not_exists()
+                    .col(string_len(Statements::Id, 36).primary_key())
+                    .col(string_len(Statements::TenantId, 64))
+                    .col(string_len(Statements::Provider, 64))
+                    .col(string_len(Statements::Day, 10))
+                    .col(string_len(Statements::Status, 16))
+                    .col(text_null(Statements::Reason))
+                    .col(big_integer(Statements::Version))
+                    .col(big_integer(Statements::Lines))
+                    .col(big_integer(Statements::Matched))
+                    .col(big_integer(Statements::Gross))
+                    .col(big_integer(Statements::Refunds))
+                    .col(big_integer(Statements::Fees))
+                    .col(big_integer(Statements::Net))
+                    .col(text(Statements::Counts))
+                    .col(timestamp_with_time_zone(Statements::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                index(
+                    "statements_day",
+                    Statements::Table,
+                    vec![
+                        Statements::TenantId.into_iden(),
+                        Statements::Provider.into_iden(),
+                        Statements::Day.into_iden(),
+                    ],
+                )
+                .unique()
+                .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(StatementRuns::Table)
+                    .if_not_exists()
+                    .col(string_len(StatementRuns::StatementId, 36))
+                    .col(big_integer(StatementRuns::Version))
+                    .col(timestamp_with_time_zone(StatementRuns::At))
+                    .col(string_len(StatementRuns::Status, 16))
+                    .col(text_null(StatementRuns::Reason))
+                    .col(text(StatementRuns::Totals))
+                    .col(text(StatementRuns::Counts))
+                    .primary_key(
+                        Index::create()
+                            .col(StatementRuns::StatementId)
+                            .col(StatementRuns::Version),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(StatementDiscrepancies::Table)
+                    .if_not_exists()
+                    .col(string_len(StatementDiscrepancies::Id, 36).primary_key())
+                    .col(string_len(StatementDiscrepancies::StatementId, 36))
+                    .col(big_integer(StatementDiscrepancies::Version))
+                    .col(string_len(StatementDiscrepancies::Kind, 24))
+                    .col(string_len(StatementDiscrepancies::OutTradeNo, 64))
+                    .col(string_len_null(StatementDiscrepancies::OutRefundNo, 64))
+                    .col(string_len_null(StatementDiscrepancies::ProviderTradeNo, 64))
+                    .col(boolean(StatementDiscrepancies::Healed))
+                    .col(text_null(StatementDiscrepancies::Bill))
+                    .col(text_null(StatementDiscrepancies::Paybridge))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(index(
+                "statement_discrepancies_run",
+                StatementDiscrepancies::Table,
+                vec![
+                    StatementDiscrepancies::StatementId.into_iden(),
+                    StatementDiscrepancies::Version.into_iden(),
+                ],
+            ))
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Orders::Table)
+                    .add_column(big_integer_null(Fees::Fee))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Refunds::Table)
+                    .add_column(big_integer_null(Fees::FeeReturned))
+                    .to_owned(),
+            )
+            .await?;
+        // A day's succeeded refunds, for the refunds paybridge saw that the bill must hold.
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "CREATE INDEX refunds_succeeded_at ON refunds (succeeded_at) \
+             WHERE succeeded_at IS NOT NULL",
         )
         .await?;
         Ok(())

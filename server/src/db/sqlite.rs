@@ -154,6 +154,10 @@ fn entity_kinds() -> Vec<(&'static str, Kind)> {
         columns_of::<entities::webhook_delivery::Entity>(),
         columns_of::<entities::webhook_attempt::Entity>(),
         columns_of::<entities::idempotency_key::Entity>(),
+        columns_of::<entities::order_activity::Entity>(),
+        columns_of::<entities::statement::Entity>(),
+        columns_of::<entities::statement_run::Entity>(),
+        columns_of::<entities::statement_discrepancy::Entity>(),
     ]
     .concat()
 }

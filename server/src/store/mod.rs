@@ -19,6 +19,7 @@ pub mod orders;
 pub mod plans;
 pub mod refunds;
 pub mod retention;
+pub mod statements;
 pub mod writer;
 
 use chrono::{DateTime, SubsecRound, Utc};

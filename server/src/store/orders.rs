@@ -231,6 +231,7 @@ pub async fn insert_order(
         next_check_at: Some(now),
         created_at: now,
         updated_at: now,
+        fee: None,
     };
     let result = order::Entity::insert(order::ActiveModel::from(model.clone()))
         .on_conflict_do_nothing_on([order::Column::TenantId, order::Column::OutTradeNo])

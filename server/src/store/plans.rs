@@ -37,6 +37,7 @@ pub fn hot_queries(backend: DbBackend) -> Vec<(&'static str, Statement)> {
         created_at: now,
         next_check_at: None,
         updated_at: now,
+        fee: None,
     };
     vec![
         (

@@ -190,6 +190,7 @@ pub async fn insert_refund(
         provider_refund_no: None,
         sent_at: None,
         next_check_at: Some(now),
+        fee_returned: None,
         succeeded_at: None,
         created_at: now,
         updated_at: now,

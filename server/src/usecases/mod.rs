@@ -12,6 +12,7 @@ pub mod orders;
 pub mod refunds;
 pub mod resources;
 pub mod sessions;
+pub mod statements;
 
 use paybridge_core::ids::IdError;
 use paybridge_core::provider::ProviderError;

@@ -1,0 +1,350 @@
+//! Storage of statements: a statement per tenant, provider and Beijing day, each run a new
+//! version with its discrepancies, and the fees a reconciled bill gave orders and refunds.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use super::StoreError;
+use crate::db::entities::{order, refund, statement, statement_discrepancy, statement_run};
+
+/// One difference to write.
+#[derive(Debug, Clone)]
+pub struct NewDiscrepancy {
+    /// `provider_only`, `paybridge_only`, `amount_mismatch`, `status_mismatch` or `foreign`.
+    pub kind: &'static str,
+    /// The order.
+    pub out_trade_no: String,
+    /// The refund, for refund lines.
+    pub out_refund_no: Option<String>,
+    /// The provider's trade number, when either side has it.
+    pub provider_trade_no: Option<String>,
+    /// Paybridge asked the provider and applied the payment.
+    pub healed: bool,
+    /// The bill's line.
+    pub bill: Option<serde_json::Value>,
+    /// Paybridge's record.
+    pub paybridge: Option<serde_json::Value>,
+}
+
+/// A run that could not start.
+#[derive(Debug)]
+pub enum BeginError {
+    /// A run of that statement is in progress: it is answered, never started twice.
+    Running(statement::Model),
+    /// The database failed.
+    Store(StoreError),
+}
+
+impl From<sea_orm::DbErr> for BeginError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        BeginError::Store(e.into())
+    }
+}
+
+/// The statement of a day, if any.
+pub async fn find<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    provider: &str,
+    day: &str,
+) -> Result<Option<statement::Model>, StoreError> {
+    Ok(statement::Entity::find()
+        .filter(statement::Column::TenantId.eq(tenant_id))
+        .filter(statement::Column::Provider.eq(provider))
+        .filter(statement::Column::Day.eq(day))
+        .one(db)
+        .await?)
+}
+
+/// Start a new run of a day's statement (creating the statement if needed): its next version,
+/// `running`. Refused while a run is in progress.
+pub async fn begin_run(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    provider: &str,
+    day: &str,
+    now: DateTime<Utc>,
+) -> Result<statement::Model, BeginError> {
+    let existing = find(txn, tenant_id, provider, day)
+        .await
+        .map_err(BeginError::Store)?;
+    let row = match existing {
+        Some(s) if s.status == "running" => return Err(BeginError::Running(s)),
+        Some(s) => {
+            // A compare-and-set on the version: two instances starting the same run at once
+            // cannot both take it.
+            let taken = statement::Entity::update_many()
+                .col_expr(statement::Column::Version, Expr::value(s.version + 1))
+                .col_expr(statement::Column::Status, Expr::value("running"))
+                .col_expr(
+                    statement::Column::Reason,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(statement::Column::UpdatedAt, Expr::value(now))
+                .filter(statement::Column::Id.eq(s.id.as_str()))
+                .filter(statement::Column::Version.eq(s.version))
+                .exec(txn)
+                .await?;
+            if taken.rows_affected != 1 {
+                return Err(BeginError::Running(s));
+            }
+            statement::Model {
+                version: s.version + 1,
+                status: "running".to_owned(),
+                reason: None,
+                updated_at: now,
+                ..s
+            }
+        }
+        None => {
+            let model = statement::Model {
+                id: super::new_id(),
+                tenant_id: tenant_id.to_owned(),
+                provider: provider.to_owned(),
+                day: day.to_owned(),
+                status: "running".to_owned(),
+                reason: None,
+                version: 1,
+                lines: 0,
+                matched: 0,
+                gross: 0,
+                refunds: 0,
+                fees: 0,
+                net: 0,
+                counts: "{}".to_owned(),
+                updated_at: now,
+            };
+            statement::Entity::insert(model.clone().into_active_model())
+                .exec_without_returning(txn)
+                .await?;
+            model
+        }
+    };
+    statement_run::Entity::insert(statement_run::ActiveModel {
+        statement_id: Set(row.id.clone()),
+        version: Set(row.version),
+        at: Set(now),
+        status: Set("running".to_owned()),
+        reason: Set(None),
+        totals: Set("{}".to_owned()),
+        counts: Set("{}".to_owned()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(row)
+}
+
+/// Write a run's discrepancies, one `INSERT` each (one statement, prepared once).
+pub async fn insert_discrepancies(
+    txn: &DatabaseTransaction,
+    statement_id: &str,
+    version: i64,
+    rows: Vec<NewDiscrepancy>,
+) -> Result<(), StoreError> {
+    for d in rows {
+        statement_discrepancy::Entity::insert(statement_discrepancy::ActiveModel {
+            id: Set(super::new_id()),
+            statement_id: Set(statement_id.to_owned()),
+            version: Set(version),
+            kind: Set(d.kind.to_owned()),
+            out_trade_no: Set(d.out_trade_no),
+            out_refund_no: Set(d.out_refund_no),
+            provider_trade_no: Set(d.provider_trade_no),
+            healed: Set(d.healed),
+            bill: Set(d.bill.map(|b| b.to_string())),
+            paybridge: Set(d.paybridge.map(|p| p.to_string())),
+        })
+        .exec_without_returning(txn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Record the fees a bill gave: an order's `fee`, a refund's `fee_returned` (fen).
+pub async fn set_fees(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    orders: Vec<(String, i64)>,
+    refunds: Vec<(String, String, i64)>,
+) -> Result<(), StoreError> {
+    for (out_trade_no, fee) in orders {
+        order::Entity::update_many()
+            .col_expr(order::Column::Fee, Expr::value(fee))
+            .filter(order::Column::TenantId.eq(tenant_id))
+            .filter(order::Column::OutTradeNo.eq(out_trade_no))
+            .exec(txn)
+            .await?;
+    }
+    for (out_trade_no, out_refund_no, fee) in refunds {
+        refund::Entity::update_many()
+            .col_expr(refund::Column::FeeReturned, Expr::value(fee))
+            .filter(refund::Column::TenantId.eq(tenant_id))
+            .filter(refund::Column::OutTradeNo.eq(out_trade_no))
+            .filter(refund::Column::OutRefundNo.eq(out_refund_no))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// `reconciled`, `failed` or `not_ready`.
+    pub status: &'static str,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// `[lines, matched, gross, refunds, fees, net]`.
+    pub totals: [i64; 6],
+    /// `{kind: count}`.
+    pub counts: serde_json::Value,
+}
+
+/// End a run: the statement shows it (if no newer run started meanwhile), and the run keeps it.
+pub async fn finish_run(
+    txn: &DatabaseTransaction,
+    statement_id: &str,
+    version: i64,
+    end: &RunEnd,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let [lines, matched, gross, refunds, fees, net] = end.totals;
+    let totals = serde_json::json!({
+        "lines": lines, "matched": matched, "gross": gross, "refunds": refunds,
+        "fees": fees, "net": net,
+    });
+    statement_run::Entity::update_many()
+        .col_expr(statement_run::Column::Status, Expr::value(end.status))
+        .col_expr(
+            statement_run::Column::Reason,
+            Expr::value(end.reason.clone()),
+        )
+        .col_expr(
+            statement_run::Column::Totals,
+            Expr::value(totals.to_string()),
+        )
+        .col_expr(
+            statement_run::Column::Counts,
+            Expr::value(end.counts.to_string()),
+        )
+        .filter(statement_run::Column::StatementId.eq(statement_id))
+        .filter(statement_run::Column::Version.eq(version))
+        .exec(txn)
+        .await?;
+    statement::Entity::update_many()
+        .col_expr(statement::Column::Status, Expr::value(end.status))
+        .col_expr(statement::Column::Reason, Expr::value(end.reason.clone()))
+        .col_expr(statement::Column::Lines, Expr::value(lines))
+        .col_expr(statement::Column::Matched, Expr::value(matched))
+        .col_expr(statement::Column::Gross, Expr::value(gross))
+        .col_expr(statement::Column::Refunds, Expr::value(refunds))
+        .col_expr(statement::Column::Fees, Expr::value(fees))
+        .col_expr(statement::Column::Net, Expr::value(net))
+        .col_expr(
+            statement::Column::Counts,
+            Expr::value(end.counts.to_string()),
+        )
+        .col_expr(statement::Column::UpdatedAt, Expr::value(now))
+        .filter(statement::Column::Id.eq(statement_id))
+        .filter(statement::Column::Version.eq(version))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// A run's discrepancies, in the order they were found.
+pub async fn discrepancies<C: ConnectionTrait>(
+    db: &C,
+    statement_id: &str,
+    version: i64,
+) -> Result<Vec<statement_discrepancy::Model>, StoreError> {
+    Ok(statement_discrepancy::Entity::find()
+        .filter(statement_discrepancy::Column::StatementId.eq(statement_id))
+        .filter(statement_discrepancy::Column::Version.eq(version))
+        .all(db)
+        .await?)
+}
+
+/// A tenant's orders of one provider by number.
+pub async fn orders_by_number<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    numbers: Vec<String>,
+) -> Result<Vec<order::Model>, StoreError> {
+    Ok(order::Entity::find()
+        .filter(order::Column::TenantId.eq(tenant_id))
+        .filter(order::Column::OutTradeNo.is_in(numbers))
+        .all(db)
+        .await?)
+}
+
+/// A tenant's refunds by refund number.
+pub async fn refunds_by_number<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    numbers: Vec<String>,
+) -> Result<Vec<refund::Model>, StoreError> {
+    Ok(refund::Entity::find()
+        .filter(refund::Column::TenantId.eq(tenant_id))
+        .filter(refund::Column::OutRefundNo.is_in(numbers))
+        .all(db)
+        .await?)
+}
+
+/// A page of a tenant's orders of one provider paid in `[from, to)`, after `(paid_at, id)`.
+pub async fn paid_between<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    provider: &str,
+    range: (DateTime<Utc>, DateTime<Utc>),
+    after: Option<(DateTime<Utc>, String)>,
+    limit: u64,
+) -> Result<Vec<order::Model>, StoreError> {
+    let mut q = order::Entity::find()
+        .filter(order::Column::PaidAt.gte(range.0))
+        .filter(order::Column::PaidAt.lt(range.1))
+        .filter(order::Column::TenantId.eq(tenant_id))
+        .filter(order::Column::Provider.eq(provider));
+    if let Some((at, id)) = after {
+        q = q.filter(order::Column::PaidAt.gte(at)).filter(
+            sea_orm::Condition::any()
+                .add(order::Column::PaidAt.gt(at))
+                .add(order::Column::Id.gt(id)),
+        );
+    }
+    Ok(q.order_by_asc(order::Column::PaidAt)
+        .order_by_asc(order::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// A page of a tenant's refunds that succeeded in `[from, to)`, after `(succeeded_at, id)`.
+pub async fn refunded_between<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    range: (DateTime<Utc>, DateTime<Utc>),
+    after: Option<(DateTime<Utc>, String)>,
+    limit: u64,
+) -> Result<Vec<refund::Model>, StoreError> {
+    let mut q = refund::Entity::find()
+        .filter(refund::Column::SucceededAt.gte(range.0))
+        .filter(refund::Column::SucceededAt.lt(range.1))
+        .filter(refund::Column::TenantId.eq(tenant_id));
+    if let Some((at, id)) = after {
+        q = q.filter(refund::Column::SucceededAt.gte(at)).filter(
+            sea_orm::Condition::any()
+                .add(refund::Column::SucceededAt.gt(at))
+                .add(refund::Column::Id.gt(id)),
+        );
+    }
+    Ok(q.order_by_asc(refund::Column::SucceededAt)
+        .order_by_asc(refund::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
