@@ -485,6 +485,33 @@ pub trait PaymentProvider: Send + Sync + 'static {
         })
     }
 
+    /// Download the merchant's trade bill of a Beijing `day` into `dest`, streaming. Providers
+    /// without bills answer `NotSupported`.
+    async fn download_bill(
+        &self,
+        day: chrono::NaiveDate,
+        dest: &mut (dyn std::io::Write + Send),
+    ) -> Result<crate::statement::BillDownload, ProviderError> {
+        let _ = (day, dest);
+        Err(ProviderError::NotSupported {
+            kind: self.kind(),
+            capability: "statements",
+        })
+    }
+
+    /// Parse a bill [`PaymentProvider::download_bill`] wrote, line by line.
+    fn parse_bill(
+        &self,
+        reader: &mut dyn std::io::BufRead,
+        each: &mut dyn FnMut(crate::statement::BillLine) -> Result<(), crate::statement::BillError>,
+    ) -> Result<crate::statement::BillSummary, crate::statement::BillError> {
+        let _ = (reader, each);
+        Err(crate::statement::BillError::Malformed {
+            line: 0,
+            reason: format!("{} has no bills", self.kind()),
+        })
+    }
+
     /// Exchange a client login code for the payer's identity (WeChat mini-programs).
     async fn login(&self, code: &str) -> Result<LoginSession, ProviderError> {
         let _ = code;

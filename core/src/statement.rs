@@ -45,6 +45,17 @@ pub struct BillLine {
     pub time: String,
 }
 
+/// What a provider answered when asked for a day's bill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BillDownload {
+    /// The bill was written to the destination.
+    Written,
+    /// No payment and no refund that day: an empty statement, not a failure.
+    Empty,
+    /// Not made yet (e.g. WeChat `StatementCreating`): ask again later.
+    NotReady(String),
+}
+
 /// A bill's own totals, checked against its lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BillSummary {

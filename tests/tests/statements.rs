@@ -12,7 +12,7 @@ use std::io::BufRead;
 use std::sync::Arc;
 
 use paybridge_core::statement::{BillError, BillLine, BillSummary};
-use paybridge_server::usecases::statements::{OpenBill, ParseBill, reconcile};
+use paybridge_server::usecases::statements::{Bill, OpenBill, ParseBill, reconcile, run};
 use paybridge_tests::wechat::{create_order, pay};
 use paybridge_tests::{Gateway, TestTenant, backends};
 use serde_json::json;
@@ -25,7 +25,7 @@ fn yuan(fen: i64) -> String {
     format!("{}.{:02}", fen / 100, fen % 100)
 }
 
-struct Bill {
+struct BillText {
     lines: Vec<String>,
     count: i64,
     gross: i64,
@@ -33,9 +33,9 @@ struct Bill {
     fees: i64,
 }
 
-impl Bill {
+impl BillText {
     fn new() -> Self {
-        Bill {
+        BillText {
             lines: Vec::new(),
             count: 0,
             gross: 0,
@@ -165,6 +165,13 @@ fn wechat_parser() -> Arc<ParseBill> {
     )
 }
 
+fn bill_of(text: String) -> Bill {
+    Bill {
+        open: source(text),
+        parse: wechat_parser(),
+    }
+}
+
 async fn order(gw: &Gateway, t: &str, no: &str) -> serde_json::Value {
     let (status, body) = gw.get(t, &format!("/v1/orders/{no}")).await;
     assert_eq!(status, 200, "{body}");
@@ -219,7 +226,7 @@ async fn a_day_is_reconciled_line_by_line_and_a_suppressed_payment_is_healed() {
             .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
         let day = paid_at.date_naive();
 
-        let mut bill = Bill::new();
+        let mut bill = BillText::new();
         bill.payment(&trade(&a_view), &a, 500, 3);
         bill.payment(&trade(&order(&gw, &t.id, &b).await), &b, 301, 2);
         bill.payment("4200000000000000000000000099", &c, 700, 4);
@@ -230,16 +237,9 @@ async fn a_day_is_reconciled_line_by_line_and_a_suppressed_payment_is_healed() {
 
         // A bill whose summary disagrees with its lines: failed, and nothing applied.
         let bad = bill.text(bill.gross + 1);
-        let run = reconcile(
-            &gw.state,
-            &tenant,
-            provider,
-            day,
-            source(bad),
-            wechat_parser(),
-        )
-        .await
-        .unwrap();
+        let run = reconcile(&gw.state, &tenant, provider, day, Some(bill_of(bad)))
+            .await
+            .unwrap();
         assert_eq!(run.status, "failed", "{name}: {run:?}");
         assert!(
             run.reason.as_deref().unwrap().contains("应结订单总金额"),
@@ -257,16 +257,9 @@ async fn a_day_is_reconciled_line_by_line_and_a_suppressed_payment_is_healed() {
 
         // The same day with a bill that agrees with itself: a second run.
         let good = bill.text(bill.gross);
-        let run = reconcile(
-            &gw.state,
-            &tenant,
-            provider,
-            day,
-            source(good),
-            wechat_parser(),
-        )
-        .await
-        .unwrap();
+        let run = reconcile(&gw.state, &tenant, provider, day, Some(bill_of(good)))
+            .await
+            .unwrap();
         assert_eq!(
             (run.status.as_str(), run.version),
             ("reconciled", 2),
@@ -342,6 +335,109 @@ async fn a_day_is_reconciled_line_by_line_and_a_suppressed_payment_is_healed() {
             .unwrap()
             .unwrap();
         assert_eq!(refund.fee_returned, Some(1), "{name}");
+        gw.finish().await;
+    }
+}
+
+/// The whole way: the sandbox writes the day's bill from its own records, paybridge downloads
+/// it (`/pay/downloadbill`), parses and reconciles it. A payment whose notification was dropped
+/// is healed; everything else matches and gets its fee. A day without trades is an empty
+/// statement; a day to come is not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_bill_of_a_day_is_downloaded_and_reconciled() {
+    for backend in backends() {
+        let name = backend.name();
+        let t = TestTenant::wechat("stmt_e2e", 92, "HMAC-SHA256");
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let tenant = gw.state.tenants.get(&t.id).unwrap();
+        let kind = "wechat_miniprogram";
+        let (a, _) = create_order(&gw, &t.id, 1990).await;
+        pay(&gw, &t, &a, "deliver").await;
+        let (b, _) = create_order(&gw, &t.id, 500).await;
+        pay(&gw, &t, &b, "drop").await;
+        let (status, body) = gw
+            .post(
+                &t.id,
+                &format!("/v1/orders/{a}/refunds"),
+                &json!({"out_refund_no": "E2E-R1", "amount": 990}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = gw
+            .sandbox(
+                "/control/refund",
+                &json!({"out_refund_no": "E2E-R1", "mch_id": t.mch_id, "status": "SUCCESS", "notify": "deliver"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let today = chrono::Utc::now()
+            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+            .date_naive();
+
+        let statement = run(&gw.state, &tenant, kind, today).await.unwrap();
+        assert_eq!(statement.status, "reconciled", "{name}: {statement:?}");
+        // a, b and the refund; b was pending here: healed, and its line is no match.
+        assert_eq!(
+            (statement.lines, statement.matched),
+            (3, 2),
+            "{name}: {statement:?}"
+        );
+        // 0.6 % fees rounded to the fen: 12 + 3 - 6 (returned on the refund).
+        assert_eq!(
+            (
+                statement.gross,
+                statement.refunds,
+                statement.fees,
+                statement.net
+            ),
+            (2490, 990, 9, 2490 - 990 - 9),
+            "{name}: {statement:?}"
+        );
+        let found = paybridge_server::store::statements::discrepancies(
+            gw.state.store.db(),
+            &statement.id,
+            statement.version,
+        )
+        .await
+        .unwrap();
+        assert_eq!(found.len(), 1, "{name}: {found:?}");
+        assert_eq!(
+            (
+                found[0].kind.as_str(),
+                found[0].out_trade_no.as_str(),
+                found[0].healed
+            ),
+            ("provider_only", b.as_str(), true),
+            "{name}"
+        );
+        assert_eq!(order(&gw, &t.id, &b).await["status"], "paid", "{name}");
+        let stored = paybridge_server::store::orders::find_order(gw.state.store.db(), &t.id, &a)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.fee, Some(12), "{name}");
+
+        // Run again: a new version, now without a discrepancy (b is paid).
+        let again = run(&gw.state, &tenant, kind, today).await.unwrap();
+        assert_eq!(
+            (again.status.as_str(), again.version, again.matched),
+            ("reconciled", 2, 3),
+            "{name}: {again:?}"
+        );
+
+        // A day without trades: an empty statement, not a failure.
+        let before = today - chrono::Duration::days(3);
+        let empty = run(&gw.state, &tenant, kind, before).await.unwrap();
+        assert_eq!(
+            (empty.status.as_str(), empty.lines),
+            ("reconciled", 0),
+            "{name}: {empty:?}"
+        );
+        // Tomorrow's bill is not made yet.
+        let later = run(&gw.state, &tenant, kind, today + chrono::Duration::days(1))
+            .await
+            .unwrap();
+        assert_eq!(later.status, "not_ready", "{name}: {later:?}");
         gw.finish().await;
     }
 }

@@ -286,6 +286,90 @@ impl ApiClient {
         self.secure_http.is_some()
     }
 
+    /// `POST /pay/downloadbill` for a Beijing `day` (`bill_type=ALL`): the bill's text is written
+    /// to `dest` as it arrives (a bill is never held in memory); an XML answer is a refusal:
+    /// `No Bill Exist` is a day without trades, `StatementCreating` a bill not made yet. The
+    /// bill is not signed (WeChat signs only XML answers); its summary is checked when parsed.
+    pub async fn download_bill(
+        &self,
+        day: chrono::NaiveDate,
+        sign_type: SignType,
+        dest: &mut (dyn std::io::Write + Send),
+    ) -> Result<paybridge_core::statement::BillDownload, ProviderError> {
+        use paybridge_core::statement::BillDownload;
+        let business = BTreeMap::from([
+            ("bill_date".to_owned(), day.format("%Y%m%d").to_string()),
+            ("bill_type".to_owned(), "ALL".to_owned()),
+        ]);
+        let params = signed_request(&self.config, sign_type, business, nonce());
+        let body = xml::encode("xml", &params).map_err(|e| ProviderError::InvalidRequest {
+            field: None,
+            message: e.to_string(),
+        })?;
+        let url = format!("{}/pay/downloadbill", self.config.api_base);
+        let mut response = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(ProviderError::Unavailable(format!("HTTP {status}")));
+        }
+        let mut first = true;
+        let mut refusal: Option<Vec<u8>> = None;
+        let mut written = 0usize;
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if first {
+                first = false;
+                if chunk.trim_ascii_start().starts_with(b"<xml") {
+                    refusal = Some(Vec::new());
+                }
+            }
+            match refusal.as_mut() {
+                Some(xml) if xml.len() + chunk.len() > MAX_RESPONSE_BYTES => {
+                    return Err(ProviderError::Unavailable(
+                        "an XML answer to downloadbill is too large".to_owned(),
+                    ));
+                }
+                Some(xml) => xml.extend_from_slice(&chunk),
+                None => {
+                    written = written.saturating_add(chunk.len());
+                    dest.write_all(&chunk).map_err(|e| {
+                        ProviderError::Unavailable(format!("cannot keep the bill: {e}"))
+                    })?;
+                }
+            }
+        }
+        let Some(xml) = refusal else {
+            return if written == 0 {
+                Err(ProviderError::Unavailable(
+                    "an empty answer to downloadbill".to_owned(),
+                ))
+            } else {
+                Ok(BillDownload::Written)
+            };
+        };
+        let fields = xml::decode(&xml, "xml").map_err(|e| {
+            ProviderError::Unavailable(format!("unreadable WeChat Pay response: {e}"))
+        })?;
+        let message = fields.get("return_msg").cloned().unwrap_or_default();
+        let code = fields.get("err_code").cloned().unwrap_or_default();
+        if message.contains("No Bill Exist") || code == "NO_BILL_EXIST" || code == "20002" {
+            return Ok(BillDownload::Empty);
+        }
+        if message.contains("StatementCreating") || code == "STATEMENT_CREATING" {
+            return Ok(BillDownload::NotReady(message));
+        }
+        Err(ProviderError::Rejected {
+            code: "bill_refused",
+            message: format!("WeChat Pay refused the bill: {message} {code}"),
+        })
+    }
+
     /// Run the whole pipeline for `path` (e.g. `/pay/unifiedorder`) with these business params.
     pub async fn call(
         &self,

@@ -196,6 +196,33 @@ impl PaymentProvider for WechatMiniprogram {
         refunds::query_refund(self.v2()?, order, out_refund_no).await
     }
 
+    async fn download_bill(
+        &self,
+        day: chrono::NaiveDate,
+        dest: &mut (dyn std::io::Write + Send),
+    ) -> Result<paybridge_core::statement::BillDownload, ProviderError> {
+        if self.config().api_version == config::ApiVersion::V3 {
+            // `GET /v3/bill/tradebill` and its signed download are not built yet.
+            return Err(ProviderError::NotSupported {
+                kind: KIND,
+                capability: "statements with API v3",
+            });
+        }
+        self.v2()?
+            .download_bill(day, self.config().sign_type, dest)
+            .await
+    }
+
+    fn parse_bill(
+        &self,
+        reader: &mut dyn std::io::BufRead,
+        each: &mut dyn FnMut(
+            paybridge_core::statement::BillLine,
+        ) -> Result<(), paybridge_core::statement::BillError>,
+    ) -> Result<paybridge_core::statement::BillSummary, paybridge_core::statement::BillError> {
+        bill::parse_trade_bill(reader, each)
+    }
+
     async fn login(&self, code: &str) -> Result<LoginSession, ProviderError> {
         login::login(self.client.http(), self.client.config(), code).await
     }

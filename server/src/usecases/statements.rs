@@ -339,15 +339,78 @@ async fn write_batch(
     Ok(())
 }
 
-/// Reconcile a tenant's bill of one provider and Beijing day: a new run of its statement.
-/// A run of that day still in progress is answered as it is, never started twice.
+/// Check the bill whole, then match its lines in batches. `Ok(Err(_))`: the bill cannot be
+/// trusted (nothing was applied if the first read found it out).
+async fn match_bill(
+    state: &AppState,
+    tenant: &Tenant,
+    provider: &str,
+    row: &statement::Model,
+    bill: Bill,
+    tally: &mut Tally,
+) -> Result<Result<BillSummary, BillError>, Failure> {
+    let Bill { open, parse } = bill;
+    // 1. The bill must agree with itself before anything is applied.
+    let summary = match verify(open.clone(), parse.clone()).await {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    // 2. Match the lines, in batches, as the parser reads them.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<BillLine>>(2);
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut reader = open().map_err(|e| BillError::Io(e.to_string()))?;
+        let mut batch = Vec::with_capacity(BATCH);
+        let summary = parse(&mut reader, &mut |line| {
+            batch.push(line);
+            if batch.len() >= BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                tx.blocking_send(full)
+                    .map_err(|_| BillError::Io("the run stopped".to_owned()))?;
+            }
+            Ok(())
+        })?;
+        if !batch.is_empty() {
+            tx.blocking_send(batch)
+                .map_err(|_| BillError::Io("the run stopped".to_owned()))?;
+        }
+        Ok::<_, BillError>(summary)
+    });
+    while let Some(lines) = rx.recv().await {
+        let (found, fees, returned) = match_batch(state, tenant, provider, lines, tally).await?;
+        write_batch(state, row, found, fees, returned).await?;
+    }
+    let second = reading
+        .await
+        .map_err(|e| BillError::Io(format!("the parser stopped: {e}")))
+        .and_then(|r| r);
+    Ok(match second {
+        Ok(s) if s == summary => Ok(summary),
+        // The file changed between the two reads: nothing of this run can be trusted.
+        Ok(_) => Err(BillError::Io(
+            "the bill changed while it was read".to_owned(),
+        )),
+        Err(e) => Err(e),
+    })
+}
+
+/// A downloaded bill: how to read it from its start, and its provider's parser.
+#[derive(Clone)]
+pub struct Bill {
+    /// Opens the file.
+    pub open: Arc<OpenBill>,
+    /// Parses it.
+    pub parse: Arc<ParseBill>,
+}
+
+/// Reconcile a tenant's bill of one provider and Beijing day (`None`: the provider has no
+/// trade that day): a new run of its statement. A run of that day still in progress is
+/// answered as it is, never started twice.
 pub async fn reconcile(
     state: &AppState,
     tenant: &Tenant,
     provider: &str,
     day: NaiveDate,
-    open: Arc<OpenBill>,
-    parse: Arc<ParseBill>,
+    bill: Option<Bill>,
 ) -> Result<statement::Model, Failure> {
     let range = paybridge_core::beijing::day_range(day)
         .ok_or_else(|| Failure::invalid("date", "not a day"))?;
@@ -372,54 +435,14 @@ pub async fn reconcile(
         totals: [0; 6],
         counts: json!({}),
     };
-    // 1. The bill must agree with itself before anything is applied.
-    let summary = match verify(open.clone(), parse.clone()).await {
-        Ok(s) => s,
-        Err(e) => return end_run(state, &row, failed(e.to_string())).await,
-    };
-    // 2. Match the lines, in batches, as the parser reads them.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<BillLine>>(2);
-    let reading = tokio::task::spawn_blocking(move || {
-        let mut reader = open().map_err(|e| BillError::Io(e.to_string()))?;
-        let mut batch = Vec::with_capacity(BATCH);
-        let summary = parse(&mut reader, &mut |line| {
-            batch.push(line);
-            if batch.len() >= BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                tx.blocking_send(full)
-                    .map_err(|_| BillError::Io("the run stopped".to_owned()))?;
-            }
-            Ok(())
-        })?;
-        if !batch.is_empty() {
-            tx.blocking_send(batch)
-                .map_err(|_| BillError::Io("the run stopped".to_owned()))?;
-        }
-        Ok::<_, BillError>(summary)
-    });
     let mut tally = Tally::default();
-    while let Some(lines) = rx.recv().await {
-        let (found, fees, returned) =
-            match_batch(state, tenant, provider, lines, &mut tally).await?;
-        write_batch(state, &row, found, fees, returned).await?;
-    }
-    let second = reading
-        .await
-        .map_err(|e| BillError::Io(format!("the parser stopped: {e}")))
-        .and_then(|r| r);
-    match second {
-        // The file changed between the two reads: nothing of this run can be trusted.
-        Ok(s) if s == summary => {}
-        Ok(_) => {
-            return end_run(
-                state,
-                &row,
-                failed("the bill changed while it was read".to_owned()),
-            )
-            .await;
-        }
-        Err(e) => return end_run(state, &row, failed(e.to_string())).await,
-    }
+    let summary = match bill {
+        Some(bill) => match match_bill(state, tenant, provider, &row, bill, &mut tally).await? {
+            Ok(summary) => summary,
+            Err(e) => return end_run(state, &row, failed(e.to_string())).await,
+        },
+        None => BillSummary::default(),
+    };
     // 3. What paybridge saw that the bill does not hold.
     let found = paybridge_only(state, tenant, provider, range, &mut tally).await?;
     write_batch(state, &row, found, Vec::new(), Vec::new()).await?;
@@ -436,6 +459,106 @@ pub async fn reconcile(
             summary.gross_fen - summary.refunds_fen - summary.fees_fen,
         ],
         counts: json!(tally.counts),
+    };
+    end_run(state, &row, end).await
+}
+
+/// Removes a downloaded bill's temporary file when the run is over.
+struct TempBill(std::path::PathBuf);
+
+impl Drop for TempBill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Ask the tenant's provider for the day's bill and reconcile it: a new run of the statement.
+/// A bill not made yet leaves the statement `not_ready`; a provider that refuses, `failed` with
+/// its reason.
+pub async fn run(
+    state: &AppState,
+    tenant: &Tenant,
+    kind: &str,
+    day: NaiveDate,
+) -> Result<statement::Model, Failure> {
+    let provider = tenant
+        .any_provider(kind)
+        .cloned()
+        .ok_or_else(|| Failure::not_found("provider"))?;
+    let path = std::env::temp_dir().join(format!("paybridge-bill-{}", uuid::Uuid::new_v4()));
+    let guard = TempBill(path.clone());
+    let download = {
+        let provider = provider.clone();
+        let path = path.clone();
+        async move {
+            let mut file = std::fs::File::create(&path)
+                .map_err(|e| paybridge_core::provider::ProviderError::Unavailable(e.to_string()))?;
+            let got = provider.download_bill(day, &mut file).await?;
+            use std::io::Write;
+            file.flush()
+                .and_then(|()| file.sync_all())
+                .map_err(|e| paybridge_core::provider::ProviderError::Unavailable(e.to_string()))?;
+            Ok(got)
+        }
+    };
+    let downloaded =
+        super::activity::call(state, provider.as_ref(), "download_bill", None, download).await;
+    let bill = match downloaded {
+        Ok(paybridge_core::statement::BillDownload::Written) => {
+            let open_path = guard.0.clone();
+            let parser = provider.clone();
+            Some(Bill {
+                open: Arc::new(move || {
+                    let file = std::fs::File::open(&open_path)?;
+                    let reader: Box<dyn BufRead + Send> = Box::new(std::io::BufReader::new(file));
+                    Ok(reader)
+                }),
+                parse: Arc::new(move |r, each| parser.parse_bill(r, each)),
+            })
+        }
+        Ok(paybridge_core::statement::BillDownload::Empty) => None,
+        Ok(paybridge_core::statement::BillDownload::NotReady(why)) => {
+            return mark(state, tenant, kind, day, "not_ready", why).await;
+        }
+        Err(e) => return mark(state, tenant, kind, day, "failed", e.to_string()).await,
+    };
+    let done = reconcile(state, tenant, kind, day, bill).await;
+    drop(guard);
+    done
+}
+
+/// A run that ended before any bill: `not_ready` or `failed`, with why.
+async fn mark(
+    state: &AppState,
+    tenant: &Tenant,
+    kind: &str,
+    day: NaiveDate,
+    status: &'static str,
+    reason: String,
+) -> Result<statement::Model, Failure> {
+    let (tenant_id, kind_key, day_key) = (
+        tenant.id.clone(),
+        kind.to_owned(),
+        day.format("%Y-%m-%d").to_string(),
+    );
+    let began = state
+        .store
+        .write(move |txn| {
+            Box::pin(async move {
+                store::begin_run(txn, &tenant_id, &kind_key, &day_key, crate::store::now()).await
+            })
+        })
+        .await;
+    let row = match began {
+        Ok(row) => row,
+        Err(BeginError::Running(row)) => return Ok(row),
+        Err(BeginError::Store(e)) => return Err(e.into()),
+    };
+    let end = RunEnd {
+        status,
+        reason: Some(reason),
+        totals: [0; 6],
+        counts: json!({}),
     };
     end_run(state, &row, end).await
 }

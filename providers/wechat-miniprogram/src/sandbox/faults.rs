@@ -23,6 +23,9 @@ pub(crate) enum Api {
     /// `/sns/jscode2session`
     #[serde(rename = "jscode2session")]
     Jscode2session,
+    /// `/pay/downloadbill`
+    #[serde(rename = "downloadbill")]
+    DownloadBill,
     /// v3 `POST /v3/pay/transactions/jsapi`
     #[serde(rename = "v3_jsapi")]
     V3Jsapi,

@@ -108,6 +108,7 @@
 //!
 //! An unknown path gets a 404, and a known path with the wrong method gets a 405.
 
+mod bills;
 mod control;
 mod control_refund;
 mod envelope;
@@ -179,6 +180,7 @@ struct Settings {
 
 enum Route<'a> {
     Login,
+    DownloadBill,
     Pay(Api),
     ControlPay,
     ControlNotify,
@@ -200,6 +202,7 @@ impl Route<'_> {
             "/pay/closeorder" => (Route::Pay(Api::CloseOrder), "POST"),
             "/secapi/pay/refund" => (Route::Pay(Api::Refund), "POST"),
             "/pay/refundquery" => (Route::Pay(Api::RefundQuery), "POST"),
+            "/pay/downloadbill" => (Route::DownloadBill, "POST"),
             "/control/pay" => (Route::ControlPay, "POST"),
             "/control/notify" => (Route::ControlNotify, "POST"),
             "/control/fail" => (Route::ControlFail, "POST"),
@@ -270,6 +273,25 @@ impl WechatSimulator {
         }
     }
 
+    fn download_bill(&self, body: &[u8]) -> SimResponse {
+        let fault = self.take_fault(Api::DownloadBill);
+        if fault == Some(FaultMode::Http500) {
+            return http_500();
+        }
+        let state = self.lock();
+        let bill = envelope::authenticate(&state.registry, body)
+            .and_then(|auth| bills::downloadbill(&state.orders, &state.refunds, &auth));
+        match bill {
+            Ok(text) => SimResponse {
+                status: 200,
+                content_type: "text/plain; charset=utf-8",
+                headers: Vec::new(),
+                body: text.into_bytes(),
+            },
+            Err(reply) => reply.render(false),
+        }
+    }
+
     async fn pay_api(&self, api: Api, body: &[u8], tls: Option<&TlsPeer>) -> SimResponse {
         // The TLS layer comes first: over HTTPS, /secapi/ refuses a peer without the merchant
         // API certificate before reading anything.
@@ -303,6 +325,7 @@ impl WechatSimulator {
                     }
                     Api::RefundQuery => refunds::refundquery(&state.orders, &state.refunds, &auth),
                     Api::Jscode2session
+                    | Api::DownloadBill
                     | Api::Any
                     | Api::V3Jsapi
                     | Api::V3Query
@@ -360,6 +383,7 @@ impl Simulator for WechatSimulator {
         }
         match route {
             Route::Login => self.login(&request.query).await,
+            Route::DownloadBill => self.download_bill(&request.body),
             Route::Pay(api) => self.pay_api(api, &request.body, request.tls.as_ref()).await,
             Route::ControlPay => self.control_pay(&request.body).await,
             Route::ControlNotify => self.control_notify(&request.body).await,

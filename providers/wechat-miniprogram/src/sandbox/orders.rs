@@ -180,6 +180,11 @@ pub(crate) struct OrderBook {
 }
 
 impl OrderBook {
+    /// Every order.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Order> {
+        self.orders.values()
+    }
+
     /// The order of this merchant with this number.
     pub(crate) fn get(&self, mch_id: &str, out_trade_no: &str) -> Option<&Order> {
         self.orders

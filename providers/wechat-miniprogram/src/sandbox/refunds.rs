@@ -139,6 +139,11 @@ pub(crate) struct RefundBook {
 }
 
 impl RefundBook {
+    /// Every refund.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Refund> {
+        self.refunds.values()
+    }
+
     /// The refund of this merchant with this number.
     pub(crate) fn get(&self, mch_id: &str, out_refund_no: &str) -> Option<&Refund> {
         self.refunds

@@ -1,0 +1,182 @@
+//! `POST /pay/downloadbill` (`bill_type=ALL`): the day's trade bill of a merchant, written from
+//! the simulator's own records in WeChat's layout (the text `bill::parse_trade_bill` reads). The
+//! fee is 0.6 %, rounded to the fen, returned in proportion on refunds. A day without a payment
+//! or a refund answers WeChat's `No Bill Exist`; a future day's, `StatementCreating`.
+
+use super::envelope::{Authed, Reply};
+use super::orders::{OrderBook, TradeState, beijing_now};
+use super::refunds::{RefundBook, RefundStatus};
+
+/// The published header of a `bill_type=ALL` bill.
+pub(crate) const HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
+const SUMMARY: &str =
+    "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额";
+
+fn yuan(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let abs = fen.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+/// 0.6 % of `fen`, rounded half up.
+fn fee(fen: u64) -> i64 {
+    i64::try_from((fen * 6 + 500) / 1000).unwrap_or(i64::MAX)
+}
+
+fn line(fields: &[&str]) -> String {
+    fields
+        .iter()
+        .map(|f| format!("`{f}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The bill's text, or the XML refusal.
+pub(crate) fn downloadbill(
+    orders: &OrderBook,
+    refunds: &RefundBook,
+    auth: &Authed,
+) -> Result<String, Reply> {
+    let Some(date) = auth.field("bill_date") else {
+        return Err(Reply::Refused("bill_date 参数缺失".into()));
+    };
+    if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Reply::Refused("invalid bill_date".into()));
+    }
+    if auth.field("bill_type").is_some_and(|t| t != "ALL") {
+        return Err(Reply::Refused(
+            "the sandbox serves bill_type=ALL only".into(),
+        ));
+    }
+    let today = beijing_now().format("%Y%m%d").to_string();
+    // The real bill of a day is made the next morning; the sandbox serves today's too (what
+    // happened so far), so that a day can be reconciled while trying it out.
+    if date > today.as_str() {
+        return Err(Reply::Refused("StatementCreating".into()));
+    }
+    let mch_id = &auth.merchant.mch_id;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let (mut gross, mut refunded, mut fees, mut ordered, mut requested) =
+        (0i64, 0i64, 0i64, 0i64, 0i64);
+    for o in orders.all().filter(|o| &o.mch_id == mch_id && !o.is_v3()) {
+        let Some(p) = &o.payment else { continue };
+        if !p.time_end.starts_with(date) || o.state != TradeState::Success && !o.paid_after_close {
+            continue;
+        }
+        let time = format!(
+            "{}-{}-{} {}:{}:{}",
+            &p.time_end[0..4],
+            &p.time_end[4..6],
+            &p.time_end[6..8],
+            &p.time_end[8..10],
+            &p.time_end[10..12],
+            &p.time_end[12..14]
+        );
+        let amount = i64::try_from(o.total_fee).unwrap_or(i64::MAX);
+        let f = fee(o.total_fee);
+        gross += amount;
+        ordered += amount;
+        fees += f;
+        let (amount, f) = (yuan(amount), yuan(f));
+        let openid = o.openid.clone().unwrap_or_default();
+        rows.push((
+            time.clone(),
+            line(&[
+                &time,
+                &o.appid,
+                mch_id,
+                "0",
+                "",
+                &p.transaction_id,
+                &o.out_trade_no,
+                &openid,
+                &o.trade_type,
+                "SUCCESS",
+                "OTHERS",
+                "CNY",
+                &amount,
+                "0.00",
+                "0",
+                "0",
+                "0.00",
+                "0.00",
+                "",
+                "",
+                "",
+                "",
+                &f,
+                "0.60%",
+                &amount,
+                "0.00",
+                "",
+            ]),
+        ));
+    }
+    let day = format!("{}-{}-{}", &date[0..4], &date[4..6], &date[6..8]);
+    for r in refunds.all().filter(|r| &r.mch_id == mch_id && !r.v3) {
+        let Some(at) = &r.success_time else { continue };
+        if r.status != RefundStatus::Success || !at.starts_with(&day) {
+            continue;
+        }
+        let amount = i64::try_from(r.refund_fee).unwrap_or(i64::MAX);
+        let returned = -fee(r.refund_fee);
+        refunded += amount;
+        requested += amount;
+        fees += returned;
+        let (amount, returned) = (yuan(amount), yuan(returned));
+        rows.push((
+            at.clone(),
+            line(&[
+                at,
+                &r.appid,
+                mch_id,
+                "0",
+                "",
+                &r.transaction_id,
+                &r.out_trade_no,
+                "",
+                "JSAPI",
+                "REFUND",
+                "OTHERS",
+                "CNY",
+                "0.00",
+                "0.00",
+                &r.refund_id,
+                &r.out_refund_no,
+                &amount,
+                "0.00",
+                "ORIGINAL",
+                "SUCCESS",
+                "",
+                "",
+                &returned,
+                "0.60%",
+                "0.00",
+                &amount,
+                "",
+            ]),
+        ));
+    }
+    if rows.is_empty() {
+        return Err(Reply::Refused("No Bill Exist".into()));
+    }
+    rows.sort();
+    let mut text = format!("{HEADER}\r\n");
+    for (_, row) in &rows {
+        text.push_str(row);
+        text.push_str("\r\n");
+    }
+    text.push_str(SUMMARY);
+    text.push_str("\r\n");
+    text.push_str(&line(&[
+        &rows.len().to_string(),
+        &yuan(gross),
+        &yuan(refunded),
+        "0.00",
+        &yuan(fees),
+        &yuan(ordered),
+        &yuan(requested),
+    ]));
+    text.push_str("\r\n");
+    Ok(text)
+}
