@@ -79,6 +79,10 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(api::console::close_order)
         .service(api::console::redeliver_event)
         .service(api::console::stats)
+        .service(api::statements::list_statements)
+        .service(api::statements::discrepancies_csv)
+        .service(api::statements::get_statement)
+        .service(api::statements::run_statement)
         .configure(paybridge_admin::api::routes);
 }
 

@@ -441,3 +441,102 @@ async fn the_sandbox_bill_of_a_day_is_downloaded_and_reconciled() {
         gw.finish().await;
     }
 }
+
+/// The admin API of statements: a run answered `202 running` and carried on in the background,
+/// the list, one statement with its discrepancies and runs, the CSV, a read-only token refused,
+/// a day to come refused, and the run audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_are_run_and_read_through_the_admin_api() {
+    const ADMIN: &str = "stmt-admin";
+    const READER: &str = "stmt-reader";
+    for backend in backends() {
+        let name = backend.name();
+        let t = TestTenant::wechat("stmt_api", 93, "MD5");
+        let gw = Gateway::start_with(&backend, std::slice::from_ref(&t), |c| {
+            c.admin.tokens = vec![paybridge_core::tenant::hash_api_key(ADMIN)];
+            c.admin.read_only_tokens = vec![paybridge_core::tenant::hash_api_key(READER)];
+        })
+        .await;
+        let (a, _) = create_order(&gw, &t.id, 100).await;
+        pay(&gw, &t, &a, "drop").await;
+        let today = chrono::Utc::now()
+            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+            .date_naive();
+        let call = |method: reqwest::Method, path: String, token: &'static str| {
+            let req = gw
+                .http
+                .request(method, format!("{}/admin/api{path}", gw.base))
+                .bearer_auth(token);
+            async move {
+                let res = req.send().await.unwrap();
+                let status = res.status().as_u16();
+                (status, res.text().await.unwrap())
+            }
+        };
+        let base = format!("/statements/{}/wechat_miniprogram/{today}", t.id);
+        let (status, body) = call(reqwest::Method::POST, format!("{base}/run"), READER).await;
+        assert_eq!(status, 403, "{name}: {body}");
+        let tomorrow = today + chrono::Duration::days(1);
+        let (status, body) = call(
+            reqwest::Method::POST,
+            format!("/statements/{}/wechat_miniprogram/{tomorrow}/run", t.id),
+            ADMIN,
+        )
+        .await;
+        assert_eq!(status, 422, "{name}: {body}");
+        let (status, body) = call(reqwest::Method::POST, format!("{base}/run"), ADMIN).await;
+        assert_eq!(status, 202, "{name}: {body}");
+        let started: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(started["statement"]["status"], "running", "{name}: {body}");
+        // Carried on in the background: bounded wait for its end.
+        let mut statement = serde_json::Value::Null;
+        for _ in 0..100 {
+            let (status, body) = call(reqwest::Method::GET, base.clone(), READER).await;
+            assert_eq!(status, 200, "{name}: {body}");
+            statement = serde_json::from_str(&body).unwrap();
+            if statement["status"] != "running" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(statement["status"], "reconciled", "{name}: {statement}");
+        assert_eq!(statement["totals"]["lines"], 1, "{name}: {statement}");
+        assert_eq!(statement["discrepancies"][0]["kind"], "provider_only");
+        assert_eq!(statement["discrepancies"][0]["healed"], true);
+        assert_eq!(statement["discrepancy_counts"]["provider_only"], 1);
+        assert_eq!(statement["runs"].as_array().unwrap().len(), 1);
+        let (status, list) = call(
+            reqwest::Method::GET,
+            format!("/statements?tenant={}&from={today}&to={today}", t.id),
+            READER,
+        )
+        .await;
+        assert_eq!(status, 200, "{name}: {list}");
+        let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+        assert_eq!(list["statements"][0]["date"], today.to_string(), "{name}");
+        assert_eq!(list["statements"][0]["discrepancies"]["provider_only"], 1);
+        let (status, csv) = call(
+            reqwest::Method::GET,
+            format!("{base}/discrepancies.csv"),
+            READER,
+        )
+        .await;
+        assert_eq!(status, 200, "{name}: {csv}");
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            rows[0],
+            "kind,out_trade_no,out_refund_no,provider_trade_no,healed,bill_amount,paybridge_amount,bill_status,paybridge_status"
+        );
+        assert!(
+            rows[1].starts_with(&format!("provider_only,{a},,"))
+                && rows[1].contains(",true,100,100,SUCCESS,pending"),
+            "{name}: {csv}"
+        );
+        let audit = gw.state.tenant_store.audit(Some(&t.id), 10).await.unwrap();
+        assert!(
+            audit.iter().any(|e| e.action == "run_statement"),
+            "{name}: {audit:?}"
+        );
+        gw.finish().await;
+    }
+}

@@ -13,4 +13,5 @@ pub mod orders;
 pub mod refunds;
 pub mod sandbox;
 pub mod sessions;
+pub mod statements;
 pub mod views;

@@ -348,3 +348,61 @@ pub async fn refunded_between<C: ConnectionTrait>(
         .all(db)
         .await?)
 }
+
+/// Which statements to list.
+#[derive(Debug, Clone, Default)]
+pub struct StatementFilter {
+    /// One tenant's.
+    pub tenant_id: Option<String>,
+    /// One provider's.
+    pub provider: Option<String>,
+    /// From this day (`YYYY-MM-DD`, inclusive).
+    pub from: Option<String>,
+    /// To this day (inclusive).
+    pub to: Option<String>,
+    /// In this status.
+    pub status: Option<String>,
+}
+
+/// Statements, newest day first (at most `limit`).
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    filter: &StatementFilter,
+    limit: u64,
+) -> Result<Vec<statement::Model>, StoreError> {
+    use statement::Column as S;
+    let mut q = statement::Entity::find();
+    if let Some(t) = &filter.tenant_id {
+        q = q.filter(S::TenantId.eq(t.as_str()));
+    }
+    if let Some(p) = &filter.provider {
+        q = q.filter(S::Provider.eq(p.as_str()));
+    }
+    if let Some(f) = &filter.from {
+        q = q.filter(S::Day.gte(f.as_str()));
+    }
+    if let Some(t) = &filter.to {
+        q = q.filter(S::Day.lte(t.as_str()));
+    }
+    if let Some(s) = &filter.status {
+        q = q.filter(S::Status.eq(s.as_str()));
+    }
+    Ok(q.order_by_desc(S::Day)
+        .order_by_asc(S::TenantId)
+        .order_by_asc(S::Provider)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// A statement's runs, oldest first.
+pub async fn runs<C: ConnectionTrait>(
+    db: &C,
+    statement_id: &str,
+) -> Result<Vec<statement_run::Model>, StoreError> {
+    Ok(statement_run::Entity::find()
+        .filter(statement_run::Column::StatementId.eq(statement_id))
+        .order_by_asc(statement_run::Column::Version)
+        .all(db)
+        .await?)
+}

@@ -412,10 +412,33 @@ pub async fn reconcile(
     day: NaiveDate,
     bill: Option<Bill>,
 ) -> Result<statement::Model, Failure> {
-    let range = paybridge_core::beijing::day_range(day)
-        .ok_or_else(|| Failure::invalid("date", "not a day"))?;
-    let day_text = day.format("%Y-%m-%d").to_string();
-    let (tenant_id, kind, day_key) = (tenant.id.clone(), provider.to_owned(), day_text.clone());
+    match begin(state, tenant, provider, day).await? {
+        Begun::Started(row) => reconcile_begun(state, tenant, &row, day, bill).await,
+        Begun::Running(row) => Ok(row),
+    }
+}
+
+/// A run that was asked for.
+#[derive(Debug)]
+pub enum Begun {
+    /// A new run, `running`: the caller carries it on.
+    Started(statement::Model),
+    /// A run of that day already in progress: answered as it is.
+    Running(statement::Model),
+}
+
+/// Start a new run of a day's statement, unless one is in progress.
+pub async fn begin(
+    state: &AppState,
+    tenant: &Tenant,
+    provider: &str,
+    day: NaiveDate,
+) -> Result<Begun, Failure> {
+    let (tenant_id, kind, day_key) = (
+        tenant.id.clone(),
+        provider.to_owned(),
+        day.format("%Y-%m-%d").to_string(),
+    );
     let began = state
         .store
         .write(move |txn| {
@@ -424,28 +447,35 @@ pub async fn reconcile(
             })
         })
         .await;
-    let row = match began {
-        Ok(row) => row,
-        Err(BeginError::Running(row)) => return Ok(row),
-        Err(BeginError::Store(e)) => return Err(e.into()),
-    };
-    let failed = |reason: String| RunEnd {
-        status: "failed",
-        reason: Some(reason),
-        totals: [0; 6],
-        counts: json!({}),
-    };
+    match began {
+        Ok(row) => Ok(Begun::Started(row)),
+        Err(BeginError::Running(row)) => Ok(Begun::Running(row)),
+        Err(BeginError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// Carry on a started run with its bill.
+async fn reconcile_begun(
+    state: &AppState,
+    tenant: &Tenant,
+    row: &statement::Model,
+    day: NaiveDate,
+    bill: Option<Bill>,
+) -> Result<statement::Model, Failure> {
+    let provider = row.provider.as_str();
+    let range = paybridge_core::beijing::day_range(day)
+        .ok_or_else(|| Failure::invalid("date", "not a day"))?;
     let mut tally = Tally::default();
     let summary = match bill {
-        Some(bill) => match match_bill(state, tenant, provider, &row, bill, &mut tally).await? {
+        Some(bill) => match match_bill(state, tenant, provider, row, bill, &mut tally).await? {
             Ok(summary) => summary,
-            Err(e) => return end_run(state, &row, failed(e.to_string())).await,
+            Err(e) => return end_run(state, row, ended("failed", e.to_string())).await,
         },
         None => BillSummary::default(),
     };
     // 3. What paybridge saw that the bill does not hold.
     let found = paybridge_only(state, tenant, provider, range, &mut tally).await?;
-    write_batch(state, &row, found, Vec::new(), Vec::new()).await?;
+    write_batch(state, row, found, Vec::new(), Vec::new()).await?;
     let lines = i64::try_from(summary.lines).unwrap_or(i64::MAX);
     let end = RunEnd {
         status: "reconciled",
@@ -460,7 +490,22 @@ pub async fn reconcile(
         ],
         counts: json!(tally.counts),
     };
-    end_run(state, &row, end).await
+    end_run(state, row, end).await
+}
+
+/// Ask the tenant's provider for the day's bill and reconcile it: a new run of the statement.
+/// A bill not made yet leaves the statement `not_ready`; a provider that refuses, `failed` with
+/// its reason. A run of that day in progress is answered as it is.
+pub async fn run(
+    state: &AppState,
+    tenant: &Tenant,
+    kind: &str,
+    day: NaiveDate,
+) -> Result<statement::Model, Failure> {
+    match begin(state, tenant, kind, day).await? {
+        Begun::Started(row) => carry_on(state, tenant, &row, day).await,
+        Begun::Running(row) => Ok(row),
+    }
 }
 
 /// Removes a downloaded bill's temporary file when the run is over.
@@ -472,24 +517,25 @@ impl Drop for TempBill {
     }
 }
 
-/// Ask the tenant's provider for the day's bill and reconcile it: a new run of the statement.
-/// A bill not made yet leaves the statement `not_ready`; a provider that refuses, `failed` with
-/// its reason.
-pub async fn run(
+/// Carry on a started run: download the bill and reconcile it.
+pub async fn carry_on(
     state: &AppState,
     tenant: &Tenant,
-    kind: &str,
+    row: &statement::Model,
     day: NaiveDate,
 ) -> Result<statement::Model, Failure> {
-    let provider = tenant
-        .any_provider(kind)
-        .cloned()
-        .ok_or_else(|| Failure::not_found("provider"))?;
+    let Some(provider) = tenant.any_provider(&row.provider).cloned() else {
+        return end_run(
+            state,
+            row,
+            ended("failed", "the provider is no longer configured".to_owned()),
+        )
+        .await;
+    };
     let path = std::env::temp_dir().join(format!("paybridge-bill-{}", uuid::Uuid::new_v4()));
     let guard = TempBill(path.clone());
     let download = {
         let provider = provider.clone();
-        let path = path.clone();
         async move {
             let mut file = std::fs::File::create(&path)
                 .map_err(|e| paybridge_core::provider::ProviderError::Unavailable(e.to_string()))?;
@@ -518,47 +564,21 @@ pub async fn run(
         }
         Ok(paybridge_core::statement::BillDownload::Empty) => None,
         Ok(paybridge_core::statement::BillDownload::NotReady(why)) => {
-            return mark(state, tenant, kind, day, "not_ready", why).await;
+            return end_run(state, row, ended("not_ready", why)).await;
         }
-        Err(e) => return mark(state, tenant, kind, day, "failed", e.to_string()).await,
+        Err(e) => return end_run(state, row, ended("failed", e.to_string())).await,
     };
-    let done = reconcile(state, tenant, kind, day, bill).await;
+    let done = reconcile_begun(state, tenant, row, day, bill).await;
     drop(guard);
     done
 }
 
-/// A run that ended before any bill: `not_ready` or `failed`, with why.
-async fn mark(
-    state: &AppState,
-    tenant: &Tenant,
-    kind: &str,
-    day: NaiveDate,
-    status: &'static str,
-    reason: String,
-) -> Result<statement::Model, Failure> {
-    let (tenant_id, kind_key, day_key) = (
-        tenant.id.clone(),
-        kind.to_owned(),
-        day.format("%Y-%m-%d").to_string(),
-    );
-    let began = state
-        .store
-        .write(move |txn| {
-            Box::pin(async move {
-                store::begin_run(txn, &tenant_id, &kind_key, &day_key, crate::store::now()).await
-            })
-        })
-        .await;
-    let row = match began {
-        Ok(row) => row,
-        Err(BeginError::Running(row)) => return Ok(row),
-        Err(BeginError::Store(e)) => return Err(e.into()),
-    };
-    let end = RunEnd {
+/// A run that ended without a reconciliation.
+fn ended(status: &'static str, reason: String) -> RunEnd {
+    RunEnd {
         status,
         reason: Some(reason),
         totals: [0; 6],
         counts: json!({}),
-    };
-    end_run(state, &row, end).await
+    }
 }
