@@ -100,6 +100,26 @@ pub struct Metrics {
     webhook_attempts: Family<OutcomeLabels, Counter>,
     webhook_backlog: Gauge,
     activity_dropped: Counter,
+    statements: Family<StatementLabels, Counter>,
+    statement_lines: Family<StatementLineLabels, Counter>,
+}
+
+/// Labels of `paybridge_statements_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatementLabels {
+    /// The provider kind.
+    pub provider: String,
+    /// How the run ended: `reconciled`, `not_ready` or `failed`.
+    pub status: &'static str,
+}
+
+/// Labels of `paybridge_statement_lines_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatementLineLabels {
+    /// The provider kind.
+    pub provider: String,
+    /// `matched` or a discrepancy kind.
+    pub result: String,
 }
 
 impl Metrics {
@@ -165,6 +185,18 @@ impl Metrics {
             "Time of a database commit (on SQLite, one commit holds a group of writes)",
             commit_seconds,
         );
+        let statements = Family::<StatementLabels, Counter>::default();
+        registry.register(
+            "paybridge_statements",
+            "Statement runs, by how they ended",
+            statements.clone(),
+        );
+        let statement_lines = Family::<StatementLineLabels, Counter>::default();
+        registry.register(
+            "paybridge_statement_lines",
+            "Bill lines reconciled, matched or by discrepancy kind",
+            statement_lines.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector));
         Metrics {
             registry,
@@ -177,6 +209,8 @@ impl Metrics {
             webhook_attempts,
             webhook_backlog,
             activity_dropped,
+            statements,
+            statement_lines,
         }
     }
 
@@ -254,6 +288,26 @@ impl Metrics {
     pub fn set_webhook_backlog(&self, events: u64) {
         self.webhook_backlog
             .set(i64::try_from(events).unwrap_or(i64::MAX));
+    }
+
+    /// A statement run ended.
+    pub fn statement(&self, provider: &str, status: &'static str) {
+        self.statements
+            .get_or_create(&StatementLabels {
+                provider: provider.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    /// `n` lines of a statement with this result.
+    pub fn statement_lines(&self, provider: &str, result: &str, n: u64) {
+        self.statement_lines
+            .get_or_create(&StatementLineLabels {
+                provider: provider.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc_by(n);
     }
 
     /// An activity record dropped.

@@ -417,6 +417,35 @@ async fn the_sandbox_bill_of_a_day_is_downloaded_and_reconciled() {
             .unwrap();
         assert_eq!(stored.fee, Some(12), "{name}");
 
+        // The merchant hears of it, and the metrics count it.
+        let events = gw.state.store.outbox(&t.id).await.unwrap();
+        let reconciled: Vec<_> = events
+            .iter()
+            .filter(|e| e.event_type == "statement.reconciled")
+            .collect();
+        assert_eq!(reconciled.len(), 1, "{name}");
+        let data: serde_json::Value = serde_json::from_str(&reconciled[0].data).unwrap();
+        assert_eq!(
+            (
+                &data["date"],
+                &data["totals"]["net"],
+                &data["discrepancies"]["provider_only"]
+            ),
+            (&json!(today.to_string()), &json!(2490 - 990 - 9), &json!(1)),
+            "{name}: {data}"
+        );
+        let metrics = gw.state.metrics.render();
+        assert!(
+            metrics.contains(
+                "paybridge_statements_total{provider=\"wechat_miniprogram\",status=\"reconciled\"} 1"
+            ) && metrics.contains(
+                "paybridge_statement_lines_total{provider=\"wechat_miniprogram\",result=\"matched\"} 2"
+            ),
+            "{name}: {metrics}"
+        );
+        let view = order(&gw, &t.id, &a).await;
+        assert_eq!(view["fee"], 12, "{name}: {view}");
+
         // Run again: a new version, now without a discrepancy (b is paid).
         let again = run(&gw.state, &tenant, kind, today).await.unwrap();
         assert_eq!(

@@ -16,7 +16,7 @@ use crate::db::entities::{statement, statement_discrepancy, statement_run};
 use crate::state::AppState;
 use crate::store::statements::{self as store, StatementFilter};
 use crate::usecases::Failure;
-use crate::usecases::statements::{self as statements, Begun};
+use crate::usecases::statements::{self as statements, Begun, statement_json as view};
 
 /// Filters of the statements list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -47,27 +47,6 @@ fn day(text: &str, field: &'static str) -> Result<NaiveDate, Failure> {
 
 fn counts(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| json!({}))
-}
-
-/// The statement as the list shows it (no discrepancy list).
-pub fn view(s: &statement::Model) -> Value {
-    let mut v = json!({
-        "tenant": s.tenant_id,
-        "provider": s.provider,
-        "date": s.day,
-        "status": s.status,
-        "version": s.version,
-        "totals": {
-            "gross": s.gross, "refunds": s.refunds, "fees": s.fees, "net": s.net,
-            "lines": s.lines, "matched": s.matched,
-        },
-        "discrepancies": counts(&s.counts),
-        "updated_at": s.updated_at,
-    });
-    if let Some(reason) = &s.reason {
-        v["reason"] = json!(reason);
-    }
-    v
 }
 
 fn discrepancy(d: &statement_discrepancy::Model) -> Value {

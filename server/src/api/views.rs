@@ -73,8 +73,9 @@ pub struct EventView {
     /// The event id, also sent as `Paybridge-Event-Id`; receivers deduplicate by it.
     pub id: String,
     /// `order.paid`, `order.closed`, `order.failed`, `order.flagged`,
-    /// `order.partially_refunded`, `order.refunded`, `refund.succeeded`, `refund.failed` or
-    /// `refund.abnormal`.
+    /// `order.partially_refunded`, `order.refunded`, `refund.succeeded`, `refund.failed`,
+    /// `refund.abnormal` or `statement.reconciled` (a day's statement; its `data` is the
+    /// statement with its totals and the counts of its discrepancies by kind).
     #[serde(rename = "type")]
     #[schema(example = "order.paid")]
     pub event_type: String,

@@ -111,6 +111,29 @@ pub async fn write_outbox(
     Ok(())
 }
 
+/// Write a merchant event about no order (e.g. `statement.reconciled`) and schedule it.
+pub async fn write_tenant_event(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    event_type: &str,
+    data: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let event_id = super::new_id();
+    outbox_event::Entity::insert(outbox_event::ActiveModel {
+        id: Set(event_id.clone()),
+        tenant_id: Set(tenant_id.to_owned()),
+        event_type: Set(event_type.to_owned()),
+        order_id: Set(None),
+        data: Set(data.to_owned()),
+        created_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    super::deliveries::schedule_event(txn, &event_id, tenant_id, now).await?;
+    Ok(())
+}
+
 /// Provider events recorded for a tenant (each applied once).
 pub async fn provider_events<C: ConnectionTrait>(
     db: &C,

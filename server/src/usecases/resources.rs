@@ -41,6 +41,9 @@ pub struct OrderView {
     pub provider_trade_no: Option<String>,
     /// Sum of succeeded refunds, in fen.
     pub refunded_amount: i64,
+    /// The provider's fee in fen, once the day's statement is reconciled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee: Option<i64>,
     /// The provider's payment time.
     pub paid_at: Option<DateTime<Utc>>,
     /// When the order expires if unpaid.
@@ -66,6 +69,7 @@ impl OrderView {
             flags: flags_of(o),
             provider_trade_no: o.provider_trade_no.clone(),
             refunded_amount: o.refunded_amount,
+            fee: o.fee,
             paid_at: o.paid_at,
             expires_at: o.expires_at,
             created_at: o.created_at,
@@ -96,6 +100,9 @@ pub struct RefundView {
     pub updated_at: DateTime<Utc>,
     /// When the money went back.
     pub succeeded_at: Option<DateTime<Utc>>,
+    /// The fee the provider returned on it, in fen, once the day's statement is reconciled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee_returned: Option<i64>,
 }
 
 impl RefundView {
@@ -111,6 +118,7 @@ impl RefundView {
             created_at: r.created_at,
             updated_at: r.updated_at,
             succeeded_at: r.succeeded_at,
+            fee_returned: r.fee_returned,
         }
     }
 }

@@ -300,23 +300,96 @@ async fn paybridge_only(
     Ok(found)
 }
 
+/// A statement as the merchant's `statement.reconciled` event and the admin list show it:
+/// without the discrepancy list, with the counts by kind.
+pub fn statement_json(s: &statement::Model) -> Value {
+    let mut v = json!({
+        "tenant": s.tenant_id,
+        "provider": s.provider,
+        "date": s.day,
+        "status": s.status,
+        "version": s.version,
+        "totals": {
+            "gross": s.gross, "refunds": s.refunds, "fees": s.fees, "net": s.net,
+            "lines": s.lines, "matched": s.matched,
+        },
+        "discrepancies": serde_json::from_str::<Value>(&s.counts).unwrap_or_else(|_| json!({})),
+        "updated_at": s.updated_at,
+    });
+    if let Some(reason) = &s.reason {
+        v["reason"] = json!(reason);
+    }
+    v
+}
+
+/// End a run: the statement and the run show it, and a reconciled run sends the merchant
+/// `statement.reconciled`, in the same write. Counted in the metrics.
 async fn end_run(
     state: &AppState,
     row: &statement::Model,
     end: RunEnd,
 ) -> Result<statement::Model, Failure> {
-    let (id, version) = (row.id.clone(), row.version);
+    let [lines, matched, gross, refunds, fees, net] = end.totals;
+    let now = crate::store::now();
+    let after = statement::Model {
+        status: end.status.to_owned(),
+        reason: end.reason.clone(),
+        lines,
+        matched,
+        gross,
+        refunds,
+        fees,
+        net,
+        counts: end.counts.to_string(),
+        updated_at: now,
+        ..row.clone()
+    };
+    let event = (end.status == "reconciled").then(|| statement_json(&after).to_string());
+    let (id, version, tenant_id) = (row.id.clone(), row.version, row.tenant_id.clone());
+    let counts = end.counts.clone();
     state
         .store
         .write(move |txn| {
             Box::pin(async move {
-                store::finish_run(txn, &id, version, &end, crate::store::now()).await
+                store::finish_run(txn, &id, version, &end, now).await?;
+                if let Some(data) = event {
+                    crate::store::events::write_tenant_event(
+                        txn,
+                        &tenant_id,
+                        "statement.reconciled",
+                        &data,
+                        now,
+                    )
+                    .await?;
+                }
+                Ok::<_, crate::store::StoreError>(())
             })
         })
         .await?;
-    store::find(state.store.db(), &row.tenant_id, &row.provider, &row.day)
-        .await?
-        .ok_or_else(|| Failure::not_found("statement"))
+    state.metrics.statement(&row.provider, after_status(&after));
+    if after.status == "reconciled" {
+        state.metrics.statement_lines(
+            &row.provider,
+            "matched",
+            u64::try_from(matched).unwrap_or(0),
+        );
+        if let Some(by_kind) = counts.as_object() {
+            for (kind, n) in by_kind {
+                state
+                    .metrics
+                    .statement_lines(&row.provider, kind, n.as_u64().unwrap_or(0));
+            }
+        }
+    }
+    Ok(after)
+}
+
+fn after_status(s: &statement::Model) -> &'static str {
+    match s.status.as_str() {
+        "reconciled" => "reconciled",
+        "not_ready" => "not_ready",
+        _ => "failed",
+    }
 }
 
 async fn write_batch(
