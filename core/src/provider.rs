@@ -485,6 +485,11 @@ pub trait PaymentProvider: Send + Sync + 'static {
         })
     }
 
+    /// Whether this provider (as configured) has daily bills to reconcile.
+    fn has_bills(&self) -> bool {
+        false
+    }
+
     /// Download the merchant's trade bill of a Beijing `day` into `dest`, streaming. Providers
     /// without bills answer `NotSupported`.
     async fn download_bill(

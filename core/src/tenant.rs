@@ -243,6 +243,14 @@ impl Tenant {
             .map(|p| &p.provider)
     }
 
+    /// Every enabled provider with its kind.
+    pub fn enabled_providers(&self) -> impl Iterator<Item = (&str, &Arc<dyn PaymentProvider>)> {
+        self.providers
+            .iter()
+            .filter(|(_, p)| p.enabled)
+            .map(|(kind, p)| (kind.as_str(), &p.provider))
+    }
+
     /// The provider of this kind, enabled or not (for notifications of existing orders).
     pub fn any_provider(&self, kind: &str) -> Option<&Arc<dyn PaymentProvider>> {
         self.providers.get(kind).map(|p| &p.provider)

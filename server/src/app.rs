@@ -347,6 +347,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
         workers.push(crate::retention::spawn(state.clone()));
     }
     workers.push(crate::usecases::activity::spawn(state.clone()));
+    if state.config.statements.enabled {
+        workers.push(crate::statements::spawn(state.clone()));
+    }
     let listener =
         TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, "paybridge listening");

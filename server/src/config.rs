@@ -39,6 +39,41 @@ pub struct Config {
     pub log: LogSection,
     /// `[idempotency]`: how long an `Idempotency-Key` is kept.
     pub idempotency: IdempotencySection,
+    /// `[statements]`: the providers' daily bills, reconciled.
+    pub statements: StatementsSection,
+}
+
+/// `[statements]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatementsSection {
+    /// Run the statements worker.
+    pub enabled: bool,
+    /// Beijing time (`HH:MM`) after which the previous day's bills are fetched.
+    #[serde(deserialize_with = "hh_mm")]
+    pub ready_after: chrono::NaiveTime,
+    /// Missing days within this many days back are fetched too.
+    pub lookback_days: u32,
+}
+
+impl Default for StatementsSection {
+    fn default() -> Self {
+        StatementsSection {
+            enabled: true,
+            ready_after: chrono::NaiveTime::from_hms_opt(10, 30, 0).unwrap_or_default(),
+            lookback_days: 7,
+        }
+    }
+}
+
+/// A `HH:MM` time of day.
+fn hh_mm<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono::NaiveTime, D::Error> {
+    let text = String::deserialize(d)?;
+    chrono::NaiveTime::parse_from_str(&text, "%H:%M").map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a time of day: write HH:MM in Beijing time, e.g. \"10:30\""
+        ))
+    })
 }
 
 /// `[idempotency]`

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod reconciler;
 pub mod retention;
 pub mod state;
+pub mod statements;
 pub mod store;
 pub mod usecases;
 pub mod webhooks;

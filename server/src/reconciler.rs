@@ -42,8 +42,9 @@ pub struct PassReport {
 
 /// Try to take (or renew) the named lease until `now + ttl`. Through the store's writer, like
 /// every write of the request path: on SQLite a second writing connection would wait for the lock.
-pub async fn acquire_lease(
+pub async fn acquire_named_lease(
     state: &AppState,
+    name: &'static str,
     holder: &str,
     now: DateTime<Utc>,
     ttl: Duration,
@@ -56,7 +57,7 @@ pub async fn acquire_lease(
         .write(move |txn| {
             Box::pin(async move {
                 let inserted = lease::Entity::insert(lease::ActiveModel {
-                    name: Set(LEASE.to_owned()),
+                    name: Set(name.to_owned()),
                     holder: Set(holder.clone()),
                     expires_at: Set(until),
                 })
@@ -69,7 +70,7 @@ pub async fn acquire_lease(
                 let taken = lease::Entity::update_many()
                     .col_expr(lease::Column::Holder, Expr::value(holder.clone()))
                     .col_expr(lease::Column::ExpiresAt, Expr::value(until))
-                    .filter(lease::Column::Name.eq(LEASE))
+                    .filter(lease::Column::Name.eq(name))
                     .filter(
                         Condition::any()
                             .add(lease::Column::Holder.eq(holder))
@@ -83,15 +84,29 @@ pub async fn acquire_lease(
         .await
 }
 
+/// Take (or renew) the reconciler's lease.
+pub async fn acquire_lease(
+    state: &AppState,
+    holder: &str,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    acquire_named_lease(state, LEASE, holder, now, ttl).await
+}
+
 /// Give the lease up (end of a pass).
-pub async fn release_lease(state: &AppState, holder: &str) -> Result<(), StoreError> {
+pub async fn release_named_lease(
+    state: &AppState,
+    name: &'static str,
+    holder: &str,
+) -> Result<(), StoreError> {
     let holder = holder.to_owned();
     state
         .store
         .write(move |txn| {
             Box::pin(async move {
                 lease::Entity::delete_many()
-                    .filter(lease::Column::Name.eq(LEASE))
+                    .filter(lease::Column::Name.eq(name))
                     .filter(lease::Column::Holder.eq(holder))
                     .exec(txn)
                     .await?;
@@ -99,6 +114,11 @@ pub async fn release_lease(state: &AppState, holder: &str) -> Result<(), StoreEr
             })
         })
         .await
+}
+
+/// Give the reconciler's lease up.
+pub async fn release_lease(state: &AppState, holder: &str) -> Result<(), StoreError> {
+    release_named_lease(state, LEASE, holder).await
 }
 
 /// Look at an order again at `at` (not a change of the order).

@@ -119,6 +119,11 @@ impl TenantRegistry {
         self.index.store(Arc::new(index));
     }
 
+    /// Every tenant.
+    pub fn all(&self) -> Vec<Arc<Tenant>> {
+        self.index.load().by_id.values().cloned().collect()
+    }
+
     /// A tenant by id.
     pub fn get(&self, id: &str) -> Option<Arc<Tenant>> {
         self.index.load().by_id.get(id).cloned()

@@ -569,3 +569,48 @@ async fn statements_are_run_and_read_through_the_admin_api() {
         gw.finish().await;
     }
 }
+
+/// The worker: the days within the look-back that have no statement are reconciled, each once
+/// even with two instances at it together; a second pass finds nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reconciles_each_missing_day_once_across_two_instances() {
+    for backend in backends() {
+        let name = backend.name();
+        let t = TestTenant::wechat("stmt_worker", 94, "MD5");
+        let tweak = |c: &mut paybridge_server::config::Config| {
+            c.statements.lookback_days = 3;
+            c.statements.ready_after = chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap();
+        };
+        let gw = Gateway::start_with(&backend, std::slice::from_ref(&t), tweak).await;
+        let other = gw.second_instance(std::slice::from_ref(&t), tweak).await;
+        let now = chrono::Utc::now();
+        let (a, b) = tokio::join!(
+            paybridge_server::statements::run_once(&gw.state, now),
+            paybridge_server::statements::run_once(&other.state, now),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let listed = paybridge_server::store::statements::list(
+            gw.state.store.db(),
+            &paybridge_server::store::statements::StatementFilter::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        let days: Vec<(String, i64, String)> = listed
+            .iter()
+            .map(|s| (s.day.clone(), s.version, s.status.clone()))
+            .collect();
+        assert_eq!(days.len(), 3, "{name}: {days:?} {a:?} {b:?}");
+        assert!(
+            days.iter().all(|(_, v, s)| *v == 1 && s == "reconciled"),
+            "{name}: each day once: {days:?}"
+        );
+        assert_eq!(a.runs + b.runs, 3, "{name}: {a:?} {b:?}");
+        let again = paybridge_server::statements::run_once(&gw.state, now)
+            .await
+            .unwrap();
+        assert_eq!(again.runs, 0, "{name}: {again:?}");
+        other.finish().await;
+        gw.finish().await;
+    }
+}

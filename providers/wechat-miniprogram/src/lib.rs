@@ -196,6 +196,11 @@ impl PaymentProvider for WechatMiniprogram {
         refunds::query_refund(self.v2()?, order, out_refund_no).await
     }
 
+    fn has_bills(&self) -> bool {
+        // API v2 bills; v3's `GET /v3/bill/tradebill` is not built yet.
+        self.config().api_version != config::ApiVersion::V3 && self.config().has_api_key()
+    }
+
     async fn download_bill(
         &self,
         day: chrono::NaiveDate,

@@ -73,7 +73,10 @@ pub async fn begin_run(
         .await
         .map_err(BeginError::Store)?;
     let row = match existing {
-        Some(s) if s.status == "running" => return Err(BeginError::Running(s)),
+        // A run whose instance died is taken over after an hour without news.
+        Some(s) if s.status == "running" && s.updated_at > now - chrono::Duration::hours(1) => {
+            return Err(BeginError::Running(s));
+        }
         Some(s) => {
             // A compare-and-set on the version: two instances starting the same run at once
             // cannot both take it.
