@@ -614,3 +614,78 @@ async fn the_worker_reconciles_each_missing_day_once_across_two_instances() {
         gw.finish().await;
     }
 }
+
+/// Each difference the sandbox can inject, classified: a payment left out of the bill, another
+/// amount, a refund made in the merchant's console, a payment whose notification was dropped
+/// (healed). The totals are the bill's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_injected_difference_is_classified() {
+    for backend in backends() {
+        let name = backend.name();
+        let t = TestTenant::wechat("stmt_diff", 95, "MD5");
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let tenant = gw.state.tenants.get(&t.id).unwrap();
+        let mut numbers = Vec::new();
+        for (amount, notify) in [
+            (1000, "deliver"),
+            (2000, "deliver"),
+            (3000, "deliver"),
+            (4000, "drop"),
+        ] {
+            let (no, _) = create_order(&gw, &t.id, amount).await;
+            pay(&gw, &t, &no, notify).await;
+            numbers.push(no);
+        }
+        let [a, b, c, d] = [&numbers[0], &numbers[1], &numbers[2], &numbers[3]];
+        let (status, body) = gw
+            .sandbox(
+                "/control/bill",
+                &json!({
+                    "mch_id": t.mch_id,
+                    "drop": [b],
+                    "amounts": {c: 3001},
+                    "foreign_refunds": [{"out_trade_no": a, "out_refund_no": "CONSOLE-1", "amount": 500}],
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "{name}: {body}");
+        let today = chrono::Utc::now()
+            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+            .date_naive();
+        let s = run(&gw.state, &tenant, "wechat_miniprogram", today)
+            .await
+            .unwrap();
+        assert_eq!(s.status, "reconciled", "{name}: {s:?}");
+        let counts: serde_json::Value = serde_json::from_str(&s.counts).unwrap();
+        assert_eq!(
+            counts,
+            json!({"amount_mismatch": 1, "foreign": 1, "paybridge_only": 1, "provider_only": 1}),
+            "{name}"
+        );
+        let found = paybridge_server::store::statements::discrepancies(
+            gw.state.store.db(),
+            &s.id,
+            s.version,
+        )
+        .await
+        .unwrap();
+        let of = |kind: &str| found.iter().find(|f| f.kind == kind).unwrap();
+        assert_eq!(of("paybridge_only").out_trade_no, *b);
+        assert_eq!(of("amount_mismatch").out_trade_no, *c);
+        assert_eq!(of("foreign").out_refund_no.as_deref(), Some("CONSOLE-1"));
+        assert_eq!(
+            (
+                of("provider_only").out_trade_no.as_str(),
+                of("provider_only").healed
+            ),
+            (d.as_str(), true)
+        );
+        // a, c and d paid in the bill (b left out), the console refund: 1000 + 3001 + 4000.
+        assert_eq!(
+            (s.lines, s.matched, s.gross, s.refunds),
+            (4, 1, 8001, 500),
+            "{name}: {s:?}"
+        );
+        gw.finish().await;
+    }
+}

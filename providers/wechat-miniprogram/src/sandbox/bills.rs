@@ -3,9 +3,40 @@
 //! fee is 0.6 %, rounded to the fen, returned in proportion on refunds. A day without a payment
 //! or a refund answers WeChat's `No Bill Exist`; a future day's, `StatementCreating`.
 
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
 use super::envelope::{Authed, Reply};
 use super::orders::{OrderBook, TradeState, beijing_now};
 use super::refunds::{RefundBook, RefundStatus};
+
+/// Differences a test or a demo injects into a merchant's bills (`POST /control/bill`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BillEdits {
+    /// Payments left out of the bill.
+    #[serde(default)]
+    pub(crate) drop: Vec<String>,
+    /// Payments shown with another amount (fen).
+    #[serde(default)]
+    pub(crate) amounts: HashMap<String, u64>,
+    /// Refunds the bill shows that paybridge never made (as from the merchant's console).
+    #[serde(default)]
+    pub(crate) foreign_refunds: Vec<ForeignRefund>,
+}
+
+/// A refund made outside paybridge.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ForeignRefund {
+    /// The refunded order.
+    pub(crate) out_trade_no: String,
+    /// A refund number paybridge never made.
+    pub(crate) out_refund_no: String,
+    /// Fen.
+    pub(crate) amount: u64,
+}
 
 /// The published header of a `bill_type=ALL` bill.
 pub(crate) const HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
@@ -35,8 +66,11 @@ fn line(fields: &[&str]) -> String {
 pub(crate) fn downloadbill(
     orders: &OrderBook,
     refunds: &RefundBook,
+    edits: Option<&BillEdits>,
     auth: &Authed,
 ) -> Result<String, Reply> {
+    let none = BillEdits::default();
+    let edits = edits.unwrap_or(&none);
     let Some(date) = auth.field("bill_date") else {
         return Err(Reply::Refused("bill_date 参数缺失".into()));
     };
@@ -60,7 +94,10 @@ pub(crate) fn downloadbill(
         (0i64, 0i64, 0i64, 0i64, 0i64);
     for o in orders.all().filter(|o| &o.mch_id == mch_id && !o.is_v3()) {
         let Some(p) = &o.payment else { continue };
-        if !p.time_end.starts_with(date) || o.state != TradeState::Success && !o.paid_after_close {
+        if !p.time_end.starts_with(date)
+            || o.state != TradeState::Success && !o.paid_after_close
+            || edits.drop.contains(&o.out_trade_no)
+        {
             continue;
         }
         let time = format!(
@@ -72,8 +109,13 @@ pub(crate) fn downloadbill(
             &p.time_end[10..12],
             &p.time_end[12..14]
         );
-        let amount = i64::try_from(o.total_fee).unwrap_or(i64::MAX);
-        let f = fee(o.total_fee);
+        let fen = edits
+            .amounts
+            .get(&o.out_trade_no)
+            .copied()
+            .unwrap_or(o.total_fee);
+        let amount = i64::try_from(fen).unwrap_or(i64::MAX);
+        let f = fee(fen);
         gross += amount;
         ordered += amount;
         fees += f;
@@ -143,6 +185,52 @@ pub(crate) fn downloadbill(
                 "0.00",
                 &r.refund_id,
                 &r.out_refund_no,
+                &amount,
+                "0.00",
+                "ORIGINAL",
+                "SUCCESS",
+                "",
+                "",
+                &returned,
+                "0.60%",
+                "0.00",
+                &amount,
+                "",
+            ]),
+        ));
+    }
+    for (i, f) in edits.foreign_refunds.iter().enumerate() {
+        let Some(o) = orders.get(mch_id, &f.out_trade_no) else {
+            continue;
+        };
+        let Some(p) = &o.payment else { continue };
+        let amount = i64::try_from(f.amount).unwrap_or(i64::MAX);
+        let returned = -fee(f.amount);
+        refunded += amount;
+        requested += amount;
+        fees += returned;
+        let (amount, returned) = (yuan(amount), yuan(returned));
+        let at = format!("{day} 23:59:{:02}", i % 60);
+        let refund_id = format!("5030000001{date}{i:010}");
+        rows.push((
+            at.clone(),
+            line(&[
+                &at,
+                &o.appid,
+                mch_id,
+                "0",
+                "",
+                &p.transaction_id,
+                &o.out_trade_no,
+                "",
+                "JSAPI",
+                "REFUND",
+                "OTHERS",
+                "CNY",
+                "0.00",
+                "0.00",
+                &refund_id,
+                &f.out_refund_no,
                 &amount,
                 "0.00",
                 "ORIGINAL",

@@ -168,6 +168,7 @@ struct State {
     refunds: RefundBook,
     faults: Faults,
     settings: Settings,
+    bill_edits: std::collections::HashMap<String, bills::BillEdits>,
     v3: v3::V3State,
 }
 
@@ -181,6 +182,7 @@ struct Settings {
 enum Route<'a> {
     Login,
     DownloadBill,
+    ControlBill,
     Pay(Api),
     ControlPay,
     ControlNotify,
@@ -208,6 +210,7 @@ impl Route<'_> {
             "/control/fail" => (Route::ControlFail, "POST"),
             "/control/refund" => (Route::ControlRefund, "POST"),
             "/control/settings" => (Route::ControlSettings, "POST"),
+            "/control/bill" => (Route::ControlBill, "POST"),
             "/control/v3/keys" => (Route::ControlV3Keys, "POST"),
             other if other.starts_with("/v3/") => {
                 let (api, method) = v3::api::V3Api::of(other)?;
@@ -273,14 +276,43 @@ impl WechatSimulator {
         }
     }
 
+    /// `POST /control/bill` `{"mch_id", "drop"?, "amounts"?, "foreign_refunds"?}`: the
+    /// differences this merchant's bills show from now on (replacing earlier ones).
+    fn control_bill(&self, body: &[u8]) -> SimResponse {
+        let invalid = |message: String| {
+            json_response(
+                400,
+                &serde_json::json!({"error": {"code": "invalid_request", "message": message}}),
+            )
+        };
+        let mut fields: serde_json::Map<String, Value> = match serde_json::from_slice(body) {
+            Ok(f) => f,
+            Err(e) => return invalid(e.to_string()),
+        };
+        let Some(Value::String(mch_id)) = fields.remove("mch_id") else {
+            return invalid("mch_id is required".to_owned());
+        };
+        let edits: bills::BillEdits = match serde_json::from_value(Value::Object(fields.clone())) {
+            Ok(e) => e,
+            Err(e) => return invalid(format!("{e}; known: drop, amounts, foreign_refunds")),
+        };
+        self.lock().bill_edits.insert(mch_id.clone(), edits);
+        json_response(
+            200,
+            &serde_json::json!({"mch_id": mch_id, "bill": Value::Object(fields)}),
+        )
+    }
+
     fn download_bill(&self, body: &[u8]) -> SimResponse {
         let fault = self.take_fault(Api::DownloadBill);
         if fault == Some(FaultMode::Http500) {
             return http_500();
         }
         let state = self.lock();
-        let bill = envelope::authenticate(&state.registry, body)
-            .and_then(|auth| bills::downloadbill(&state.orders, &state.refunds, &auth));
+        let bill = envelope::authenticate(&state.registry, body).and_then(|auth| {
+            let edits = state.bill_edits.get(&auth.merchant.mch_id);
+            bills::downloadbill(&state.orders, &state.refunds, edits, &auth)
+        });
         match bill {
             Ok(text) => SimResponse {
                 status: 200,
@@ -384,6 +416,7 @@ impl Simulator for WechatSimulator {
         match route {
             Route::Login => self.login(&request.query).await,
             Route::DownloadBill => self.download_bill(&request.body),
+            Route::ControlBill => self.control_bill(&request.body),
             Route::Pay(api) => self.pay_api(api, &request.body, request.tls.as_ref()).await,
             Route::ControlPay => self.control_pay(&request.body).await,
             Route::ControlNotify => self.control_notify(&request.body).await,
