@@ -410,7 +410,8 @@ async fn the_sandbox_bill_of_a_day_is_downloaded_and_reconciled() {
             ("provider_only", b.as_str(), true),
             "{name}"
         );
-        assert_eq!(order(&gw, &t.id, &b).await["status"], "paid", "{name}");
+        let healed = order(&gw, &t.id, &b).await;
+        assert_eq!((&healed["status"], &healed["fee"]), (&json!("paid"), &json!(3)), "{name}");
         let stored = paybridge_server::store::orders::find_order(gw.state.store.db(), &t.id, &a)
             .await
             .unwrap()

@@ -160,6 +160,10 @@ async fn match_batch(
                             Some(o) => heal(state, tenant, o).await,
                             None => false,
                         };
+                        if healed {
+                            // Paid now, by the provider's own answer: the line's fee is its fee.
+                            fees.push((line.out_trade_no.clone(), line.fee_fen));
+                        }
                         (DiscrepancyKind::ProviderOnly, healed)
                     }
                 };
