@@ -372,6 +372,20 @@ try {
     check((await page.locator('[data-action="redeliver_event"]').first().innerText()).includes(`events.${eventId}`), "the audit entry does not name the event");
     await assertNoSecrets();
     await checkpoint("audited");
+
+    const statementDay = process.env.PAYBRIDGE_STATEMENT_DAY;
+    if (statementDay) {
+      step = "13. the statements tab shows the reconciled day";
+      await page.getByTestId("tab-statements").click();
+      const statementRow = page.getByTestId(`statement-row-${tenantId}-wechat_miniprogram-${statementDay}`);
+      await statementRow.waitFor({ state: "visible" });
+      const rowText = await statementRow.innerText();
+      check(/reconciled/.test(rowText) && rowText.includes("12.88"), `the statement row: ${rowText}`);
+      await statementRow.click();
+      await page.waitForFunction(() => /reconciled, version/.test(document.getElementById("statement-title").textContent));
+      check(/every line matched/.test(await page.getByTestId("discrepancy-rows").innerText()), "the matched day lists differences");
+      await assertNoSecrets();
+    }
   }
   console.log("@@pass");
 } catch (e) {

@@ -380,6 +380,24 @@ async fn run_page_test(tools: &Tools, backend: &Backend) {
         !receiver.received().is_empty(),
         "{name}: the event was delivered"
     );
+    // Today's statement, for the Statements tab.
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .date_naive();
+    let tenant_now = gw.state.tenants.get(&tenant.id).unwrap();
+    let statement = paybridge_server::usecases::statements::run(
+        &gw.state,
+        &tenant_now,
+        "wechat_miniprogram",
+        today,
+    )
+    .await
+    .unwrap();
+    assert_eq!(statement.status, "reconciled", "{name}: {statement:?}");
+    // Its statement.reconciled event goes out now, so that the redelivery below counts alone.
+    paybridge_server::webhooks::deliver_due(&gw.state, chrono::Utc::now())
+        .await
+        .unwrap();
     let console = ConsoleCase {
         out_trade_no: paid,
         receiver,
@@ -413,6 +431,7 @@ async fn run_page_test(tools: &Tools, backend: &Backend) {
         .env("PAYBRIDGE_SCREENSHOT", &screenshot)
         .env("PAYBRIDGE_PLATFORM_ID", PLATFORM_ID)
         .env("PAYBRIDGE_CONSOLE_ORDER", &console.out_trade_no)
+        .env("PAYBRIDGE_STATEMENT_DAY", today.to_string())
         .env("PAYBRIDGE_DASHBOARD_SCREENSHOT", &console.dashboard)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

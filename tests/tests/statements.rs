@@ -411,7 +411,11 @@ async fn the_sandbox_bill_of_a_day_is_downloaded_and_reconciled() {
             "{name}"
         );
         let healed = order(&gw, &t.id, &b).await;
-        assert_eq!((&healed["status"], &healed["fee"]), (&json!("paid"), &json!(3)), "{name}");
+        assert_eq!(
+            (&healed["status"], &healed["fee"]),
+            (&json!("paid"), &json!(3)),
+            "{name}"
+        );
         let stored = paybridge_server::store::orders::find_order(gw.state.store.db(), &t.id, &a)
             .await
             .unwrap()

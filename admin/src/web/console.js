@@ -21,7 +21,7 @@ const isLatest = (kind, n) => consoleState.latest[kind] === n;
 // --- Views ----------------------------------------------------------------------------------
 
 function showView(id) {
-  for (const v of ["main", "orders-view", "order-view", "dashboard-view", "audit-view"]) $(v).hidden = v !== id;
+  for (const v of ["main", "orders-view", "order-view", "dashboard-view", "statements-view", "audit-view"]) $(v).hidden = v !== id;
   const tabView = id === "order-view" ? "orders-view" : id;
   for (const t of document.querySelectorAll("#tabs .tab")) t.classList.toggle("selected", t.dataset.view === tabView);
 }
@@ -356,6 +356,97 @@ async function loadDashboard() {
   }
 }
 
+// --- Statements -----------------------------------------------------------------------------
+
+async function loadStatements() {
+  const n = begin("statements");
+  try {
+    const p = new URLSearchParams();
+    for (const [k, id] of [["tenant", "st-tenant"], ["provider", "st-provider"], ["from", "st-from"], ["to", "st-to"]]) {
+      const v = $(id).value.trim();
+      if (v) p.set(k, v);
+    }
+    const { text } = await api("GET", `/statements?${p}`);
+    if (!isLatest("statements", n)) return;
+    const rows = $("statement-rows");
+    rows.replaceChildren();
+    for (const s of JSON.parse(text).statements) {
+      const tr = el("tr", null, { className: "link", "data-testid": `statement-row-${s.tenant}-${s.provider}-${s.date}` });
+      const kinds = Object.entries(s.discrepancies || {}).map(([k, c]) => `${k} ${c}`).join(", ");
+      tr.append(
+        el("td", s.date), el("td", s.tenant), el("td", s.provider),
+        el("td", s.reason ? `${s.status}: ${s.reason}` : s.status),
+        el("td", s.totals.lines, { className: "num" }), el("td", s.totals.matched, { className: "num" }),
+        el("td", yuan(s.totals.gross), { className: "num" }), el("td", yuan(s.totals.refunds), { className: "num" }),
+        el("td", yuan(s.totals.fees), { className: "num" }), el("td", yuan(s.totals.net), { className: "num" }),
+        el("td", kinds || "none"),
+      );
+      tr.addEventListener("click", () => openStatement(s.tenant, s.provider, s.date));
+      rows.append(tr);
+    }
+    if (rows.children.length === 0) emptyRow(rows, "No statements match.", 11);
+  } catch (e) {
+    reportError(e);
+  }
+}
+
+function statementPath(s) {
+  return `/statements/${encodeURIComponent(s.tenant)}/${encodeURIComponent(s.provider)}/${encodeURIComponent(s.date)}`;
+}
+
+async function openStatement(tenant, provider, date) {
+  try {
+    const { text } = await api("GET", statementPath({ tenant, provider, date }));
+    const s = JSON.parse(text);
+    consoleState.statement = { tenant, provider, date };
+    $("statement-detail").hidden = false;
+    $("statement-title").textContent = `${tenant} / ${provider} / ${date}: ${s.status}, version ${s.version}`;
+    const rows = $("discrepancy-rows");
+    rows.replaceChildren();
+    for (const d of s.discrepancies) {
+      const tr = el("tr", null, { "data-testid": "discrepancy-row", "data-kind": d.kind });
+      const amount = (x) => (x && x.amount !== undefined ? yuan(x.amount) : "");
+      tr.append(
+        el("td", d.kind), el("td", d.out_trade_no), el("td", d.out_refund_no || ""),
+        el("td", d.healed ? "yes" : ""), el("td", amount(d.bill), { className: "num" }),
+        el("td", amount(d.paybridge), { className: "num" }),
+        el("td", (d.bill && d.bill.status) || ""), el("td", (d.paybridge && d.paybridge.status) || ""),
+      );
+      rows.append(tr);
+    }
+    if (s.discrepancies.length === 0) emptyRow(rows, "No differences: every line matched.", 8);
+  } catch (e) {
+    reportError(e);
+  }
+}
+
+/** The CSV, fetched with the token (a plain link would carry none) and saved from memory. */
+async function downloadStatementCsv() {
+  const s = consoleState.statement;
+  if (!s) return;
+  try {
+    const { text } = await api("GET", `${statementPath(s)}/discrepancies.csv`);
+    const link = $("statement-csv");
+    link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+    link.download = `${s.tenant}-${s.provider}-${s.date}-discrepancies.csv`;
+    link.click();
+  } catch (e) {
+    reportError(e);
+  }
+}
+
+async function runStatement() {
+  const s = consoleState.statement;
+  if (!s) return;
+  try {
+    await api("POST", `${statementPath(s)}/run`);
+    setStatus(`Statement ${s.date} running.`, "ok");
+    await loadStatements();
+  } catch (e) {
+    reportError(e);
+  }
+}
+
 // --- Audit log ------------------------------------------------------------------------------
 
 async function loadAudit(more) {
@@ -401,6 +492,7 @@ document.addEventListener("DOMContentLoaded", () => {
       setStatus("");
       if (tab.dataset.view === "dashboard-view") loadDashboard();
       if (tab.dataset.view === "audit-view") loadAudit(false);
+      if (tab.dataset.view === "statements-view") loadStatements();
     });
   }
   $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); searchOrders(false); });
@@ -411,5 +503,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("dash-refresh").addEventListener("click", loadDashboard);
   $("dash-range").addEventListener("change", loadDashboard);
   $("audit-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadAudit(false); });
+  $("statements-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadStatements(); });
+  $("statement-csv-button").addEventListener("click", downloadStatementCsv);
+  $("statement-run").addEventListener("click", runStatement);
   $("more-audit").addEventListener("click", () => loadAudit(true));
 });
