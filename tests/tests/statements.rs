@@ -451,6 +451,32 @@ async fn the_sandbox_bill_of_a_day_is_downloaded_and_reconciled() {
         let view = order(&gw, &t.id, &a).await;
         assert_eq!(view["fee"], 12, "{name}: {view}");
 
+        // The raw bill is kept, compressed, with the hash of the file as downloaded.
+        let kept = paybridge_server::store::statements::file(
+            gw.state.store.db(),
+            &statement.id,
+            statement.version,
+        )
+        .await
+        .unwrap()
+        .expect("the bill is kept");
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(kept.gzip.as_slice()),
+            &mut raw,
+        )
+        .unwrap();
+        use sha2::Digest;
+        assert_eq!(
+            kept.sha256,
+            hex::encode(sha2::Sha256::digest(&raw)),
+            "{name}"
+        );
+        assert_eq!(kept.size, i64::try_from(raw.len()).unwrap(), "{name}");
+        let reparsed =
+            paybridge_wechat::bill::parse_trade_bill(raw.as_slice(), |_| Ok(())).unwrap();
+        assert_eq!(reparsed.gross_fen, statement.gross, "{name}");
+
         // Run again: a new version, now without a discrepancy (b is paid).
         let again = run(&gw.state, &tenant, kind, today).await.unwrap();
         assert_eq!(
@@ -458,6 +484,17 @@ async fn the_sandbox_bill_of_a_day_is_downloaded_and_reconciled() {
             ("reconciled", 2, 3),
             "{name}: {again:?}"
         );
+
+        // The first run's bill is kept beside the second's.
+        for version in [1, 2] {
+            assert!(
+                paybridge_server::store::statements::file(gw.state.store.db(), &again.id, version)
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{name}: version {version}"
+            );
+        }
 
         // A day without trades: an empty statement, not a failure.
         let before = today - chrono::Duration::days(3);

@@ -381,3 +381,29 @@ pub mod statement_discrepancy {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A run's raw bill, compressed.
+pub mod statement_file {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "statement_files")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub statement_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i64,
+        /// SHA-256 (hex) of the file as downloaded.
+        pub sha256: String,
+        /// Its size in bytes.
+        pub size: i64,
+        /// The file, gzip-compressed.
+        pub gzip: Vec<u8>,
+        pub at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

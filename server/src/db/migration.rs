@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0007IdempotencyKeys),
             Box::new(M0008Console),
             Box::new(M0009Statements),
+            Box::new(M0010StatementFiles),
         ]
     }
 }
@@ -1017,6 +1018,53 @@ impl MigrationTrait for M0009Statements {
              WHERE succeeded_at IS NOT NULL",
         )
         .await?;
+        Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum StatementFiles {
+    Table,
+    StatementId,
+    Version,
+    Sha256,
+    Size,
+    Gzip,
+    At,
+}
+
+/// Each run's raw bill, gzip-compressed, with the SHA-256 of the file as downloaded: a statement
+/// can be audited later against what the provider sent.
+struct M0010StatementFiles;
+
+impl MigrationName for M0010StatementFiles {
+    fn name(&self) -> &str {
+        "m0010_statement_files"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0010StatementFiles {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(StatementFiles::Table)
+                    .if_not_exists()
+                    .col(string_len(StatementFiles::StatementId, 36))
+                    .col(big_integer(StatementFiles::Version))
+                    .col(string_len(StatementFiles::Sha256, 64))
+                    .col(big_integer(StatementFiles::Size))
+                    .col(blob(StatementFiles::Gzip))
+                    .col(timestamp_with_time_zone(StatementFiles::At))
+                    .primary_key(
+                        Index::create()
+                            .col(StatementFiles::StatementId)
+                            .col(StatementFiles::Version),
+                    )
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 }

@@ -158,6 +158,7 @@ fn entity_kinds() -> Vec<(&'static str, Kind)> {
         columns_of::<entities::statement::Entity>(),
         columns_of::<entities::statement_run::Entity>(),
         columns_of::<entities::statement_discrepancy::Entity>(),
+        columns_of::<entities::statement_file::Entity>(),
     ]
     .concat()
 }

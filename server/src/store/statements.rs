@@ -409,3 +409,41 @@ pub async fn runs<C: ConnectionTrait>(
         .all(db)
         .await?)
 }
+
+/// Keep a run's raw bill: its SHA-256 and size, and the file compressed.
+pub async fn keep_file(
+    txn: &DatabaseTransaction,
+    statement_id: &str,
+    version: i64,
+    sha256: String,
+    size: i64,
+    gzip: Vec<u8>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    crate::db::entities::statement_file::Entity::insert(
+        crate::db::entities::statement_file::ActiveModel {
+            statement_id: Set(statement_id.to_owned()),
+            version: Set(version),
+            sha256: Set(sha256),
+            size: Set(size),
+            gzip: Set(gzip),
+            at: Set(now),
+        },
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// A run's raw bill, if it had one.
+pub async fn file<C: ConnectionTrait>(
+    db: &C,
+    statement_id: &str,
+    version: i64,
+) -> Result<Option<crate::db::entities::statement_file::Model>, StoreError> {
+    Ok(crate::db::entities::statement_file::Entity::find()
+        .filter(crate::db::entities::statement_file::Column::StatementId.eq(statement_id))
+        .filter(crate::db::entities::statement_file::Column::Version.eq(version))
+        .one(db)
+        .await?)
+}

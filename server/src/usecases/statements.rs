@@ -628,6 +628,14 @@ pub async fn carry_on(
         super::activity::call(state, provider.as_ref(), "download_bill", None, download).await;
     let bill = match downloaded {
         Ok(paybridge_core::statement::BillDownload::Written) => {
+            if let Err(e) = keep(state, row, guard.0.clone()).await {
+                return end_run(
+                    state,
+                    row,
+                    ended("failed", format!("cannot keep the bill: {e}")),
+                )
+                .await;
+            }
             let open_path = guard.0.clone();
             let parser = provider.clone();
             Some(Bill {
@@ -648,6 +656,47 @@ pub async fn carry_on(
     let done = reconcile_begun(state, tenant, row, day, bill).await;
     drop(guard);
     done
+}
+
+/// Keep the run's raw bill compressed, with the SHA-256 and size of the file as downloaded
+/// (read once more, streaming; only the compressed bytes are held).
+async fn keep(
+    state: &AppState,
+    row: &statement::Model,
+    path: std::path::PathBuf,
+) -> Result<(), String> {
+    let (sha256, size, gzip) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        let mut hash = Sha256::new();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            size += u64::try_from(n).unwrap_or(0);
+            hash.update(&buf[..n]);
+            encoder.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+        }
+        let gzip = encoder.finish().map_err(|e| e.to_string())?;
+        Ok::<_, String>((hex::encode(hash.finalize()), size, gzip))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let (id, version) = (row.id.clone(), row.version);
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    state
+        .store
+        .write(move |txn| {
+            Box::pin(async move {
+                store::keep_file(txn, &id, version, sha256, size, gzip, crate::store::now()).await
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A run that ended without a reconciliation.
