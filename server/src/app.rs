@@ -416,9 +416,12 @@ async fn shutdown(
         for a in &aborts {
             a.abort();
         }
-        // A reconciler stopped mid-pass did not release its lease.
+        // A reconciler or statements pass stopped midway did not release its lease.
         if let Err(e) = crate::reconciler::release_lease(state, &state.instance_id).await {
             tracing::warn!(error = %e, "shutdown: cannot release the reconciler lease");
+        }
+        if let Err(e) = crate::statements::release(state).await {
+            tracing::warn!(error = %e, "shutdown: cannot release the statements lease");
         }
     }
     // Graceful: no new connections; requests in flight get the rest of the timeout to finish,

@@ -99,6 +99,11 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) -> Result<PassReport
     Ok(report)
 }
 
+/// Give this instance's lease up (a pass stopped midway at shutdown).
+pub async fn release(state: &AppState) -> Result<(), StoreError> {
+    release_named_lease(state, LEASE, &state.instance_id).await
+}
+
 /// Run passes until the workers stop.
 pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
