@@ -188,7 +188,12 @@ pub fn classify_payment(line: &BillLine, order: Option<&OrderFacts>) -> LineVerd
         return LineVerdict::Discrepancy(K::Foreign);
     };
     if !settled_payment(line) {
-        return LineVerdict::Matched;
+        // Reversed the same day: nothing settled, so paybridge must not hold it as paid.
+        return if order.status.is_paid() {
+            LineVerdict::Discrepancy(K::StatusMismatch)
+        } else {
+            LineVerdict::Matched
+        };
     }
     if order
         .provider_trade_no
@@ -310,6 +315,11 @@ mod tests {
         let revoked = line(BillLineKind::Payment, "REVOKED", None, 500);
         let closed = order(OrderStatus::Closed, 500, None);
         assert_eq!(classify_payment(&revoked, Some(&closed)), V::Matched);
+        let paid = order(OrderStatus::Paid, 500, Some("4200001"));
+        assert_eq!(
+            classify_payment(&revoked, Some(&paid)),
+            V::Discrepancy(K::StatusMismatch)
+        );
     }
 
     #[test]
