@@ -121,9 +121,27 @@ pub async fn begin_run(
                 counts: "{}".to_owned(),
                 updated_at: now,
             };
-            statement::Entity::insert(model.clone().into_active_model())
+            // Another instance may create the same day at the same moment: the unique index
+            // decides, and the loser answers with the winner's run.
+            let inserted = statement::Entity::insert(model.clone().into_active_model())
+                .on_conflict_do_nothing_on([
+                    statement::Column::TenantId,
+                    statement::Column::Provider,
+                    statement::Column::Day,
+                ])
                 .exec_without_returning(txn)
                 .await?;
+            if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+                let winner = find(txn, tenant_id, provider, day)
+                    .await
+                    .map_err(BeginError::Store)?
+                    .ok_or_else(|| {
+                        BeginError::Store(StoreError::Corrupt(
+                            "a statement vanished while it was created".to_owned(),
+                        ))
+                    })?;
+                return Err(BeginError::Running(winner));
+            }
             model
         }
     };
