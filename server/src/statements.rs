@@ -1,4 +1,5 @@
-//! The statements worker (`[statements]`): every five minutes, under a database lease so that
+//! The statements worker (`[statements]`): every five minutes (the first five minutes after the
+//! start), under a database lease so that
 //! several instances do each day once, it reconciles each tenant's bills of the days within
 //! `lookback_days` that have no statement yet (the previous day's once it is after
 //! `ready_after`, Beijing time), and asks again for those `not_ready` for 30 minutes. A failed
@@ -104,10 +105,15 @@ pub async fn release(state: &AppState) -> Result<(), StoreError> {
     release_named_lease(state, LEASE, &state.instance_id).await
 }
 
-/// Run passes until the workers stop.
+/// Run passes until the workers stop. The first one comes an interval after the start: a
+/// restart of many instances does not download every bill at once, and a start stays quick.
 pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut clock = state.worker_clock(INTERVAL);
+        // The clock's first tick is at once.
+        if !clock.tick().await {
+            return;
+        }
         while clock.tick().await {
             if let Err(e) = run_once(&state, Utc::now()).await {
                 tracing::error!(error = %e, "statements pass failed");
