@@ -96,12 +96,24 @@ pub async fn write_outbox(
     data: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    insert_event(txn, tenant_id, Some(order_id), event_type, data, now).await
+}
+
+/// Insert an event and schedule its delivery.
+async fn insert_event(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    order_id: Option<&str>,
+    event_type: &str,
+    data: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let event_id = super::new_id();
     outbox_event::Entity::insert(outbox_event::ActiveModel {
         id: Set(event_id.clone()),
         tenant_id: Set(tenant_id.to_owned()),
         event_type: Set(event_type.to_owned()),
-        order_id: Set(Some(order_id.to_owned())),
+        order_id: Set(order_id.map(str::to_owned)),
         data: Set(data.to_owned()),
         created_at: Set(now),
     })
@@ -119,19 +131,7 @@ pub async fn write_tenant_event(
     data: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let event_id = super::new_id();
-    outbox_event::Entity::insert(outbox_event::ActiveModel {
-        id: Set(event_id.clone()),
-        tenant_id: Set(tenant_id.to_owned()),
-        event_type: Set(event_type.to_owned()),
-        order_id: Set(None),
-        data: Set(data.to_owned()),
-        created_at: Set(now),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    super::deliveries::schedule_event(txn, &event_id, tenant_id, now).await?;
-    Ok(())
+    insert_event(txn, tenant_id, None, event_type, data, now).await
 }
 
 /// Provider events recorded for a tenant (each applied once).

@@ -62,6 +62,69 @@ fn line(fields: &[&str]) -> String {
         .join(",")
 }
 
+/// What the summary adds up: refunded and requested amounts, fees (fen).
+#[derive(Default)]
+struct RefundTotals {
+    refunded: i64,
+    requested: i64,
+    fees: i64,
+}
+
+/// A refund line of the bill.
+struct RefundLine<'a> {
+    at: &'a str,
+    appid: &'a str,
+    transaction_id: &'a str,
+    out_trade_no: &'a str,
+    refund_id: &'a str,
+    out_refund_no: &'a str,
+    fen: u64,
+}
+
+impl RefundLine<'_> {
+    /// The line (keyed by its time, for sorting), added to `totals`.
+    fn row(&self, mch_id: &str, totals: &mut RefundTotals) -> (String, String) {
+        let amount = i64::try_from(self.fen).unwrap_or(i64::MAX);
+        let returned = -fee(self.fen);
+        totals.refunded += amount;
+        totals.requested += amount;
+        totals.fees += returned;
+        let (amount, returned) = (yuan(amount), yuan(returned));
+        (
+            self.at.to_owned(),
+            line(&[
+                self.at,
+                self.appid,
+                mch_id,
+                "0",
+                "",
+                self.transaction_id,
+                self.out_trade_no,
+                "",
+                "JSAPI",
+                "REFUND",
+                "OTHERS",
+                "CNY",
+                "0.00",
+                "0.00",
+                self.refund_id,
+                self.out_refund_no,
+                &amount,
+                "0.00",
+                "ORIGINAL",
+                "SUCCESS",
+                "",
+                "",
+                &returned,
+                "0.60%",
+                "0.00",
+                &amount,
+                "",
+            ]),
+        )
+    }
+}
+
 /// The bill's text, or the XML refusal.
 pub(crate) fn downloadbill(
     orders: &OrderBook,
@@ -90,8 +153,8 @@ pub(crate) fn downloadbill(
     }
     let mch_id = &auth.merchant.mch_id;
     let mut rows: Vec<(String, String)> = Vec::new();
-    let (mut gross, mut refunded, mut fees, mut ordered, mut requested) =
-        (0i64, 0i64, 0i64, 0i64, 0i64);
+    let (mut gross, mut ordered) = (0i64, 0i64);
+    let mut totals = RefundTotals::default();
     for o in orders.all().filter(|o| &o.mch_id == mch_id && !o.is_v3()) {
         let Some(p) = &o.payment else { continue };
         if !p.time_end.starts_with(date)
@@ -118,7 +181,7 @@ pub(crate) fn downloadbill(
         let f = fee(fen);
         gross += amount;
         ordered += amount;
-        fees += f;
+        totals.fees += f;
         let (amount, f) = (yuan(amount), yuan(f));
         let openid = o.openid.clone().unwrap_or_default();
         rows.push((
@@ -160,90 +223,34 @@ pub(crate) fn downloadbill(
         if r.status != RefundStatus::Success || !at.starts_with(&day) {
             continue;
         }
-        let amount = i64::try_from(r.refund_fee).unwrap_or(i64::MAX);
-        let returned = -fee(r.refund_fee);
-        refunded += amount;
-        requested += amount;
-        fees += returned;
-        let (amount, returned) = (yuan(amount), yuan(returned));
-        rows.push((
-            at.clone(),
-            line(&[
-                at,
-                &r.appid,
-                mch_id,
-                "0",
-                "",
-                &r.transaction_id,
-                &r.out_trade_no,
-                "",
-                "JSAPI",
-                "REFUND",
-                "OTHERS",
-                "CNY",
-                "0.00",
-                "0.00",
-                &r.refund_id,
-                &r.out_refund_no,
-                &amount,
-                "0.00",
-                "ORIGINAL",
-                "SUCCESS",
-                "",
-                "",
-                &returned,
-                "0.60%",
-                "0.00",
-                &amount,
-                "",
-            ]),
-        ));
+        let refund = RefundLine {
+            at,
+            appid: &r.appid,
+            transaction_id: &r.transaction_id,
+            out_trade_no: &r.out_trade_no,
+            refund_id: &r.refund_id,
+            out_refund_no: &r.out_refund_no,
+            fen: r.refund_fee,
+        };
+        rows.push(refund.row(mch_id, &mut totals));
     }
     for (i, f) in edits.foreign_refunds.iter().enumerate() {
         let Some(o) = orders.get(mch_id, &f.out_trade_no) else {
             continue;
         };
         let Some(p) = &o.payment else { continue };
-        let amount = i64::try_from(f.amount).unwrap_or(i64::MAX);
-        let returned = -fee(f.amount);
-        refunded += amount;
-        requested += amount;
-        fees += returned;
-        let (amount, returned) = (yuan(amount), yuan(returned));
         let at = format!("{day} 23:59:{:02}", i % 60);
         let refund_id = format!("5030000001{date}{i:010}");
-        rows.push((
-            at.clone(),
-            line(&[
-                &at,
-                &o.appid,
-                mch_id,
-                "0",
-                "",
-                &p.transaction_id,
-                &o.out_trade_no,
-                "",
-                "JSAPI",
-                "REFUND",
-                "OTHERS",
-                "CNY",
-                "0.00",
-                "0.00",
-                &refund_id,
-                &f.out_refund_no,
-                &amount,
-                "0.00",
-                "ORIGINAL",
-                "SUCCESS",
-                "",
-                "",
-                &returned,
-                "0.60%",
-                "0.00",
-                &amount,
-                "",
-            ]),
-        ));
+        let refund = RefundLine {
+            at: &at,
+            appid: &o.appid,
+            transaction_id: &p.transaction_id,
+            out_trade_no: &o.out_trade_no,
+            refund_id: &refund_id,
+            out_refund_no: &f.out_refund_no,
+            fen: f.amount,
+        };
+        rows.push(refund.row(mch_id, &mut totals));
     }
     if rows.is_empty() {
         return Err(Reply::Refused("No Bill Exist".into()));
@@ -259,11 +266,11 @@ pub(crate) fn downloadbill(
     text.push_str(&line(&[
         &rows.len().to_string(),
         &yuan(gross),
-        &yuan(refunded),
+        &yuan(totals.refunded),
         "0.00",
-        &yuan(fees),
+        &yuan(totals.fees),
         &yuan(ordered),
-        &yuan(requested),
+        &yuan(totals.requested),
     ]));
     text.push_str("\r\n");
     Ok(text)
