@@ -28,6 +28,15 @@ fn from_beijing(naive: NaiveDateTime) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// `at` on the Beijing clock (UTC+8).
+pub fn local(at: DateTime<Utc>) -> DateTime<FixedOffset> {
+    match offset() {
+        Some(o) => at.with_timezone(&o),
+        // Unreachable: +8 h is a valid offset.
+        None => at.fixed_offset(),
+    }
+}
+
 /// The UTC range `[start, end)` of a Beijing calendar day: 2026-12-05 is
 /// `2026-12-04T16:00:00Z..2026-12-05T16:00:00Z`.
 pub fn day_range(day: chrono::NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {

@@ -90,30 +90,14 @@ pub async fn log_requests(
     let path = req.path().to_owned();
     let route = req.match_pattern();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let mut res = match next.call(req).instrument(span.clone()).await {
-        Ok(res) => res.map_into_boxed_body(),
-        Err(e) => {
-            // actix answers it (the request cannot be kept to answer here: routing needs it
-            // unshared); it is still logged with its id.
-            let status = e.as_response_error().status_code().as_u16();
-            observe(state.as_ref(), &method, route, status, started.elapsed());
-            span.in_scope(|| {
-                tracing::info!(
-                    %method,
-                    %path,
-                    status,
-                    ms = started.elapsed().as_millis(),
-                    "request"
-                );
-            });
-            return Err(e);
-        }
-    };
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut()
-            .insert(HeaderName::from_static(REQUEST_ID), value);
+    let served = next.call(req).instrument(span.clone()).await;
+    // An `Err` is answered by actix (the request cannot be kept to answer here: routing needs it
+    // unshared); it is still timed and logged with its id.
+    let status = match &served {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
     }
-    let status = res.status().as_u16();
+    .as_u16();
     observe(state.as_ref(), &method, route, status, started.elapsed());
     span.in_scope(|| {
         tracing::info!(
@@ -124,5 +108,10 @@ pub async fn log_requests(
             "request"
         );
     });
+    let mut res = served?.map_into_boxed_body();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID), value);
+    }
     Ok(res)
 }

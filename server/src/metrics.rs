@@ -29,7 +29,7 @@ pub struct HttpLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
     /// The provider kind.
-    pub provider: String,
+    pub provider: &'static str,
     /// The provider operation: `create`, `query`, `close`, `refund`, `refund_query`, `login`,
     /// `authorize`.
     pub endpoint: &'static str,
@@ -41,7 +41,7 @@ pub struct CallLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotificationLabels {
     /// The provider kind of the notify URL.
-    pub provider: String,
+    pub provider: &'static str,
     /// `payment` or `refund`.
     pub channel: &'static str,
     /// `accepted`, `duplicate` or `refused`.
@@ -52,7 +52,7 @@ pub struct NotificationLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
     /// The provider kind of the notify URL.
-    pub provider: String,
+    pub provider: &'static str,
     /// `payment` or `refund`.
     pub channel: &'static str,
     /// A fixed code: `bad_signature`, `undecodable`, `mismatch`, `unknown`, `reported_failure`,
@@ -60,11 +60,12 @@ pub struct RefusedLabels {
     pub reason: &'static str,
 }
 
-/// Labels of the counters by provider alone.
+/// Labels of the counters by provider alone. Provider kinds are `&'static str` (a provider's
+/// `kind()`): no label costs an allocation on the request path.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabels {
     /// The provider kind.
-    pub provider: String,
+    pub provider: &'static str,
     /// `payment` or `refund` (empty where it does not apply).
     pub channel: &'static str,
 }
@@ -234,14 +235,14 @@ impl Metrics {
     /// One notification's verdict, and its reason when refused.
     pub fn notification(
         &self,
-        provider: &str,
+        provider: &'static str,
         channel: &'static str,
         verdict: &'static str,
         reason: Option<&'static str>,
     ) {
         self.notifications
             .get_or_create(&NotificationLabels {
-                provider: provider.to_owned(),
+                provider,
                 channel,
                 verdict,
             })
@@ -249,7 +250,7 @@ impl Metrics {
         if let Some(reason) = reason {
             self.refused
                 .get_or_create(&RefusedLabels {
-                    provider: provider.to_owned(),
+                    provider,
                     channel,
                     reason,
                 })
@@ -258,20 +259,17 @@ impl Metrics {
     }
 
     /// An unverified notification refused and not recorded.
-    pub fn notification_unrecorded(&self, provider: &str, channel: &'static str) {
+    pub fn notification_unrecorded(&self, provider: &'static str, channel: &'static str) {
         self.unrecorded
-            .get_or_create(&ProviderLabels {
-                provider: provider.to_owned(),
-                channel,
-            })
+            .get_or_create(&ProviderLabels { provider, channel })
             .inc();
     }
 
     /// An order created.
-    pub fn order_created(&self, provider: &str) {
+    pub fn order_created(&self, provider: &'static str) {
         self.orders_created
             .get_or_create(&ProviderLabels {
-                provider: provider.to_owned(),
+                provider,
                 channel: "payment",
             })
             .inc();

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::reconciler::{acquire_named_lease, release_named_lease};
 use crate::state::AppState;
@@ -33,15 +33,9 @@ pub struct PassReport {
     pub runs: usize,
 }
 
-fn beijing(now: DateTime<Utc>) -> Option<DateTime<FixedOffset>> {
-    Some(now.with_timezone(&FixedOffset::east_opt(8 * 3600)?))
-}
-
 /// The days whose bills are due at `now`, newest first.
 pub fn due_days(state: &AppState, now: DateTime<Utc>) -> Vec<NaiveDate> {
-    let Some(here) = beijing(now) else {
-        return Vec::new();
-    };
+    let here = paybridge_core::beijing::local(now);
     let today = here.date_naive();
     let ready = here.time() >= state.config.statements.ready_after;
     (1..=i64::from(state.config.statements.lookback_days))

@@ -76,6 +76,9 @@ pub fn http_client(
     builder.build()
 }
 
+/// How long a bill's whole download may take.
+pub const BILL_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// 32 random letters and digits (`nonce_str`, `nonceStr`).
 pub fn nonce() -> String {
     rand::rng()
@@ -310,6 +313,9 @@ impl ApiClient {
         let mut response = self
             .http
             .post(&url)
+            // A bill of a busy day is large: the whole download gets longer than an API call
+            // (the client's timeout), and is still bounded.
+            .timeout(BILL_DOWNLOAD_TIMEOUT)
             .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
             .body(body)
             .send()

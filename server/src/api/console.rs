@@ -134,8 +134,8 @@ pub async fn order_timeline(
     }))
 }
 
-/// Audit an operator's action with what came of it.
-async fn audit(
+/// Audit an operator's action with what came of it (a failure to audit is logged).
+pub(crate) async fn audit(
     admin: &AdminState,
     actor: &str,
     action: &str,

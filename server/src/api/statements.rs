@@ -262,12 +262,7 @@ pub async fn run_statement(
 ) -> Result<HttpResponse, ApiError> {
     let (tenant_id, provider, date) = path.into_inner();
     let the_day = day(&date, "date")?;
-    let today = chrono::Utc::now()
-        .with_timezone(
-            &chrono::FixedOffset::east_opt(8 * 3600)
-                .ok_or_else(|| Failure::internal(&"the +8 h offset"))?,
-        )
-        .date_naive();
+    let today = paybridge_core::beijing::local(chrono::Utc::now()).date_naive();
     if the_day > today {
         return Err(Failure::new(
             crate::usecases::FailureKind::Unprocessable,
@@ -296,18 +291,14 @@ pub async fn run_statement(
             row
         }
     };
-    if let Err(e) = admin
-        .store
-        .record_action(
-            &who.actor,
-            "run_statement",
-            &tenant_id,
-            &format!("statements.{provider}.{date}"),
-            json!({ "version": row.version, "status": row.status }),
-        )
-        .await
-    {
-        tracing::error!(error = %e, "cannot audit a statement run");
-    }
+    crate::api::console::audit(
+        &admin,
+        &who.actor,
+        "run_statement",
+        &tenant_id,
+        &format!("statements.{provider}.{date}"),
+        json!({ "version": row.version, "status": row.status }),
+    )
+    .await;
     Ok(HttpResponse::build(StatusCode::ACCEPTED).json(json!({ "statement": view(&row) })))
 }

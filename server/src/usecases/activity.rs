@@ -87,7 +87,7 @@ pub async fn call_if<T>(
     };
     state.metrics.provider_call(
         &CallLabels {
-            provider: provider.kind().to_owned(),
+            provider: provider.kind(),
             endpoint,
             outcome,
         },

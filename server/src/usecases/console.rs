@@ -249,8 +249,9 @@ pub async fn timeline(
     }
     let order = find(state, tenant_id, out_trade_no).await?;
     let db = state.store.db();
-    let records = console::order_records(db, &order).await?;
+    let mut records = console::order_records(db, &order).await?;
     let events = deliveries::with_deliveries(db, records.events.clone()).await?;
+    records.webhook_attempts = events.iter().flat_map(|e| e.attempts.clone()).collect();
     let entries = entries(&order, &records);
     Ok(Timeline {
         order,

@@ -229,7 +229,9 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         NotifyChannel::Refund => "refund",
     };
     let count = |verdict: &'static str, reason: Option<&'static str>| {
-        state.metrics.notification(n.kind, channel, verdict, reason);
+        state
+            .metrics
+            .notification(provider.kind(), channel, verdict, reason);
     };
     let incoming = IncomingNotification {
         channel: n.channel,
@@ -271,7 +273,9 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         && !state.limits.record_unverified(n.tenant_id, n.kind)
     {
         count("refused", Some(reason_code(rejection)));
-        state.metrics.notification_unrecorded(n.kind, channel);
+        state
+            .metrics
+            .notification_unrecorded(provider.kind(), channel);
         return Ok(Acknowledgement {
             body: provider.acknowledgement_for(&incoming, Err(rejection)),
             status: undecodable.then_some(400),
