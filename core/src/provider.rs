@@ -507,7 +507,7 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// Parse a bill [`PaymentProvider::download_bill`] wrote, line by line.
     fn parse_bill(
         &self,
-        reader: &mut dyn std::io::BufRead,
+        reader: &mut dyn crate::statement::BillSource,
         each: &mut dyn FnMut(crate::statement::BillLine) -> Result<(), crate::statement::BillError>,
     ) -> Result<crate::statement::BillSummary, crate::statement::BillError> {
         let _ = (reader, each);
@@ -613,6 +613,9 @@ pub struct SimRequest {
     pub method: String,
     /// The path below the simulator's mount point, starting with `/`.
     pub path: String,
+    /// The mount point as the caller addressed it (`http://127.0.0.1:8080/sandbox/<kind>`): the
+    /// base of links the simulator hands out, such as a bill's download URL.
+    pub base: String,
     /// The raw query string (without `?`).
     pub query: String,
     /// The headers, names in lower case, in arrival order.

@@ -6,6 +6,12 @@ use crate::money::Fen;
 use crate::order::OrderStatus;
 use crate::refund::RefundStatus;
 
+/// A downloaded bill as its parser reads it: from the start, and seekable (a zip's directory is
+/// at its end).
+pub trait BillSource: std::io::BufRead + std::io::Seek + Send {}
+
+impl<T: std::io::BufRead + std::io::Seek + Send> BillSource for T {}
+
 /// What a bill line records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BillLineKind {
@@ -111,6 +117,20 @@ pub fn signed_fen(text: &str) -> Option<i64> {
     };
     let fen = Fen::from_yuan(digits).ok()?.get();
     Some(if negative { -fen } else { fen })
+}
+
+/// A bill's yuan (optional sign), exactly into fen: 2 decimals, or more when the rest are zeros
+/// (a WeChat summary's fees may read `7.79000`); surrounding spaces and tabs are ignored.
+pub fn bill_fen(text: &str) -> Option<i64> {
+    let text = text.trim();
+    match text.split_once('.') {
+        Some((whole, fraction))
+            if fraction.len() > 2 && fraction.bytes().skip(2).all(|b| b == b'0') =>
+        {
+            signed_fen(&format!("{whole}.{}", fraction.get(..2)?))
+        }
+        _ => signed_fen(text),
+    }
 }
 
 /// How a line (or a paybridge record) differs from the other side (DESIGN.md, "Statements").
@@ -382,5 +402,9 @@ mod tests {
         assert_eq!(signed_fen("1e3"), None);
         assert_eq!(signed_fen(""), None);
         assert_eq!(signed_fen("--1"), None);
+        assert_eq!(bill_fen("7.79000"), Some(779));
+        assert_eq!(bill_fen(" -0.01\t"), Some(-1));
+        assert_eq!(bill_fen("0.001"), None);
+        assert_eq!(bill_fen("1.2"), Some(120));
     }
 }

@@ -346,6 +346,8 @@ async fn dispatch(
         .handle(SimRequest {
             method,
             path,
+            // Served at the root of this TLS server; nothing here hands out links.
+            base: String::new(),
             query,
             headers: Vec::new(),
             body,

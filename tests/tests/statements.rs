@@ -8,10 +8,9 @@
 //! own bills and the worker that runs each day are not built yet: issue 14.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::BufRead;
 use std::sync::Arc;
 
-use paybridge_core::statement::{BillError, BillLine, BillSummary};
+use paybridge_core::statement::{BillError, BillLine, BillSource, BillSummary};
 use paybridge_server::usecases::statements::{Bill, OpenBill, ParseBill, reconcile, run};
 use paybridge_tests::wechat::{create_order, pay};
 use paybridge_tests::{Gateway, TestTenant, backends};
@@ -149,15 +148,14 @@ impl BillText {
 fn source(text: String) -> Arc<OpenBill> {
     let bytes = Arc::new(text.into_bytes());
     Arc::new(move || {
-        let reader: Box<dyn BufRead + Send> =
-            Box::new(std::io::Cursor::new(bytes.as_ref().clone()));
+        let reader: Box<dyn BillSource> = Box::new(std::io::Cursor::new(bytes.as_ref().clone()));
         Ok(reader)
     })
 }
 
 fn wechat_parser() -> Arc<ParseBill> {
     Arc::new(
-        |r: &mut dyn BufRead,
+        |r: &mut dyn BillSource,
          each: &mut dyn FnMut(BillLine) -> Result<(), BillError>|
          -> Result<BillSummary, BillError> {
             paybridge_wechat::bill::parse_trade_bill(r, each)

@@ -197,6 +197,11 @@ impl Gateway {
         &self.config
     }
 
+    /// The HTTP client (timeouts, roots, no redirects).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The current time from the injected clock.
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()

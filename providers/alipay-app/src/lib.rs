@@ -10,6 +10,7 @@
 //! - [`sandbox`] simulates Alipay's side.
 
 pub mod auth;
+pub mod bill;
 pub mod cert_mode;
 pub mod cert_sn;
 pub mod config;
@@ -159,6 +160,28 @@ impl PaymentProvider for AlipayApp {
         out_refund_no: &str,
     ) -> Result<RefundState, ProviderError> {
         trade::query_refund(&self.gateway, order, out_refund_no).await
+    }
+
+    fn has_bills(&self) -> bool {
+        true
+    }
+
+    async fn download_bill(
+        &self,
+        day: chrono::NaiveDate,
+        dest: &mut (dyn std::io::Write + Send),
+    ) -> Result<paybridge_core::statement::BillDownload, ProviderError> {
+        bill::download_bill(&self.gateway, day, dest).await
+    }
+
+    fn parse_bill(
+        &self,
+        reader: &mut dyn paybridge_core::statement::BillSource,
+        each: &mut dyn FnMut(
+            paybridge_core::statement::BillLine,
+        ) -> Result<(), paybridge_core::statement::BillError>,
+    ) -> Result<paybridge_core::statement::BillSummary, paybridge_core::statement::BillError> {
+        bill::parse_trade_bill(reader, each)
     }
 
     async fn authorize(

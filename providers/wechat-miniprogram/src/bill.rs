@@ -16,7 +16,7 @@
 use std::io::BufRead;
 
 use paybridge_core::money::Fen;
-use paybridge_core::statement::{BillError, BillLine, BillLineKind, BillSummary, signed_fen};
+use paybridge_core::statement::{BillError, BillLine, BillLineKind, BillSummary, bill_fen};
 
 /// The columns read from a data line.
 struct Columns {
@@ -73,7 +73,7 @@ fn fields(line: &str) -> Option<Vec<&str>> {
 }
 
 fn money(value: &str, column: &str, line: u64) -> Result<i64, BillError> {
-    signed_fen(value.trim()).ok_or_else(|| BillError::Malformed {
+    bill_fen(value).ok_or_else(|| BillError::Malformed {
         line,
         reason: format!("{column} is not a yuan amount: {value:?}"),
     })
@@ -108,7 +108,10 @@ pub fn parse_trade_bill<R: BufRead>(
     let mut number = 0u64;
     for raw in reader.split(b'\n') {
         number += 1;
-        let raw = raw.map_err(|e| BillError::Io(e.to_string()))?;
+        let raw = raw.map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => BillError::Truncated(e.to_string()),
+            _ => BillError::Io(e.to_string()),
+        })?;
         let text = std::str::from_utf8(&raw).map_err(|_| BillError::Encoding("UTF-8"))?;
         let text = text.strip_suffix('\r').unwrap_or(text);
         let text = if number == 1 {
@@ -217,8 +220,11 @@ pub fn parse_trade_bill<R: BufRead>(
                 reason: format!("the summary has no column {name:?}"),
             })
     };
-    let count: i64 = get("总交易单数")?
-        .trim()
+    // A count, sometimes written `45.0`.
+    let count_text = get("总交易单数")?.trim();
+    let count: i64 = count_text
+        .strip_suffix(".0")
+        .unwrap_or(count_text)
         .parse()
         .map_err(|_| BillError::Malformed {
             line: number,
@@ -258,6 +264,23 @@ pub fn parse_trade_bill<R: BufRead>(
     Ok(summed)
 }
 
+/// Parse a trade bill as downloaded: the text, or the text gzipped (v3 `tar_type=GZIP`).
+pub fn parse_downloaded(
+    reader: &mut dyn BufRead,
+    each: impl FnMut(BillLine) -> Result<(), BillError>,
+) -> Result<BillSummary, BillError> {
+    let gzip = reader
+        .fill_buf()
+        .map_err(|e| BillError::Io(e.to_string()))?
+        .starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        let text = std::io::BufReader::new(flate2::bufread::GzDecoder::new(reader));
+        parse_trade_bill(text, each)
+    } else {
+        parse_trade_bill(reader, each)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,7 +298,7 @@ mod tests {
     }
 
     fn fen(yuan: &serde_json::Value) -> i64 {
-        signed_fen(yuan.as_str().unwrap()).unwrap()
+        bill_fen(yuan.as_str().unwrap()).unwrap()
     }
 
     /// Every line reads as the SDKs read it (wechatpay-axios-plugin 0.9.6 and tenpay 2.1.18,

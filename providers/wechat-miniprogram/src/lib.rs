@@ -197,8 +197,11 @@ impl PaymentProvider for WechatMiniprogram {
     }
 
     fn has_bills(&self) -> bool {
-        // API v2 bills; v3's `GET /v3/bill/tradebill` is not built yet.
-        self.config().api_version != config::ApiVersion::V3 && self.config().has_api_key()
+        // A tenant on v3 fetches its bill with v3 (DESIGN.md: once, not also with v2).
+        match self.config().api_version {
+            config::ApiVersion::V3 => self.v3.is_some(),
+            _ => self.config().has_api_key(),
+        }
     }
 
     async fn download_bill(
@@ -207,11 +210,7 @@ impl PaymentProvider for WechatMiniprogram {
         dest: &mut (dyn std::io::Write + Send),
     ) -> Result<paybridge_core::statement::BillDownload, ProviderError> {
         if self.config().api_version == config::ApiVersion::V3 {
-            // `GET /v3/bill/tradebill` and its signed download are not built yet.
-            return Err(ProviderError::NotSupported {
-                kind: KIND,
-                capability: "statements with API v3",
-            });
+            return self.v3()?.download_bill(day, dest).await;
         }
         self.v2()?
             .download_bill(day, self.config().sign_type, dest)
@@ -220,12 +219,12 @@ impl PaymentProvider for WechatMiniprogram {
 
     fn parse_bill(
         &self,
-        reader: &mut dyn std::io::BufRead,
+        reader: &mut dyn paybridge_core::statement::BillSource,
         each: &mut dyn FnMut(
             paybridge_core::statement::BillLine,
         ) -> Result<(), paybridge_core::statement::BillError>,
     ) -> Result<paybridge_core::statement::BillSummary, paybridge_core::statement::BillError> {
-        bill::parse_trade_bill(reader, each)
+        bill::parse_downloaded(reader, each)
     }
 
     async fn login(&self, code: &str) -> Result<LoginSession, ProviderError> {

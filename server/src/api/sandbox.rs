@@ -21,6 +21,10 @@ pub async fn simulator(
     let request = SimRequest {
         method: req.method().as_str().to_owned(),
         path: format!("/{rest}"),
+        base: {
+            let info = req.connection_info();
+            format!("{}://{}/sandbox/{kind}", info.scheme(), info.host())
+        },
         query: req.query_string().to_owned(),
         headers: req
             .headers()

@@ -13,12 +13,12 @@
 //! The lines seen are remembered as 128-bit digests (16 bytes a line: 16 MB for 10⁶ lines).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::BufRead;
+
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use paybridge_core::statement::{
-    BillError, BillLine, BillLineKind, BillSummary, DiscrepancyKind, LineVerdict, OrderFacts,
+    BillError, BillLine, BillSource, BillLineKind, BillSummary, DiscrepancyKind, LineVerdict, OrderFacts,
     RefundFacts, classify_payment, classify_refund,
 };
 use paybridge_core::tenant::Tenant;
@@ -35,11 +35,11 @@ use crate::store::statements::{self as store, BeginError, NewDiscrepancy, RunEnd
 const BATCH: usize = 1000;
 
 /// Opens the bill from its start (it is read more than once).
-pub type OpenBill = dyn Fn() -> std::io::Result<Box<dyn BufRead + Send>> + Send + Sync;
+pub type OpenBill = dyn Fn() -> std::io::Result<Box<dyn BillSource>> + Send + Sync;
 
 /// A provider's bill parser: hands each line to the callback, returns the checked summary.
 pub type ParseBill = dyn Fn(
-        &mut dyn BufRead,
+        &mut dyn BillSource,
         &mut dyn FnMut(BillLine) -> Result<(), BillError>,
     ) -> Result<BillSummary, BillError>
     + Send
@@ -641,7 +641,7 @@ pub async fn carry_on(
             Some(Bill {
                 open: Arc::new(move || {
                     let file = std::fs::File::open(&open_path)?;
-                    let reader: Box<dyn BufRead + Send> = Box::new(std::io::BufReader::new(file));
+                    let reader: Box<dyn BillSource> = Box::new(std::io::BufReader::new(file));
                     Ok(reader)
                 }),
                 parse: Arc::new(move |r, each| parser.parse_bill(r, each)),

@@ -23,6 +23,9 @@ pub(crate) enum Api {
     /// `alipay.open.auth.token.app` (third-party apps: a merchant's token)
     #[serde(rename = "alipay.open.auth.token.app")]
     AuthToken,
+    /// `alipay.data.dataservice.bill.downloadurl.query` (statements)
+    #[serde(rename = "alipay.data.dataservice.bill.downloadurl.query")]
+    BillDownloadUrl,
     /// Any of them.
     #[serde(rename = "*")]
     Any,
@@ -38,6 +41,7 @@ impl Api {
             "alipay.trade.fastpay.refund.query" => Some(Api::RefundQuery),
             "alipay.open.app.alipaycert.download" => Some(Api::CertDownload),
             "alipay.open.auth.token.app" => Some(Api::AuthToken),
+            "alipay.data.dataservice.bill.downloadurl.query" => Some(Api::BillDownloadUrl),
             _ => None,
         }
     }
@@ -51,6 +55,7 @@ impl Api {
             Api::RefundQuery => "alipay_trade_fastpay_refund_query_response",
             Api::CertDownload => "alipay_open_app_alipaycert_download_response",
             Api::AuthToken => "alipay_open_auth_token_app_response",
+            Api::BillDownloadUrl => "alipay_data_dataservice_bill_downloadurl_query_response",
             Api::Any => "error_response",
         }
     }

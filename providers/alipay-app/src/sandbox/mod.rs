@@ -107,6 +107,7 @@
 //! An unknown path is a 404; a known path with the wrong method a 405.
 
 mod auth;
+mod bills;
 mod cashier;
 mod certs;
 mod control;
@@ -165,6 +166,10 @@ struct State {
     faults: Faults,
     /// Which certificate signs answers to apps in certificate mode.
     answer_cert: certs::Which,
+    /// Bills handed out through `bill_download_url`.
+    bill_files: bills::BillFiles,
+    /// Differences injected into an app's bills, by app id.
+    bill_edits: std::collections::HashMap<String, bills::BillEdits>,
 }
 
 enum Route<'a> {
@@ -174,6 +179,8 @@ enum Route<'a> {
     Fail,
     Cert,
     AuthCode,
+    Bill,
+    BillFile,
     Trade(&'a str),
 }
 
@@ -187,6 +194,8 @@ impl Route<'_> {
             "/control/fail" => (Route::Fail, "POST"),
             "/control/cert" => (Route::Cert, "POST"),
             "/control/auth_code" => (Route::AuthCode, "POST"),
+            "/control/bill" => (Route::Bill, "POST"),
+            "/downloadBillFile.resource" => (Route::BillFile, "GET"),
             other => {
                 let number = other
                     .strip_prefix("/control/trades/")
@@ -219,7 +228,12 @@ impl AlipaySimulator {
         lock(&self.state)
     }
 
-    async fn gateway(&self, platform: &Rsa2Signer, query: &str, body: &[u8]) -> SimResponse {
+    async fn gateway(
+        &self,
+        platform: &Rsa2Signer,
+        request: &SimRequest,
+    ) -> SimResponse {
+        let (query, body) = (request.query.as_str(), &request.body[..]);
         let parsed = gateway::read_params(query, body)
             .and_then(|params| gateway::method(&params).map(|api| (params, api)));
         let (params, api) = match parsed {
@@ -262,7 +276,20 @@ impl AlipaySimulator {
                     (Api::Refund, Some(merchant)) => {
                         trade_api::refund(&mut state.trades, &call, merchant, platform)
                     }
-                    (Api::Refund | Api::Any, _) => (Reply::unavailable(api), None),
+                    (Api::BillDownloadUrl, Some(merchant)) => (
+                        bills::downloadurl_query(
+                            &state.trades,
+                            &mut state.bill_files,
+                            state.bill_edits.get(&call.app_id),
+                            &merchant.seller_id,
+                            &call,
+                            &request.base,
+                        ),
+                        None,
+                    ),
+                    (Api::Refund | Api::BillDownloadUrl | Api::Any, _) => {
+                        (Reply::unavailable(api), None)
+                    }
                 },
             };
             (reply, dispatch, signed_by)
@@ -353,7 +380,9 @@ impl Simulator for AlipaySimulator {
             }
         };
         match route {
-            Route::Gateway => self.gateway(platform, &request.query, &request.body).await,
+            Route::Gateway => self.gateway(platform, &request).await,
+            Route::Bill => self.control_bill(&request.body),
+            Route::BillFile => bills::download(&self.lock().bill_files, &request.query),
             Route::Cashier => self.control_cashier(platform, &request.body).await,
             Route::Notify => self.control_notify(platform, &request.body).await,
             Route::Fail => self.control_fail(&request.body),
@@ -365,6 +394,31 @@ impl Simulator for AlipaySimulator {
                 self.control_trade(&number, &request.query)
             }
         }
+    }
+}
+
+impl AlipaySimulator {
+    /// `POST /control/bill` `{"app_id", "drop"?, "amounts"?, "foreign_refunds"?, "corrupt"?}`:
+    /// the differences this app's bills show from now on (replacing earlier ones).
+    fn control_bill(&self, body: &[u8]) -> SimResponse {
+        let invalid = |message: String| json_error(400, "invalid_request", &message);
+        let mut fields: serde_json::Map<String, Value> = match serde_json::from_slice(body) {
+            Ok(f) => f,
+            Err(e) => return invalid(e.to_string()),
+        };
+        let Some(Value::String(app_id)) = fields.remove("app_id") else {
+            return invalid("app_id is required".to_owned());
+        };
+        let edits: bills::BillEdits = match serde_json::from_value(Value::Object(fields.clone())) {
+            Ok(e) => e,
+            Err(e) => {
+                return invalid(format!(
+                    "{e}; known: drop, amounts, foreign_refunds, corrupt (summary, truncate, encoding)"
+                ));
+            }
+        };
+        self.lock().bill_edits.insert(app_id.clone(), edits);
+        json_response(200, &json!({"app_id": app_id, "bill": Value::Object(fields)}))
     }
 }
 

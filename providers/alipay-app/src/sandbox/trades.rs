@@ -200,6 +200,11 @@ impl TradeBook {
             .get(&(app_id.to_owned(), out_trade_no.to_owned()))
     }
 
+    /// The app's trades, in no order.
+    pub(crate) fn of_app<'a>(&'a self, app_id: &'a str) -> impl Iterator<Item = &'a Trade> + 'a {
+        self.trades.values().filter(move |t| t.app_id == app_id)
+    }
+
     /// The same, to change it.
     pub(crate) fn get_mut(&mut self, app_id: &str, out_trade_no: &str) -> Option<&mut Trade> {
         self.trades

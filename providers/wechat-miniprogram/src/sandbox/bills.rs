@@ -24,6 +24,31 @@ pub(crate) struct BillEdits {
     /// Refunds the bill shows that paybridge never made (as from the merchant's console).
     #[serde(default)]
     pub(crate) foreign_refunds: Vec<ForeignRefund>,
+    /// A bill that cannot be trusted.
+    #[serde(default)]
+    pub(crate) corrupt: Option<Corruption>,
+}
+
+/// How a test or a demo breaks a merchant's bill (`POST /control/bill` `corrupt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Corruption {
+    /// The summary's `应结订单总金额` is one fen more than the lines.
+    Summary,
+    /// The bill ends before its summary.
+    Truncate,
+    /// The bill is written in GBK instead of UTF-8.
+    Encoding,
+    /// v3: `hash_value` is not the file's.
+    Hash,
+}
+
+/// Why there is no bill to serve.
+pub(crate) enum NoBill {
+    /// No payment and no refund that day.
+    Empty,
+    /// A day to come.
+    Creating,
 }
 
 /// A refund made outside paybridge.
@@ -125,15 +150,13 @@ impl RefundLine<'_> {
     }
 }
 
-/// The bill's text, or the XML refusal.
+/// `POST /pay/downloadbill`: the bill's bytes, or the XML refusal.
 pub(crate) fn downloadbill(
     orders: &OrderBook,
     refunds: &RefundBook,
     edits: Option<&BillEdits>,
     auth: &Authed,
-) -> Result<String, Reply> {
-    let none = BillEdits::default();
-    let edits = edits.unwrap_or(&none);
+) -> Result<Vec<u8>, Reply> {
     let Some(date) = auth.field("bill_date") else {
         return Err(Reply::Refused("bill_date 参数缺失".into()));
     };
@@ -145,17 +168,42 @@ pub(crate) fn downloadbill(
             "the sandbox serves bill_type=ALL only".into(),
         ));
     }
+    match bill_text(orders, refunds, edits, &auth.merchant.mch_id, date) {
+        Ok(text) => Ok(encoded(text, edits)),
+        Err(NoBill::Empty) => Err(Reply::Refused("No Bill Exist".into())),
+        Err(NoBill::Creating) => Err(Reply::Refused("StatementCreating".into())),
+    }
+}
+
+/// The bill's bytes: UTF-8, or GBK when the test asked for the wrong encoding.
+pub(crate) fn encoded(text: String, edits: Option<&BillEdits>) -> Vec<u8> {
+    match edits.and_then(|e| e.corrupt) {
+        Some(Corruption::Encoding) => encoding_rs::GBK.encode(&text).0.into_owned(),
+        _ => text.into_bytes(),
+    }
+}
+
+/// The text of a merchant's `bill_type=ALL` bill of a day (`date`: `yyyyMMdd`), v2 and v3
+/// trades alike (a merchant has one bill, whatever the API of each trade).
+pub(crate) fn bill_text(
+    orders: &OrderBook,
+    refunds: &RefundBook,
+    edits: Option<&BillEdits>,
+    mch_id: &str,
+    date: &str,
+) -> Result<String, NoBill> {
+    let none = BillEdits::default();
+    let edits = edits.unwrap_or(&none);
     let today = beijing_now().format("%Y%m%d").to_string();
     // The real bill of a day is made the next morning; the sandbox serves today's too (what
     // happened so far), so that a day can be reconciled while trying it out.
     if date > today.as_str() {
-        return Err(Reply::Refused("StatementCreating".into()));
+        return Err(NoBill::Creating);
     }
-    let mch_id = &auth.merchant.mch_id;
     let mut rows: Vec<(String, String)> = Vec::new();
     let (mut gross, mut ordered) = (0i64, 0i64);
     let mut totals = RefundTotals::default();
-    for o in orders.all().filter(|o| &o.mch_id == mch_id && !o.is_v3()) {
+    for o in orders.all().filter(|o| o.mch_id == mch_id) {
         let Some(p) = &o.payment else { continue };
         if !p.time_end.starts_with(date)
             || o.state != TradeState::Success && !o.paid_after_close
@@ -218,7 +266,7 @@ pub(crate) fn downloadbill(
         ));
     }
     let day = format!("{}-{}-{}", &date[0..4], &date[4..6], &date[6..8]);
-    for r in refunds.all().filter(|r| &r.mch_id == mch_id && !r.v3) {
+    for r in refunds.all().filter(|r| r.mch_id == mch_id) {
         let Some(at) = &r.success_time else { continue };
         if r.status != RefundStatus::Success || !at.starts_with(&day) {
             continue;
@@ -253,13 +301,19 @@ pub(crate) fn downloadbill(
         rows.push(refund.row(mch_id, &mut totals));
     }
     if rows.is_empty() {
-        return Err(Reply::Refused("No Bill Exist".into()));
+        return Err(NoBill::Empty);
     }
     rows.sort();
     let mut text = format!("{HEADER}\r\n");
     for (_, row) in &rows {
         text.push_str(row);
         text.push_str("\r\n");
+    }
+    if edits.corrupt == Some(Corruption::Truncate) {
+        return Ok(text);
+    }
+    if edits.corrupt == Some(Corruption::Summary) {
+        gross += 1;
     }
     text.push_str(SUMMARY);
     text.push_str("\r\n");

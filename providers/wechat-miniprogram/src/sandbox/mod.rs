@@ -108,7 +108,7 @@
 //!
 //! An unknown path gets a 404, and a known path with the wrong method gets a 405.
 
-mod bills;
+pub(crate) mod bills;
 mod control;
 mod control_refund;
 mod envelope;
@@ -169,6 +169,8 @@ struct State {
     faults: Faults,
     settings: Settings,
     bill_edits: std::collections::HashMap<String, bills::BillEdits>,
+    /// v3 bill files handed out through `download_url`.
+    bill_files: v3::bills::BillFiles,
     v3: v3::V3State,
 }
 
@@ -294,7 +296,11 @@ impl WechatSimulator {
         };
         let edits: bills::BillEdits = match serde_json::from_value(Value::Object(fields.clone())) {
             Ok(e) => e,
-            Err(e) => return invalid(format!("{e}; known: drop, amounts, foreign_refunds")),
+            Err(e) => {
+                return invalid(format!(
+                    "{e}; known: drop, amounts, foreign_refunds, corrupt (summary, truncate, encoding, hash)"
+                ));
+            }
         };
         self.lock().bill_edits.insert(mch_id.clone(), edits);
         json_response(
@@ -314,11 +320,11 @@ impl WechatSimulator {
             bills::downloadbill(&state.orders, &state.refunds, edits, &auth)
         });
         match bill {
-            Ok(text) => SimResponse {
+            Ok(bytes) => SimResponse {
                 status: 200,
                 content_type: "text/plain; charset=utf-8",
                 headers: Vec::new(),
-                body: text.into_bytes(),
+                body: bytes,
             },
             Err(reply) => reply.render(false),
         }

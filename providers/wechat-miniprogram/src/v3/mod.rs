@@ -11,6 +11,7 @@
 //! new orders when `api_version = "v3"`, v3 orders, and notifications signed in `Wechatpay-*`
 //! headers. The sandbox's v3 simulator is `crate::sandbox::v3`, with its own code.
 
+pub mod bills;
 pub mod certificates;
 pub mod client;
 pub mod crypto;

@@ -105,6 +105,16 @@ impl V3Provider {
     }
 
     /// Send a refund.
+    /// The day's trade bill (of the sub-merchant, for a service provider), gzipped, its hash
+    /// checked.
+    pub async fn download_bill(
+        &self,
+        day: chrono::NaiveDate,
+        dest: &mut (dyn std::io::Write + Send),
+    ) -> Result<paybridge_core::statement::BillDownload, ProviderError> {
+        super::bills::download_bill(&self.client, self.sub_mchid(), day, dest).await
+    }
+
     pub async fn refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError> {
         refunds::refund(&self.client, self.sub_mchid(), req).await
     }

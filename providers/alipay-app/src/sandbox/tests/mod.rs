@@ -190,6 +190,7 @@ pub(super) async fn call(
     let request = SimRequest {
         method: method.into(),
         path: path.into(),
+        base: "http://sandbox.test".into(),
         query: query.into(),
         headers: Vec::new(),
         body: bytes::Bytes::copy_from_slice(body),

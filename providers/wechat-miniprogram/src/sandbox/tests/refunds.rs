@@ -54,6 +54,7 @@ async fn refund(
     let request = SimRequest {
         method: "POST".into(),
         path: "/secapi/pay/refund".into(),
+        base: "http://sandbox.test".into(),
         query: String::new(),
         headers: Vec::new(),
         body: bytes::Bytes::from(signed_body(fields, API_KEY, Some("HMAC-SHA256"))),

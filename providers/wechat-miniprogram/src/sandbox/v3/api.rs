@@ -39,6 +39,10 @@ pub(crate) enum V3Api {
     Refund,
     RefundQuery(String),
     Certificates,
+    /// `/v3/bill/tradebill`.
+    TradeBill,
+    /// `/v3/billdownload/file`: a bill, unsigned.
+    BillFile,
 }
 
 impl V3Api {
@@ -51,6 +55,7 @@ impl V3Api {
             V3Api::Refund => Api::V3Refund,
             V3Api::RefundQuery(_) => Api::V3RefundQuery,
             V3Api::Certificates => Api::V3Certificates,
+            V3Api::TradeBill | V3Api::BillFile => Api::DownloadBill,
         }
     }
 
@@ -77,6 +82,12 @@ impl V3Api {
         }
         if path == "/v3/certificates" {
             return Some((V3Api::Certificates, "GET"));
+        }
+        if path == "/v3/bill/tradebill" {
+            return Some((V3Api::TradeBill, "GET"));
+        }
+        if path == "/v3/billdownload/file" {
+            return Some((V3Api::BillFile, "GET"));
         }
         if let Some(rest) = path.strip_prefix("/v3/pay/transactions/out-trade-no/") {
             if let Some(no) = rest.strip_suffix("/close") {
@@ -191,6 +202,10 @@ pub(crate) fn serve(
         Err(response) => return plain(response),
     };
     let mch_id = merchant.mch_id.clone();
+    if *api == V3Api::BillFile {
+        // WeChat Pay does not sign files.
+        return plain(super::bills::file(state, &mch_id, &request.query));
+    }
     let named = state.v3.named(&mch_id, request.header("wechatpay-serial"));
     if fault == Some(FaultMode::SystemError) {
         let body = error_body("SYSTEM_ERROR", "系统错误");
@@ -212,6 +227,10 @@ pub(crate) fn serve(
             }
             V3Api::RefundQuery(no) => refund_query(state, &acting, no),
             V3Api::Certificates => certificates(state, &merchant, &v3),
+            V3Api::TradeBill => {
+                super::bills::tradebill(state, &mch_id, &acting, &request.query, &request.base)
+            }
+            V3Api::BillFile => fail(405, "NOT_FOUND", "unreachable"),
         },
     };
     Served {
@@ -250,7 +269,7 @@ fn acting_for(
             sp_mchid: from_query("sp_mchid"),
             sub_mchid: from_query("sub_mchid"),
         },
-        V3Api::RefundQuery(_) => Ids {
+        V3Api::RefundQuery(_) | V3Api::TradeBill => Ids {
             mchid: None,
             sp_mchid: None,
             sub_mchid: from_query("sub_mchid"),
@@ -258,7 +277,9 @@ fn acting_for(
         V3Api::PartnerJsapi | V3Api::PartnerClose(_) | V3Api::Close(_) | V3Api::Refund => {
             parse(&request.body)?
         }
-        V3Api::Jsapi | V3Api::Query(_) | V3Api::Certificates => return Ok(caller.clone()),
+        V3Api::Jsapi | V3Api::Query(_) | V3Api::Certificates | V3Api::BillFile => {
+            return Ok(caller.clone());
+        }
     };
     if matches!(api, V3Api::Close(_)) && ids.mchid.as_deref() != Some(caller.mch_id.as_str()) {
         return Err(fail(400, "PARAM_ERROR", "mchid与请求头中的商户号不一致"));

@@ -26,6 +26,7 @@
 //! keeps the mode.
 
 pub(crate) mod api;
+pub(crate) mod bills;
 pub(crate) mod control;
 pub(crate) mod keys;
 pub(crate) mod merchant;

@@ -93,6 +93,7 @@ async fn v3_call_with(
     sim.handle(SimRequest {
         method: method.into(),
         path: path.into(),
+        base: "http://sandbox.test".into(),
         query: query.into(),
         headers,
         body: bytes::Bytes::copy_from_slice(body.as_bytes()),
