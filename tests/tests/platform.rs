@@ -733,3 +733,43 @@ async fn a_v2_service_provider_and_a_certificate_mode_isv_pay_and_refund_for_the
         gw.finish().await;
     }
 }
+
+/// A platform tenant's statement is its own sub-merchant's bill: WeChat's `sub_mchid` (v3
+/// partner), Alipay's `app_auth_token`. Each sub-merchant reconciles its own payments, and
+/// never the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_sub_merchant_reconciles_its_own_bill() {
+    use paybridge_server::usecases::statements::run;
+    for backend in backends() {
+        let name = backend.name();
+        let gw = start(&backend).await;
+        let today = chrono::Utc::now()
+            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+            .date_naive();
+        let mut paid = Vec::new();
+        for (s, amount) in [(&A, 500), (&B, 300)] {
+            let no = wechat_order(&gw, s, amount, &format!("{CERTS}/apiclient_key.pem")).await;
+            wechat_pay(&gw, s, &no).await;
+            let ali = alipay_order(&gw, s, amount + 1).await;
+            paid.push((s, no, ali, amount));
+        }
+        for (s, wx, ali, amount) in &paid {
+            let tenant = gw.state.tenants.get(s.id).unwrap();
+            for (kind, no, fen) in [
+                ("wechat_miniprogram", wx, *amount),
+                ("alipay_app", ali, *amount + 1),
+            ] {
+                let st = run(&gw.state, &tenant, kind, today).await.unwrap();
+                assert_eq!(
+                    (st.status.as_str(), st.lines, st.matched, st.gross),
+                    ("reconciled", 1, 1, fen),
+                    "{name} {} {kind}: {st:?}",
+                    s.id
+                );
+                let order = gw.get(s.id, &format!("/v1/orders/{no}")).await.1;
+                assert!(order["fee"].is_i64(), "{name} {kind}: {order}");
+            }
+        }
+        gw.finish().await;
+    }
+}

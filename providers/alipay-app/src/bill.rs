@@ -103,21 +103,25 @@ impl Columns {
     /// The index of column `i` in a line with `extra` commas in a free-text field: `商品名称`
     /// or `备注` (told apart by where `创建时间` and `完成时间` read as times).
     fn place(&self, fields: &[&str], line: u64) -> Result<impl Fn(usize) -> usize, BillError> {
-        let extra = fields.len().checked_sub(self.count).ok_or(BillError::Malformed {
-            line,
-            reason: format!(
-                "{} fields for {} columns (a line cut short?)",
-                fields.len(),
-                self.count
-            ),
-        })?;
+        let extra = fields
+            .len()
+            .checked_sub(self.count)
+            .ok_or(BillError::Malformed {
+                line,
+                reason: format!(
+                    "{} fields for {} columns (a line cut short?)",
+                    fields.len(),
+                    self.count
+                ),
+            })?;
         let is_time = |i: usize| {
-            fields
-                .get(i)
-                .is_some_and(|f| chrono::NaiveDateTime::parse_from_str(f, "%Y-%m-%d %H:%M:%S").is_ok())
+            fields.get(i).is_some_and(|f| {
+                chrono::NaiveDateTime::parse_from_str(f, "%Y-%m-%d %H:%M:%S").is_ok()
+            })
         };
         let subject = self.subject;
-        let times_at = |shift: usize| is_time(self.created + shift) && is_time(self.finished + shift);
+        let times_at =
+            |shift: usize| is_time(self.created + shift) && is_time(self.finished + shift);
         let shift = if extra == 0 || (self.remark > self.finished && times_at(0)) {
             0
         } else if self.created > subject && times_at(extra) {
@@ -208,16 +212,19 @@ fn parse_detail(
             }
             if comment.contains(END_MARKER) {
                 ended = true;
-            } else if ended && comment.starts_with("交易合计") {
-                if let Some((count, received)) = trailer(comment) {
-                    check("#交易合计 笔数", count, sums.payments)?;
-                    check("#交易合计 商家实收", received, sums.payments_received)?;
-                }
-            } else if ended && comment.starts_with("退款合计") {
-                if let Some((count, received)) = trailer(comment) {
-                    check("#退款合计 笔数", count, sums.refunds)?;
-                    check("#退款合计 商家实收", received, sums.refunds_received)?;
-                }
+                continue;
+            }
+            let trailer_of = |kind: &str| {
+                (ended && comment.starts_with(kind))
+                    .then(|| trailer(comment))
+                    .flatten()
+            };
+            if let Some((count, received)) = trailer_of("交易合计") {
+                check("#交易合计 笔数", count, sums.payments)?;
+                check("#交易合计 商家实收", received, sums.payments_received)?;
+            } else if let Some((count, received)) = trailer_of("退款合计") {
+                check("#退款合计 笔数", count, sums.refunds)?;
+                check("#退款合计 商家实收", received, sums.refunds_received)?;
             }
             continue;
         }
@@ -319,9 +326,8 @@ fn check_summary(reader: impl BufRead, sums: &Sums) -> Result<(), BillError> {
         "商家实收（元）",
         "服务费（元）",
     ];
-    let mut number = 0u64;
-    for raw in reader.split(b'\n') {
-        number += 1;
+    for (index, raw) in reader.split(b'\n').enumerate() {
+        let number = u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1);
         let raw = raw.map_err(|e| BillError::Truncated(format!("the summary: {e}")))?;
         let text = gbk(&raw)?;
         let text = text.trim();
@@ -390,9 +396,13 @@ enum Member {
 fn member(raw_name: &[u8]) -> Member {
     let name = match std::str::from_utf8(raw_name) {
         Ok(utf8) => utf8.to_owned(),
-        Err(_) => encoding_rs::GBK.decode_without_bom_handling(raw_name).0.into_owned(),
+        Err(_) => encoding_rs::GBK
+            .decode_without_bom_handling(raw_name)
+            .0
+            .into_owned(),
     };
-    if name.ends_with("业务明细(汇总).csv") || name.ends_with("业务明细（汇总）.csv") {
+    if name.ends_with("业务明细(汇总).csv") || name.ends_with("业务明细（汇总）.csv")
+    {
         Member::Summary
     } else if name.ends_with("业务明细.csv") {
         Member::Detail
@@ -436,10 +446,14 @@ pub fn parse_trade_bill<R: Read + Seek>(
         });
     };
     let sums = {
-        let file = zip.by_index(detail).map_err(|e| BillError::Truncated(e.to_string()))?;
+        let file = zip
+            .by_index(detail)
+            .map_err(|e| BillError::Truncated(e.to_string()))?;
         parse_detail(BufReader::with_capacity(64 * 1024, file), &mut each)?
     };
-    let file = zip.by_index(summary).map_err(|e| BillError::Truncated(e.to_string()))?;
+    let file = zip
+        .by_index(summary)
+        .map_err(|e| BillError::Truncated(e.to_string()))?;
     check_summary(BufReader::new(file), &sums)?;
     Ok(sums.summary)
 }
@@ -483,7 +497,8 @@ pub async fn download_bill(
     use crate::gateway::Reply;
     use paybridge_core::provider::ProviderError;
     use paybridge_core::statement::BillDownload;
-    let biz = serde_json::json!({"bill_type": "trade", "bill_date": day.format("%Y-%m-%d").to_string()});
+    let biz =
+        serde_json::json!({"bill_type": "trade", "bill_date": day.format("%Y-%m-%d").to_string()});
     let url = match gw.call(DOWNLOADURL_QUERY, biz.to_string()).await? {
         Reply::Success(fields) => fields
             .get("bill_download_url")

@@ -62,7 +62,10 @@ fn the_fixture_reads_as_an_independent_reader_reads_it() {
     assert_eq!((lines.len(), rows.len()), (3, 3));
     for (line, row) in lines.iter().zip(rows) {
         assert_eq!(line.out_trade_no, row["商户订单号"].as_str().unwrap());
-        assert_eq!(line.provider_trade_no, row["支付宝交易号"].as_str().unwrap());
+        assert_eq!(
+            line.provider_trade_no,
+            row["支付宝交易号"].as_str().unwrap()
+        );
         assert_eq!(line.status, row["业务类型"].as_str().unwrap());
         assert_eq!(line.time, row["完成时间"].as_str().unwrap());
         assert_eq!(line.amount.get(), fen(&row["订单金额（元）"]).abs());
@@ -133,15 +136,20 @@ fn a_truncated_bill_is_refused() {
     assert!(matches!(parse(cut), Err(BillError::Truncated(_))));
     // The detail cut before its end marker.
     let (detail, summary) = texts();
-    let end = detail.find("#-----------------------------------------业务明细列表结束").unwrap();
+    let end = detail
+        .find("#-----------------------------------------业务明细列表结束")
+        .unwrap();
     assert!(matches!(
         parse(&zip_of(&detail[..end], &summary)),
         Err(BillError::Truncated(_))
     ));
     // A zip without its summary.
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    w.start_file("x_20190916_业务明细.csv", zip::write::SimpleFileOptions::default())
-        .unwrap();
+    w.start_file(
+        "x_20190916_业务明细.csv",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
     w.write_all(&encoding_rs::GBK.encode(&detail).0).unwrap();
     let only = w.finish().unwrap().into_inner();
     assert!(matches!(
@@ -157,7 +165,10 @@ fn a_bill_in_another_encoding_is_refused() {
     let utf8 = zip_raw(detail.as_bytes(), &encoding_rs::GBK.encode(&summary).0);
     assert_eq!(parse(&utf8).unwrap_err(), BillError::Encoding("GBK"));
     let utf8_summary = zip_raw(&encoding_rs::GBK.encode(&detail).0, summary.as_bytes());
-    assert_eq!(parse(&utf8_summary).unwrap_err(), BillError::Encoding("GBK"));
+    assert_eq!(
+        parse(&utf8_summary).unwrap_err(),
+        BillError::Encoding("GBK")
+    );
     // Bytes that are no GBK at all.
     let mut broken = encoding_rs::GBK.encode(&detail).0.into_owned();
     let at = broken.len() / 2;
@@ -169,9 +180,15 @@ fn a_bill_in_another_encoding_is_refused() {
 #[test]
 fn commas_in_the_free_text_fields_keep_the_columns() {
     let (detail, summary) = texts();
-    let subject = detail.replace(",下单测试,2019-09-16 10:55:16,2019-09-16 10:55:23", ",下单,测试,2019-09-16 10:55:16,2019-09-16 10:55:23");
+    let subject = detail.replace(
+        ",下单测试,2019-09-16 10:55:16,2019-09-16 10:55:23",
+        ",下单,测试,2019-09-16 10:55:16,2019-09-16 10:55:23",
+    );
     let (lines, _) = parse(&zip_of(&subject, &summary)).unwrap();
-    assert_eq!((lines[0].settled.get(), lines[0].time.as_str()), (1, "2019-09-16 10:55:23"));
+    assert_eq!(
+        (lines[0].settled.get(), lines[0].time.as_str()),
+        (1, "2019-09-16 10:55:23")
+    );
     let remark = detail.replace("0.00,0.00,下单测试\r\n2019", "0.00,0.00,下单,测试\r\n2019");
     let (lines, _) = parse(&zip_of(&remark, &summary)).unwrap();
     assert_eq!((lines[0].settled.get(), lines[0].fee_fen), (1, 0));

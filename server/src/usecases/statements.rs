@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use paybridge_core::statement::{
-    BillError, BillLine, BillSource, BillLineKind, BillSummary, DiscrepancyKind, LineVerdict, OrderFacts,
-    RefundFacts, classify_payment, classify_refund,
+    BillError, BillLine, BillLineKind, BillSource, BillSummary, DiscrepancyKind, LineVerdict,
+    OrderFacts, RefundFacts, classify_payment, classify_refund,
 };
 use paybridge_core::tenant::Tenant;
 use serde_json::{Value, json};

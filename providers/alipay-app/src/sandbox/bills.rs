@@ -125,7 +125,11 @@ struct Line {
 impl Line {
     fn text(&self) -> String {
         let t = "\t";
-        let kind = if self.refund.is_some() { "退款" } else { "交易" };
+        let kind = if self.refund.is_some() {
+            "退款"
+        } else {
+            "交易"
+        };
         let amount = yuan(self.amount);
         format!(
             "{}{t},{}{t},{kind}{t},{},{},{},{t},{t},{t},{t},{}{t},{amount},{amount},0.00,0.00,0.00,0.00,0.00,,0.00{t},0.00,{}{t},{},0.00,",
@@ -179,7 +183,11 @@ fn lines(book: &TradeBook, app_id: &str, day: &str, edits: &BillEdits) -> Vec<Li
                 -fee(fen),
             ));
         }
-        for r in trade.refunds.iter().filter(|r| r.gmt_refund_pay.starts_with(day)) {
+        for r in trade
+            .refunds
+            .iter()
+            .filter(|r| r.gmt_refund_pay.starts_with(day))
+        {
             let fen = r.refund_amount.0;
             lines.push(line(
                 Some(r.out_request_no.clone()),
@@ -190,7 +198,11 @@ fn lines(book: &TradeBook, app_id: &str, day: &str, edits: &BillEdits) -> Vec<Li
         }
     }
     for (i, f) in edits.foreign_refunds.iter().enumerate() {
-        let Some(trade) = book.get(app_id, &f.out_trade_no) else {
+        // Made on the day the order was paid.
+        let Some(trade) = book
+            .get(app_id, &f.out_trade_no)
+            .filter(|t| t.gmt_payment.as_deref().is_some_and(|p| p.starts_with(day)))
+        else {
             continue;
         };
         lines.push(Line {
@@ -212,16 +224,13 @@ fn lines(book: &TradeBook, app_id: &str, day: &str, edits: &BillEdits) -> Vec<Li
 /// The zip of the two files.
 fn zip(account: &str, day: &str, lines: &[Line], corrupt: Option<Corruption>) -> Vec<u8> {
     let compact = day.replace('-', "");
-    let period = |d: &str| {
-        format!(
-            "{}年{}月{}日 00:00:00",
-            &d[0..4],
-            &d[5..7],
-            &d[8..10]
-        )
-    };
+    let period = |d: &str| format!("{}年{}月{}日 00:00:00", &d[0..4], &d[5..7], &d[8..10]);
     let next = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
-        .map(|d| (d + chrono::Duration::days(1)).format("%Y-%m-%d").to_string())
+        .map(|d| {
+            (d + chrono::Duration::days(1))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
         .unwrap_or_else(|_| day.to_owned());
     let exported = beijing_now().format("%Y年%m月%d日 %H:%M:%S").to_string();
     let head = |title: &str| {
@@ -323,7 +332,9 @@ pub(crate) fn downloadurl_query(
         return invalid("缺少bill_date");
     };
     let Ok(date) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
-        return invalid(&format!("bill_date {day:?} is not yyyy-MM-dd (a daily bill)"));
+        return invalid(&format!(
+            "bill_date {day:?} is not yyyy-MM-dd (a daily bill)"
+        ));
     };
     let none = BillEdits::default();
     let edits = edits.unwrap_or(&none);
@@ -363,7 +374,9 @@ pub(crate) fn download(files: &BillFiles, query: &str) -> paybridge_core::provid
             status: 404,
             content_type: "text/plain; charset=utf-8",
             headers: Vec::new(),
-            body: "the link has expired (30 s) or was never issued".as_bytes().to_vec(),
+            body: "the link has expired (30 s) or was never issued"
+                .as_bytes()
+                .to_vec(),
         },
     }
 }

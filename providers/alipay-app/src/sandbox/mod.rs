@@ -228,11 +228,7 @@ impl AlipaySimulator {
         lock(&self.state)
     }
 
-    async fn gateway(
-        &self,
-        platform: &Rsa2Signer,
-        request: &SimRequest,
-    ) -> SimResponse {
+    async fn gateway(&self, platform: &Rsa2Signer, request: &SimRequest) -> SimResponse {
         let (query, body) = (request.query.as_str(), &request.body[..]);
         let parsed = gateway::read_params(query, body)
             .and_then(|params| gateway::method(&params).map(|api| (params, api)));
@@ -418,7 +414,10 @@ impl AlipaySimulator {
             }
         };
         self.lock().bill_edits.insert(app_id.clone(), edits);
-        json_response(200, &json!({"app_id": app_id, "bill": Value::Object(fields)}))
+        json_response(
+            200,
+            &json!({"app_id": app_id, "bill": Value::Object(fields)}),
+        )
     }
 }
 

@@ -286,7 +286,10 @@ pub(crate) fn bill_text(
         let Some(o) = orders.get(mch_id, &f.out_trade_no) else {
             continue;
         };
-        let Some(p) = &o.payment else { continue };
+        // Made on the day the order was paid.
+        let Some(p) = o.payment.as_ref().filter(|p| p.time_end.starts_with(date)) else {
+            continue;
+        };
         let at = format!("{day} 23:59:{:02}", i % 60);
         let refund_id = format!("5030000001{date}{i:010}");
         let refund = RefundLine {

@@ -172,9 +172,7 @@ pub async fn download_bill(
         message: format!("the bill's file is cut short or not gzip: {e}"),
     })?;
     if written == 0 {
-        return Err(ProviderError::Unavailable(
-            "an empty bill file".to_owned(),
-        ));
+        return Err(ProviderError::Unavailable("an empty bill file".to_owned()));
     }
     if !hash.eq_ignore_ascii_case(bill.hash_value.trim()) {
         return Err(ProviderError::Rejected {

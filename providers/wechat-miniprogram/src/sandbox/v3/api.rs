@@ -230,7 +230,8 @@ pub(crate) fn serve(
             V3Api::TradeBill => {
                 super::bills::tradebill(state, &mch_id, &acting, &request.query, &request.base)
             }
-            V3Api::BillFile => fail(405, "NOT_FOUND", "unreachable"),
+            // Served before the answer-signing path (files are not signed).
+            V3Api::BillFile => fail(500, "SYSTEM_ERROR", "the bill file is served unsigned"),
         },
     };
     Served {

@@ -46,14 +46,13 @@ fn query_param(query: &str, name: &str) -> Option<String> {
 }
 
 fn sha1_hex(bytes: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes).as_ref())
+    hex::encode(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes).as_ref(),
+    )
 }
 
 fn fail(code: &str, message: &str) -> (u16, String) {
-    (
-        400,
-        json!({"code": code, "message": message}).to_string(),
-    )
+    (400, json!({"code": code, "message": message}).to_string())
 }
 
 /// `GET /v3/bill/tradebill?bill_date=&bill_type=&tar_type=[&sub_mchid=]` for `acting` (the
@@ -81,7 +80,13 @@ pub(crate) fn tradebill(
     };
     let edits = state.bill_edits.get(&acting.mch_id);
     let compact = day.format("%Y%m%d").to_string();
-    let text = match bill_text(&state.orders, &state.refunds, edits, &acting.mch_id, &compact) {
+    let text = match bill_text(
+        &state.orders,
+        &state.refunds,
+        edits,
+        &acting.mch_id,
+        &compact,
+    ) {
         Ok(text) => text,
         Err(NoBill::Empty) => return fail("NO_STATEMENT_EXIST", "请求的账单文件不存在"),
         Err(NoBill::Creating) => return fail("STATEMENT_CREATING", "账单生成中，请稍后再试"),
@@ -95,7 +100,12 @@ pub(crate) fn tradebill(
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         match encoder.write_all(&text).and_then(|()| encoder.finish()) {
             Ok(bytes) => bytes,
-            Err(e) => return (500, json!({"code": "SYSTEM_ERROR", "message": e.to_string()}).to_string()),
+            Err(e) => {
+                return (
+                    500,
+                    json!({"code": "SYSTEM_ERROR", "message": e.to_string()}).to_string(),
+                );
+            }
         }
     } else {
         text
