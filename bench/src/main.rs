@@ -11,6 +11,7 @@ mod plans;
 mod procfs;
 mod report;
 mod seed;
+mod statement;
 mod wechat;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,9 @@ enum Scenario {
     WechatV3Notify,
     /// Only the one-core limits: RSA-2048 signs/s and serial SQLite commits/s.
     Limits,
+    /// Reconcile a WeChat Pay bill of `--bill-lines` lines against as many orders, in this
+    /// process on one core, beside a plain parse of the file.
+    Statement,
     /// Both scenarios, in rounds of 10 000 and 1 000 000 seeded orders.
     All,
 }
@@ -95,6 +99,9 @@ pub struct Cli {
     /// Core for the load driver.
     #[arg(long, default_value_t = 1)]
     driver_core: usize,
+    /// Lines of the bill (and orders) of the `statement` scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    bill_lines: u64,
     /// Seconds for each limit measurement.
     #[arg(long, default_value_t = 3)]
     limit_seconds: u64,
@@ -195,6 +202,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             .ok_or_else(|| anyhow!("this binary has no folder"))?
             .join("paybridge"),
     };
+    if cli.scenario == Scenario::Statement {
+        let workdir = WorkDir::create(cli.tmpdir.as_deref(), cli.keep)?;
+        let outcome = statement::run(&workdir.path, cli.bill_lines, cli.gateway_core).await;
+        workdir.finish();
+        let result = outcome?;
+        result.print();
+        return Ok(true);
+    }
     if cli.scenario != Scenario::Limits && !gateway_bin.is_file() {
         bail!(
             "{}: no gateway binary; build it with `cargo build --release -p paybridge-server \
@@ -284,7 +299,7 @@ async fn bench(
             Scenario::WechatNotify,
             Scenario::WechatV3Notify,
         ],
-        Scenario::Limits => &[],
+        Scenario::Limits | Scenario::Statement => &[],
         Scenario::AlipayCreate => &[Scenario::AlipayCreate],
         Scenario::WechatNotify => &[Scenario::WechatNotify],
         Scenario::WechatV3Notify => &[Scenario::WechatV3Notify],
@@ -415,7 +430,7 @@ async fn run_scenario(ctx: &Ctx<'_>, gateway_bin: &Path, scenario: Scenario) -> 
         Scenario::AlipayCreate => alipay::NAME,
         Scenario::WechatNotify => wechat::NAME,
         Scenario::WechatV3Notify => wechat::V3_NAME,
-        Scenario::Limits | Scenario::All => "?",
+        Scenario::Limits | Scenario::All | Scenario::Statement => "?",
     };
     println!("== seed {} / {name}", ctx.seed);
     let mut gateway = match Gateway::start(gateway_bin, ctx.env, ctx.cli.gateway_core, name).await {
@@ -464,7 +479,9 @@ async fn run_scenario(ctx: &Ctx<'_>, gateway_bin: &Path, scenario: Scenario) -> 
             }
             Err(e) => Err(e),
         },
-        Scenario::Limits | Scenario::All => Err(anyhow!("not a load scenario")),
+        Scenario::Limits | Scenario::All | Scenario::Statement => {
+            Err(anyhow!("not a load scenario"))
+        }
     };
     let log = gateway.log.clone();
     let groups = gateway.write_groups();

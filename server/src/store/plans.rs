@@ -39,10 +39,32 @@ pub fn hot_queries(backend: DbBackend) -> Vec<(&'static str, Statement)> {
         updated_at: now,
         fee: None,
     };
+    let day = (day_ago, now);
     vec![
         (
             "order by number (every API call, notification lookup)",
             o.build(backend),
+        ),
+        (
+            "statement: a day's paid orders, next page",
+            super::statements::paid_between_query(
+                "demo",
+                "wechat_miniprogram",
+                day,
+                Some((now - chrono::Duration::hours(1), sample.id.clone())),
+                1000,
+            )
+            .build(backend),
+        ),
+        (
+            "statement: a day's succeeded refunds, next page",
+            super::statements::refunded_between_query(
+                "demo",
+                day,
+                Some((now - chrono::Duration::hours(1), sample.id.clone())),
+                1000,
+            )
+            .build(backend),
         ),
         (
             "provider event by identity (deduplication)",
@@ -189,6 +211,24 @@ mod tests {
         // for its batch, the primary key for its rows).
         for block in plans.split("-- ").skip(1) {
             assert!(block.contains("SEARCH"), "{block}\n\nwhole plan:\n{plans}");
+        }
+        // A statement's walk over a day reads one index range in its order: a sort (or another
+        // index) would re-read the tenant's whole history for every page.
+        for (name, index) in [
+            ("statement: a day's paid orders", "orders_tenant_paid"),
+            (
+                "statement: a day's succeeded refunds",
+                "refunds_tenant_succeeded",
+            ),
+        ] {
+            let block = plans
+                .split("-- ")
+                .find(|b| b.starts_with(name))
+                .unwrap_or_else(|| panic!("no plan for {name}:\n{plans}"));
+            assert!(
+                block.contains(index) && !block.contains("TEMP B-TREE"),
+                "{block}\n\nwhole plan:\n{plans}"
+            );
         }
     }
 }

@@ -185,29 +185,77 @@ pub async fn insert_discrepancies(
     Ok(())
 }
 
-/// Record the fees a bill gave: an order's `fee`, a refund's `fee_returned` (fen).
+/// The placeholders of a statement's `n`th value (1-based) on this backend.
+fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
+    match backend {
+        sea_orm::DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    }
+}
+
+/// Record the fees of a batch of matched lines: each order's fee, each refund's fee returned, in
+/// one statement each (a `VALUES` list joined to the table by its unique number).
 pub async fn set_fees(
     txn: &DatabaseTransaction,
     tenant_id: &str,
     orders: Vec<(String, i64)>,
     refunds: Vec<(String, String, i64)>,
 ) -> Result<(), StoreError> {
-    for (out_trade_no, fee) in orders {
-        order::Entity::update_many()
-            .col_expr(order::Column::Fee, Expr::value(fee))
-            .filter(order::Column::TenantId.eq(tenant_id))
-            .filter(order::Column::OutTradeNo.eq(out_trade_no))
-            .exec(txn)
-            .await?;
+    let backend = txn.get_database_backend();
+    if !orders.is_empty() {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(orders.len() * 2 + 1);
+        let mut rows = Vec::with_capacity(orders.len());
+        for (out_trade_no, fee) in orders {
+            let (a, b) = (values.len() + 1, values.len() + 2);
+            rows.push(format!(
+                "({}, {})",
+                placeholder(backend, a),
+                placeholder(backend, b)
+            ));
+            values.push(out_trade_no.into());
+            values.push(fee.into());
+        }
+        let tenant = placeholder(backend, values.len() + 1);
+        values.push(tenant_id.into());
+        let sql = format!(
+            "WITH v(no, fee) AS (VALUES {}) \
+             UPDATE orders SET fee = v.fee FROM v \
+             WHERE orders.tenant_id = {tenant} AND orders.out_trade_no = v.no",
+            rows.join(", ")
+        );
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .await?;
     }
-    for (out_trade_no, out_refund_no, fee) in refunds {
-        refund::Entity::update_many()
-            .col_expr(refund::Column::FeeReturned, Expr::value(fee))
-            .filter(refund::Column::TenantId.eq(tenant_id))
-            .filter(refund::Column::OutTradeNo.eq(out_trade_no))
-            .filter(refund::Column::OutRefundNo.eq(out_refund_no))
-            .exec(txn)
-            .await?;
+    if !refunds.is_empty() {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(refunds.len() * 3 + 1);
+        let mut rows = Vec::with_capacity(refunds.len());
+        for (out_trade_no, out_refund_no, fee) in refunds {
+            let n = values.len();
+            rows.push(format!(
+                "({}, {}, {})",
+                placeholder(backend, n + 1),
+                placeholder(backend, n + 2),
+                placeholder(backend, n + 3)
+            ));
+            values.push(out_trade_no.into());
+            values.push(out_refund_no.into());
+            values.push(fee.into());
+        }
+        let tenant = placeholder(backend, values.len() + 1);
+        values.push(tenant_id.into());
+        let sql = format!(
+            "WITH v(no, refund_no, fee) AS (VALUES {}) \
+             UPDATE refunds SET fee_returned = v.fee FROM v \
+             WHERE refunds.tenant_id = {tenant} AND refunds.out_trade_no = v.no \
+             AND refunds.out_refund_no = v.refund_no",
+            rows.join(", ")
+        );
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .await?;
     }
     Ok(())
 }
@@ -290,17 +338,54 @@ pub async fn discrepancies<C: ConnectionTrait>(
         .await?)
 }
 
-/// A tenant's orders of one provider by number.
+/// What reconciliation reads of an order (not its client parameters and other large columns).
+#[derive(Debug, Clone, sea_orm::FromQueryResult)]
+pub struct OrderLine {
+    /// Its id.
+    pub id: String,
+    /// `out_trade_no`.
+    pub out_trade_no: String,
+    /// Its provider kind.
+    pub provider: String,
+    /// Its state.
+    pub status: String,
+    /// Fen.
+    pub amount: i64,
+    /// The provider's trade number, once paid.
+    pub provider_trade_no: Option<String>,
+    /// When it was paid.
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+fn order_lines(
+    q: sea_orm::Select<order::Entity>,
+) -> sea_orm::Selector<sea_orm::SelectModel<OrderLine>> {
+    q.select_only()
+        .columns([
+            order::Column::Id,
+            order::Column::OutTradeNo,
+            order::Column::Provider,
+            order::Column::Status,
+            order::Column::Amount,
+            order::Column::ProviderTradeNo,
+            order::Column::PaidAt,
+        ])
+        .into_model::<OrderLine>()
+}
+
+/// A tenant's orders by number (what reconciliation reads of them).
 pub async fn orders_by_number<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
     numbers: Vec<String>,
-) -> Result<Vec<order::Model>, StoreError> {
-    Ok(order::Entity::find()
-        .filter(order::Column::TenantId.eq(tenant_id))
-        .filter(order::Column::OutTradeNo.is_in(numbers))
-        .all(db)
-        .await?)
+) -> Result<Vec<OrderLine>, StoreError> {
+    Ok(order_lines(
+        order::Entity::find()
+            .filter(order::Column::TenantId.eq(tenant_id))
+            .filter(order::Column::OutTradeNo.is_in(numbers)),
+    )
+    .all(db)
+    .await?)
 }
 
 /// A tenant's refunds by refund number.
@@ -316,7 +401,34 @@ pub async fn refunds_by_number<C: ConnectionTrait>(
         .await?)
 }
 
-/// A page of a tenant's orders of one provider paid in `[from, to)`, after `(paid_at, id)`.
+/// The query of a page of a tenant's orders of `provider` paid in `[from, to)`, after
+/// `(paid_at, id)`: one range of `orders_tenant_paid`, in its order (no sort), from the page's
+/// start (never from the day's).
+pub fn paid_between_query(
+    tenant_id: &str,
+    provider: &str,
+    range: (DateTime<Utc>, DateTime<Utc>),
+    after: Option<(DateTime<Utc>, String)>,
+    limit: u64,
+) -> sea_orm::Select<order::Entity> {
+    let q = order::Entity::find()
+        .filter(order::Column::TenantId.eq(tenant_id))
+        .filter(order::Column::PaidAt.lt(range.1));
+    let q = match after {
+        None => q.filter(order::Column::PaidAt.gte(range.0)),
+        Some((at, id)) => q.filter(order::Column::PaidAt.gte(at)).filter(
+            sea_orm::Condition::any()
+                .add(order::Column::PaidAt.gt(at))
+                .add(order::Column::Id.gt(id)),
+        ),
+    };
+    q.filter(order::Column::Provider.eq(provider))
+        .order_by_asc(order::Column::PaidAt)
+        .order_by_asc(order::Column::Id)
+        .limit(limit)
+}
+
+/// A page of [`paid_between_query`].
 pub async fn paid_between<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
@@ -324,27 +436,39 @@ pub async fn paid_between<C: ConnectionTrait>(
     range: (DateTime<Utc>, DateTime<Utc>),
     after: Option<(DateTime<Utc>, String)>,
     limit: u64,
-) -> Result<Vec<order::Model>, StoreError> {
-    let mut q = order::Entity::find()
-        .filter(order::Column::PaidAt.gte(range.0))
-        .filter(order::Column::PaidAt.lt(range.1))
-        .filter(order::Column::TenantId.eq(tenant_id))
-        .filter(order::Column::Provider.eq(provider));
-    if let Some((at, id)) = after {
-        q = q.filter(order::Column::PaidAt.gte(at)).filter(
-            sea_orm::Condition::any()
-                .add(order::Column::PaidAt.gt(at))
-                .add(order::Column::Id.gt(id)),
-        );
-    }
-    Ok(q.order_by_asc(order::Column::PaidAt)
-        .order_by_asc(order::Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?)
+) -> Result<Vec<OrderLine>, StoreError> {
+    Ok(
+        order_lines(paid_between_query(tenant_id, provider, range, after, limit))
+            .all(db)
+            .await?,
+    )
 }
 
-/// A page of a tenant's refunds that succeeded in `[from, to)`, after `(succeeded_at, id)`.
+/// The query of a page of a tenant's refunds that succeeded in `[from, to)`, after
+/// `(succeeded_at, id)`: one range of `refunds_tenant_succeeded`, in its order.
+pub fn refunded_between_query(
+    tenant_id: &str,
+    range: (DateTime<Utc>, DateTime<Utc>),
+    after: Option<(DateTime<Utc>, String)>,
+    limit: u64,
+) -> sea_orm::Select<refund::Entity> {
+    let q = refund::Entity::find()
+        .filter(refund::Column::TenantId.eq(tenant_id))
+        .filter(refund::Column::SucceededAt.lt(range.1));
+    let q = match after {
+        None => q.filter(refund::Column::SucceededAt.gte(range.0)),
+        Some((at, id)) => q.filter(refund::Column::SucceededAt.gte(at)).filter(
+            sea_orm::Condition::any()
+                .add(refund::Column::SucceededAt.gt(at))
+                .add(refund::Column::Id.gt(id)),
+        ),
+    };
+    q.order_by_asc(refund::Column::SucceededAt)
+        .order_by_asc(refund::Column::Id)
+        .limit(limit)
+}
+
+/// A page of [`refunded_between_query`].
 pub async fn refunded_between<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
@@ -352,20 +476,7 @@ pub async fn refunded_between<C: ConnectionTrait>(
     after: Option<(DateTime<Utc>, String)>,
     limit: u64,
 ) -> Result<Vec<refund::Model>, StoreError> {
-    let mut q = refund::Entity::find()
-        .filter(refund::Column::SucceededAt.gte(range.0))
-        .filter(refund::Column::SucceededAt.lt(range.1))
-        .filter(refund::Column::TenantId.eq(tenant_id));
-    if let Some((at, id)) = after {
-        q = q.filter(refund::Column::SucceededAt.gte(at)).filter(
-            sea_orm::Condition::any()
-                .add(refund::Column::SucceededAt.gt(at))
-                .add(refund::Column::Id.gt(id)),
-        );
-    }
-    Ok(q.order_by_asc(refund::Column::SucceededAt)
-        .order_by_asc(refund::Column::Id)
-        .limit(limit)
+    Ok(refunded_between_query(tenant_id, range, after, limit)
         .all(db)
         .await?)
 }

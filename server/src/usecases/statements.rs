@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::Failure;
-use crate::db::entities::{order, refund, statement};
+use crate::db::entities::{refund, statement};
 use crate::state::AppState;
 use crate::store::orders::status_of;
 use crate::store::statements::{self as store, BeginError, NewDiscrepancy, RunEnd};
@@ -120,12 +120,13 @@ async fn match_batch(
         .iter()
         .filter_map(|l| l.out_refund_no.clone())
         .collect();
-    let orders: HashMap<String, order::Model> = store::orders_by_number(db, &tenant.id, numbers)
-        .await?
-        .into_iter()
-        .filter(|o| o.provider == provider)
-        .map(|o| (o.out_trade_no.clone(), o))
-        .collect();
+    let orders: HashMap<String, store::OrderLine> =
+        store::orders_by_number(db, &tenant.id, numbers)
+            .await?
+            .into_iter()
+            .filter(|o| o.provider == provider)
+            .map(|o| (o.out_trade_no.clone(), o))
+            .collect();
     let refunds: HashMap<(String, String), refund::Model> =
         store::refunds_by_number(db, &tenant.id, refund_numbers)
             .await?
@@ -140,7 +141,9 @@ async fn match_batch(
                 let order = orders.get(&line.out_trade_no);
                 let facts = match order {
                     Some(o) => Some(OrderFacts {
-                        status: status_of(o)?,
+                        status: o.status.parse().map_err(|e: String| {
+                            Failure::internal(&crate::store::StoreError::Corrupt(e))
+                        })?,
                         amount: paybridge_core::money::Fen::new(o.amount),
                         provider_trade_no: o.provider_trade_no.clone(),
                     }),
@@ -221,8 +224,18 @@ async fn match_batch(
 
 /// Ask the provider about a payment paybridge holds as pending and apply its answer; whether
 /// the order is paid afterwards.
-async fn heal(state: &AppState, tenant: &Tenant, o: &order::Model) -> bool {
-    match super::orders::sync_order(state, tenant, o).await {
+async fn heal(state: &AppState, tenant: &Tenant, o: &store::OrderLine) -> bool {
+    let found =
+        crate::store::orders::find_order(state.store.reader(), &tenant.id, &o.out_trade_no).await;
+    let o = match found {
+        Ok(Some(o)) => o,
+        Ok(None) => return false,
+        Err(e) => {
+            tracing::warn!(tenant = %tenant.id, out_trade_no = %o.out_trade_no, error = %e, "statement: cannot read a payment to heal");
+            return false;
+        }
+    };
+    match super::orders::sync_order(state, tenant, &o).await {
         Ok(after) => status_of(&after).is_ok_and(|s| s.is_paid()),
         Err(e) => {
             tracing::warn!(tenant = %tenant.id, out_trade_no = %o.out_trade_no, error = %e.message, "statement: cannot heal a payment");
