@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # paybridge load benchmark: builds the release gateway and the driver, then runs the driver.
-#   bench/run.sh [alipay-create|wechat-notify|wechat-v3-notify|limits|all] [flags]   (bench/run.sh --help for flags)
+#   bench/run.sh [alipay-create|wechat-notify|wechat-v3-notify|statement|wechat-notify-statement|limits|all] [flags]   (bench/run.sh --help for flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # `--bin` filters every selected package, so both binaries are named.

@@ -46,6 +46,8 @@ pub struct DemoTenant {
 /// the database at the first start.
 #[derive(Debug, Clone)]
 pub struct RoundEnv {
+    /// More environment for the gateway process (e.g. its master key).
+    pub gateway_env: Vec<(String, String)>,
     pub dir: PathBuf,
     pub addr: SocketAddr,
     pub config_path: PathBuf,
@@ -134,6 +136,7 @@ impl RoundEnv {
         let config_path = dir.join("paybridge.toml");
         fs::write(&config_path, config)?;
         Ok(RoundEnv {
+            gateway_env: Vec::new(),
             dir: dir.to_owned(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             config_path,
@@ -254,6 +257,11 @@ impl Gateway {
             .arg("--config")
             .arg(&env.config_path)
             .current_dir(&env.dir)
+            .envs(
+                env.gateway_env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
             // These would override the config file.

@@ -12,6 +12,7 @@ mod procfs;
 mod report;
 mod seed;
 mod statement;
+mod statement_load;
 mod wechat;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,9 @@ enum Scenario {
     /// Reconcile a WeChat Pay bill of `--bill-lines` lines against as many orders, in this
     /// process on one core, beside a plain parse of the file.
     Statement,
+    /// WeChat notifications alone, then while the gateway reconciles a statement of
+    /// `--bill-lines` lines (started through the admin API): the share of throughput kept.
+    WechatNotifyStatement,
     /// Both scenarios, in rounds of 10 000 and 1 000 000 seeded orders.
     All,
 }
@@ -303,6 +307,7 @@ async fn bench(
         Scenario::AlipayCreate => &[Scenario::AlipayCreate],
         Scenario::WechatNotify => &[Scenario::WechatNotify],
         Scenario::WechatV3Notify => &[Scenario::WechatV3Notify],
+        Scenario::WechatNotifyStatement => &[Scenario::WechatNotifyStatement],
     };
     let run_tag = std::process::id() % 1_000_000;
     let database_kind = if cli.database.is_some() {
@@ -359,7 +364,14 @@ async fn bench(
                 );
                 seed_reports.push((seed, Some(report)));
                 for &scenario in scenarios {
-                    results.push(run_scenario(&ctx, gateway_bin, scenario).await);
+                    let result = if scenario == Scenario::WechatNotifyStatement {
+                        let result = statement_load::run(&ctx, gateway_bin).await;
+                        result.print();
+                        result
+                    } else {
+                        run_scenario(&ctx, gateway_bin, scenario).await
+                    };
+                    results.push(result);
                 }
             }
             Err(e) => {
@@ -430,7 +442,10 @@ async fn run_scenario(ctx: &Ctx<'_>, gateway_bin: &Path, scenario: Scenario) -> 
         Scenario::AlipayCreate => alipay::NAME,
         Scenario::WechatNotify => wechat::NAME,
         Scenario::WechatV3Notify => wechat::V3_NAME,
-        Scenario::Limits | Scenario::All | Scenario::Statement => "?",
+        Scenario::Limits
+        | Scenario::All
+        | Scenario::Statement
+        | Scenario::WechatNotifyStatement => "?",
     };
     println!("== seed {} / {name}", ctx.seed);
     let mut gateway = match Gateway::start(gateway_bin, ctx.env, ctx.cli.gateway_core, name).await {
@@ -479,9 +494,10 @@ async fn run_scenario(ctx: &Ctx<'_>, gateway_bin: &Path, scenario: Scenario) -> 
             }
             Err(e) => Err(e),
         },
-        Scenario::Limits | Scenario::All | Scenario::Statement => {
-            Err(anyhow!("not a load scenario"))
-        }
+        Scenario::Limits
+        | Scenario::All
+        | Scenario::Statement
+        | Scenario::WechatNotifyStatement => Err(anyhow!("not a load scenario here")),
     };
     let log = gateway.log.clone();
     let groups = gateway.write_groups();

@@ -24,7 +24,7 @@ use sea_orm::{ActiveValue::Set, EntityTrait, TransactionTrait};
 use crate::load::f64_of;
 use crate::procfs;
 
-const TENANT: &str = "stmt_bench";
+pub const TENANT: &str = "stmt_bench";
 const HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
 const SUMMARY: &str =
     "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额";
@@ -121,7 +121,7 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn seed(db_url: &str, n: u64, day: NaiveDate) -> anyhow::Result<()> {
+pub async fn seed(db_url: &str, n: u64, day: NaiveDate) -> anyhow::Result<()> {
     let connections = paybridge_server::db::connect(db_url)
         .await
         .with_context(|| format!("connecting to {db_url}"))?;
@@ -178,7 +178,7 @@ async fn seed(db_url: &str, n: u64, day: NaiveDate) -> anyhow::Result<()> {
 }
 
 /// The bill of those orders; its size in bytes.
-fn write_bill(path: &Path, n: u64, day: NaiveDate) -> anyhow::Result<u64> {
+pub fn write_bill(path: &Path, n: u64, day: NaiveDate) -> anyhow::Result<u64> {
     let mut out = BufWriter::new(std::fs::File::create(path)?);
     write!(out, "\u{feff}{HEADER}\r\n")?;
     let (mut gross, mut fees) = (0i64, 0i64);
@@ -215,7 +215,8 @@ fn write_bill(path: &Path, n: u64, day: NaiveDate) -> anyhow::Result<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
 
-fn tenant_toml() -> String {
+/// The tenant whose bill is reconciled, its WeChat Pay endpoints at `api_base`.
+pub fn tenant_toml_at(api_base: &str) -> String {
     format!(
         r#"id = "{TENANT}"
 name = "Statement benchmark"
@@ -228,10 +229,14 @@ mch_id = "1900000109"
 api_key = "sandboxsandboxsandboxsandbox0001"
 app_secret = "sandbox-app-secret"
 sign_type = "HMAC-SHA256"
-api_base = "http://127.0.0.1:9/sandbox/wechat_miniprogram"
-login_base = "http://127.0.0.1:9/sandbox/wechat_miniprogram"
+api_base = "{api_base}"
+login_base = "{api_base}"
 "#
     )
+}
+
+fn tenant_toml() -> String {
+    tenant_toml_at("http://127.0.0.1:9/sandbox/wechat_miniprogram")
 }
 
 /// Run it in `dir` (a fresh folder), this thread pinned to `core` (the runtime's blocking

@@ -318,6 +318,34 @@ pub struct Prepared {
     notes: Vec<String>,
 }
 
+impl Prepared {
+    /// Two sets of notifications: the first half of the orders, and the rest.
+    pub fn split(self) -> (Prepared, Prepared) {
+        let Prepared {
+            protocol,
+            mut orders,
+            mut requests,
+            notes,
+        } = self;
+        let half = requests.len() / 2;
+        let (later_orders, later_requests) = (orders.split_off(half), requests.split_off(half));
+        (
+            Prepared {
+                protocol,
+                orders,
+                requests,
+                notes: notes.clone(),
+            },
+            Prepared {
+                protocol,
+                orders: later_orders,
+                requests: later_requests,
+                notes,
+            },
+        )
+    }
+}
+
 /// Set-up: log in, create the pending orders through the API, and sign one notification each.
 pub async fn prepare(
     ctx: &Ctx<'_>,

@@ -460,7 +460,7 @@ async fn the_sandbox_bill_of_a_day_is_downloaded_and_reconciled() {
         .expect("the bill is kept");
         let mut raw = Vec::new();
         std::io::Read::read_to_end(
-            &mut flate2::read::GzDecoder::new(kept.gzip.as_slice()),
+            &mut flate2::read::MultiGzDecoder::new(kept.gzip.as_slice()),
             &mut raw,
         )
         .unwrap();

@@ -134,7 +134,7 @@ async fn an_alipay_day_is_reconciled_from_its_gbk_zip() {
             .unwrap();
         let mut raw = Vec::new();
         std::io::Read::read_to_end(
-            &mut flate2::read::GzDecoder::new(kept.gzip.as_slice()),
+            &mut flate2::read::MultiGzDecoder::new(kept.gzip.as_slice()),
             &mut raw,
         )
         .unwrap();
@@ -191,7 +191,7 @@ async fn a_wechat_v3_day_is_reconciled_from_its_gzipped_bill() {
             .unwrap();
         let mut raw = Vec::new();
         std::io::Read::read_to_end(
-            &mut flate2::read::GzDecoder::new(kept.gzip.as_slice()),
+            &mut flate2::read::MultiGzDecoder::new(kept.gzip.as_slice()),
             &mut raw,
         )
         .unwrap();

@@ -408,6 +408,31 @@ mod tests {
         ));
     }
 
+    /// v3's `tar_type=GZIP` file is the same text gzipped: read the same, and a gzip cut short
+    /// is a truncated bill.
+    #[test]
+    fn the_gzipped_bill_reads_as_the_text() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(BILL.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let read = |bytes: &[u8]| {
+            let mut lines = Vec::new();
+            let mut cursor = std::io::Cursor::new(bytes.to_vec());
+            parse_downloaded(&mut cursor, |l| {
+                lines.push(l);
+                Ok(())
+            })
+            .map(|summary| (lines, summary))
+        };
+        assert_eq!(read(&gz).unwrap(), read(BILL.as_bytes()).unwrap());
+        assert_eq!(read(&gz).unwrap(), parse(BILL.as_bytes()).unwrap());
+        assert!(matches!(
+            read(&gz[..gz.len() - 30]),
+            Err(BillError::Truncated(_))
+        ));
+    }
+
     #[test]
     fn an_empty_day_is_a_header_and_a_zero_summary() {
         let header = BILL.lines().next().unwrap();

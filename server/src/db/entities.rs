@@ -382,7 +382,32 @@ pub mod statement_discrepancy {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// A run's raw bill, compressed.
+/// A part of a run's raw bill: one gzip member of consecutive bytes of the file (the parts in
+/// order are one multi-member gzip file).
+pub mod statement_file_part {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "statement_file_parts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub statement_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub part: i64,
+        /// The part, gzip-compressed.
+        pub gzip: Vec<u8>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A run's raw bill: its hash and size; its bytes are its parts (an earlier version of paybridge
+/// kept them whole in `gzip`).
 pub mod statement_file {
     use sea_orm::entity::prelude::*;
 
@@ -397,7 +422,7 @@ pub mod statement_file {
         pub sha256: String,
         /// Its size in bytes.
         pub size: i64,
-        /// The file, gzip-compressed.
+        /// The file, gzip-compressed, when kept whole (empty: see its parts).
         pub gzip: Vec<u8>,
         pub at: DateTimeUtc,
     }

@@ -1070,8 +1070,18 @@ impl MigrationTrait for M0010StatementFiles {
     }
 }
 
-/// The statements' walks over a day: a tenant's paid orders and succeeded refunds in time order.
-/// Without them, each page of a 10⁶-order day re-read the tenant's orders and sorted them.
+#[derive(DeriveIden)]
+enum StatementFileParts {
+    Table,
+    StatementId,
+    Version,
+    Part,
+    Gzip,
+}
+
+/// The statements' walks over a day: a tenant's paid orders and succeeded refunds in time order
+/// (without them, each page of a 10⁶-order day re-read the tenant's orders and sorted them); and
+/// a run's raw bill kept in parts.
 struct M0011StatementIndexes;
 
 impl MigrationName for M0011StatementIndexes {
@@ -1097,6 +1107,25 @@ impl MigrationTrait for M0011StatementIndexes {
         .await?;
         // Replaced by the tenant's index (the statements were its only reader).
         db.execute_unprepared("DROP INDEX refunds_succeeded_at")
+            .await?;
+        // A raw bill is kept in parts: a 10⁶-line bill is never held in memory, compressed or not.
+        manager
+            .create_table(
+                Table::create()
+                    .table(StatementFileParts::Table)
+                    .if_not_exists()
+                    .col(string_len(StatementFileParts::StatementId, 36))
+                    .col(big_integer(StatementFileParts::Version))
+                    .col(big_integer(StatementFileParts::Part))
+                    .col(blob(StatementFileParts::Gzip))
+                    .primary_key(
+                        Index::create()
+                            .col(StatementFileParts::StatementId)
+                            .col(StatementFileParts::Version)
+                            .col(StatementFileParts::Part),
+                    )
+                    .to_owned(),
+            )
             .await?;
         Ok(())
     }

@@ -159,6 +159,7 @@ fn entity_kinds() -> Vec<(&'static str, Kind)> {
         columns_of::<entities::statement_run::Entity>(),
         columns_of::<entities::statement_discrepancy::Entity>(),
         columns_of::<entities::statement_file::Entity>(),
+        columns_of::<entities::statement_file_part::Entity>(),
     ]
     .concat()
 }

@@ -161,6 +161,11 @@ impl Store {
         self.writer.stats()
     }
 
+    /// The same, to keep (a long job watches how busy the writer is).
+    pub fn shared_write_stats(&self) -> std::sync::Arc<writer::WriteStats> {
+        self.writer.shared_stats()
+    }
+
     /// Run a write job through the writer; its result comes back after its commit.
     pub async fn write<T, E, F>(&self, job: F) -> Result<T, E>
     where

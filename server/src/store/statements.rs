@@ -564,15 +564,50 @@ pub async fn keep_file(
     Ok(())
 }
 
-/// A run's raw bill, if it had one.
+/// Keep a part of a run's raw bill (written before the file's row, which says it is whole).
+pub async fn keep_file_part(
+    txn: &DatabaseTransaction,
+    statement_id: &str,
+    version: i64,
+    part: i64,
+    gzip: Vec<u8>,
+) -> Result<(), StoreError> {
+    use crate::db::entities::statement_file_part as p;
+    p::Entity::insert(p::ActiveModel {
+        statement_id: Set(statement_id.to_owned()),
+        version: Set(version),
+        part: Set(part),
+        gzip: Set(gzip),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// A run's raw bill, if it had one, with its bytes (its parts, in order, one after the other:
+/// a gzip file of several members) in `gzip`. For an audit: it is read whole.
 pub async fn file<C: ConnectionTrait>(
     db: &C,
     statement_id: &str,
     version: i64,
 ) -> Result<Option<crate::db::entities::statement_file::Model>, StoreError> {
-    Ok(crate::db::entities::statement_file::Entity::find()
+    use crate::db::entities::statement_file_part as p;
+    let Some(mut file) = crate::db::entities::statement_file::Entity::find()
         .filter(crate::db::entities::statement_file::Column::StatementId.eq(statement_id))
         .filter(crate::db::entities::statement_file::Column::Version.eq(version))
         .one(db)
-        .await?)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let parts = p::Entity::find()
+        .filter(p::Column::StatementId.eq(statement_id))
+        .filter(p::Column::Version.eq(version))
+        .order_by_asc(p::Column::Part)
+        .all(db)
+        .await?;
+    for part in parts {
+        file.gzip.extend_from_slice(&part.gzip);
+    }
+    Ok(Some(file))
 }

@@ -192,9 +192,14 @@ impl Writer {
         })
     }
 
-    /// Groups and jobs so far (zero on PostgreSQL, where each job is its own transaction).
+    /// Groups and jobs so far (on PostgreSQL each job is a group of its own).
     pub fn stats(&self) -> &WriteStats {
         &self.stats
+    }
+
+    /// The same, to keep.
+    pub fn shared_stats(&self) -> Arc<WriteStats> {
+        self.stats.clone()
     }
 
     /// Stop taking jobs: every job already handed over is committed (or failed) first, and on
@@ -223,8 +228,10 @@ impl Writer {
             Mode::PerJob(db) => {
                 let txn = db.begin().await?;
                 let result = job(&txn).await;
+                self.stats.jobs.fetch_add(1, Ordering::Relaxed);
                 match result {
                     Ok(value) => {
+                        self.stats.groups.fetch_add(1, Ordering::Relaxed);
                         self.stats.commit(txn).await?;
                         Ok(value)
                     }

@@ -34,6 +34,61 @@ use crate::store::statements::{self as store, BeginError, NewDiscrepancy, RunEnd
 /// Lines matched per batch (one lookup and one write each).
 const BATCH: usize = 1000;
 
+/// The share of the core (and of the writer) a run takes while the gateway is writing other
+/// things (payments): after each step it sleeps `(1 - SHARE) / SHARE` times the step's time.
+const SHARE: f64 = 0.15;
+
+/// Lines of the whole-bill check between two looks at the writer.
+const CHECK_STEP: u64 = 10_000;
+
+/// Keeps a run to [`SHARE`] of a busy gateway: "busy" is the writer having run jobs other than
+/// the run's own since the last step. An idle gateway runs it at full speed.
+struct Pacer {
+    stats: Arc<crate::store::writer::WriteStats>,
+    seen: u64,
+    step: std::time::Instant,
+}
+
+impl Pacer {
+    fn new(stats: Arc<crate::store::writer::WriteStats>) -> Pacer {
+        let seen = stats.jobs.load(std::sync::atomic::Ordering::Relaxed);
+        Pacer {
+            stats,
+            seen,
+            step: std::time::Instant::now(),
+        }
+    }
+
+    /// The end of a step that wrote `own` jobs: how long to rest.
+    fn rest(&mut self, own: u64) -> std::time::Duration {
+        let jobs = self.stats.jobs.load(std::sync::atomic::Ordering::Relaxed);
+        let others = jobs.saturating_sub(self.seen).saturating_sub(own);
+        self.seen = jobs;
+        let took = self.step.elapsed();
+        if others == 0 {
+            return std::time::Duration::ZERO;
+        }
+        took.mul_f64((1.0 - SHARE) / SHARE)
+    }
+
+    async fn step(&mut self, own: u64) {
+        let rest = self.rest(own);
+        if !rest.is_zero() {
+            tokio::time::sleep(rest).await;
+        }
+        self.step = std::time::Instant::now();
+    }
+
+    /// The same, on a blocking thread.
+    fn step_blocking(&mut self) {
+        let rest = self.rest(0);
+        if !rest.is_zero() {
+            std::thread::sleep(rest);
+        }
+        self.step = std::time::Instant::now();
+    }
+}
+
 /// Opens the bill from its start (it is read more than once).
 pub type OpenBill = dyn Fn() -> std::io::Result<Box<dyn BillSource>> + Send + Sync;
 
@@ -86,10 +141,21 @@ impl Tally {
 }
 
 /// Parse the whole bill once without applying anything: its summary, or why it cannot be trusted.
-async fn verify(open: Arc<OpenBill>, parse: Arc<ParseBill>) -> Result<BillSummary, BillError> {
+async fn verify(
+    open: Arc<OpenBill>,
+    parse: Arc<ParseBill>,
+    mut pacer: Pacer,
+) -> Result<BillSummary, BillError> {
     tokio::task::spawn_blocking(move || {
         let mut reader = open().map_err(|e| BillError::Io(e.to_string()))?;
-        parse(&mut reader, &mut |_| Ok(()))
+        let mut lines = 0u64;
+        parse(&mut reader, &mut |_| {
+            lines += 1;
+            if lines % CHECK_STEP == 0 {
+                pacer.step_blocking();
+            }
+            Ok(())
+        })
     })
     .await
     .map_err(|e| BillError::Io(format!("the parser stopped: {e}")))?
@@ -256,7 +322,9 @@ async fn paybridge_only(
     let db = state.store.reader();
     let mut found = Vec::new();
     let mut after = None;
+    let mut pacer = Pacer::new(state.store.shared_write_stats());
     loop {
+        pacer.step(0).await;
         let page = store::paid_between(db, &tenant.id, provider, range, after, 1000).await?;
         for o in &page {
             if !tally.seen.contains(&digest(&["p", &o.out_trade_no])) {
@@ -441,7 +509,8 @@ async fn match_bill(
 ) -> Result<Result<BillSummary, BillError>, Failure> {
     let Bill { open, parse } = bill;
     // 1. The bill must agree with itself before anything is applied.
-    let summary = match verify(open.clone(), parse.clone()).await {
+    let stats = state.store.shared_write_stats();
+    let summary = match verify(open.clone(), parse.clone(), Pacer::new(stats.clone())).await {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
@@ -465,9 +534,11 @@ async fn match_bill(
         }
         Ok::<_, BillError>(summary)
     });
+    let mut pacer = Pacer::new(stats);
     while let Some(lines) = rx.recv().await {
         let (found, fees, returned) = match_batch(state, tenant, provider, lines, tally).await?;
         write_batch(state, row, found, fees, returned).await?;
+        pacer.step(1).await;
     }
     let second = reading
         .await
@@ -671,41 +742,81 @@ pub async fn carry_on(
     done
 }
 
-/// Keep the run's raw bill compressed, with the SHA-256 and size of the file as downloaded
-/// (read once more, streaming; only the compressed bytes are held).
+/// The raw bill is kept in parts of this many bytes of the file, each compressed on its own.
+const FILE_PART: usize = 4 << 20;
+
+/// Keep the run's raw bill compressed, in parts (each a gzip member of 4 MiB of the file, written
+/// as it is made: at most a part is in memory), then the SHA-256 and size of the file as
+/// downloaded.
 async fn keep(
     state: &AppState,
     row: &statement::Model,
     path: std::path::PathBuf,
 ) -> Result<(), String> {
-    let (sha256, size, gzip) = tokio::task::spawn_blocking(move || {
+    let mut pacer = Pacer::new(state.store.shared_write_stats());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let reading = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
         let mut hash = Sha256::new();
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; FILE_PART];
         let mut size = 0u64;
         loop {
-            let n = file.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
+            // Fill the part (a read may return less).
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = file.read(&mut buf[filled..]).map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
                 break;
             }
-            size += u64::try_from(n).unwrap_or(0);
-            hash.update(&buf[..n]);
-            encoder.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+            pacer.step_blocking();
+            let part = &buf[..filled];
+            size += u64::try_from(filled).unwrap_or(0);
+            hash.update(part);
+            // The fast level: a bill is text of few symbols (still about 7:1).
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(part).map_err(|e| e.to_string())?;
+            let gzip = encoder.finish().map_err(|e| e.to_string())?;
+            tx.blocking_send(gzip)
+                .map_err(|_| "the run stopped".to_owned())?;
         }
-        let gzip = encoder.finish().map_err(|e| e.to_string())?;
-        Ok::<_, String>((hex::encode(hash.finalize()), size, gzip))
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+        Ok::<_, String>((hex::encode(hash.finalize()), size))
+    });
+    let mut part = 0i64;
+    while let Some(gzip) = rx.recv().await {
+        let (id, version) = (row.id.clone(), row.version);
+        state
+            .store
+            .write(move |txn| {
+                Box::pin(async move { store::keep_file_part(txn, &id, version, part, gzip).await })
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        part += 1;
+    }
+    let (sha256, size) = reading.await.map_err(|e| e.to_string())??;
     let (id, version) = (row.id.clone(), row.version);
     let size = i64::try_from(size).unwrap_or(i64::MAX);
     state
         .store
         .write(move |txn| {
             Box::pin(async move {
-                store::keep_file(txn, &id, version, sha256, size, gzip, crate::store::now()).await
+                store::keep_file(
+                    txn,
+                    &id,
+                    version,
+                    sha256,
+                    size,
+                    Vec::new(),
+                    crate::store::now(),
+                )
+                .await
             })
         })
         .await
