@@ -36,7 +36,7 @@ const BATCH: usize = 1000;
 
 /// The share of the core (and of the writer) a run takes while the gateway is writing other
 /// things (payments): after each step it sleeps `(1 - SHARE) / SHARE` times the step's time.
-const SHARE: f64 = 0.15;
+const SHARE: f64 = 0.08;
 
 /// Lines of the whole-bill check between two looks at the writer.
 const CHECK_STEP: u64 = 10_000;
