@@ -151,7 +151,7 @@ async fn verify(
         let mut lines = 0u64;
         parse(&mut reader, &mut |_| {
             lines += 1;
-            if lines % CHECK_STEP == 0 {
+            if lines.is_multiple_of(CHECK_STEP) {
                 pacer.step_blocking();
             }
             Ok(())
