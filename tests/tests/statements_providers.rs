@@ -42,6 +42,21 @@ async fn discrepancies(
         .unwrap()
 }
 
+/// The raw bill a run kept, as it was downloaded (its parts are gzip members).
+async fn kept_file(gw: &Gateway, s: &paybridge_server::db::entities::statement::Model) -> Vec<u8> {
+    let kept = paybridge_server::store::statements::file(gw.state.store.db(), &s.id, s.version)
+        .await
+        .unwrap()
+        .expect("the bill is kept");
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::MultiGzDecoder::new(kept.gzip.as_slice()),
+        &mut raw,
+    )
+    .unwrap();
+    raw
+}
+
 /// Alipay's bill, downloaded through `alipay.data.dataservice.bill.downloadurl.query` and its
 /// link, parsed from the GBK zip: each injected difference classified, the payment whose
 /// notification was dropped healed, fees recorded, totals as the bill's summary states them.
@@ -128,16 +143,7 @@ async fn an_alipay_day_is_reconciled_from_its_gbk_zip() {
         assert_eq!(refund["fee_returned"], 2, "{name}: {refund}");
 
         // The raw zip is kept as downloaded.
-        let kept = paybridge_server::store::statements::file(gw.state.store.db(), &s.id, s.version)
-            .await
-            .unwrap()
-            .unwrap();
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::MultiGzDecoder::new(kept.gzip.as_slice()),
-            &mut raw,
-        )
-        .unwrap();
+        let raw = kept_file(&gw, &s).await;
         assert!(raw.starts_with(b"PK\x03\x04"), "{name}");
 
         // A day without trades, long enough ago: empty; today for another tenant: no bill yet.
@@ -185,16 +191,7 @@ async fn a_wechat_v3_day_is_reconciled_from_its_gzipped_bill() {
         assert_eq!(counts(&s), json!({"provider_only": 1}), "{name}");
         assert_eq!(order(&gw, &t.id, &b).await["status"], "paid", "{name}");
         // Kept as WeChat Pay served it: gzip.
-        let kept = paybridge_server::store::statements::file(gw.state.store.db(), &s.id, s.version)
-            .await
-            .unwrap()
-            .unwrap();
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::MultiGzDecoder::new(kept.gzip.as_slice()),
-            &mut raw,
-        )
-        .unwrap();
+        let raw = kept_file(&gw, &s).await;
         assert!(raw.starts_with(&[0x1f, 0x8b]), "{name}");
         gw.finish().await;
     }
