@@ -13,7 +13,6 @@
 //! The lines seen are remembered as 128-bit digests (16 bytes a line: 16 MB for 10⁶ lines).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -80,8 +79,8 @@ impl Pacer {
     }
 
     /// The same, on a blocking thread.
-    fn step_blocking(&mut self) {
-        let rest = self.rest(0);
+    fn step_blocking(&mut self, own: u64) {
+        let rest = self.rest(own);
         if !rest.is_zero() {
             std::thread::sleep(rest);
         }
@@ -152,7 +151,7 @@ async fn verify(
         parse(&mut reader, &mut |_| {
             lines += 1;
             if lines.is_multiple_of(CHECK_STEP) {
-                pacer.step_blocking();
+                pacer.step_blocking(0);
             }
             Ok(())
         })
@@ -774,7 +773,8 @@ async fn keep(
             if filled == 0 {
                 break;
             }
-            pacer.step_blocking();
+            // Between two parts, the run wrote the one before (its own job, not a payment's).
+            pacer.step_blocking(1);
             let part = &buf[..filled];
             size += u64::try_from(filled).unwrap_or(0);
             hash.update(part);
@@ -830,5 +830,31 @@ fn ended(status: &'static str, reason: String) -> RunEnd {
         reason: Some(reason),
         totals: [0; 6],
         counts: json!({}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    /// A run rests only when the writer ran jobs other than its own, and then for (1 − s)/s of
+    /// its step.
+    #[test]
+    fn a_run_rests_only_while_others_write() {
+        let stats = Arc::new(crate::store::writer::WriteStats::default());
+        let mut pacer = Pacer::new(stats.clone());
+        // Its own write only: idle, no rest.
+        stats.jobs.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(pacer.rest(1), std::time::Duration::ZERO);
+        // Payments were written meanwhile: rest in proportion to the step.
+        pacer.step = std::time::Instant::now() - std::time::Duration::from_millis(80);
+        stats.jobs.fetch_add(4, Ordering::Relaxed);
+        let rest = pacer.rest(1);
+        let want = std::time::Duration::from_millis(80).mul_f64((1.0 - SHARE) / SHARE);
+        assert!(rest >= want && rest < want * 2, "{rest:?} for {want:?}");
+        // Nothing since: idle again.
+        assert_eq!(pacer.rest(0), std::time::Duration::ZERO);
     }
 }
