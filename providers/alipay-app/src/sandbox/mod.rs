@@ -104,6 +104,12 @@
 //!   "gmt_refund"}], "notifications": [{"notify_id", "trade_status", "out_biz_no"}],
 //!   "deliveries": […]}`.
 //!
+//! - Bills: `alipay.data.dataservice.bill.downloadurl.query` (`bill_type=trade`) answers a
+//!   `bill_download_url` (`GET /downloadBillFile.resource?…&token=`, good for 30 s) to the
+//!   day's zip written from the app's trades (`bills`). `POST /control/bill` `{"app_id",
+//!   "drop"?, "amounts"?, "foreign_refunds"?: [{"out_trade_no", "out_request_no", "amount"}],
+//!   "corrupt"?: "summary" | "truncate" | "encoding"}` sets the differences its bills show.
+//!
 //! An unknown path is a 404; a known path with the wrong method a 405.
 
 mod auth;

@@ -105,6 +105,11 @@
 //!   "paid_after_close", "deliveries", "refunds"}`; each refund is `{"mch_id", "out_trade_no",
 //!   "transaction_id", "out_refund_no", "refund_id", "total_fee", "refund_fee", "notify_url",
 //!   "refund_status", "success_time", "deliveries"}`.
+//! - Bills: `POST /pay/downloadbill` (v2) and `GET /v3/bill/tradebill` + `GET
+//!   /v3/billdownload/file` (v3, the file unsigned) serve a merchant's day from its v2 and v3
+//!   trades alike (`bills`, `v3::bills`). `POST /control/bill` `{"mch_id", "drop"?, "amounts"?,
+//!   "foreign_refunds"?, "corrupt"?: "summary" | "truncate" | "encoding" | "hash"}` sets the
+//!   differences its bills show from then on.
 //!
 //! An unknown path gets a 404, and a known path with the wrong method gets a 405.
 
@@ -278,7 +283,7 @@ impl WechatSimulator {
         }
     }
 
-    /// `POST /control/bill` `{"mch_id", "drop"?, "amounts"?, "foreign_refunds"?}`: the
+    /// `POST /control/bill` `{"mch_id", "drop"?, "amounts"?, "foreign_refunds"?, "corrupt"?}`: the
     /// differences this merchant's bills show from now on (replacing earlier ones).
     fn control_bill(&self, body: &[u8]) -> SimResponse {
         let invalid = |message: String| {
