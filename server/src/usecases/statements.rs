@@ -744,6 +744,41 @@ pub async fn carry_on(
 /// The raw bill is kept in parts of this many bytes of the file, each compressed on its own.
 const FILE_PART: usize = 4 << 20;
 
+/// Read a file in parts of `part_size` bytes, each handed on gzipped (one gzip member each: the
+/// parts in order are the file as a multi-member gzip); the SHA-256 (hex) and size of the whole.
+fn split_into_parts(
+    mut file: impl std::io::Read,
+    part_size: usize,
+    each: &mut dyn FnMut(Vec<u8>) -> Result<(), String>,
+) -> Result<(String, u64), String> {
+    use std::io::Write;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; part_size.max(1)];
+    let mut size = 0u64;
+    loop {
+        // Fill the part (a read may return less).
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = file.read(&mut buf[filled..]).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        let part = &buf[..filled];
+        size += u64::try_from(filled).unwrap_or(0);
+        hash.update(part);
+        // The fast level: a bill is text of few symbols (still about 7:1).
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(part).map_err(|e| e.to_string())?;
+        each(encoder.finish().map_err(|e| e.to_string())?)?;
+    }
+    Ok((hex::encode(hash.finalize()), size))
+}
+
 /// Keep the run's raw bill compressed, in parts (each a gzip member of 4 MiB of the file, written
 /// as it is made: at most a part is in memory), then the SHA-256 and size of the file as
 /// downloaded.
@@ -755,38 +790,13 @@ async fn keep(
     let mut pacer = Pacer::new(state.store.shared_write_stats());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
     let reading = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        let mut hash = Sha256::new();
-        let mut buf = vec![0u8; FILE_PART];
-        let mut size = 0u64;
-        loop {
-            // Fill the part (a read may return less).
-            let mut filled = 0;
-            while filled < buf.len() {
-                let n = file.read(&mut buf[filled..]).map_err(|e| e.to_string())?;
-                if n == 0 {
-                    break;
-                }
-                filled += n;
-            }
-            if filled == 0 {
-                break;
-            }
+        let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        split_into_parts(file, FILE_PART, &mut |gzip| {
             // Between two parts, the run wrote the one before (its own job, not a payment's).
             pacer.step_blocking(1);
-            let part = &buf[..filled];
-            size += u64::try_from(filled).unwrap_or(0);
-            hash.update(part);
-            // The fast level: a bill is text of few symbols (still about 7:1).
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            encoder.write_all(part).map_err(|e| e.to_string())?;
-            let gzip = encoder.finish().map_err(|e| e.to_string())?;
             tx.blocking_send(gzip)
-                .map_err(|_| "the run stopped".to_owned())?;
-        }
-        Ok::<_, String>((hex::encode(hash.finalize()), size))
+                .map_err(|_| "the run stopped".to_owned())
+        })
     });
     let mut part = 0i64;
     while let Some(gzip) = rx.recv().await {
@@ -838,6 +848,32 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
+
+    /// A file kept in parts reads back whole, byte for byte, as one multi-member gzip.
+    #[test]
+    fn a_file_kept_in_parts_reads_back_whole() {
+        let text: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| format!("`{i},`line {}\r\n", i * 7919).into_bytes())
+            .collect();
+        let mut parts = Vec::new();
+        let (sha, size) = split_into_parts(text.as_slice(), 30_000, &mut |p| {
+            parts.push(p);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(parts.len(), text.len().div_ceil(30_000));
+        assert!(parts.len() > 3);
+        assert_eq!(size, u64::try_from(text.len()).unwrap());
+        assert_eq!(sha, hex::encode(Sha256::digest(&text)));
+        let joined = parts.concat();
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(joined.as_slice()),
+            &mut back,
+        )
+        .unwrap();
+        assert_eq!(back, text);
+    }
 
     /// A run rests only when the writer ran jobs other than its own, and then for (1 − s)/s of
     /// its step.
