@@ -97,7 +97,7 @@ fn fee(fen: i64) -> i64 {
 }
 
 fn yuan(fen: i64) -> String {
-    format!("{}.{:02}", fen / 100, fen % 100)
+    paybridge_core::money::Fen::new(fen).to_yuan()
 }
 
 fn out_trade_no(n: u64) -> String {
@@ -127,7 +127,7 @@ pub async fn seed(db_url: &str, n: u64, day: NaiveDate) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to {db_url}"))?;
     let db = connections.write;
     drop(connections.read);
-    let start = day.and_hms_opt(0, 0, 0).context("a day")?.and_utc() - chrono::Duration::hours(8);
+    let (start, _) = paybridge_core::beijing::day_range(day).context("a day")?;
     let mut next = 0u64;
     while next < n {
         let txn = db.begin().await?;
@@ -245,7 +245,7 @@ pub async fn run(dir: &Path, lines: u64, core: usize) -> anyhow::Result<Statemen
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         bail!("cannot pin to core {core}");
     }
-    let day = (Utc::now() + chrono::Duration::hours(8)).date_naive() - chrono::Duration::days(1);
+    let day = paybridge_core::beijing::local(Utc::now()).date_naive() - chrono::Duration::days(1);
     let db_path = dir.join("statement.db");
     let db_url = format!("sqlite://{}?mode=rwc", db_path.display());
     println!("== statement: seeding {lines} paid orders of {day}");

@@ -113,7 +113,7 @@ pub async fn run(ctx: &Ctx<'_>, gateway_bin: &Path) -> ScenarioResult {
 async fn measure(ctx: &Ctx<'_>, gateway_bin: &Path) -> anyhow::Result<ScenarioResult> {
     let lines = ctx.cli.bill_lines;
     let day =
-        (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive() - chrono::Duration::days(1);
+        paybridge_core::beijing::local(chrono::Utc::now()).date_naive() - chrono::Duration::days(1);
     println!(
         "== seed {} / {NAME}: {lines} orders of {day} and their bill",
         ctx.seed

@@ -109,6 +109,31 @@ pub enum BillError {
     Io(String),
 }
 
+/// `Ok` when a bill's summary states what its lines add up to (`field`: the summary's name for it).
+pub fn check_total(field: &str, stated: i64, summed: i64) -> Result<(), BillError> {
+    if stated == summed {
+        Ok(())
+    } else {
+        Err(BillError::SummaryMismatch {
+            field: field.to_owned(),
+            stated,
+            summed,
+        })
+    }
+}
+
+/// The place of column `name` in a bill's header line (`line`), or why the bill does not have
+/// the published layout.
+pub fn column<S: AsRef<str>>(names: &[S], name: &str, line: u64) -> Result<usize, BillError> {
+    names
+        .iter()
+        .position(|n| n.as_ref() == name)
+        .ok_or_else(|| BillError::Malformed {
+            line,
+            reason: format!("the header has no column {name:?}"),
+        })
+}
+
 /// Parse yuan text with an optional sign (`-0.60`, `0`, `0.0`, `12.34`) exactly into fen.
 pub fn signed_fen(text: &str) -> Option<i64> {
     let (negative, digits) = match text.strip_prefix('-') {

@@ -381,9 +381,7 @@ async fn run_page_test(tools: &Tools, backend: &Backend) {
         "{name}: the event was delivered"
     );
     // Today's statement, for the Statements tab.
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-        .date_naive();
+    let today = paybridge_core::beijing::local(chrono::Utc::now()).date_naive();
     let tenant_now = gw.state.tenants.get(&tenant.id).unwrap();
     let statement = paybridge_server::usecases::statements::run(
         &gw.state,

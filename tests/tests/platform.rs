@@ -743,9 +743,7 @@ async fn each_sub_merchant_reconciles_its_own_bill() {
     for backend in backends() {
         let name = backend.name();
         let gw = start(&backend).await;
-        let today = chrono::Utc::now()
-            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-            .date_naive();
+        let today = paybridge_core::beijing::local(chrono::Utc::now()).date_naive();
         let mut paid = Vec::new();
         for (s, amount) in [(&A, 500), (&B, 300)] {
             let no = wechat_order(&gw, s, amount, &format!("{CERTS}/apiclient_key.pem")).await;

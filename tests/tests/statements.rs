@@ -21,7 +21,7 @@ const SUMMARY: &str =
     "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额";
 
 fn yuan(fen: i64) -> String {
-    format!("{}.{:02}", fen / 100, fen % 100)
+    paybridge_core::money::Fen::new(fen).to_yuan()
 }
 
 struct BillText {
@@ -219,9 +219,11 @@ async fn a_day_is_reconciled_line_by_line_and_a_suppressed_payment_is_healed() {
 
         let a_view = order(&gw, &t.id, &a).await;
         let trade = |v: &serde_json::Value| v["provider_trade_no"].as_str().unwrap().to_owned();
-        let paid_at = chrono::DateTime::parse_from_rfc3339(a_view["paid_at"].as_str().unwrap())
-            .unwrap()
-            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+        let paid_at = paybridge_core::beijing::local(
+            chrono::DateTime::parse_from_rfc3339(a_view["paid_at"].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+        );
         let day = paid_at.date_naive();
 
         let mut bill = BillText::new();
@@ -368,9 +370,7 @@ async fn the_sandbox_bill_of_a_day_is_downloaded_and_reconciled() {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        let today = chrono::Utc::now()
-            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-            .date_naive();
+        let today = paybridge_core::beijing::local(chrono::Utc::now()).date_naive();
 
         let statement = run(&gw.state, &tenant, kind, today).await.unwrap();
         assert_eq!(statement.status, "reconciled", "{name}: {statement:?}");
@@ -528,9 +528,7 @@ async fn statements_are_run_and_read_through_the_admin_api() {
         .await;
         let (a, _) = create_order(&gw, &t.id, 100).await;
         pay(&gw, &t, &a, "drop").await;
-        let today = chrono::Utc::now()
-            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-            .date_naive();
+        let today = paybridge_core::beijing::local(chrono::Utc::now()).date_naive();
         let call = |method: reqwest::Method, path: String, token: &'static str| {
             let req = gw
                 .http
@@ -649,7 +647,7 @@ async fn the_worker_reconciles_each_missing_day_once_across_two_instances() {
             .collect();
         // Three days of each provider with bills (WeChat Pay and Alipay), each once.
         assert_eq!(days.len(), 6, "{name}: {days:?} {a:?} {b:?}");
-        let beijing = now.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+        let beijing = paybridge_core::beijing::local(now);
         let yesterday = (beijing.date_naive() - chrono::Duration::days(1)).to_string();
         assert!(
             days.iter().all(|(kind, day, v, s)| *v == 1
@@ -705,9 +703,7 @@ async fn each_injected_difference_is_classified() {
             )
             .await;
         assert_eq!(status, 200, "{name}: {body}");
-        let today = chrono::Utc::now()
-            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-            .date_naive();
+        let today = paybridge_core::beijing::local(chrono::Utc::now()).date_naive();
         let s = run(&gw.state, &tenant, "wechat_miniprogram", today)
             .await
             .unwrap();

@@ -11,9 +11,7 @@ use paybridge_tests::{Gateway, TestTenant, alipay, backends, wechat, wechat_v3};
 use serde_json::json;
 
 fn today() -> chrono::NaiveDate {
-    chrono::Utc::now()
-        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
-        .date_naive()
+    paybridge_core::beijing::local(chrono::Utc::now()).date_naive()
 }
 
 async fn order(gw: &Gateway, t: &str, no: &str) -> serde_json::Value {

@@ -25,7 +25,9 @@
 use std::io::{BufRead, BufReader, Read, Seek};
 
 use paybridge_core::money::Fen;
-use paybridge_core::statement::{BillError, BillLine, BillLineKind, BillSummary, bill_fen};
+use paybridge_core::statement::{
+    BillError, BillLine, BillLineKind, BillSummary, bill_fen, check_total, column,
+};
 
 /// The detail file's table ends at this comment.
 const END_MARKER: &str = "业务明细列表结束";
@@ -75,15 +77,7 @@ struct Columns {
 impl Columns {
     fn from_header(names: &[&str], line: u64) -> Result<Self, BillError> {
         let names: Vec<String> = names.iter().map(|n| normal(n)).collect();
-        let find = |name: &str| {
-            names
-                .iter()
-                .position(|n| *n == normal(name))
-                .ok_or_else(|| BillError::Malformed {
-                    line,
-                    reason: format!("the header has no column {name:?}"),
-                })
-        };
+        let find = |name: &str| column(&names, &normal(name), line);
         Ok(Columns {
             trade_no: find("支付宝交易号")?,
             out_trade_no: find("商户订单号")?,
@@ -163,18 +157,6 @@ fn money(fields: &[&str], i: usize, column: &str, line: u64) -> Result<i64, Bill
     })
 }
 
-fn check(field: &str, stated: i64, summed: i64) -> Result<(), BillError> {
-    if stated == summed {
-        Ok(())
-    } else {
-        Err(BillError::SummaryMismatch {
-            field: field.to_owned(),
-            stated,
-            summed,
-        })
-    }
-}
-
 /// `#交易合计：6笔，商家实收共0.06元，…`: the count and the first amount.
 fn trailer(text: &str) -> Option<(i64, i64)> {
     let (_, rest) = text.split_once('：')?;
@@ -220,11 +202,11 @@ fn parse_detail(
                     .flatten()
             };
             if let Some((count, received)) = trailer_of("交易合计") {
-                check("#交易合计 笔数", count, sums.payments)?;
-                check("#交易合计 商家实收", received, sums.payments_received)?;
+                check_total("#交易合计 笔数", count, sums.payments)?;
+                check_total("#交易合计 商家实收", received, sums.payments_received)?;
             } else if let Some((count, received)) = trailer_of("退款合计") {
-                check("#退款合计 笔数", count, sums.refunds)?;
-                check("#退款合计 商家实收", received, sums.refunds_received)?;
+                check_total("#退款合计 笔数", count, sums.refunds)?;
+                check_total("#退款合计 商家实收", received, sums.refunds_received)?;
             }
             continue;
         }
@@ -342,13 +324,7 @@ fn check_summary(reader: impl BufRead, sums: &Sums) -> Result<(), BillError> {
         };
         let mut values = [0i64; 5];
         for (value, name) in values.iter_mut().zip(names) {
-            let i = head
-                .iter()
-                .position(|h| *h == normal(name))
-                .ok_or_else(|| BillError::Malformed {
-                    line: number,
-                    reason: format!("the summary has no column {name:?}"),
-                })?;
+            let i = column(head, &normal(name), number)?;
             let text = fields.get(i).copied().unwrap_or_default();
             *value = if name.ends_with("笔数") {
                 text.parse().ok()
@@ -380,7 +356,7 @@ fn check_summary(reader: impl BufRead, sums: &Sums) -> Result<(), BillError> {
         sums.fee,
     ];
     for ((name, stated), summed) in names.iter().zip(stated).zip(summed) {
-        check(name, stated, summed)?;
+        check_total(name, stated, summed)?;
     }
     Ok(())
 }
@@ -475,10 +451,10 @@ pub fn bill_not_exist(
     use paybridge_core::statement::BillDownload;
     let noon_next = day
         .succ_opt()
-        .and_then(|d| d.and_hms_opt(12, 0, 0))
-        .map(|t| t - chrono::Duration::hours(8));
+        .and_then(paybridge_core::beijing::day_range)
+        .map(|(start, _)| start + chrono::Duration::hours(12));
     match noon_next {
-        Some(t) if now.naive_utc() >= t => BillDownload::Empty,
+        Some(t) if now >= t => BillDownload::Empty,
         _ => BillDownload::NotReady(format!(
             "isp.bill_not_exist: Alipay has no bill of {day} yet (an empty day after noon of the next day)"
         )),

@@ -198,3 +198,20 @@ fn commas_in_the_free_text_fields_keep_the_columns() {
         Err(BillError::Malformed { line: 6, reason }) if reason.contains("冻结")
     ));
 }
+
+/// `isp.bill_not_exist` means "not made yet" until noon (Beijing) of the next day, an empty day
+/// from then on.
+#[test]
+fn no_bill_is_not_ready_until_noon_of_the_next_day() {
+    use paybridge_core::statement::BillDownload;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert!(matches!(
+        bill_not_exist(day, at("2026-12-06T03:59:59Z")),
+        BillDownload::NotReady(_)
+    ));
+    assert_eq!(
+        bill_not_exist(day, at("2026-12-06T04:00:00Z")),
+        BillDownload::Empty
+    );
+}

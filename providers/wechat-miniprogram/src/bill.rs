@@ -16,7 +16,9 @@
 use std::io::BufRead;
 
 use paybridge_core::money::Fen;
-use paybridge_core::statement::{BillError, BillLine, BillLineKind, BillSummary, bill_fen};
+use paybridge_core::statement::{
+    BillError, BillLine, BillLineKind, BillSummary, bill_fen, check_total, column,
+};
 
 /// The columns read from a data line.
 struct Columns {
@@ -38,15 +40,7 @@ struct Columns {
 impl Columns {
     fn from_header(header: &str, line: u64) -> Result<Self, BillError> {
         let names: Vec<&str> = header.split(',').map(str::trim).collect();
-        let find = |name: &str| {
-            names
-                .iter()
-                .position(|n| *n == name)
-                .ok_or_else(|| BillError::Malformed {
-                    line,
-                    reason: format!("the header has no column {name:?}"),
-                })
-        };
+        let find = |name: &str| column(&names, name, line);
         Ok(Columns {
             time: find("交易时间")?,
             provider_trade_no: find("微信订单号")?,
@@ -230,33 +224,22 @@ pub fn parse_trade_bill<R: BufRead>(
             line: number,
             reason: "总交易单数 is not a count".to_owned(),
         })?;
-    let check = |field: &str, stated: i64, summed: i64| {
-        if stated == summed {
-            Ok(())
-        } else {
-            Err(BillError::SummaryMismatch {
-                field: field.to_owned(),
-                stated,
-                summed,
-            })
-        }
-    };
-    check(
+    check_total(
         "总交易单数",
         count,
         i64::try_from(summed.lines).unwrap_or(i64::MAX),
     )?;
-    check(
+    check_total(
         "应结订单总金额",
         money(get("应结订单总金额")?, "应结订单总金额", number)?,
         summed.gross_fen,
     )?;
-    check(
+    check_total(
         "退款总金额",
         money(get("退款总金额")?, "退款总金额", number)?,
         summed.refunds_fen,
     )?;
-    check(
+    check_total(
         "手续费总金额",
         money(get("手续费总金额")?, "手续费总金额", number)?,
         summed.fees_fen,

@@ -98,9 +98,7 @@ const DETAIL_HEADER: &str = "支付宝交易号,商户订单号,业务类型,商
 const SUMMARY_HEADER: &str = "门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）,支付宝优惠（元）,商家优惠（元）,卡消费金额（元）,服务费（元）,分润（元）,实收净额（元）";
 
 fn yuan(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let abs = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+    paybridge_core::money::Fen::new(fen).to_yuan()
 }
 
 /// 0.6 % of `fen`, rounded half up.

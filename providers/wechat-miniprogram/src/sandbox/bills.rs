@@ -69,9 +69,7 @@ const SUMMARY: &str =
     "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额";
 
 fn yuan(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let abs = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+    paybridge_core::money::Fen::new(fen).to_yuan()
 }
 
 /// 0.6 % of `fen`, rounded half up.
