@@ -67,6 +67,12 @@ impl SqliteFile {
 
     /// Open a connection. The writer's is in WAL mode with `synchronous=FULL`: a commit is one
     /// append and one fsync of the log, and an acknowledged write survives a power loss.
+    ///
+    /// Each job of a write group runs under a savepoint, whose sub-journal (the pages it first
+    /// touched, as they were) stays in memory up to 1 MiB: SQLite is built with
+    /// `SQLITE_STMTJRNL_SPILL=1048576` (`.cargo/config.toml`; the default spills to a temporary
+    /// file past 64 KiB, with two `pwrite`s per page). [`tests::the_savepoint_journal_stays_in_memory`]
+    /// fails if a build loses that option.
     pub fn open(&self, write: bool) -> Result<Connection, DbErr> {
         let flags = if write {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -580,6 +586,26 @@ mod tests {
             "2026-12-06T08:01:02.123456Z",
         ] {
             assert_eq!(parse_time(stored), Some(t), "{stored}");
+        }
+    }
+
+    /// The SQLite under both drivers is built with the options of `.cargo/config.toml`: a
+    /// savepoint's sub-journal in memory up to 1 MiB, and no memory statistics. Without them
+    /// every write job spills its savepoint journal to a temporary file (see `SqliteFile::open`).
+    #[test]
+    fn the_savepoint_journal_stays_in_memory() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for wanted in ["STMTJRNL_SPILL=1048576", "DEFAULT_MEMSTATUS=0"] {
+            assert!(
+                options.iter().any(|o| o == wanted),
+                "SQLite was built without {wanted}: {options:?}"
+            );
         }
     }
 }
