@@ -89,6 +89,16 @@ struct TenantIndex {
     by_key_digest: HashMap<String, String>,
 }
 
+/// The tenants at one moment: see [`TenantRegistry::snapshot`].
+pub struct TenantSnapshot(Arc<TenantIndex>);
+
+impl TenantSnapshot {
+    /// A tenant by id.
+    pub fn get(&self, id: &str) -> Option<&Tenant> {
+        self.0.by_id.get(id).map(AsRef::as_ref)
+    }
+}
+
 /// The live set of tenants. Readers get a consistent snapshot; a swap never blocks them, and
 /// requests in flight finish on the tenant they started with.
 #[derive(Default)]
@@ -127,6 +137,12 @@ impl TenantRegistry {
     /// A tenant by id.
     pub fn get(&self, id: &str) -> Option<Arc<Tenant>> {
         self.index.load().by_id.get(id).cloned()
+    }
+
+    /// The tenants as they are now, to keep (e.g. inside a write job): later swaps do not
+    /// change it.
+    pub fn snapshot(&self) -> TenantSnapshot {
+        TenantSnapshot(self.index.load_full())
     }
 
     /// The tenant owning this plaintext API key.

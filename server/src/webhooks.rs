@@ -80,7 +80,7 @@ pub fn body_of(event: &outbox_event::Model) -> Result<Vec<u8>, String> {
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DeliveryReport {
-    /// Deliveries claimed by this pass.
+    /// Due deliveries this pass took: leased to send, or settled `not_configured`.
     pub claimed: usize,
     /// Attempts answered with a 2xx.
     pub delivered: usize,
@@ -290,16 +290,20 @@ pub async fn deliver_due(
     let token = uuid::Uuid::new_v4().to_string();
     let lease_until = now + chrono_duration(timeout + LEASE_MARGIN);
     let limit = config.batch_size.max(1);
-    let claims = state
+    let tenants = state.tenants.snapshot();
+    let pass = state
         .store
         .write(move |txn| {
-            Box::pin(
-                async move { deliveries::claim_due(txn, now, lease_until, limit, &token).await },
-            )
+            Box::pin(async move {
+                let cannot_receive = move |tenant_id: &str| endpoint(tenants.get(tenant_id)).err();
+                deliveries::claim_due(txn, now, lease_until, limit, &token, &cannot_receive).await
+            })
         })
         .await?;
+    let claims = pass.claims;
     let mut report = DeliveryReport {
-        claimed: claims.len(),
+        claimed: claims.len() + pass.not_configured,
+        not_configured: pass.not_configured,
         ..DeliveryReport::default()
     };
     let started = Instant::now();

@@ -354,6 +354,33 @@ async fn tenants_see_and_redeliver_only_their_own_events() {
         let b_event = events(&gw, &b.id, "").await.remove(0);
         assert_eq!(b_event["delivery"]["status"], "not_configured");
         assert_eq!(b_event["delivery"]["attempts"], 0);
+        assert_eq!(
+            b_event["delivery"]["last_error"], "the tenant has no webhook_url",
+            "{b_event}"
+        );
+        assert_eq!(
+            b_event["delivery"]["next_attempt_at"],
+            serde_json::Value::Null
+        );
+        // Settled by the claim itself, never leased (one write, not a lease and a settlement).
+        let version: i64 = sea_orm::ConnectionTrait::query_one_raw(
+            gw.state.store.db(),
+            sea_orm::Statement::from_sql_and_values(
+                gw.state.store.db().get_database_backend(),
+                if gw.state.store.db().get_database_backend() == sea_orm::DbBackend::Postgres {
+                    "SELECT version FROM webhook_deliveries WHERE event_id = $1"
+                } else {
+                    "SELECT version FROM webhook_deliveries WHERE event_id = ?"
+                },
+                [b_event["id"].as_str().unwrap().into()],
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "version")
+        .unwrap();
+        assert_eq!(version, 1, "B's delivery was written {version} times");
         let (status, body) = gw
             .post(
                 &b.id,

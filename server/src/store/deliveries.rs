@@ -105,8 +105,24 @@ fn take_lease(
         .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(now))
 }
 
+/// What a claim took.
+#[derive(Debug, Default)]
+pub struct ClaimPass {
+    /// Deliveries leased to this pass, to send.
+    pub claims: Vec<Claim>,
+    /// Due deliveries of tenants that cannot receive webhooks, settled `not_configured` by the
+    /// claim itself: nothing to lease or send.
+    pub not_configured: usize,
+}
+
+/// Why a tenant cannot be sent webhooks (no endpoint, no secret, no longer exists), or `None`.
+pub type CannotReceive = dyn Fn(&str) -> Option<String> + Send + Sync;
+
 /// Claim up to `limit` due deliveries for `token` until `lease_until`, with their events, in
-/// the caller's transaction (a writer job: one commit for the whole claim).
+/// the caller's transaction (a writer job: one commit for the whole claim). The due deliveries
+/// of a tenant for which `cannot_receive` gives a reason are settled `not_configured` with it
+/// instead, in one statement per reason: one write per such event instead of a lease and a
+/// settlement (a tenant without an endpoint is the common case of it).
 ///
 /// PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED`, so concurrent instances take disjoint rows
 /// without waiting. SQLite: the writer's transaction is `BEGIN IMMEDIATE`, so it holds the write
@@ -117,24 +133,48 @@ pub async fn claim_due(
     lease_until: DateTime<Utc>,
     limit: u64,
     token: &str,
-) -> Result<Vec<Claim>, StoreError> {
+    cannot_receive: &CannotReceive,
+) -> Result<ClaimPass, StoreError> {
+    use webhook_delivery::Column as C;
     let mut due = due(now, limit);
     if txn.get_database_backend() == DbBackend::Postgres {
         due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    let claimed = due.all(txn).await?;
-    if !claimed.is_empty() {
-        take_lease(token, lease_until, now)
-            .filter(
-                webhook_delivery::Column::EventId.is_in(claimed.iter().map(|r| r.event_id.clone())),
+    let mut claimed = Vec::new();
+    let mut unsendable: HashMap<String, Vec<String>> = HashMap::new();
+    for row in due.all(txn).await? {
+        match cannot_receive(&row.tenant_id) {
+            Some(reason) => unsendable.entry(reason).or_default().push(row.event_id),
+            None => claimed.push(row),
+        }
+    }
+    let mut pass = ClaimPass::default();
+    for (reason, ids) in unsendable {
+        let none_time: Option<DateTime<Utc>> = None;
+        let settled = webhook_delivery::Entity::update_many()
+            .col_expr(C::LeaseToken, Expr::value(Option::<String>::None))
+            .col_expr(C::Version, Expr::col(C::Version).add(1))
+            .col_expr(C::UpdatedAt, Expr::value(now))
+            .col_expr(
+                C::Status,
+                Expr::value(DeliveryStatus::NotConfigured.as_str()),
             )
-            .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .col_expr(C::NextAttemptAt, Expr::value(none_time))
+            .col_expr(C::LastError, Expr::value(reason))
+            .filter(C::EventId.is_in(ids))
+            .filter(C::Status.eq(DeliveryStatus::Pending.as_str()))
             .exec(txn)
             .await?;
+        pass.not_configured += usize::try_from(settled.rows_affected).unwrap_or(usize::MAX);
     }
     if claimed.is_empty() {
-        return Ok(Vec::new());
+        return Ok(pass);
     }
+    take_lease(token, lease_until, now)
+        .filter(C::EventId.is_in(claimed.iter().map(|r| r.event_id.clone())))
+        .filter(C::Status.eq(DeliveryStatus::Pending.as_str()))
+        .exec(txn)
+        .await?;
     let mut events: HashMap<String, outbox_event::Model> = outbox_event::Entity::find()
         .filter(outbox_event::Column::Id.is_in(claimed.iter().map(|r| r.event_id.clone())))
         .all(txn)
@@ -161,7 +201,8 @@ pub async fn claim_due(
             }
         }
     }
-    Ok(claims)
+    pass.claims = claims;
+    Ok(pass)
 }
 
 /// One attempt's outcome, as recorded.
