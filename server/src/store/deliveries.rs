@@ -87,6 +87,25 @@ pub fn due(now: DateTime<Utc>, limit: u64) -> sea_orm::Select<webhook_delivery::
         .limit(limit)
 }
 
+/// Settle deliveries as `not_configured` with `reason` (the caller adds which rows).
+fn not_configured(
+    reason: &str,
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<webhook_delivery::Entity> {
+    use webhook_delivery::Column as C;
+    let none_time: Option<DateTime<Utc>> = None;
+    webhook_delivery::Entity::update_many()
+        .col_expr(C::LeaseToken, Expr::value(Option::<String>::None))
+        .col_expr(C::Version, Expr::col(C::Version).add(1))
+        .col_expr(C::UpdatedAt, Expr::value(now))
+        .col_expr(
+            C::Status,
+            Expr::value(DeliveryStatus::NotConfigured.as_str()),
+        )
+        .col_expr(C::NextAttemptAt, Expr::value(none_time))
+        .col_expr(C::LastError, Expr::value(reason))
+}
+
 fn take_lease(
     token: &str,
     lease_until: DateTime<Utc>,
@@ -150,17 +169,7 @@ pub async fn claim_due(
     }
     let mut pass = ClaimPass::default();
     for (reason, ids) in unsendable {
-        let none_time: Option<DateTime<Utc>> = None;
-        let settled = webhook_delivery::Entity::update_many()
-            .col_expr(C::LeaseToken, Expr::value(Option::<String>::None))
-            .col_expr(C::Version, Expr::col(C::Version).add(1))
-            .col_expr(C::UpdatedAt, Expr::value(now))
-            .col_expr(
-                C::Status,
-                Expr::value(DeliveryStatus::NotConfigured.as_str()),
-            )
-            .col_expr(C::NextAttemptAt, Expr::value(none_time))
-            .col_expr(C::LastError, Expr::value(reason))
+        let settled = not_configured(&reason, now)
             .filter(C::EventId.is_in(ids))
             .filter(C::Status.eq(DeliveryStatus::Pending.as_str()))
             .exec(txn)
@@ -284,10 +293,10 @@ pub async fn settle_without_attempt(
     use webhook_delivery::Column as C;
     // Every claim of a pass that is not sent for the same reason is settled by one statement
     // (a tenant without an endpoint can have a whole batch of them).
-    let mut not_configured: HashMap<(&str, Option<&str>), Vec<String>> = HashMap::new();
+    let mut unsent: HashMap<(&str, Option<&str>), Vec<String>> = HashMap::new();
     for (claim, outcome) in settled {
         match outcome {
-            Settle::NotConfigured(reason) => not_configured
+            Settle::NotConfigured(reason) => unsent
                 .entry((reason.as_str(), claim.delivery.lease_token.as_deref()))
                 .or_default()
                 .push(claim.event.id.clone()),
@@ -296,18 +305,8 @@ pub async fn settle_without_attempt(
             }
         }
     }
-    for ((reason, token), ids) in not_configured {
-        let none_time: Option<DateTime<Utc>> = None;
-        webhook_delivery::Entity::update_many()
-            .col_expr(C::LeaseToken, Expr::value(Option::<String>::None))
-            .col_expr(C::Version, Expr::col(C::Version).add(1))
-            .col_expr(C::UpdatedAt, Expr::value(now))
-            .col_expr(
-                C::Status,
-                Expr::value(DeliveryStatus::NotConfigured.as_str()),
-            )
-            .col_expr(C::NextAttemptAt, Expr::value(none_time))
-            .col_expr(C::LastError, Expr::value(reason))
+    for ((reason, token), ids) in unsent {
+        not_configured(reason, now)
             .filter(C::EventId.is_in(ids))
             .filter(C::LeaseToken.eq(token))
             .exec(txn)
