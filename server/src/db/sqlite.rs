@@ -71,8 +71,8 @@ impl SqliteFile {
     /// Each job of a write group runs under a savepoint, whose sub-journal (the pages it first
     /// touched, as they were) stays in memory up to 1 MiB: SQLite is built with
     /// `SQLITE_STMTJRNL_SPILL=1048576` (`.cargo/config.toml`; the default spills to a temporary
-    /// file past 64 KiB, with two `pwrite`s per page). [`tests::the_savepoint_journal_stays_in_memory`]
-    /// fails if a build loses that option.
+    /// file past 64 KiB, with two `pwrite`s per page). The unit test
+    /// `the_savepoint_journal_stays_in_memory` fails if a build loses that option.
     pub fn open(&self, write: bool) -> Result<Connection, DbErr> {
         let flags = if write {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
