@@ -205,6 +205,7 @@ pub async fn claim_due(
                     &delivery,
                     Settle::Failed("the event is missing from the outbox".to_owned()),
                     now,
+                    Attempted::No,
                 )
                 .await?;
             }
@@ -240,11 +241,19 @@ pub enum Settle {
     NotConfigured(String),
 }
 
+/// Whether a settlement also counts an attempt in `attempts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempted {
+    Yes,
+    No,
+}
+
 async fn settle<C: ConnectionTrait>(
     db: &C,
     claimed: &webhook_delivery::Model,
     outcome: Settle,
     now: DateTime<Utc>,
+    attempted: Attempted,
 ) -> Result<bool, DbErr> {
     use webhook_delivery::Column as C;
     let none_time: Option<DateTime<Utc>> = None;
@@ -252,6 +261,9 @@ async fn settle<C: ConnectionTrait>(
         .col_expr(C::LeaseToken, Expr::value(Option::<String>::None))
         .col_expr(C::Version, Expr::col(C::Version).add(1))
         .col_expr(C::UpdatedAt, Expr::value(now));
+    if attempted == Attempted::Yes {
+        update = update.col_expr(C::Attempts, Expr::col(C::Attempts).add(1));
+    }
     update = match outcome {
         Settle::Delivered(at) => update
             .col_expr(C::Status, Expr::value(DeliveryStatus::Delivered.as_str()))
@@ -301,7 +313,7 @@ pub async fn settle_without_attempt(
                 .or_default()
                 .push(claim.event.id.clone()),
             other => {
-                settle(txn, &claim.delivery, other.clone(), now).await?;
+                settle(txn, &claim.delivery, other.clone(), now, Attempted::No).await?;
             }
         }
     }
@@ -335,15 +347,19 @@ pub async fn record_attempt(
     })
     .exec_without_returning(txn)
     .await?;
-    webhook_delivery::Entity::update_many()
-        .col_expr(
-            webhook_delivery::Column::Attempts,
-            Expr::col(webhook_delivery::Column::Attempts).add(1),
-        )
-        .filter(webhook_delivery::Column::EventId.eq(claim.event.id.clone()))
-        .exec(txn)
-        .await?;
-    Ok(settle(txn, &claim.delivery, outcome, now).await?)
+    // The attempt is counted with the settlement: one statement while the claim still holds.
+    let kept = settle(txn, &claim.delivery, outcome, now, Attempted::Yes).await?;
+    if !kept {
+        webhook_delivery::Entity::update_many()
+            .col_expr(
+                webhook_delivery::Column::Attempts,
+                Expr::col(webhook_delivery::Column::Attempts).add(1),
+            )
+            .filter(webhook_delivery::Column::EventId.eq(claim.event.id.clone()))
+            .exec(txn)
+            .await?;
+    }
+    Ok(kept)
 }
 
 /// An event with its delivery state and attempts, oldest attempt first.
