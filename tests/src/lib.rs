@@ -448,6 +448,30 @@ impl Gateway {
 
 /// Give test tenant `tenant_id` a webhook endpoint. Call it from the `tweak` of
 /// [`Gateway::start_with`]: the tenant files are written by then and read after it.
+/// A statement run's raw bill as kept: its row (hash, size) and the file's bytes as downloaded
+/// (the row's `gzip` holds its parts, one gzip member each).
+pub async fn kept_bill(
+    gw: &Gateway,
+    statement_id: &str,
+    version: i64,
+) -> (
+    paybridge_server::db::entities::statement_file::Model,
+    Vec<u8>,
+) {
+    let kept =
+        paybridge_server::store::statements::file(gw.state.store.db(), statement_id, version)
+            .await
+            .unwrap()
+            .expect("the bill is kept");
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::MultiGzDecoder::new(kept.gzip.as_slice()),
+        &mut raw,
+    )
+    .unwrap();
+    (kept, raw)
+}
+
 pub fn set_webhook(config: &Config, tenant_id: &str, url: &str, secret: &str) {
     let path = config.tenants.dir.join(format!("{tenant_id}.toml"));
     let text = std::fs::read_to_string(&path).expect("tenant file");

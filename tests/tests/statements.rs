@@ -13,7 +13,7 @@ use std::sync::Arc;
 use paybridge_core::statement::{BillError, BillLine, BillSource, BillSummary};
 use paybridge_server::usecases::statements::{Bill, OpenBill, ParseBill, reconcile, run};
 use paybridge_tests::wechat::{create_order, pay};
-use paybridge_tests::{Gateway, TestTenant, backends};
+use paybridge_tests::{Gateway, TestTenant, backends, kept_bill};
 use serde_json::json;
 
 const HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
@@ -450,20 +450,7 @@ async fn the_sandbox_bill_of_a_day_is_downloaded_and_reconciled() {
         assert_eq!(view["fee"], 12, "{name}: {view}");
 
         // The raw bill is kept, compressed, with the hash of the file as downloaded.
-        let kept = paybridge_server::store::statements::file(
-            gw.state.store.db(),
-            &statement.id,
-            statement.version,
-        )
-        .await
-        .unwrap()
-        .expect("the bill is kept");
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::MultiGzDecoder::new(kept.gzip.as_slice()),
-            &mut raw,
-        )
-        .unwrap();
+        let (kept, raw) = kept_bill(&gw, &statement.id, statement.version).await;
         use sha2::Digest;
         assert_eq!(
             kept.sha256,

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use paybridge_server::usecases::statements::run;
-use paybridge_tests::{Gateway, TestTenant, alipay, backends, wechat, wechat_v3};
+use paybridge_tests::{Gateway, TestTenant, alipay, backends, kept_bill, wechat, wechat_v3};
 use serde_json::json;
 
 fn today() -> chrono::NaiveDate {
@@ -38,21 +38,6 @@ async fn discrepancies(
     paybridge_server::store::statements::discrepancies(gw.state.store.db(), &s.id, s.version)
         .await
         .unwrap()
-}
-
-/// The raw bill a run kept, as it was downloaded (its parts are gzip members).
-async fn kept_file(gw: &Gateway, s: &paybridge_server::db::entities::statement::Model) -> Vec<u8> {
-    let kept = paybridge_server::store::statements::file(gw.state.store.db(), &s.id, s.version)
-        .await
-        .unwrap()
-        .expect("the bill is kept");
-    let mut raw = Vec::new();
-    std::io::Read::read_to_end(
-        &mut flate2::read::MultiGzDecoder::new(kept.gzip.as_slice()),
-        &mut raw,
-    )
-    .unwrap();
-    raw
 }
 
 /// Alipay's bill, downloaded through `alipay.data.dataservice.bill.downloadurl.query` and its
@@ -141,7 +126,7 @@ async fn an_alipay_day_is_reconciled_from_its_gbk_zip() {
         assert_eq!(refund["fee_returned"], 2, "{name}: {refund}");
 
         // The raw zip is kept as downloaded.
-        let raw = kept_file(&gw, &s).await;
+        let (_, raw) = kept_bill(&gw, &s.id, s.version).await;
         assert!(raw.starts_with(b"PK\x03\x04"), "{name}");
 
         // A day without trades, long enough ago: empty; today for another tenant: no bill yet.
@@ -189,7 +174,7 @@ async fn a_wechat_v3_day_is_reconciled_from_its_gzipped_bill() {
         assert_eq!(counts(&s), json!({"provider_only": 1}), "{name}");
         assert_eq!(order(&gw, &t.id, &b).await["status"], "paid", "{name}");
         // Kept as WeChat Pay served it: gzip.
-        let raw = kept_file(&gw, &s).await;
+        let (_, raw) = kept_bill(&gw, &s.id, s.version).await;
         assert!(raw.starts_with(&[0x1f, 0x8b]), "{name}");
         gw.finish().await;
     }

@@ -539,14 +539,14 @@ pub async fn runs<C: ConnectionTrait>(
         .await?)
 }
 
-/// Keep a run's raw bill: its SHA-256 and size, and the file compressed.
+/// Keep a run's raw bill: the SHA-256 and size of the file as downloaded, once its parts are
+/// kept.
 pub async fn keep_file(
     txn: &DatabaseTransaction,
     statement_id: &str,
     version: i64,
     sha256: String,
     size: i64,
-    gzip: Vec<u8>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     crate::db::entities::statement_file::Entity::insert(
@@ -555,7 +555,8 @@ pub async fn keep_file(
             version: Set(version),
             sha256: Set(sha256),
             size: Set(size),
-            gzip: Set(gzip),
+            // The bytes are in its parts (`keep_file_part`); the column is for older rows.
+            gzip: Set(Vec::new()),
             at: Set(now),
         },
     )

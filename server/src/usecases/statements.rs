@@ -817,16 +817,7 @@ async fn keep(
         .store
         .write(move |txn| {
             Box::pin(async move {
-                store::keep_file(
-                    txn,
-                    &id,
-                    version,
-                    sha256,
-                    size,
-                    Vec::new(),
-                    crate::store::now(),
-                )
-                .await
+                store::keep_file(txn, &id, version, sha256, size, crate::store::now()).await
             })
         })
         .await
