@@ -618,3 +618,158 @@ async fn the_notification_limit_applies_even_below_the_api_limit() {
     assert_eq!(status, 200);
     gw.finish().await;
 }
+
+/// Apply a payment of `no` through the writer, with `read_before` as the row read before the
+/// write (as a notification's verification reads it).
+async fn apply_payment(
+    gw: &Gateway,
+    tenant: &str,
+    no: &str,
+    event_id: &str,
+    read_before: Option<paybridge_server::db::entities::order::Model>,
+) -> paybridge_server::store::Applied {
+    use paybridge_core::money::Fen;
+    use paybridge_core::provider::PaymentEvent;
+    let ev = paybridge_server::usecases::orders::payment_event(
+        &PaymentEvent {
+            out_trade_no: no.to_owned(),
+            provider_trade_no: format!("4200{event_id}"),
+            amount: Fen::new(600),
+            paid_at: chrono::Utc::now(),
+            event_id: event_id.to_owned(),
+        },
+        true,
+    );
+    let (tenant, no) = (tenant.to_owned(), no.to_owned());
+    gw.state
+        .store
+        .write(move |txn| {
+            Box::pin(async move {
+                paybridge_server::store::orders::apply_order_event(
+                    txn,
+                    &tenant,
+                    "wechat_miniprogram",
+                    &no,
+                    &ev,
+                    read_before.as_ref(),
+                )
+                .await
+            })
+        })
+        .await
+        .unwrap()
+}
+
+/// A notification's write uses the order row its verification read, and reads it again only
+/// when that row changed in between: a stale row never decides, and never reaches the webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_writes_from_its_earlier_read_only_while_that_row_is_current() {
+    use paybridge_server::store::Applied;
+    use sea_orm::ConnectionTrait;
+    for backend in backends() {
+        let tenant = tenant_a();
+        let gw = Gateway::start(&backend, std::slice::from_ref(&tenant)).await;
+        let read = |no: String| {
+            let gw = &gw;
+            let tenant = tenant.id.clone();
+            async move {
+                let mut o = gw
+                    .state
+                    .store
+                    .find_order(&tenant, &no)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                // A mark that only a write from this very read can carry (the description is
+                // never written after the insert, and the write does not compare it).
+                o.description = "as read before".to_owned();
+                o
+            }
+        };
+
+        // Current: the write goes through on the earlier read, without a read of its own.
+        let (no, _) = create_order(&gw, &tenant.id, 600).await;
+        let applied = apply_payment(&gw, &tenant.id, &no, "e1", Some(read(no.clone()).await)).await;
+        let Applied::Changed(change) = &applied else {
+            panic!("{}: {applied:?}", backend.name());
+        };
+        assert_eq!(change.order.status, "paid");
+        assert_eq!(
+            change.order.description,
+            "as read before",
+            "{}",
+            backend.name()
+        );
+
+        // Stale in each thing the change or the webhook's view is made of: decided on a fresh read.
+        let stale = [
+            ("fee", "fee = 7"),
+            ("flags", "flags = '[\"paid_after_close\"]'"),
+            ("updated_at", "updated_at = '2030-01-01T00:00:00+00:00'"),
+        ];
+        for (what, set) in stale {
+            let (no, _) = create_order(&gw, &tenant.id, 600).await;
+            let before = read(no.clone()).await;
+            gw.state
+                .store
+                .db()
+                .execute_unprepared(&format!(
+                    "UPDATE orders SET {set} WHERE out_trade_no = '{no}'"
+                ))
+                .await
+                .unwrap();
+            let event_id = format!("stale_{what}");
+            let applied = apply_payment(&gw, &tenant.id, &no, &event_id, Some(before)).await;
+            let Applied::Changed(change) = &applied else {
+                panic!("{} {what}: {applied:?}", backend.name());
+            };
+            assert_ne!(
+                change.order.description,
+                "as read before",
+                "{} {what}",
+                backend.name()
+            );
+            let now = gw
+                .state
+                .store
+                .find_order(&tenant.id, &no)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(change.order.fee, now.fee, "{} {what}", backend.name());
+            assert_eq!(change.order.flags, now.flags, "{} {what}", backend.name());
+            assert_eq!(now.status, "paid");
+        }
+
+        // Paid by another event since the read: the second payment changes nothing, and the
+        // first one's trade number stays.
+        let (no, _) = create_order(&gw, &tenant.id, 600).await;
+        let before = read(no.clone()).await;
+        apply_payment(&gw, &tenant.id, &no, "first", None).await;
+        let applied = apply_payment(&gw, &tenant.id, &no, "second", Some(before)).await;
+        assert!(
+            matches!(applied, Applied::Unchanged(_)),
+            "{}: {applied:?}",
+            backend.name()
+        );
+        let now = gw
+            .state
+            .store
+            .find_order(&tenant.id, &no)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(now.provider_trade_no.as_deref(), Some("4200first"));
+        let events = gw.state.store.provider_events(&tenant.id).await.unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.event_id == "payment:second" && e.order_id == now.id)
+                .count(),
+            1,
+            "{}: recorded once, as a confirmation",
+            backend.name()
+        );
+        gw.finish().await;
+    }
+}

@@ -323,16 +323,31 @@ pub async fn defer_order<C: ConnectionTrait>(
 
 /// Apply one provider event to a tenant's order: deduplicate it by the provider's identity, then
 /// change the order. Doing it twice, or many times concurrently, changes the order once.
+///
+/// `read_before` is the order as the caller read it before the transaction (a notification's
+/// verification reads it on a read connection). It spares the transaction its own read only when
+/// it leads to a write whose compare-and-set proves it still current ([`Guard::Row`]); any
+/// other outcome (a refusal, a duplicate, no change, a lost compare-and-set) is decided again
+/// from a read in the transaction, so a stale row never decides anything.
 pub async fn apply_order_event(
     txn: &DatabaseTransaction,
     tenant_id: &str,
     provider: &str,
     out_trade_no: &str,
     ev: &EventToApply,
+    read_before: Option<&order::Model>,
 ) -> Result<Applied, ApplyError> {
+    let mut read_before = read_before.filter(|o| {
+        o.tenant_id == tenant_id && o.out_trade_no == out_trade_no && o.provider == provider
+    });
     // A compare-and-set that loses a race (PostgreSQL: another transaction committed in between)
     // retries from a fresh read; the loser then sees the winner's event or status.
     for _ in 0..8 {
+        if let Some(before) = read_before.take()
+            && let Some(applied) = apply_on_earlier_read(txn, before, ev).await?
+        {
+            return Ok(applied);
+        }
         let current = match find_order(txn, tenant_id, out_trade_no).await? {
             Some(o) if o.provider == provider => o,
             _ => return Err(ApplyError::UnknownOrder),
@@ -378,7 +393,17 @@ pub async fn apply_order_event(
             payment: ev.payment.as_ref(),
             notified: ev.from_notification,
         };
-        match change_order(txn, &current, transition, ev.event, &facts, now).await? {
+        match change_order(
+            txn,
+            &current,
+            transition,
+            ev.event,
+            &facts,
+            Guard::Status,
+            now,
+        )
+        .await?
+        {
             Change::Changed(change) => return Ok(Applied::Changed(*change)),
             Change::Unchanged => return Ok(Applied::Unchanged(current)),
             Change::Lost => {
@@ -391,6 +416,76 @@ pub async fn apply_order_event(
     Err(ApplyError::Store(StoreError::Corrupt(
         "order kept changing under a compare-and-set".to_owned(),
     )))
+}
+
+/// The fast path of [`apply_order_event`]: apply `ev` to a row read before the transaction.
+/// `Some` only when it wrote a change whose compare-and-set covered the whole row as read;
+/// `None` when nothing was decided (the caller reads the order again and starts over), with
+/// the provider event it recorded forgotten.
+async fn apply_on_earlier_read(
+    txn: &DatabaseTransaction,
+    before: &order::Model,
+    ev: &EventToApply,
+) -> Result<Option<Applied>, ApplyError> {
+    // The amount never changes, so a mismatch is one on any read; everything else is decided
+    // again on a fresh read unless the write below goes through.
+    if let Some(p) = &ev.payment
+        && p.amount.get() != before.amount
+    {
+        return Err(ApplyError::AmountMismatch {
+            expected: before.amount,
+            got: p.amount.get(),
+        });
+    }
+    let Ok(transition) = status_of(before)?.apply(ev.event) else {
+        return Ok(None);
+    };
+    let now = super::now();
+    let recorded = record_provider_event(
+        txn,
+        NewProviderEvent {
+            tenant_id: &before.tenant_id,
+            provider: &before.provider,
+            event_id: &ev.event_id,
+            order_id: &before.id,
+            kind: ev.kind,
+            payload: &ev.payload,
+        },
+        now,
+    )
+    .await?;
+    if !recorded {
+        return Ok(None);
+    }
+    let facts = Facts {
+        payment: ev.payment.as_ref(),
+        notified: ev.from_notification,
+    };
+    match change_order(txn, before, transition, ev.event, &facts, Guard::Row, now).await? {
+        Change::Changed(change) => Ok(Some(Applied::Changed(*change))),
+        Change::Unchanged | Change::Lost => {
+            super::events::forget_provider_event(
+                txn,
+                &before.tenant_id,
+                &before.provider,
+                &ev.event_id,
+            )
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// What [`change_order`]'s compare-and-set compares with the row as `current` has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// The status: `current` was read in this transaction, and the status is what the
+    /// transition was decided on.
+    Status,
+    /// Everything the change and the order's view are made of (status, flags, refunded total,
+    /// fee and `updated_at`, which every other change of a viewed field moves): `current` was
+    /// read before the transaction, and the written row must be exactly the one read.
+    Row,
 }
 
 /// What comes with an event besides the state machine's view of it.
@@ -422,6 +517,7 @@ pub async fn change_order(
     transition: Transition,
     event: OrderEvent,
     facts: &Facts<'_>,
+    guard: Guard,
     now: DateTime<Utc>,
 ) -> Result<Change, StoreError> {
     let from = status_of(current)?;
@@ -475,11 +571,20 @@ pub async fn change_order(
         after.last_notified_at = Some(now);
         update = update.col_expr(order::Column::LastNotifiedAt, Expr::value(now));
     }
-    let done = update
+    update = update
         .filter(order::Column::Id.eq(current.id.clone()))
-        .filter(order::Column::Status.eq(current.status.clone()))
-        .exec(txn)
-        .await?;
+        .filter(order::Column::Status.eq(current.status.clone()));
+    if guard == Guard::Row {
+        update = update
+            .filter(order::Column::Flags.eq(current.flags.clone()))
+            .filter(order::Column::RefundedAmount.eq(current.refunded_amount))
+            .filter(order::Column::UpdatedAt.eq(current.updated_at))
+            .filter(match current.fee {
+                Some(fee) => order::Column::Fee.eq(fee),
+                None => order::Column::Fee.is_null(),
+            });
+    }
+    let done = update.exec(txn).await?;
     if done.rows_affected != 1 {
         return Ok(Change::Lost);
     }

@@ -14,7 +14,7 @@ use sea_orm::{
 
 use super::StoreError;
 use super::events::{NewProviderEvent, provider_event_exists, record_provider_event};
-use super::orders::{ApplyError, Change, Facts, OrderChange, change_order, status_of};
+use super::orders::{ApplyError, Change, Facts, Guard, OrderChange, change_order, status_of};
 use crate::db::entities::{order, refund};
 
 /// The outcome of asking to create a refund.
@@ -383,7 +383,17 @@ async fn add_refund_to_order(
     let transition = status_of(order)?
         .apply(event)
         .map_err(|e| StoreError::Corrupt(format!("refunded total refused: {e}")))?;
-    match change_order(txn, order, transition, event, &Facts::default(), now).await? {
+    match change_order(
+        txn,
+        order,
+        transition,
+        event,
+        &Facts::default(),
+        Guard::Status,
+        now,
+    )
+    .await?
+    {
         Change::Changed(change) => Ok(Some(*change)),
         Change::Unchanged => Ok(None),
         Change::Lost => Err(ApplyError::Store(StoreError::Corrupt(

@@ -3,6 +3,7 @@
 //! The event, its outbox rows and the attempt record are one write: the provider's success
 //! acknowledgement is built only after the commit that holds them.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::orders::{apply_in, closed_notification_event, payment_event, refunded_outside_event};
 use super::refunds::apply_refund_event_in;
 use super::{Failure, FailureKind};
+use crate::db::entities::order;
 use crate::state::AppState;
 use crate::store::attempts::{NewAttempt, record_attempt};
 use crate::store::{Applied, ApplyError, Store, StoreError};
@@ -55,6 +57,9 @@ struct TenantOrders<'a> {
     tenant_id: &'a str,
     kind: &'a str,
     failed: AtomicBool,
+    /// The last order row read, handed to the write (which then need not read it again unless
+    /// it changed meanwhile: `store::orders::apply_order_event`).
+    read: Mutex<Option<order::Model>>,
 }
 
 impl TenantOrders<'_> {
@@ -71,11 +76,15 @@ impl TenantOrders<'_> {
 impl OrderLookup for TenantOrders<'_> {
     async fn find_order(&self, out_trade_no: &str) -> Option<OrderSnapshot> {
         let o = self.seen(self.store.find_order(self.tenant_id, out_trade_no).await)?;
-        (o.provider == self.kind).then(|| OrderSnapshot {
+        let snapshot = (o.provider == self.kind).then(|| OrderSnapshot {
             amount: Fen::new(o.amount),
             provider_data: serde_json::from_str(&o.provider_data)
                 .unwrap_or(serde_json::Value::Null),
-        })
+        });
+        if let Ok(mut read) = self.read.lock() {
+            *read = Some(o);
+        }
+        snapshot
     }
 
     async fn find_refund(&self, out_trade_no: &str, out_refund_no: &str) -> Option<Fen> {
@@ -143,6 +152,7 @@ async fn apply_event(
     tenant_id: &str,
     kind: &str,
     event: &ProviderEvent,
+    read_before: Option<&order::Model>,
 ) -> Result<Decision, StoreError> {
     let applied = match event {
         ProviderEvent::Payment(p) => apply_in(
@@ -151,6 +161,7 @@ async fn apply_event(
             kind,
             &p.out_trade_no,
             &payment_event(p, true),
+            read_before,
         )
         .await
         .map(|a| matches!(a, Applied::Duplicate(_))),
@@ -163,6 +174,7 @@ async fn apply_event(
             kind,
             out_trade_no,
             &closed_notification_event(event_id),
+            read_before,
         )
         .await
         .map(|a| matches!(a, Applied::Duplicate(_))),
@@ -179,6 +191,7 @@ async fn apply_event(
             kind,
             out_trade_no,
             &refunded_outside_event(event_id, out_refund_no.as_deref()),
+            read_before,
         )
         .await
         .map(|a| matches!(a, Applied::Duplicate(_))),
@@ -253,6 +266,7 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         tenant_id: n.tenant_id,
         kind: n.kind,
         failed: AtomicBool::new(false),
+        read: Mutex::new(None),
     };
     let verified = provider.verify_notification(&incoming, &lookup).await;
     if lookup.failed.load(Ordering::Relaxed) {
@@ -292,12 +306,15 @@ pub async fn receive(state: &AppState, n: Received<'_>) -> Result<Acknowledgemen
         body_sha256: hex::encode(Sha256::digest(n.body)),
     };
     let (tenant_id, kind) = (n.tenant_id.to_owned(), n.kind.to_owned());
+    let read_before = lookup.read.into_inner().ok().flatten();
     let written = state
         .store
         .write(move |txn| {
             Box::pin(async move {
                 let decision = match verified {
-                    Ok(event) => apply_event(txn, &tenant_id, &kind, &event).await?,
+                    Ok(event) => {
+                        apply_event(txn, &tenant_id, &kind, &event, read_before.as_ref()).await?
+                    }
                     Err(rejection) => Decision::rejected(rejection),
                 };
                 let attempt = NewAttempt {

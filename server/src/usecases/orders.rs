@@ -293,16 +293,19 @@ pub(crate) async fn publish_order_change(
     Ok(())
 }
 
-/// Apply an order event and write the merchant's events for its change, in `txn`.
+/// Apply an order event and write the merchant's events for its change, in `txn`. `read_before`:
+/// the order as read before the transaction, if it was (see [`order_store::apply_order_event`]).
 pub(crate) async fn apply_in(
     txn: &DatabaseTransaction,
     tenant_id: &str,
     provider: &str,
     out_trade_no: &str,
     ev: &EventToApply,
+    read_before: Option<&order::Model>,
 ) -> Result<Applied, ApplyError> {
     let applied =
-        order_store::apply_order_event(txn, tenant_id, provider, out_trade_no, ev).await?;
+        order_store::apply_order_event(txn, tenant_id, provider, out_trade_no, ev, read_before)
+            .await?;
     if let Applied::Changed(change) = &applied {
         publish_order_change(txn, change).await?;
     }
@@ -325,7 +328,9 @@ async fn apply(
     state
         .store
         .write(move |txn| {
-            Box::pin(async move { apply_in(txn, &tenant_id, &provider, &out_trade_no, &ev).await })
+            Box::pin(
+                async move { apply_in(txn, &tenant_id, &provider, &out_trade_no, &ev, None).await },
+            )
         })
         .await
 }
