@@ -10,9 +10,11 @@ use paybridge_core::money::Fen;
 use paybridge_core::order::{OrderEvent, OrderFlag, OrderStatus, Transition, TransitionError};
 use paybridge_core::provider::PaymentEvent;
 use sea_orm::sea_query::Expr;
+use std::sync::OnceLock;
+
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    TryInsertResult,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryTrait, Statement, TryInsertResult,
 };
 
 use super::StoreError;
@@ -189,13 +191,35 @@ pub fn find_by_number(tenant_id: &str, out_trade_no: &str) -> sea_orm::Select<or
         .filter(order::Column::OutTradeNo.eq(out_trade_no))
 }
 
-/// A tenant's order by number.
+/// A tenant's order by number. The hottest read (every notification, every call about an
+/// order): its SQL is [`find_by_number`]'s, built once per backend instead of on every call.
 pub async fn find_order<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
     out_trade_no: &str,
 ) -> Result<Option<order::Model>, StoreError> {
-    Ok(super::unique(find_by_number(tenant_id, out_trade_no), db).await?)
+    let backend = db.get_database_backend();
+    let by_number = Statement::from_sql_and_values(
+        backend,
+        by_number_sql(backend),
+        [tenant_id.into(), out_trade_no.into()],
+    );
+    Ok(order::Entity::find()
+        .from_raw_sql(by_number)
+        .one(db)
+        .await?)
+}
+
+/// [`find_by_number`]'s SQL on `backend`, its two values bound in the same order.
+fn by_number_sql(backend: DbBackend) -> String {
+    static SQLITE: OnceLock<String> = OnceLock::new();
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    let build = || find_by_number("", "").build(backend).sql;
+    match backend {
+        DbBackend::Sqlite => SQLITE.get_or_init(build).clone(),
+        DbBackend::Postgres => POSTGRES.get_or_init(build).clone(),
+        _ => build(),
+    }
 }
 
 /// Insert an order unless the tenant already has one with this number. With `issued`, the order
