@@ -619,6 +619,20 @@ async fn the_notification_limit_applies_even_below_the_api_limit() {
     gw.finish().await;
 }
 
+/// The order row as stored now.
+async fn stored(
+    gw: &Gateway,
+    tenant: &str,
+    no: &str,
+) -> paybridge_server::db::entities::order::Model {
+    gw.state
+        .store
+        .find_order(tenant, no)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// Apply a payment of `no` through the writer, with `read_before` as the row read before the
 /// write (as a notification's verification reads it).
 async fn apply_payment(
@@ -673,13 +687,7 @@ async fn a_notification_writes_from_its_earlier_read_only_while_that_row_is_curr
             let gw = &gw;
             let tenant = tenant.id.clone();
             async move {
-                let mut o = gw
-                    .state
-                    .store
-                    .find_order(&tenant, &no)
-                    .await
-                    .unwrap()
-                    .unwrap();
+                let mut o = stored(gw, &tenant, &no).await;
                 // A mark that only a write from this very read can carry (the description is
                 // never written after the insert, and the write does not compare it).
                 o.description = "as read before".to_owned();
@@ -729,13 +737,7 @@ async fn a_notification_writes_from_its_earlier_read_only_while_that_row_is_curr
                 "{} {what}",
                 backend.name()
             );
-            let now = gw
-                .state
-                .store
-                .find_order(&tenant.id, &no)
-                .await
-                .unwrap()
-                .unwrap();
+            let now = stored(&gw, &tenant.id, &no).await;
             assert_eq!(change.order.fee, now.fee, "{} {what}", backend.name());
             assert_eq!(change.order.flags, now.flags, "{} {what}", backend.name());
             assert_eq!(now.status, "paid");
@@ -752,13 +754,7 @@ async fn a_notification_writes_from_its_earlier_read_only_while_that_row_is_curr
             "{}: {applied:?}",
             backend.name()
         );
-        let now = gw
-            .state
-            .store
-            .find_order(&tenant.id, &no)
-            .await
-            .unwrap()
-            .unwrap();
+        let now = stored(&gw, &tenant.id, &no).await;
         assert_eq!(now.provider_trade_no.as_deref(), Some("4200first"));
         let events = gw.state.store.provider_events(&tenant.id).await.unwrap();
         assert_eq!(

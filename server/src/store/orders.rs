@@ -376,14 +376,7 @@ pub async fn apply_order_event(
             Some(o) if o.provider == provider => o,
             _ => return Err(ApplyError::UnknownOrder),
         };
-        if let Some(p) = &ev.payment
-            && p.amount.get() != current.amount
-        {
-            return Err(ApplyError::AmountMismatch {
-                expected: current.amount,
-                got: p.amount.get(),
-            });
-        }
+        same_amount(ev, &current)?;
         let from = status_of(&current)?;
         // The table is asked before anything is written, so a refusal leaves the transaction
         // clean. A refused event that was applied before is a duplicate, not an error.
@@ -396,38 +389,11 @@ pub async fn apply_order_event(
                 return Err(e.into());
             }
         };
-        let now = super::now();
-        let recorded = record_provider_event(
-            txn,
-            NewProviderEvent {
-                tenant_id,
-                provider,
-                event_id: &ev.event_id,
-                order_id: &current.id,
-                kind: ev.kind,
-                payload: &ev.payload,
-            },
-            now,
-        )
-        .await?;
-        if !recorded {
+        let Some(change) = record_and_change(txn, &current, transition, ev, Guard::Status).await?
+        else {
             return Ok(Applied::Duplicate(current));
-        }
-        let facts = Facts {
-            payment: ev.payment.as_ref(),
-            notified: ev.from_notification,
         };
-        match change_order(
-            txn,
-            &current,
-            transition,
-            ev.event,
-            &facts,
-            Guard::Status,
-            now,
-        )
-        .await?
-        {
+        match change {
             Change::Changed(change) => return Ok(Applied::Changed(*change)),
             Change::Unchanged => return Ok(Applied::Unchanged(current)),
             Change::Lost => {
@@ -453,25 +419,54 @@ async fn apply_on_earlier_read(
 ) -> Result<Option<Applied>, ApplyError> {
     // The amount never changes, so a mismatch is one on any read; everything else is decided
     // again on a fresh read unless the write below goes through.
-    if let Some(p) = &ev.payment
-        && p.amount.get() != before.amount
-    {
-        return Err(ApplyError::AmountMismatch {
-            expected: before.amount,
-            got: p.amount.get(),
-        });
-    }
+    same_amount(ev, before)?;
     let Ok(transition) = status_of(before)?.apply(ev.event) else {
         return Ok(None);
     };
+    match record_and_change(txn, before, transition, ev, Guard::Row).await? {
+        None => Ok(None),
+        Some(Change::Changed(change)) => Ok(Some(Applied::Changed(*change))),
+        Some(Change::Unchanged | Change::Lost) => {
+            super::events::forget_provider_event(
+                txn,
+                &before.tenant_id,
+                &before.provider,
+                &ev.event_id,
+            )
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// A payment must be of the order's amount.
+fn same_amount(ev: &EventToApply, order: &order::Model) -> Result<(), ApplyError> {
+    match &ev.payment {
+        Some(p) if p.amount.get() != order.amount => Err(ApplyError::AmountMismatch {
+            expected: order.amount,
+            got: p.amount.get(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Record `ev` as applied to `current` and make the change `transition` says, compare-and-set
+/// by `guard`. `None`: the same provider event was recorded before, and nothing was written.
+async fn record_and_change(
+    txn: &DatabaseTransaction,
+    current: &order::Model,
+    transition: Transition,
+    ev: &EventToApply,
+    guard: Guard,
+) -> Result<Option<Change>, StoreError> {
     let now = super::now();
     let recorded = record_provider_event(
         txn,
         NewProviderEvent {
-            tenant_id: &before.tenant_id,
-            provider: &before.provider,
+            tenant_id: &current.tenant_id,
+            provider: &current.provider,
             event_id: &ev.event_id,
-            order_id: &before.id,
+            order_id: &current.id,
             kind: ev.kind,
             payload: &ev.payload,
         },
@@ -485,19 +480,9 @@ async fn apply_on_earlier_read(
         payment: ev.payment.as_ref(),
         notified: ev.from_notification,
     };
-    match change_order(txn, before, transition, ev.event, &facts, Guard::Row, now).await? {
-        Change::Changed(change) => Ok(Some(Applied::Changed(*change))),
-        Change::Unchanged | Change::Lost => {
-            super::events::forget_provider_event(
-                txn,
-                &before.tenant_id,
-                &before.provider,
-                &ev.event_id,
-            )
-            .await?;
-            Ok(None)
-        }
-    }
+    Ok(Some(
+        change_order(txn, current, transition, ev.event, &facts, guard, now).await?,
+    ))
 }
 
 /// What [`change_order`]'s compare-and-set compares with the row as `current` has it.
