@@ -2,16 +2,17 @@
 //!
 //! [`change_order`] is the only code that writes an order's `status`: payments, closes, failures
 //! and refund totals all go through it. It applies core's transition table and compare-and-sets
-//! the status it read, so a change made meanwhile by someone else is never overwritten. It returns
-//! the change; the use cases turn that into the merchant's webhook events.
+//! the status it read (the whole viewed row, for a row read before the transaction: [`Guard`]),
+//! so a change made meanwhile by someone else is never overwritten. It returns the change; the
+//! use cases turn that into the merchant's webhook events.
+
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use paybridge_core::money::Fen;
 use paybridge_core::order::{OrderEvent, OrderFlag, OrderStatus, Transition, TransitionError};
 use paybridge_core::provider::PaymentEvent;
 use sea_orm::sea_query::Expr;
-use std::sync::OnceLock;
-
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
     QueryTrait, Statement, TryInsertResult,
