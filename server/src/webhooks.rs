@@ -160,18 +160,19 @@ fn client(allow_private: bool) -> Result<reqwest::Client, DeliveryError> {
     .map_err(DeliveryError::Client)
 }
 
-/// The tenant's endpoint and secret, or what is missing.
-fn endpoint(tenant: Option<&Tenant>) -> Result<(String, Vec<u8>), String> {
+/// The tenant's endpoint and secret, borrowed (the claim asks for every due delivery, and copies
+/// nothing), or what is missing.
+fn endpoint(tenant: Option<&Tenant>) -> Result<(&str, &[u8]), &'static str> {
     let tenant = tenant.ok_or("the tenant no longer exists")?;
     let url = tenant
         .webhook_url
-        .clone()
+        .as_deref()
         .ok_or("the tenant has no webhook_url")?;
     let secret = tenant
         .webhook_secret_bytes()
         .filter(|s| !s.is_empty())
         .ok_or("the tenant has a webhook_url but no webhook_secret to sign with")?;
-    Ok((url, secret.to_vec()))
+    Ok((url, secret))
 }
 
 /// One signed request, ready to send.
@@ -295,8 +296,8 @@ pub async fn deliver_due(
         .store
         .write(move |txn| {
             Box::pin(async move {
-                let cannot_receive = move |tenant_id: &str| endpoint(tenants.get(tenant_id)).err();
-                deliveries::claim_due(txn, now, lease_until, limit, &token, &cannot_receive).await
+                let unsendable = move |tenant_id: &str| endpoint(tenants.get(tenant_id)).err();
+                deliveries::claim_due(txn, now, lease_until, limit, &token, &unsendable).await
             })
         })
         .await?;
@@ -330,7 +331,7 @@ pub async fn deliver_due(
             }
         };
         let at = now + chrono_duration(started.elapsed());
-        let signature = match signature::signature_header(&secret, at.timestamp(), &body) {
+        let signature = match signature::signature_header(secret, at.timestamp(), &body) {
             Ok(s) => s,
             Err(e) => {
                 report.not_configured += 1;
@@ -339,7 +340,7 @@ pub async fn deliver_due(
             }
         };
         let out = Outgoing {
-            url,
+            url: url.to_owned(),
             body,
             signature,
             event_id: claim.event.id.clone(),

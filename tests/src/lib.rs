@@ -446,8 +446,6 @@ impl Gateway {
     }
 }
 
-/// Give test tenant `tenant_id` a webhook endpoint. Call it from the `tweak` of
-/// [`Gateway::start_with`]: the tenant files are written by then and read after it.
 /// A statement run's raw bill as kept: its row (hash, size) and the file's bytes as downloaded
 /// (the row's `gzip` holds its parts, one gzip member each).
 pub async fn kept_bill(
@@ -472,6 +470,8 @@ pub async fn kept_bill(
     (kept, raw)
 }
 
+/// Give test tenant `tenant_id` a webhook endpoint. Call it from the `tweak` of
+/// [`Gateway::start_with`]: the tenant files are written by then and read after it.
 pub fn set_webhook(config: &Config, tenant_id: &str, url: &str, secret: &str) {
     let path = config.tenants.dir.join(format!("{tenant_id}.toml"));
     let text = std::fs::read_to_string(&path).expect("tenant file");

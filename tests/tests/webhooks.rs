@@ -10,6 +10,7 @@ use paybridge_tests::{
     Backend, Gateway, ReceivedWebhook, TestTenant, WebhookReceiver, alipay, backends, set_webhook,
     wechat,
 };
+use sea_orm::EntityTrait;
 use sha2::Sha256;
 
 fn tenant(id: &str, n: u32) -> TestTenant {
@@ -363,23 +364,14 @@ async fn tenants_see_and_redeliver_only_their_own_events() {
             serde_json::Value::Null
         );
         // Settled by the claim itself, never leased (one write, not a lease and a settlement).
-        let version: i64 = sea_orm::ConnectionTrait::query_one_raw(
-            gw.state.store.db(),
-            sea_orm::Statement::from_sql_and_values(
-                gw.state.store.db().get_database_backend(),
-                if gw.state.store.db().get_database_backend() == sea_orm::DbBackend::Postgres {
-                    "SELECT version FROM webhook_deliveries WHERE event_id = $1"
-                } else {
-                    "SELECT version FROM webhook_deliveries WHERE event_id = ?"
-                },
-                [b_event["id"].as_str().unwrap().into()],
-            ),
+        let version = paybridge_server::db::entities::webhook_delivery::Entity::find_by_id(
+            b_event["id"].as_str().unwrap(),
         )
+        .one(gw.state.store.db())
         .await
         .unwrap()
         .unwrap()
-        .try_get("", "version")
-        .unwrap();
+        .version;
         assert_eq!(version, 1, "B's delivery was written {version} times");
         let (status, body) = gw
             .post(

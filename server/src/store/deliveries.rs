@@ -135,7 +135,7 @@ pub struct ClaimPass {
 }
 
 /// Why a tenant cannot be sent webhooks (no endpoint, no secret, no longer exists), or `None`.
-pub type CannotReceive = dyn Fn(&str) -> Option<String> + Send + Sync;
+pub type CannotReceive = dyn Fn(&str) -> Option<&'static str> + Send + Sync;
 
 /// Claim up to `limit` due deliveries for `token` until `lease_until`, with their events, in
 /// the caller's transaction (a writer job: one commit for the whole claim). The due deliveries
@@ -160,7 +160,7 @@ pub async fn claim_due(
         due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
     let mut claimed = Vec::new();
-    let mut unsendable: HashMap<String, Vec<String>> = HashMap::new();
+    let mut unsendable: HashMap<&'static str, Vec<String>> = HashMap::new();
     for row in due.all(txn).await? {
         match cannot_receive(&row.tenant_id) {
             Some(reason) => unsendable.entry(reason).or_default().push(row.event_id),
@@ -169,7 +169,7 @@ pub async fn claim_due(
     }
     let mut pass = ClaimPass::default();
     for (reason, ids) in unsendable {
-        let settled = not_configured(&reason, now)
+        let settled = not_configured(reason, now)
             .filter(C::EventId.is_in(ids))
             .filter(C::Status.eq(DeliveryStatus::Pending.as_str()))
             .exec(txn)
