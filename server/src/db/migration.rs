@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0009Statements),
             Box::new(M0010StatementFiles),
             Box::new(M0011StatementIndexes),
+            Box::new(M0012WorkIndexes),
         ]
     }
 }
@@ -1127,6 +1128,38 @@ impl MigrationTrait for M0011StatementIndexes {
                     .to_owned(),
             )
             .await?;
+        Ok(())
+    }
+}
+
+/// The reconciler's and the webhook worker's indexes hold only the rows they look for: a paid
+/// order, a delivered or unsendable webhook leaves them (one deletion) instead of moving to
+/// another part of an index that grew with every order and every event ever made. Their queries
+/// name the status as a literal (`store::status_is`).
+struct M0012WorkIndexes;
+
+impl MigrationName for M0012WorkIndexes {
+    fn name(&self) -> &str {
+        "m0012_work_indexes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0012WorkIndexes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for sql in [
+            "CREATE INDEX orders_pending_next_check ON orders (next_check_at) \
+             WHERE status = 'pending'",
+            "DROP INDEX orders_status_next_check",
+            "CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (next_attempt_at) \
+             WHERE status = 'pending'",
+            "CREATE INDEX webhook_deliveries_failed ON webhook_deliveries (updated_at) \
+             WHERE status = 'failed'",
+            "DROP INDEX webhook_deliveries_due",
+        ] {
+            db.execute_unprepared(sql).await?;
+        }
         Ok(())
     }
 }

@@ -327,12 +327,10 @@ impl Series {
 
 /// Webhook events by delivery status now: `(pending, failed)`.
 pub async fn webhook_backlog<C: ConnectionTrait>(db: &C) -> Result<(u64, u64), StoreError> {
-    use crate::db::entities::webhook_delivery;
+    use super::deliveries::{DeliveryStatus, in_status};
     use sea_orm::PaginatorTrait;
-    let count = |status: &'static str| {
-        webhook_delivery::Entity::find()
-            .filter(webhook_delivery::Column::Status.eq(status))
-            .count(db)
-    };
-    Ok((count("pending").await?, count("failed").await?))
+    Ok((
+        in_status(DeliveryStatus::Pending).count(db).await?,
+        in_status(DeliveryStatus::Failed).count(db).await?,
+    ))
 }

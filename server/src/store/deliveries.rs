@@ -81,7 +81,10 @@ pub struct Claim {
 /// The deliveries due at `now`, most overdue first (the claim's query).
 pub fn due(now: DateTime<Utc>, limit: u64) -> sea_orm::Select<webhook_delivery::Entity> {
     webhook_delivery::Entity::find()
-        .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+        .filter(super::status_is(
+            webhook_delivery::Column::Status,
+            DeliveryStatus::Pending.as_str(),
+        ))
         .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
         .order_by_asc(webhook_delivery::Column::NextAttemptAt)
         .limit(limit)
@@ -493,11 +496,16 @@ pub async fn redeliver<C: ConnectionTrait>(
     Ok(with_deliveries(db, vec![event]).await?.pop())
 }
 
+/// The deliveries in `status` (pending or failed: each has a partial index of its own).
+pub fn in_status(status: DeliveryStatus) -> sea_orm::Select<webhook_delivery::Entity> {
+    webhook_delivery::Entity::find().filter(super::status_is(
+        webhook_delivery::Column::Status,
+        status.as_str(),
+    ))
+}
+
 /// How many events are not yet delivered (pending, in flight or waiting for a retry).
 pub async fn backlog<C: ConnectionTrait>(db: &C) -> Result<u64, StoreError> {
     use sea_orm::PaginatorTrait;
-    Ok(webhook_delivery::Entity::find()
-        .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
-        .count(db)
-        .await?)
+    Ok(in_status(DeliveryStatus::Pending).count(db).await?)
 }

@@ -30,6 +30,20 @@ pub use orders::{
 };
 pub use writer::{JobFuture, Writer};
 
+/// `column = 'status'`, with the status written into the SQL instead of bound. A partial index
+/// on that equality (`orders_pending_next_check`, `webhook_deliveries_pending`,
+/// `webhook_deliveries_failed`) serves a query only when the planner knows the value: SQLite
+/// would recompile a statement whose binding decides that on every new binding, and a generic
+/// PostgreSQL plan knows no parameter. For the code's own status names (nothing to escape).
+pub(crate) fn status_is<C: sea_orm::ColumnTrait>(
+    column: C,
+    status: &'static str,
+) -> sea_orm::sea_query::Expr {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    debug_assert!(status.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+    Expr::col(column.as_column_ref()).eq(Expr::cust(format!("'{status}'")))
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -319,7 +319,10 @@ pub fn pending_due(
 ) -> sea_orm::Select<order::Entity> {
     use sea_orm::{QueryOrder, QuerySelect};
     let q = order::Entity::find()
-        .filter(order::Column::Status.eq(OrderStatus::Pending.as_str()))
+        .filter(super::status_is(
+            order::Column::Status,
+            OrderStatus::Pending.as_str(),
+        ))
         .filter(order::Column::NextCheckAt.lte(now));
     let q = match quiet_since {
         Some(since) => q
