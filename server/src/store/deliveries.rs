@@ -174,7 +174,10 @@ pub async fn claim_due(
     for (reason, ids) in unsendable {
         let settled = not_configured(reason, now)
             .filter(C::EventId.is_in(ids))
-            .filter(C::Status.eq(DeliveryStatus::Pending.as_str()))
+            .filter(super::status_is(
+                C::Status,
+                DeliveryStatus::Pending.as_str(),
+            ))
             .exec(txn)
             .await?;
         pass.not_configured += usize::try_from(settled.rows_affected).unwrap_or(usize::MAX);
@@ -184,7 +187,10 @@ pub async fn claim_due(
     }
     take_lease(token, lease_until, now)
         .filter(C::EventId.is_in(claimed.iter().map(|r| r.event_id.clone())))
-        .filter(C::Status.eq(DeliveryStatus::Pending.as_str()))
+        .filter(super::status_is(
+            C::Status,
+            DeliveryStatus::Pending.as_str(),
+        ))
         .exec(txn)
         .await?;
     let mut events: HashMap<String, outbox_event::Model> = outbox_event::Entity::find()
