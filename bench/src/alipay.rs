@@ -57,6 +57,6 @@ pub async fn run(ctx: &Ctx<'_>, gateway: &Gateway) -> anyhow::Result<ScenarioRes
     );
     let result = load::run(gateway.addr, workload, ctx.load_config(gateway)).await?;
     let mut scenario = ScenarioResult::measured(ctx, NAME, &result, gateway)?;
-    scenario.set_ratio(ctx.limits.rsa_signs_per_second(), "RSA signs/s on one core");
+    scenario.set_ratio(ctx.limits, crate::limits::Limit::RsaSigns);
     Ok(scenario)
 }

@@ -37,6 +37,33 @@ impl Limits {
     }
 }
 
+/// Which of the two limits a scenario's throughput is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// RSA-2048 signatures per second (Alipay creates).
+    RsaSigns,
+    /// Serial FULL commits per second (notifications).
+    SqliteCommits,
+}
+
+impl Limit {
+    /// Its rate in `limits`.
+    pub fn of(self, limits: &Limits) -> f64 {
+        match self {
+            Limit::RsaSigns => limits.rsa_signs_per_second(),
+            Limit::SqliteCommits => limits.sqlite_commits_per_second(),
+        }
+    }
+
+    /// How the report names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::RsaSigns => "RSA signs/s on one core",
+            Limit::SqliteCommits => "SQLite serial FULL commits/s",
+        }
+    }
+}
+
 fn rate(count: u64, elapsed: Duration) -> f64 {
     let secs = elapsed.as_secs_f64();
     if secs > 0.0 {

@@ -390,11 +390,31 @@ async fn bench(
         }
     }
 
+    // The core's speed moves on a shared machine: the limits once more, so that a ratio can be
+    // read against both ends of the run.
+    let limits_after = if results.is_empty() {
+        None
+    } else {
+        println!(
+            "== limits again (core {}, gateway stopped)",
+            cli.gateway_core
+        );
+        let after = limits::measure(
+            cli.gateway_core,
+            key_source.tenant.alipay_private_key.clone(),
+            workdir.join("limits"),
+            cli.limit_seconds,
+        )
+        .await?;
+        println!("{}", report::limits_line(&after));
+        Some(after)
+    };
     let block = report::markdown(&report::Summary {
         command,
         machine,
         database: database_kind,
         limits: &limits,
+        limits_after: limits_after.as_ref(),
         seeds: &seed_reports,
         results: &results,
         connections: cli.connections,

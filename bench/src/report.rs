@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::Ctx;
 use crate::gateway::{Gateway, StopReport};
-use crate::limits::Limits;
+use crate::limits::{Limit, Limits};
 use crate::load::{LoadResult, f64_of};
 use crate::seed::SeedReport;
 
@@ -127,6 +127,8 @@ pub struct ScenarioResult {
     pub steal_percent: Option<f64>,
     /// Throughput over the limit it is compared with, and the limit's name.
     pub ratio: Option<(f64, String)>,
+    /// That limit.
+    pub limit: Option<Limit>,
     pub notes: Vec<String>,
     pub error_examples: Vec<String>,
     pub gateway: Option<StopReport>,
@@ -191,9 +193,11 @@ impl ScenarioResult {
         }
     }
 
-    pub fn set_ratio(&mut self, limit: f64, name: &str) {
-        if limit > 0.0 {
-            self.ratio = Some((self.throughput / limit, name.to_owned()));
+    pub fn set_ratio(&mut self, limits: &Limits, limit: Limit) {
+        let rate = limit.of(limits);
+        if rate > 0.0 {
+            self.ratio = Some((self.throughput / rate, limit.name().to_owned()));
+            self.limit = Some(limit);
         }
     }
 
@@ -278,6 +282,8 @@ pub struct Summary<'a> {
     pub machine: &'a Machine,
     pub database: &'a str,
     pub limits: &'a Limits,
+    /// The same limits measured again after the scenarios: how far the machine drifted meanwhile.
+    pub limits_after: Option<&'a Limits>,
     pub seeds: &'a [(u64, Option<SeedReport>)],
     pub results: &'a [ScenarioResult],
     pub connections: usize,
@@ -324,6 +330,28 @@ pub fn markdown(s: &Summary<'_>) -> String {
         );
     }
     let _ = writeln!(out, "- {}", limits_line(s.limits));
+    if let Some(after) = s.limits_after {
+        let _ = writeln!(
+            out,
+            "- measured again after the scenarios: {}",
+            limits_line(after)
+        );
+        for r in s.results.iter().filter(|r| r.failed.is_none()) {
+            if let Some(limit) = r.limit {
+                let rate = limit.of(after);
+                if rate > 0.0 {
+                    let _ = writeln!(
+                        out,
+                        "  - seed {} {}: {:.3} × the later {}",
+                        r.seed,
+                        r.scenario,
+                        r.throughput / rate,
+                        limit.name()
+                    );
+                }
+            }
+        }
+    }
     for (n, report) in s.seeds {
         match report {
             Some(r) => {

@@ -551,10 +551,7 @@ pub async fn measure(
     println!("  {verify_line}");
 
     let mut scenario = ScenarioResult::measured(ctx, name, &result, gateway)?;
-    scenario.set_ratio(
-        ctx.limits.sqlite_commits_per_second(),
-        "SQLite serial FULL commits/s",
-    );
+    scenario.set_ratio(ctx.limits, crate::limits::Limit::SqliteCommits);
     if result.exhausted {
         scenario
             .notes
