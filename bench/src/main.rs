@@ -282,14 +282,18 @@ async fn bench(
         "== limits (core {}, gateway not running, {} s each)",
         cli.gateway_core, cli.limit_seconds
     );
-    let limits = limits::measure(
-        cli.gateway_core,
-        key_source.tenant.alipay_private_key.clone(),
-        workdir.join("limits"),
-        cli.limit_seconds,
-    )
-    .await?;
-    println!("{}", report::limits_line(&limits));
+    let measure_limits = || async {
+        let limits = limits::measure(
+            cli.gateway_core,
+            key_source.tenant.alipay_private_key.clone(),
+            workdir.join("limits"),
+            cli.limit_seconds,
+        )
+        .await?;
+        println!("{}", report::limits_line(&limits));
+        anyhow::Ok(limits)
+    };
+    let limits = measure_limits().await?;
 
     let seeds: Vec<u64> = match (cli.seed.is_empty(), cli.scenario) {
         (_, Scenario::Limits) => Vec::new(),
@@ -399,15 +403,7 @@ async fn bench(
             "== limits again (core {}, gateway stopped)",
             cli.gateway_core
         );
-        let after = limits::measure(
-            cli.gateway_core,
-            key_source.tenant.alipay_private_key.clone(),
-            workdir.join("limits"),
-            cli.limit_seconds,
-        )
-        .await?;
-        println!("{}", report::limits_line(&after));
-        Some(after)
+        Some(measure_limits().await?)
     };
     let block = report::markdown(&report::Summary {
         command,
