@@ -90,6 +90,7 @@ struct TenantIndex {
 }
 
 /// The tenants at one moment: see [`TenantRegistry::snapshot`].
+#[derive(Clone)]
 pub struct TenantSnapshot(Arc<TenantIndex>);
 
 impl TenantSnapshot {

@@ -38,18 +38,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// The SQLite writer's groups and jobs (jobs per group is how many writes share one fsync),
-/// and the messages that carried the answers back to the request threads.
+/// The SQLite writer's groups and jobs (jobs per group is how many writes share one fsync), the
+/// messages that carried the answers back to the request threads, and the groups run again
+/// with a savepoint per job because one of their jobs failed after writing.
 fn writer_metrics(state: &AppState) -> String {
     use std::sync::atomic::Ordering;
     let stats = state.store.write_stats();
     format!(
         "# TYPE paybridge_db_write_groups_total counter\npaybridge_db_write_groups_total {}\n\
          # TYPE paybridge_db_write_jobs_total counter\npaybridge_db_write_jobs_total {}\n\
-         # TYPE paybridge_db_write_handoffs_total counter\npaybridge_db_write_handoffs_total {}\n",
+         # TYPE paybridge_db_write_handoffs_total counter\npaybridge_db_write_handoffs_total {}\n\
+         # TYPE paybridge_db_write_replays_total counter\npaybridge_db_write_replays_total {}\n",
         stats.groups.load(Ordering::Relaxed),
         stats.jobs.load(Ordering::Relaxed),
-        stats.handoffs.load(Ordering::Relaxed)
+        stats.handoffs.load(Ordering::Relaxed),
+        stats.replays.load(Ordering::Relaxed)
     )
 }
 

@@ -68,10 +68,11 @@ impl SqliteFile {
     /// Open a connection. The writer's is in WAL mode with `synchronous=FULL`: a commit is one
     /// append and one fsync of the log, and an acknowledged write survives a power loss.
     ///
-    /// The writer keeps its temporary storage in memory (`temp_store = MEMORY`). Each job of a
-    /// write group runs under a savepoint, whose sub-journal (the pages it first touched, as they
-    /// were) otherwise spills to a temporary file past 64 KiB, with two `pwrite`s per page: traced
-    /// under the notify benchmark, 7 388 sub-journal writes against 853 WAL frames. It is never
+    /// The writer keeps its temporary storage in memory (`temp_store = MEMORY`). When a group is
+    /// run again with a savepoint per job (see `store::writer::run_group`), each savepoint's
+    /// sub-journal (the pages it first touched, as they were) otherwise spills to a temporary
+    /// file past 64 KiB, with two `pwrite`s per page: traced under the notify benchmark when
+    /// every job had a savepoint, 7 388 sub-journal writes against 853 WAL frames. It is never
     /// used for recovery (the WAL is), only to roll a savepoint back in the open transaction.
     pub fn open(&self, write: bool) -> Result<Connection, DbErr> {
         let flags = if write {
@@ -404,6 +405,18 @@ impl WriteProxy {
     /// Whether a transaction call failed since the last reset.
     pub fn failed(&self) -> bool {
         self.state().failure.is_some()
+    }
+
+    /// Rows inserted, changed or deleted on this connection since it was opened
+    /// (`sqlite3_total_changes64`): a job that did not move it changed no row.
+    pub fn total_changes(&self) -> u64 {
+        self.state().conn.total_changes()
+    }
+
+    /// Whether a transaction is open. SQLite rolls one back by itself after some errors (a full
+    /// disk, an I/O error); the statements after that would each commit on their own.
+    pub fn in_transaction(&self) -> bool {
+        !self.state().conn.is_autocommit()
     }
 
     /// Take the first failure of a transaction call, roll back whatever is still open and start

@@ -185,7 +185,10 @@ impl Store {
     where
         T: Send + 'static,
         E: From<DbErr> + Send + 'static,
-        F: for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, Result<T, E>> + Send + 'static,
+        F: for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, Result<T, E>>
+            + Clone
+            + Send
+            + 'static,
     {
         self.writer.run(job).await
     }

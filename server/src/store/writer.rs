@@ -5,8 +5,10 @@
 //! - **SQLite** has one writer at a time, and each commit with `synchronous=FULL` costs an fsync.
 //!   One thread owns the write connection (`db::sqlite::WriteProxy`: every statement runs in
 //!   that thread, with no hand-over per statement). It takes every job that is waiting, runs
-//!   each under its own savepoint (a job that fails is rolled back alone and its neighbours
-//!   stay), and commits them all with one `COMMIT`: one fsync for the whole group.
+//!   them in one transaction and commits them all with one `COMMIT`: one fsync for the whole
+//!   group. A job that fails is rolled back alone and its neighbours stay (see
+//!   [`run_group`]: each job runs as if under its own savepoint, and pays for one only when a
+//!   job of its group failed after writing).
 //! - **PostgreSQL** has a real pool. Each job is its own transaction on it, and concurrent commits
 //!   share WAL flushes in the server (PostgreSQL's own group commit).
 //!
@@ -37,16 +39,91 @@ use crate::db::sqlite::WriteProxy;
 /// The future a job returns; it borrows the transaction it runs in.
 pub type JobFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Called after the group's commit with its outcome.
-type Completion = Box<dyn FnOnce(Result<(), DbErr>) + Send>;
+/// How one run of a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    /// It returned `Ok`.
+    Done,
+    /// It returned its own `Err`.
+    Failed,
+    /// Its savepoint could not be taken or ended: its writes may still be in the transaction,
+    /// and the group must not commit.
+    Broken,
+}
 
-/// A job with its result type erased: run it in the group's transaction, get back what to do
-/// after the commit, and whether its savepoint ended cleanly (if not, the group must not commit).
-type ErasedJob =
-    Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, (Completion, bool)> + Send>;
+/// A job with its result type erased, kept by the writer until its group's commit.
+trait GroupJob: Send {
+    /// Run the job (a copy of it: a group may run it twice) in the group's transaction, under a
+    /// savepoint of its own when `isolated`, and keep its result.
+    fn run<'a>(&'a mut self, txn: &'a DatabaseTransaction, isolated: bool) -> JobFuture<'a, Ran>;
+
+    /// The answer to its caller, once the group's commit has `committed` (or failed).
+    fn answer(self: Box<Self>, committed: Result<(), DbErr>) -> Answer;
+}
+
+/// One answer, ready to run in the caller's thread.
+type Answer = Box<dyn FnOnce() + Send>;
+
+/// A job of result `Result<T, E>`, with its last result and its caller.
+struct TypedJob<T, E, F> {
+    job: F,
+    result: Option<Result<T, E>>,
+    caller: oneshot::Sender<Result<T, E>>,
+}
+
+impl<T, E, F> GroupJob for TypedJob<T, E, F>
+where
+    T: Send + 'static,
+    E: From<DbErr> + Send + 'static,
+    F: for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, Result<T, E>>
+        + Clone
+        + Send
+        + 'static,
+{
+    fn run<'a>(&'a mut self, txn: &'a DatabaseTransaction, isolated: bool) -> JobFuture<'a, Ran> {
+        let job = self.job.clone();
+        Box::pin(async move {
+            let (result, ran) = if isolated {
+                let (result, clean) = run_in_savepoint(txn, job).await;
+                let ran = match (&result, clean) {
+                    (_, false) => Ran::Broken,
+                    (Ok(_), true) => Ran::Done,
+                    (Err(_), true) => Ran::Failed,
+                };
+                (result, ran)
+            } else {
+                let result = job(txn).await;
+                let ran = if result.is_ok() {
+                    Ran::Done
+                } else {
+                    Ran::Failed
+                };
+                (result, ran)
+            };
+            self.result = Some(result);
+            ran
+        })
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), DbErr>) -> Answer {
+        let TypedJob { result, caller, .. } = *self;
+        Box::new(move || {
+            let answer = match (committed, result) {
+                (Ok(()), Some(result)) => result,
+                (Err(e), _) => Err(E::from(e)),
+                (Ok(()), None) => Err(E::from(DbErr::Custom(
+                    "the database writer committed a group without running this job".to_owned(),
+                ))),
+            };
+            // The caller may have gone (its request was cancelled): the write stands, there
+            // is just no one left to tell.
+            let _ = caller.send(answer);
+        })
+    }
+}
 
 /// The answers of one group for one request thread, each ready to run.
-type Answers = Vec<Box<dyn FnOnce() + Send>>;
+type Answers = Vec<Answer>;
 
 /// Where a request thread takes its answers: see [`install_mailbox`].
 type Mailbox = mpsc::UnboundedSender<Answers>;
@@ -99,7 +176,7 @@ enum Mode {
 /// What the writer thread receives.
 enum Msg {
     /// A job, and the mailbox of the thread that made it (if any).
-    Job(ErasedJob, Option<Mailbox>),
+    Job(Box<dyn GroupJob>, Option<Mailbox>),
     /// Finish what was received, close the connection, then answer.
     Close(oneshot::Sender<()>),
 }
@@ -119,6 +196,8 @@ pub struct WriteStats {
     pub jobs: AtomicU64,
     /// Messages of answers to request threads' mailboxes (one per thread per group).
     pub handoffs: AtomicU64,
+    /// Groups run a second time with a savepoint per job, because a job failed after writing.
+    pub replays: AtomicU64,
     /// How long each commit took (`paybridge_db_commit_duration_seconds`).
     pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
 }
@@ -129,6 +208,7 @@ impl Default for WriteStats {
             groups: AtomicU64::new(0),
             jobs: AtomicU64::new(0),
             handoffs: AtomicU64::new(0),
+            replays: AtomicU64::new(0),
             commit_seconds: crate::metrics::Metrics::commit_histogram(),
         }
     }
@@ -215,14 +295,22 @@ impl Writer {
 
     /// Run `job` in a transaction and return its result once that transaction is committed.
     ///
-    /// An `Err` from the job rolls back what the job wrote (its savepoint) and nothing else; the
-    /// error is returned after the group's commit too. A failed commit is an `Err` for every job
-    /// in the group. A job must not call the writer itself (it would wait for its own group).
+    /// An `Err` from the job rolls back what the job wrote and nothing else; the error is
+    /// returned after the group's commit too. A failed commit is an `Err` for every job in the
+    /// group. A job must not call the writer itself (it would wait for its own group).
+    ///
+    /// On SQLite a job may run twice (a copy of it, hence `Clone`): when another job of its
+    /// group fails after writing, the group is rolled back and run again with a savepoint per
+    /// job. Only the last run's writes are committed and only its result is returned, so a job
+    /// must have no effect outside the transaction that it would not want twice.
     pub async fn run<T, E, F>(&self, job: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbErr> + Send + 'static,
-        F: for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, Result<T, E>> + Send + 'static,
+        F: for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, Result<T, E>>
+            + Clone
+            + Send
+            + 'static,
     {
         match &self.mode {
             Mode::PerJob(db) => {
@@ -243,20 +331,10 @@ impl Writer {
             }
             Mode::Grouped(queue, dropped) => {
                 let (done_tx, done_rx) = oneshot::channel::<Result<T, E>>();
-                let erased: ErasedJob = Box::new(move |txn: &DatabaseTransaction| {
-                    Box::pin(async move {
-                        let (result, clean) = run_in_savepoint(txn, job).await;
-                        let completion: Completion = Box::new(move |committed| {
-                            let answer = match committed {
-                                Ok(()) => result,
-                                Err(e) => Err(E::from(e)),
-                            };
-                            // The caller may have gone (its request was cancelled): the write
-                            // stands, there is just no one left to tell.
-                            let _ = done_tx.send(answer);
-                        });
-                        (completion, clean)
-                    })
+                let erased: Box<dyn GroupJob> = Box::new(TypedJob {
+                    job,
+                    result: None,
+                    caller: done_tx,
                 });
                 queue.send(Msg::Job(erased, mailbox())).await.map_err(|_| {
                     E::from(DbErr::Custom("the database writer has stopped".to_owned()))
@@ -324,7 +402,7 @@ async fn run_groups(
     dropped: Arc<Mutex<Option<DbErr>>>,
     stats: &WriteStats,
 ) {
-    let mut group: Vec<(ErasedJob, Option<Mailbox>)> = Vec::with_capacity(MAX_GROUP);
+    let mut group: Vec<(Box<dyn GroupJob>, Option<Mailbox>)> = Vec::with_capacity(MAX_GROUP);
     let mut closing = None;
     while closing.is_none() {
         match queue.recv().await {
@@ -362,41 +440,69 @@ async fn run_groups(
     }
 }
 
+/// Run a group in one transaction and commit it once.
+///
+/// A job that fails must leave its neighbours' writes and none of its own. A savepoint per job
+/// gives that, but SQLite then copies every page a job changes into the savepoint's journal
+/// first (the pages a group's jobs share, such as the last leaf of each table they append to,
+/// once per job): 12 % of a notification's instructions (callgrind, `bench/RESULTS.md`). So the
+/// jobs first run without savepoints, and:
+///
+/// - a job that fails having changed no row (SQLite's count of changed rows did not move: its
+///   own error came before any write, or its failed statement was undone by SQLite) leaves the
+///   transaction as it found it, and the group goes on;
+/// - a job that fails after changing rows makes the writer roll the group back and run every
+///   job again, each under its own savepoint, in a new transaction (`replays` counts these).
+///   Only that run's writes and results count.
+///
+/// If the transaction itself is gone (SQLite rolls it back on some I/O errors) or a savepoint
+/// cannot be ended, nothing of the group is committed and every job fails.
 async fn run_group(
     db: &DatabaseConnection,
     proxy: &WriteProxy,
-    group: &mut Vec<(ErasedJob, Option<Mailbox>)>,
+    group: &mut Vec<(Box<dyn GroupJob>, Option<Mailbox>)>,
     dropped: &Mutex<Option<DbErr>>,
     stats: &WriteStats,
 ) {
-    // BEGIN IMMEDIATE (see WriteProxy): a second process on the same file waits for the lock
-    // (busy timeout) instead of failing half-way through a group.
-    let began = db.begin().await;
-    let txn = match (began, proxy.failed()) {
-        (Ok(txn), false) => txn,
-        (began, _) => {
-            drop(began);
-            let e = proxy
-                .reset()
-                .unwrap_or_else(|| DbErr::Custom("cannot begin a transaction".to_owned()));
-            tracing::error!(error = %e, jobs = group.len(), "database writer cannot begin a transaction");
-            if let Ok(mut reason) = dropped.lock() {
-                *reason = Some(e);
-            }
-            // Dropping the jobs tells each caller that nothing was written.
+    let jobs = u64::try_from(group.len()).unwrap_or(u64::MAX);
+    let Some(txn) = begin(db, proxy, dropped, group.len()).await else {
+        // Dropping the jobs tells each caller that nothing was written.
+        group.clear();
+        return;
+    };
+    let mut clean = true;
+    let mut isolate = false;
+    for (job, _) in group.iter_mut() {
+        let changes = proxy.total_changes();
+        let ran = job.run(&txn, false).await;
+        if !proxy.in_transaction() || proxy.failed() {
+            clean = false;
+            break;
+        }
+        if ran == Ran::Failed && proxy.total_changes() != changes {
+            isolate = true;
+            break;
+        }
+    }
+    let txn = if clean && isolate {
+        stats.replays.fetch_add(1, Ordering::Relaxed);
+        let _ = txn.rollback().await;
+        proxy.reset();
+        let Some(txn) = begin(db, proxy, dropped, group.len()).await else {
             group.clear();
             return;
+        };
+        for (job, _) in group.iter_mut() {
+            let ran = job.run(&txn, true).await;
+            if ran == Ran::Broken || !proxy.in_transaction() || proxy.failed() {
+                clean = false;
+                break;
+            }
         }
+        txn
+    } else {
+        txn
     };
-    let mut completions = Vec::with_capacity(group.len());
-    let mut clean = true;
-    for (job, mailbox) in group.drain(..) {
-        let (completion, job_clean) = job(&txn).await;
-        // A savepoint that could not be taken or ended leaves the job's writes undefined.
-        clean &= job_clean && !proxy.failed();
-        completions.push((completion, mailbox));
-    }
-    let jobs = u64::try_from(completions.len()).unwrap_or(u64::MAX);
     let outcome = if clean {
         let committed = stats.commit(txn).await;
         match (committed, proxy.reset()) {
@@ -409,29 +515,57 @@ async fn run_group(
     } else {
         // Its half-done writes must not be committed.
         let _ = txn.rollback().await;
-        proxy.reset();
+        let reason = proxy.reset();
         tracing::error!(
             jobs,
-            "database writer: a savepoint failed; the group was rolled back"
+            error = reason.as_ref().map(tracing::field::display),
+            "database writer: the transaction was lost or a savepoint failed; the group was rolled back"
         );
-        Err(DbErr::Custom(
-            "the transaction was rolled back after a savepoint failed".to_owned(),
-        ))
+        Err(reason.unwrap_or_else(|| {
+            DbErr::Custom(
+                "the transaction was rolled back after a savepoint failed or the transaction was lost"
+                    .to_owned(),
+            )
+        }))
     };
-    hand_back(completions, &outcome, stats);
+    let answers = group
+        .drain(..)
+        .map(|(job, mailbox)| (job.answer(outcome.clone()), mailbox))
+        .collect();
+    hand_back(answers, stats);
+}
+
+/// `BEGIN IMMEDIATE` (see `WriteProxy`): a second process on the same file waits for the lock
+/// (busy timeout) instead of failing half-way through a group. `None` when it cannot begin,
+/// with the reason kept for the group's callers.
+async fn begin(
+    db: &DatabaseConnection,
+    proxy: &WriteProxy,
+    dropped: &Mutex<Option<DbErr>>,
+    jobs: usize,
+) -> Option<DatabaseTransaction> {
+    let began = db.begin().await;
+    match (began, proxy.failed()) {
+        (Ok(txn), false) => Some(txn),
+        (began, _) => {
+            drop(began);
+            let e = proxy
+                .reset()
+                .unwrap_or_else(|| DbErr::Custom("cannot begin a transaction".to_owned()));
+            tracing::error!(error = %e, jobs, "database writer cannot begin a transaction");
+            if let Ok(mut reason) = dropped.lock() {
+                *reason = Some(e);
+            }
+            None
+        }
+    }
 }
 
 /// Answers every job of a group: one message per request thread with a mailbox, directly for
 /// the others (and for a thread whose mailbox has closed).
-fn hand_back(
-    completions: Vec<(Completion, Option<Mailbox>)>,
-    outcome: &Result<(), DbErr>,
-    stats: &WriteStats,
-) {
+fn hand_back(answers: Vec<(Answer, Option<Mailbox>)>, stats: &WriteStats) {
     let mut by_thread: Vec<(Mailbox, Answers)> = Vec::new();
-    for (complete, mailbox) in completions {
-        let outcome = outcome.clone();
-        let answer: Box<dyn FnOnce() + Send> = Box::new(move || complete(outcome));
+    for (answer, mailbox) in answers {
         match mailbox {
             Some(mailbox) => match by_thread.iter_mut().find(|(m, _)| m.same_channel(&mailbox)) {
                 Some((_, answers)) => answers.push(answer),
@@ -579,6 +713,75 @@ mod tests {
         assert!(matches!(b, Err(DbErr::Custom(m)) if m == "the job refused"));
         c.unwrap();
         assert_eq!(keys(&file, "t"), vec![1, 3]);
+    }
+
+    /// A job that fails before it writes (its own refusal, or a statement SQLite refused and
+    /// undid) leaves nothing to undo: its group commits without running anything twice.
+    #[tokio::test]
+    async fn a_job_that_fails_without_writing_costs_its_group_no_second_run() {
+        let (w, file, _dir) = writer("CREATE TABLE t (k INTEGER PRIMARY KEY);");
+        let refuse = w.run(move |_txn| {
+            Box::pin(async move { Err::<(), _>(DbErr::Custom("refused".to_owned())) })
+        });
+        let (a, b, c, d) = as_one_group(&w, async {
+            tokio::join!(
+                insert(&w, "INSERT INTO t (k) VALUES (1)", false),
+                refuse,
+                // The same key again: SQLite refuses the statement and changes nothing.
+                insert(&w, "INSERT INTO t (k) VALUES (1)", false),
+                insert(&w, "INSERT INTO t (k) VALUES (3)", false),
+            )
+        })
+        .await;
+        a.unwrap();
+        assert!(matches!(b, Err(DbErr::Custom(m)) if m == "refused"));
+        assert!(
+            matches!(&c, Err(e) if e.to_string().contains("UNIQUE")),
+            "{c:?}"
+        );
+        d.unwrap();
+        assert_eq!(keys(&file, "t"), vec![1, 3]);
+        assert_eq!(w.stats().replays.load(Ordering::Relaxed), 0);
+    }
+
+    /// A job that fails after writing: the group is rolled back and run again with a savepoint
+    /// per job, so the jobs before it run twice and only their second run is committed.
+    #[tokio::test]
+    async fn a_job_that_fails_after_writing_makes_its_group_run_again_with_savepoints() {
+        let (w, file, _dir) = writer("CREATE TABLE t (k INTEGER PRIMARY KEY);");
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = {
+            let runs = runs.clone();
+            w.run(move |txn| {
+                Box::pin(async move {
+                    let run = runs.fetch_add(1, Ordering::Relaxed) + 1;
+                    txn.execute_unprepared(&format!("INSERT INTO t (k) VALUES ({})", 10 + run))
+                        .await?;
+                    Ok::<_, DbErr>(run)
+                })
+            })
+        };
+        let (a, b, c) = as_one_group(&w, async {
+            tokio::join!(
+                counted,
+                insert(&w, "INSERT INTO t (k) VALUES (2)", true),
+                insert(&w, "INSERT INTO t (k) VALUES (3)", false),
+            )
+        })
+        .await;
+        // The first run's row (11) was rolled back with the group; the second run's stands,
+        // and its result is the one returned.
+        assert_eq!(a.unwrap(), 2);
+        assert!(matches!(b, Err(DbErr::Custom(m)) if m == "the job refused"));
+        c.unwrap();
+        assert_eq!(keys(&file, "t"), vec![3, 12]);
+        assert_eq!(runs.load(Ordering::Relaxed), 2);
+        assert_eq!(w.stats().replays.load(Ordering::Relaxed), 1);
+        // The writer goes on without savepoints for the next group.
+        insert(&w, "INSERT INTO t (k) VALUES (4)", false)
+            .await
+            .unwrap();
+        assert_eq!(w.stats().replays.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
