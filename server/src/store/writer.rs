@@ -445,7 +445,7 @@ async fn run_groups(
 /// A job that fails must leave its neighbours' writes and none of its own. A savepoint per job
 /// gives that, but SQLite then copies every page a job changes into the savepoint's journal
 /// first (the pages a group's jobs share, such as the last leaf of each table they append to,
-/// once per job): 12 % of a notification's instructions (callgrind, `bench/RESULTS.md`). So the
+/// once per job): 16 % of a notification's instructions (callgrind, `bench/RESULTS.md`). So the
 /// jobs first run without savepoints, and:
 ///
 /// - a job that fails having changed no row (SQLite's count of changed rows did not move: its
