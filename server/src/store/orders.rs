@@ -14,8 +14,8 @@ use paybridge_core::order::{OrderEvent, OrderFlag, OrderStatus, Transition, Tran
 use paybridge_core::provider::PaymentEvent;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryTrait, Statement, TryInsertResult,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, QueryTrait, Statement, TryInsertResult,
 };
 
 use super::StoreError;
@@ -193,7 +193,9 @@ pub fn find_by_number(tenant_id: &str, out_trade_no: &str) -> sea_orm::Select<or
 }
 
 /// A tenant's order by number. The hottest read (every notification, every call about an
-/// order): its SQL is [`find_by_number`]'s, built once per backend instead of on every call.
+/// order): its SQL is [`find_by_number`]'s, built once per backend instead of on every call,
+/// and read as a raw statement (`Entity::find()` would build the whole select of every column
+/// first, only to have it replaced: 20 000 instructions a call, 3 % of a notification's).
 pub async fn find_order<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
@@ -205,10 +207,7 @@ pub async fn find_order<C: ConnectionTrait>(
         by_number_sql(backend),
         [tenant_id.into(), out_trade_no.into()],
     );
-    Ok(order::Entity::find()
-        .from_raw_sql(by_number)
-        .one(db)
-        .await?)
+    Ok(order::Model::find_by_statement(by_number).one(db).await?)
 }
 
 /// [`find_by_number`]'s SQL on `backend`, its two values bound in the same order.
