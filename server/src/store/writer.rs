@@ -450,7 +450,8 @@ async fn run_groups(
 ///
 /// - a job that fails having changed no row (SQLite's count of changed rows did not move: its
 ///   own error came before any write, or its failed statement was undone by SQLite) leaves the
-///   transaction as it found it, and the group goes on;
+///   transaction as it found it, and the group goes on (no job changes the schema, which the
+///   count would not see);
 /// - a job that fails after changing rows makes the writer roll the group back and run every
 ///   job again, each under its own savepoint, in a new transaction (`replays` counts these).
 ///   Only that run's writes and results count.
