@@ -23,12 +23,12 @@ pub mod statements;
 pub mod writer;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
+use sea_orm::{DatabaseConnection, DbErr};
 
 pub use orders::{
     Applied, ApplyError, EventToApply, Inserted, NewOrder, OrderChange, flags_of, status_of,
 };
-pub use writer::{JobFuture, Writer};
+pub use writer::{JobFuture, WriteJob, Writer};
 
 /// `column = 'status'`, with the status written into the SQL instead of bound. A partial index
 /// on that equality (`orders_pending_next_check`, `webhook_deliveries_pending`,
@@ -185,10 +185,7 @@ impl Store {
     where
         T: Send + 'static,
         E: From<DbErr> + Send + 'static,
-        F: for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, Result<T, E>>
-            + Clone
-            + Send
-            + 'static,
+        F: WriteJob<T, E>,
     {
         self.writer.run(job).await
     }

@@ -39,6 +39,21 @@ use crate::db::sqlite::WriteProxy;
 /// The future a job returns; it borrows the transaction it runs in.
 pub type JobFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A write job: run in a transaction it borrows, returning `Result<T, E>`. `Clone`, because on
+/// SQLite a group may run a copy of it twice (see [`Writer::run`]).
+pub trait WriteJob<T, E>:
+    for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, Result<T, E>> + Clone + Send + 'static
+{
+}
+
+impl<T, E, F> WriteJob<T, E> for F where
+    F: for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, Result<T, E>>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// How one run of a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ran {
@@ -75,10 +90,7 @@ impl<T, E, F> GroupJob for TypedJob<T, E, F>
 where
     T: Send + 'static,
     E: From<DbErr> + Send + 'static,
-    F: for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, Result<T, E>>
-        + Clone
-        + Send
-        + 'static,
+    F: WriteJob<T, E>,
 {
     fn run<'a>(&'a mut self, txn: &'a DatabaseTransaction, isolated: bool) -> JobFuture<'a, Ran> {
         let job = self.job.clone();
@@ -307,10 +319,7 @@ impl Writer {
     where
         T: Send + 'static,
         E: From<DbErr> + Send + 'static,
-        F: for<'a> FnOnce(&'a DatabaseTransaction) -> JobFuture<'a, Result<T, E>>
-            + Clone
-            + Send
-            + 'static,
+        F: WriteJob<T, E>,
     {
         match &self.mode {
             Mode::PerJob(db) => {
