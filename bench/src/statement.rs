@@ -1,7 +1,7 @@
 //! `statement`: reconcile a WeChat Pay bill of N lines against N orders, in this process, pinned
 //! to one core, through the same use case the statements worker runs
-//! (`usecases::statements::reconcile`: the whole-bill check, batched matching with its writes,
-//! the paybridge-only pass). Reported beside a plain parse of the same file: lines/s, the ratio
+//! (`usecases::statements::reconcile`: the day's orders read into the run's table, one read of
+//! the bill that decides each line, then the fees written, the paybridge-only pass). Reported beside a plain parse of the same file: lines/s, the ratio
 //! to the parse, CPU ms, and how much the peak RSS grew.
 //!
 //! The orders are written straight into a fresh SQLite database (WAL, `synchronous=FULL`, as the
@@ -74,7 +74,7 @@ impl StatementResult {
             self.fees
         );
         println!(
-            "  reconcile / parse: {:.2}x wall, {:.2}x CPU (the run parses the bill twice: its check, then its matching)",
+            "  reconcile / parse: {:.2}x wall, {:.2}x CPU (the run reads the day's orders, parses the bill once, writes a fee per order)",
             self.reconcile_wall.as_secs_f64() / self.parse_wall.as_secs_f64().max(1e-9),
             self.reconcile_cpu.as_secs_f64() / self.parse_cpu.as_secs_f64().max(1e-9)
         );
@@ -140,7 +140,8 @@ pub async fn seed(db_url: &str, n: u64, day: NaiveDate) -> anyhow::Result<()> {
                 let paid_at = start
                     + chrono::Duration::milliseconds(i64::try_from(i * 80_000_000 / n.max(1))?);
                 rows.push(order::ActiveModel {
-                    id: Set(uuid::Uuid::new_v4().to_string()),
+                    // As the gateway makes them: UUIDv7, in the order the orders came.
+                    id: Set(paybridge_server::store::new_id()),
                     tenant_id: Set(TENANT.to_owned()),
                     out_trade_no: Set(out_trade_no(i)),
                     provider: Set("wechat_miniprogram".to_owned()),

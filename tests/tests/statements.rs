@@ -4,8 +4,8 @@
 //! fails the run and changes nothing.
 //!
 //! The bill is written here in WeChat's published layout from what the sandbox and paybridge
-//! hold, with the differences injected by hand. (Downloading it from the provider, the sandbox's
-//! own bills and the worker that runs each day are not built yet: issue 14.)
+//! hold, with the differences injected by hand; the sandbox's own bills, downloaded, are
+//! reconciled in `the_sandbox_bill_of_a_day_is_downloaded_and_reconciled`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -725,6 +725,186 @@ async fn each_injected_difference_is_classified() {
             (4, 1, 8001, 500),
             "{name}: {s:?}"
         );
+        gw.finish().await;
+    }
+}
+
+/// A run holds the day's paid orders in a table of UUIDs; an order it cannot hold (an id that
+/// is no UUID, as an import from an older system may have), and every order of the day after
+/// it, is checked the full way. Both ways give the same answer: matched lines get their fees,
+/// and the orders the bill lacks are `paybridge_only`, held or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_the_day_table_cannot_hold_are_checked_the_full_way() {
+    use paybridge_server::db::entities::order;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    for backend in backends() {
+        let name = backend.name();
+        let t = TestTenant::wechat("stmt_legacy", 92, "MD5");
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let tenant = gw.state.tenants.get(&t.id).unwrap();
+        let day = paybridge_core::beijing::local(chrono::Utc::now()).date_naive()
+            - chrono::Duration::days(1);
+        let (start, _) = paybridge_core::beijing::day_range(day).unwrap();
+        // In the order of the day's walk: U0 and U1 are held; L1 is not, so neither are U2
+        // and L2 after it.
+        let ids = [
+            ("U0", uuid::Uuid::now_v7().to_string()),
+            ("U1", uuid::Uuid::now_v7().to_string()),
+            ("L1", "legacy-000001".to_owned()),
+            ("U2", uuid::Uuid::now_v7().to_string()),
+            ("L2", "legacy-000002".to_owned()),
+        ];
+        let rows: Vec<order::ActiveModel> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, (no, id))| {
+                let paid_at = start + chrono::Duration::hours(1 + i64::try_from(i).unwrap());
+                order::ActiveModel {
+                    id: Set(id.clone()),
+                    tenant_id: Set(t.id.clone()),
+                    out_trade_no: Set(format!("LEG-{no}")),
+                    provider: Set("wechat_miniprogram".to_owned()),
+                    amount: Set(100 + i64::try_from(i).unwrap()),
+                    currency: Set("CNY".to_owned()),
+                    description: Set("Tea".to_owned()),
+                    payer_openid: Set(Some("openid".to_owned())),
+                    client_ip: Set(None),
+                    attach: Set(None),
+                    expires_at: Set(paid_at + chrono::Duration::hours(2)),
+                    status: Set("paid".to_owned()),
+                    flags: Set("[]".to_owned()),
+                    provider_trade_no: Set(Some(format!("42000000000000000000000000{i:02}"))),
+                    refunded_amount: Set(0),
+                    paid_at: Set(Some(paid_at)),
+                    client_payment: Set(None),
+                    provider_data: Set("{}".to_owned()),
+                    last_notified_at: Set(Some(paid_at)),
+                    created_at: Set(paid_at - chrono::Duration::minutes(1)),
+                    next_check_at: Set(None),
+                    updated_at: Set(paid_at),
+                    fee: Set(None),
+                }
+            })
+            .collect();
+        order::Entity::insert_many(rows)
+            .exec_without_returning(gw.state.store.db())
+            .await
+            .unwrap();
+        let mut bill = BillText::new();
+        bill.payment("4200000000000000000000000001", "LEG-U1", 101, 5);
+        bill.payment("4200000000000000000000000002", "LEG-L1", 102, 6);
+        let run = reconcile(
+            &gw.state,
+            &tenant,
+            "wechat_miniprogram",
+            day,
+            Some(bill_of(bill.text(bill.gross))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(run.status, "reconciled", "{name}: {run:?}");
+        assert_eq!((run.lines, run.matched), (2, 2), "{name}: {run:?}");
+        let found = paybridge_server::store::statements::discrepancies(
+            gw.state.store.db(),
+            &run.id,
+            run.version,
+        )
+        .await
+        .unwrap();
+        let mut missing: Vec<(String, String)> = found
+            .iter()
+            .map(|d| (d.kind.clone(), d.out_trade_no.clone()))
+            .collect();
+        missing.sort();
+        let want: Vec<(String, String)> = ["LEG-L2", "LEG-U0", "LEG-U2"]
+            .iter()
+            .map(|no| ("paybridge_only".to_owned(), (*no).to_owned()))
+            .collect();
+        assert_eq!(missing, want, "{name}");
+        for (no, fee) in [("LEG-U1", Some(5)), ("LEG-L1", Some(6)), ("LEG-U0", None)] {
+            let stored =
+                paybridge_server::store::orders::find_order(gw.state.store.db(), &t.id, no)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            assert_eq!(stored.fee, fee, "{name} {no}");
+        }
+        gw.finish().await;
+    }
+}
+
+/// A run writes the differences it finds as it reads the bill, a batch at a time, and keeps
+/// heals and fees for after its end. When the bill turns out not to agree with itself at its end,
+/// the run keeps none of the differences, heals nothing and records no fee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bill_found_wrong_at_its_end_keeps_none_of_what_was_read_before() {
+    for backend in backends() {
+        let name = backend.name();
+        let t = TestTenant::wechat("stmt_late_bad", 93, "MD5");
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let tenant = gw.state.tenants.get(&t.id).unwrap();
+        // Q paid; P paid at the provider, its notification dropped.
+        let (q, _) = create_order(&gw, &t.id, 400).await;
+        pay(&gw, &t, &q, "deliver").await;
+        let (p, _) = create_order(&gw, &t.id, 600).await;
+        pay(&gw, &t, &p, "drop").await;
+        let q_view = order(&gw, &t.id, &q).await;
+        let day = paybridge_core::beijing::local(
+            chrono::DateTime::parse_from_rfc3339(q_view["paid_at"].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+        )
+        .date_naive();
+        // Q and P first, then more foreign lines than a batch: the first batches are decided
+        // before the summary is read.
+        let mut bill = BillText::new();
+        bill.payment(q_view["provider_trade_no"].as_str().unwrap(), &q, 400, 2);
+        bill.payment("4200000000000000000000000096", &p, 600, 4);
+        for i in 0..2_500 {
+            bill.payment(
+                &format!("4200000000000000000000{i:06}"),
+                &format!("FOREIGN-{i}"),
+                100,
+                1,
+            );
+        }
+        let run = reconcile(
+            &gw.state,
+            &tenant,
+            "wechat_miniprogram",
+            day,
+            Some(bill_of(bill.text(bill.gross + 1))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(run.status, "failed", "{name}: {run:?}");
+        let kept = paybridge_server::store::statements::discrepancies(
+            gw.state.store.db(),
+            &run.id,
+            run.version,
+        )
+        .await
+        .unwrap();
+        assert!(kept.is_empty(), "{name}: {} kept", kept.len());
+        assert_eq!(order(&gw, &t.id, &p).await["status"], "pending", "{name}");
+        assert!(order(&gw, &t.id, &q).await["fee"].is_null(), "{name}");
+        // The same lines with a summary that agrees.
+        let run = reconcile(
+            &gw.state,
+            &tenant,
+            "wechat_miniprogram",
+            day,
+            Some(bill_of(bill.text(bill.gross))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (run.status.as_str(), run.lines, run.matched),
+            ("reconciled", 2_502, 1),
+            "{name}: {run:?}"
+        );
+        assert_eq!(order(&gw, &t.id, &p).await["status"], "paid", "{name}");
+        assert_eq!(order(&gw, &t.id, &q).await["fee"], 2, "{name}");
         gw.finish().await;
     }
 }

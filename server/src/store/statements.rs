@@ -260,6 +260,44 @@ pub async fn set_fees(
     Ok(())
 }
 
+/// Record the fees of orders by id, in one statement (a `VALUES` list joined to the table by its
+/// primary key).
+pub async fn set_fees_by_id(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    fees: Vec<(String, i64)>,
+) -> Result<(), StoreError> {
+    if fees.is_empty() {
+        return Ok(());
+    }
+    let backend = txn.get_database_backend();
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(fees.len() * 2 + 1);
+    let mut rows = Vec::with_capacity(fees.len());
+    for (id, fee) in fees {
+        let (a, b) = (values.len() + 1, values.len() + 2);
+        rows.push(format!(
+            "({}, {})",
+            placeholder(backend, a),
+            placeholder(backend, b)
+        ));
+        values.push(id.into());
+        values.push(fee.into());
+    }
+    let tenant = placeholder(backend, values.len() + 1);
+    values.push(tenant_id.into());
+    let sql = format!(
+        "WITH v(id, fee) AS (VALUES {}) \
+         UPDATE orders SET fee = v.fee FROM v \
+         WHERE orders.id = v.id AND orders.tenant_id = {tenant}",
+        rows.join(", ")
+    );
+    txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        backend, sql, values,
+    ))
+    .await?;
+    Ok(())
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunEnd {
@@ -282,6 +320,15 @@ pub async fn finish_run(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let [lines, matched, gross, refunds, fees, net] = end.totals;
+    if end.status != "reconciled" {
+        // A run writes the differences it finds as it reads the bill; a bill that turned out
+        // not to be trusted keeps none of them.
+        statement_discrepancy::Entity::delete_many()
+            .filter(statement_discrepancy::Column::StatementId.eq(statement_id))
+            .filter(statement_discrepancy::Column::Version.eq(version))
+            .exec(txn)
+            .await?;
+    }
     let totals = serde_json::json!({
         "lines": lines, "matched": matched, "gross": gross, "refunds": refunds,
         "fees": fees, "net": net,
@@ -383,6 +430,21 @@ pub async fn orders_by_number<C: ConnectionTrait>(
         order::Entity::find()
             .filter(order::Column::TenantId.eq(tenant_id))
             .filter(order::Column::OutTradeNo.is_in(numbers)),
+    )
+    .all(db)
+    .await?)
+}
+
+/// A tenant's orders by id (what reconciliation reads of them).
+pub async fn orders_by_id<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    ids: Vec<String>,
+) -> Result<Vec<OrderLine>, StoreError> {
+    Ok(order_lines(
+        order::Entity::find()
+            .filter(order::Column::TenantId.eq(tenant_id))
+            .filter(order::Column::Id.is_in(ids)),
     )
     .all(db)
     .await?)

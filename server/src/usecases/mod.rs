@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod console;
+mod day_book;
 pub mod events;
 pub mod health;
 pub mod idempotency;

@@ -1,16 +1,23 @@
 //! Reconciling a provider's daily bill against paybridge's books (DESIGN.md, "Statements").
 //!
-//! A run reads the bill three times, streaming, never holding it in memory:
-//! 1. it parses the whole bill and checks its summary against its lines: a bill that disagrees
-//!    with itself (or is cut short, or malformed) fails the run, and nothing is applied;
-//! 2. it matches the lines in batches against the orders and refunds they name (one index
-//!    lookup per batch), heals what can be healed (a payment paybridge holds as pending is asked
-//!    of the provider and applied as a notification would be; never from the bill alone), and
-//!    writes each batch's discrepancies and fees in one write;
-//! 3. it walks the orders paybridge saw paid that Beijing day, and the refunds it saw succeed,
-//!    and reports those the bill did not hold.
+//! A run reads the bill once, streaming, never holding it in memory:
+//! 1. it first reads the orders paybridge saw paid that Beijing day into a compact table (see
+//!    `day_book`: a prefix of the day's walk by `orders_tenant_paid`, up to 2²⁰ orders);
+//! 2. it parses the bill and decides each line: most payment lines in memory against that
+//!    table, every other line (a refund, a difference of any kind, an order not held) in
+//!    batches against the orders and refunds they name (one index lookup per batch). The
+//!    differences are written as they are found;
+//! 3. only once the whole bill was read and its summary agrees with its lines does it change
+//!    anything: it heals what can be healed (a payment paybridge holds as pending is asked of the
+//!    provider and applied as a notification would be; never from the bill alone) and records
+//!    the fees. A bill that disagrees with itself (or is cut short, or malformed) fails the run,
+//!    which then keeps no difference, heals nothing and records no fee;
+//! 4. it reports the orders of the day the bill did not hold (those of the table it never saw,
+//!    then the day's orders past the table), and the refunds paybridge saw succeed that it did
+//!    not hold.
 //!
-//! The lines seen are remembered as 128-bit digests (16 bytes a line: 16 MB for 10⁶ lines).
+//! The day's orders are those paid when the run starts: a payment paybridge learns of during a
+//! run is judged by the next one. Lines decided the full way are remembered as 128-bit digests.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -25,6 +32,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::Failure;
+use super::day_book::DayBook;
 use crate::db::entities::{refund, statement};
 use crate::state::AppState;
 use crate::store::orders::status_of;
@@ -36,9 +44,6 @@ const BATCH: usize = 1000;
 /// The share of the core (and of the writer) a run takes while the gateway is writing other
 /// things (payments): after each step it sleeps `(1 - SHARE) / SHARE` times the step's time.
 const SHARE: f64 = 0.08;
-
-/// Lines of the whole-bill check between two looks at the writer.
-const CHECK_STEP: u64 = 10_000;
 
 /// Keeps a run to [`SHARE`] of a busy gateway: "busy" is the writer having run jobs other than
 /// the run's own since the last step. An idle gateway runs it at full speed.
@@ -139,42 +144,29 @@ impl Tally {
     }
 }
 
-/// Parse the whole bill once without applying anything: its summary, or why it cannot be trusted.
-async fn verify(
-    open: Arc<OpenBill>,
-    parse: Arc<ParseBill>,
-    mut pacer: Pacer,
-) -> Result<BillSummary, BillError> {
-    tokio::task::spawn_blocking(move || {
-        let mut reader = open().map_err(|e| BillError::Io(e.to_string()))?;
-        let mut lines = 0u64;
-        parse(&mut reader, &mut |_| {
-            lines += 1;
-            if lines.is_multiple_of(CHECK_STEP) {
-                pacer.step_blocking(0);
-            }
-            Ok(())
-        })
-    })
-    .await
-    .map_err(|e| BillError::Io(format!("the parser stopped: {e}")))?
+/// What a run keeps for after the whole bill was read: nothing changes an order or a refund
+/// before the bill is trusted.
+#[derive(Default)]
+struct Deferred {
+    /// Fees of matched payment lines decided the full way, by `out_trade_no`.
+    fees: Vec<(String, i64)>,
+    /// Fees returned on matched refund lines.
+    returned: Vec<(String, String, i64)>,
+    /// Payment lines of orders paybridge holds as pending, to ask the provider about.
+    heals: Vec<(BillLine, store::OrderLine)>,
 }
 
-/// Match one batch of lines; returns its discrepancies and fees, to be written together.
+/// Decide a batch of lines the full way (those the day's table could not): their differences,
+/// to be written now; fees and heals are kept in `deferred`.
 async fn match_batch(
     state: &AppState,
     tenant: &Tenant,
     provider: &str,
     lines: Vec<BillLine>,
     tally: &mut Tally,
-) -> Result<
-    (
-        Vec<NewDiscrepancy>,
-        Vec<(String, i64)>,
-        Vec<(String, String, i64)>,
-    ),
-    Failure,
-> {
+    book: &mut DayBook,
+    deferred: &mut Deferred,
+) -> Result<Vec<NewDiscrepancy>, Failure> {
     let db = state.store.reader();
     let numbers: Vec<String> = lines
         .iter()
@@ -185,25 +177,34 @@ async fn match_batch(
         .iter()
         .filter_map(|l| l.out_refund_no.clone())
         .collect();
-    let orders: HashMap<String, store::OrderLine> =
+    let orders: HashMap<String, store::OrderLine> = if numbers.is_empty() {
+        HashMap::new()
+    } else {
         store::orders_by_number(db, &tenant.id, numbers)
             .await?
             .into_iter()
             .filter(|o| o.provider == provider)
             .map(|o| (o.out_trade_no.clone(), o))
-            .collect();
-    let refunds: HashMap<(String, String), refund::Model> =
+            .collect()
+    };
+    let refunds: HashMap<(String, String), refund::Model> = if refund_numbers.is_empty() {
+        HashMap::new()
+    } else {
         store::refunds_by_number(db, &tenant.id, refund_numbers)
             .await?
             .into_iter()
             .map(|r| ((r.out_trade_no.clone(), r.out_refund_no.clone()), r))
-            .collect();
-    let (mut found, mut fees, mut returned) = (Vec::new(), Vec::new(), Vec::new());
+            .collect()
+    };
+    let mut found = Vec::new();
     for line in lines {
         match line.kind {
             BillLineKind::Payment => {
                 tally.seen.insert(digest(&["p", &line.out_trade_no]));
                 let order = orders.get(&line.out_trade_no);
+                if let Some(o) = order {
+                    book.see(&o.out_trade_no, &o.id);
+                }
                 let facts = match order {
                     Some(o) => Some(OrderFacts {
                         status: o.status.parse().map_err(|e: String| {
@@ -214,26 +215,21 @@ async fn match_batch(
                     }),
                     None => None,
                 };
-                let verdict = classify_payment(&line, facts.as_ref());
-                let (kind, healed) = match verdict {
-                    LineVerdict::Matched => {
+                let kind = match (classify_payment(&line, facts.as_ref()), order) {
+                    (LineVerdict::Matched, _) => {
                         if order.is_some() && line.status != "REVOKED" {
-                            fees.push((line.out_trade_no.clone(), line.fee_fen));
+                            deferred
+                                .fees
+                                .push((line.out_trade_no.clone(), line.fee_fen));
                         }
                         continue;
                     }
-                    LineVerdict::Discrepancy(kind) => (kind, false),
-                    LineVerdict::Heal => {
-                        let healed = match order {
-                            Some(o) => heal(state, tenant, o).await,
-                            None => false,
-                        };
-                        if healed {
-                            // Paid now, by the provider's own answer: the line's fee is its fee.
-                            fees.push((line.out_trade_no.clone(), line.fee_fen));
-                        }
-                        (DiscrepancyKind::ProviderOnly, healed)
+                    (LineVerdict::Discrepancy(kind), _) => kind,
+                    (LineVerdict::Heal, Some(o)) => {
+                        deferred.heals.push((line, o.clone()));
+                        continue;
                     }
+                    (LineVerdict::Heal, None) => DiscrepancyKind::ProviderOnly,
                 };
                 tally.count(kind, true);
                 found.push(NewDiscrepancy {
@@ -241,7 +237,7 @@ async fn match_batch(
                     out_trade_no: line.out_trade_no.clone(),
                     out_refund_no: None,
                     provider_trade_no: Some(line.provider_trade_no.clone()),
-                    healed,
+                    healed: false,
                     bill: Some(bill_json(&line)),
                     paybridge: order.map(|o| json!({"amount": o.amount, "status": o.status})),
                 });
@@ -263,7 +259,11 @@ async fn match_batch(
                 };
                 match classify_refund(&line, facts.as_ref()) {
                     LineVerdict::Matched => {
-                        returned.push((line.out_trade_no.clone(), out_refund_no, -line.fee_fen));
+                        deferred.returned.push((
+                            line.out_trade_no.clone(),
+                            out_refund_no,
+                            -line.fee_fen,
+                        ));
                     }
                     LineVerdict::Discrepancy(kind) => {
                         tally.count(kind, true);
@@ -284,7 +284,7 @@ async fn match_batch(
             }
         }
     }
-    Ok((found, fees, returned))
+    Ok(found)
 }
 
 /// Ask the provider about a payment paybridge holds as pending and apply its answer; whether
@@ -309,41 +309,112 @@ async fn heal(state: &AppState, tenant: &Tenant, o: &store::OrderLine) -> bool {
     }
 }
 
-/// The orders paybridge saw paid that day, and the refunds it saw succeed, that the bill did not
-/// hold.
-async fn paybridge_only(
+/// Orders of the day read per page.
+const WALK_PAGE: u64 = 1000;
+
+/// Where the day's orders that the table does not hold begin: `None` when it holds them all,
+/// `Some(None)` when it holds none, `Some(Some(after))` after a `(paid_at, id)`.
+type Rest = Option<Option<(chrono::DateTime<chrono::Utc>, String)>>;
+
+/// Read the orders paybridge saw paid that day into the run's table, while they fit.
+async fn read_day(
     state: &AppState,
     tenant: &Tenant,
     provider: &str,
     range: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
-    tally: &mut Tally,
-) -> Result<Vec<NewDiscrepancy>, Failure> {
+) -> Result<(DayBook, Rest), Failure> {
     let db = state.store.reader();
-    let mut found = Vec::new();
+    let mut book = DayBook::default();
     let mut after = None;
     let mut pacer = Pacer::new(state.store.shared_write_stats());
     loop {
         pacer.step(0).await;
-        let page = store::paid_between(db, &tenant.id, provider, range, after, 1000).await?;
+        let page =
+            store::paid_between(db, &tenant.id, provider, range, after.clone(), WALK_PAGE).await?;
         for o in &page {
-            if !tally.seen.contains(&digest(&["p", &o.out_trade_no])) {
-                tally.count(DiscrepancyKind::PaybridgeOnly, false);
-                found.push(NewDiscrepancy {
-                    kind: DiscrepancyKind::PaybridgeOnly.as_str(),
-                    out_trade_no: o.out_trade_no.clone(),
-                    out_refund_no: None,
-                    provider_trade_no: o.provider_trade_no.clone(),
-                    healed: false,
-                    bill: None,
-                    paybridge: Some(json!({"amount": o.amount, "status": o.status})),
-                });
+            let status = o
+                .status
+                .parse()
+                .map_err(|e: String| Failure::internal(&crate::store::StoreError::Corrupt(e)))?;
+            let amount = paybridge_core::money::Fen::new(o.amount);
+            let trade = o.provider_trade_no.as_deref();
+            if !book.add(&o.id, &o.out_trade_no, trade, amount, status) {
+                return Ok((book, Some(after)));
             }
+            after = o.paid_at.map(|at| (at, o.id.clone()));
         }
-        match page.last() {
-            Some(o) if page.len() == 1000 => {
-                after = o.paid_at.map(|at| (at, o.id.clone()));
+        if u64::try_from(page.len()).unwrap_or(0) < WALK_PAGE {
+            return Ok((book, None));
+        }
+    }
+}
+
+fn paybridge_only_order(o: &store::OrderLine) -> NewDiscrepancy {
+    NewDiscrepancy {
+        kind: DiscrepancyKind::PaybridgeOnly.as_str(),
+        out_trade_no: o.out_trade_no.clone(),
+        out_refund_no: None,
+        provider_trade_no: o.provider_trade_no.clone(),
+        healed: false,
+        bill: None,
+        paybridge: Some(json!({"amount": o.amount, "status": o.status})),
+    }
+}
+
+/// The orders paybridge saw paid that day, and the refunds it saw succeed, that the bill did not
+/// hold: written in batches.
+async fn paybridge_only(
+    state: &AppState,
+    tenant: &Tenant,
+    row: &statement::Model,
+    range: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    (book, rest): (&DayBook, Rest),
+    tally: &mut Tally,
+) -> Result<(), Failure> {
+    let provider = row.provider.as_str();
+    let db = state.store.reader();
+    let mut pacer = Pacer::new(state.store.shared_write_stats());
+    // The orders of the table that no line named.
+    let unseen: Vec<String> = book.unseen().collect();
+    for ids in unseen.chunks(BATCH) {
+        let mut by_id: HashMap<String, store::OrderLine> =
+            store::orders_by_id(db, &tenant.id, ids.to_vec())
+                .await?
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect();
+        let found: Vec<NewDiscrepancy> = ids
+            .iter()
+            .filter_map(|id| by_id.remove(id))
+            .map(|o| paybridge_only_order(&o))
+            .collect();
+        for _ in &found {
+            tally.count(DiscrepancyKind::PaybridgeOnly, false);
+        }
+        write_batch(state, row, found, Vec::new(), Vec::new()).await?;
+        pacer.step(1).await;
+    }
+    // The day's orders past the table: their lines were all decided the full way.
+    if let Some(mut after) = rest {
+        loop {
+            pacer.step(0).await;
+            let page =
+                store::paid_between(db, &tenant.id, provider, range, after.clone(), WALK_PAGE)
+                    .await?;
+            let mut found = Vec::new();
+            for o in &page {
+                if !tally.seen.contains(&digest(&["p", &o.out_trade_no])) {
+                    tally.count(DiscrepancyKind::PaybridgeOnly, false);
+                    found.push(paybridge_only_order(o));
+                }
             }
-            _ => break,
+            write_batch(state, row, found, Vec::new(), Vec::new()).await?;
+            match page.last() {
+                Some(o) if u64::try_from(page.len()).unwrap_or(0) == WALK_PAGE => {
+                    after = o.paid_at.map(|at| (at, o.id.clone()));
+                }
+                _ => break,
+            }
         }
     }
     let mut after = None;
@@ -356,6 +427,7 @@ async fn paybridge_only(
             .filter(|o| o.provider == provider)
             .map(|o| o.out_trade_no)
             .collect();
+        let mut found = Vec::new();
         for r in page.iter().filter(|r| ours.contains(&r.out_trade_no)) {
             if r.status == "succeeded"
                 && !tally
@@ -374,6 +446,7 @@ async fn paybridge_only(
                 });
             }
         }
+        write_batch(state, row, found, Vec::new(), Vec::new()).await?;
         match page.last() {
             Some(r) if page.len() == 1000 => {
                 after = r.succeeded_at.map(|at| (at, r.id.clone()));
@@ -381,7 +454,7 @@ async fn paybridge_only(
             _ => break,
         }
     }
-    Ok(found)
+    Ok(())
 }
 
 /// A statement as the merchant's `statement.reconciled` event and the admin list show it:
@@ -483,6 +556,9 @@ async fn write_batch(
     fees: Vec<(String, i64)>,
     returned: Vec<(String, String, i64)>,
 ) -> Result<(), Failure> {
+    if found.is_empty() && fees.is_empty() && returned.is_empty() {
+        return Ok(());
+    }
     let (id, version, tenant_id) = (row.id.clone(), row.version, row.tenant_id.clone());
     state
         .store
@@ -496,24 +572,19 @@ async fn write_batch(
     Ok(())
 }
 
-/// Check the bill whole, then match its lines in batches. `Ok(Err(_))`: the bill cannot be
-/// trusted (nothing was applied if the first read found it out).
+/// Read the bill once and decide its lines: in memory against the day's table where it can,
+/// the full way in batches where it cannot. Its differences are written as they are found (a
+/// failed run drops them); fees and heals wait in `deferred`. `Ok(Err(_))`: the bill cannot be
+/// trusted.
 async fn match_bill(
     state: &AppState,
     tenant: &Tenant,
-    provider: &str,
-    row: &statement::Model,
-    bill: Bill,
+    (row, bill): (&statement::Model, Bill),
+    book: &mut DayBook,
     tally: &mut Tally,
+    deferred: &mut Deferred,
 ) -> Result<Result<BillSummary, BillError>, Failure> {
     let Bill { open, parse } = bill;
-    // 1. The bill must agree with itself before anything is applied.
-    let stats = state.store.shared_write_stats();
-    let summary = match verify(open.clone(), parse.clone(), Pacer::new(stats.clone())).await {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
-    };
-    // 2. Match the lines, in batches, as the parser reads them.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<BillLine>>(2);
     let reading = tokio::task::spawn_blocking(move || {
         let mut reader = open().map_err(|e| BillError::Io(e.to_string()))?;
@@ -533,24 +604,102 @@ async fn match_bill(
         }
         Ok::<_, BillError>(summary)
     });
-    let mut pacer = Pacer::new(stats);
+    let mut pacer = Pacer::new(state.store.shared_write_stats());
+    let mut slow = Vec::new();
     while let Some(lines) = rx.recv().await {
-        let (found, fees, returned) = match_batch(state, tenant, provider, lines, tally).await?;
-        write_batch(state, row, found, fees, returned).await?;
-        pacer.step(1).await;
+        slow.extend(
+            lines
+                .into_iter()
+                .filter(|l| l.kind != BillLineKind::Payment || !book.settle(l)),
+        );
+        let mut own = 0;
+        if slow.len() >= BATCH {
+            let lines = std::mem::take(&mut slow);
+            let found =
+                match_batch(state, tenant, &row.provider, lines, tally, book, deferred).await?;
+            own = u64::from(!found.is_empty());
+            write_batch(state, row, found, Vec::new(), Vec::new()).await?;
+        }
+        pacer.step(own).await;
     }
-    let second = reading
+    if !slow.is_empty() {
+        let found = match_batch(state, tenant, &row.provider, slow, tally, book, deferred).await?;
+        write_batch(state, row, found, Vec::new(), Vec::new()).await?;
+    }
+    Ok(reading
         .await
         .map_err(|e| BillError::Io(format!("the parser stopped: {e}")))
-        .and_then(|r| r);
-    Ok(match second {
-        Ok(s) if s == summary => Ok(summary),
-        // The file changed between the two reads: nothing of this run can be trusted.
-        Ok(_) => Err(BillError::Io(
-            "the bill changed while it was read".to_owned(),
-        )),
-        Err(e) => Err(e),
-    })
+        .and_then(|r| r))
+}
+
+/// Apply what a trusted bill gave: heal the payments paybridge holds as pending (each one
+/// asked of the provider), then record the fees, in batches.
+async fn apply(
+    state: &AppState,
+    tenant: &Tenant,
+    row: &statement::Model,
+    book: &DayBook,
+    tally: &mut Tally,
+    deferred: Deferred,
+) -> Result<(), Failure> {
+    let Deferred {
+        mut fees,
+        returned,
+        heals,
+    } = deferred;
+    let mut found = Vec::new();
+    for (line, o) in heals {
+        let healed = heal(state, tenant, &o).await;
+        if healed {
+            // Paid now, by the provider's own answer: the line's fee is its fee.
+            fees.push((line.out_trade_no.clone(), line.fee_fen));
+        }
+        tally.count(DiscrepancyKind::ProviderOnly, true);
+        found.push(NewDiscrepancy {
+            kind: DiscrepancyKind::ProviderOnly.as_str(),
+            out_trade_no: line.out_trade_no.clone(),
+            out_refund_no: None,
+            provider_trade_no: Some(line.provider_trade_no.clone()),
+            healed,
+            bill: Some(bill_json(&line)),
+            paybridge: Some(json!({"amount": o.amount, "status": o.status})),
+        });
+    }
+    let mut pacer = Pacer::new(state.store.shared_write_stats());
+    for part in found.chunks(BATCH) {
+        write_batch(state, row, part.to_vec(), Vec::new(), Vec::new()).await?;
+        pacer.step(1).await;
+    }
+    let mut returned = returned.into_iter();
+    for part in fees.chunks(BATCH) {
+        let refunds = returned.by_ref().take(BATCH).collect();
+        write_batch(state, row, Vec::new(), part.to_vec(), refunds).await?;
+        pacer.step(1).await;
+    }
+    loop {
+        let refunds: Vec<_> = returned.by_ref().take(BATCH).collect();
+        if refunds.is_empty() {
+            break;
+        }
+        write_batch(state, row, Vec::new(), Vec::new(), refunds).await?;
+        pacer.step(1).await;
+    }
+    let mut held = book.fees();
+    loop {
+        let part: Vec<(String, i64)> = held.by_ref().take(BATCH).collect();
+        if part.is_empty() {
+            break;
+        }
+        let tenant_id = row.tenant_id.clone();
+        state
+            .store
+            .write(move |txn| {
+                Box::pin(async move { store::set_fees_by_id(txn, &tenant_id, part).await })
+            })
+            .await?;
+        pacer.step(1).await;
+    }
+    Ok(())
 }
 
 /// A downloaded bill: how to read it from its start, and its provider's parser.
@@ -622,20 +771,43 @@ async fn reconcile_begun(
     day: NaiveDate,
     bill: Option<Bill>,
 ) -> Result<statement::Model, Failure> {
-    let provider = row.provider.as_str();
     let range = paybridge_core::beijing::day_range(day)
         .ok_or_else(|| Failure::invalid("date", "not a day"))?;
     let mut tally = Tally::default();
+    let started = std::time::Instant::now();
+    let (mut book, rest) = read_day(state, tenant, &row.provider, range).await?;
+    let day_read = started.elapsed();
     let summary = match bill {
-        Some(bill) => match match_bill(state, tenant, provider, row, bill, &mut tally).await? {
-            Ok(summary) => summary,
-            Err(e) => return end_run(state, row, ended("failed", e.to_string())).await,
-        },
+        Some(bill) => {
+            let mut deferred = Deferred::default();
+            let read = match_bill(
+                state,
+                tenant,
+                (row, bill),
+                &mut book,
+                &mut tally,
+                &mut deferred,
+            )
+            .await?;
+            tracing::info!(
+                tenant = %tenant.id, provider = %row.provider, %day,
+                day_read_ms = day_read.as_millis(),
+                bill_read_ms = (started.elapsed() - day_read).as_millis(),
+                "statement: the day's orders and the bill were read"
+            );
+            match read {
+                Ok(summary) => {
+                    apply(state, tenant, row, &book, &mut tally, deferred).await?;
+                    summary
+                }
+                Err(e) => return end_run(state, row, ended("failed", e.to_string())).await,
+            }
+        }
         None => BillSummary::default(),
     };
-    // 3. What paybridge saw that the bill does not hold.
-    let found = paybridge_only(state, tenant, provider, range, &mut tally).await?;
-    write_batch(state, row, found, Vec::new(), Vec::new()).await?;
+    // What paybridge saw that the bill does not hold.
+    paybridge_only(state, tenant, row, range, (&book, rest), &mut tally).await?;
+    drop(book);
     let lines = i64::try_from(summary.lines).unwrap_or(i64::MAX);
     let end = RunEnd {
         status: "reconciled",

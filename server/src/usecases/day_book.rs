@@ -1,0 +1,330 @@
+//! The orders paybridge saw paid on one Beijing day, held for a statement run in a compact table
+//! (56 bytes an order, and 8 bytes of index per order at most: about 64 MB for 10⁶ orders).
+//!
+//! A run reads them once, by the index of the day's payments, before it reads the bill, so that
+//! most payment lines are decided in memory: the line's `out_trade_no` finds its order, and the
+//! trade number, amount and state are compared. Anything else (a number that finds no order, a
+//! difference of any kind, an order that is not held) goes the full way, to the database.
+//!
+//! Numbers are held as 64-bit SipHash digests with a key drawn for each run, not as text. Two
+//! numbers of one day with the same digest are both held, and a line that finds two orders goes
+//! the full way; a line is matched here only if its trade number's digest equals the order's
+//! too. A false match would need two independent 64-bit collisions on secret keys.
+
+use std::hash::BuildHasher;
+
+use paybridge_core::money::Fen;
+use paybridge_core::order::OrderStatus;
+use paybridge_core::statement::{BillLine, held_as_settled};
+
+/// The most orders a run holds. Past them, the day's remaining orders are checked against the
+/// bill the full way (see `usecases::statements`).
+pub const LIMIT: usize = 1 << 20;
+
+/// No fee recorded for the order.
+const NO_FEE: i64 = i64::MIN;
+
+/// One order of the day.
+struct Entry {
+    /// Digest of its `out_trade_no`.
+    key: u64,
+    /// Digest of its provider trade number (`has_trade`).
+    trade: u64,
+    amount: i64,
+    /// The fee its bill line gave it, or [`NO_FEE`].
+    fee: i64,
+    /// Its id: a UUID, as bytes.
+    id: [u8; 16],
+    status: OrderStatus,
+    has_trade: bool,
+    /// The bill holds a line of it.
+    seen: bool,
+}
+
+/// The day's orders (see the module documentation).
+pub struct DayBook {
+    hasher: std::hash::RandomState,
+    entries: Vec<Entry>,
+    /// Open addressing, linear probing: 0 is empty, `n` is `entries[n - 1]`. At most half full.
+    slots: Vec<u32>,
+}
+
+impl Default for DayBook {
+    fn default() -> Self {
+        DayBook {
+            hasher: std::hash::RandomState::new(),
+            entries: Vec::new(),
+            slots: vec![0; 16],
+        }
+    }
+}
+
+/// An order's id as a UUID, if it is one written the canonical way (so that it reads back the
+/// same).
+fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
+    let uuid = uuid::Uuid::try_parse(id).ok()?;
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    (uuid.hyphenated().encode_lower(&mut buf) == id).then_some(*uuid.as_bytes())
+}
+
+impl DayBook {
+    /// Orders held.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Nothing held.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether it holds [`LIMIT`] orders.
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= LIMIT
+    }
+
+    fn digest(&self, s: &str) -> u64 {
+        self.hasher.hash_one(s)
+    }
+
+    fn home(&self, key: u64) -> usize {
+        // The table's length is a power of two; the digest is uniform in every bit.
+        usize::try_from(key).unwrap_or(usize::MAX) & (self.slots.len() - 1)
+    }
+
+    fn place(slots: &mut [u32], mut at: usize, n: u32) {
+        let mask = slots.len() - 1;
+        while slots[at] != 0 {
+            at = (at + 1) & mask;
+        }
+        slots[at] = n;
+    }
+
+    /// The entries whose number has this digest.
+    fn positions(&self, key: u64) -> impl Iterator<Item = usize> + '_ {
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(key);
+        std::iter::from_fn(move || {
+            loop {
+                let n = self.slots[at];
+                if n == 0 {
+                    return None;
+                }
+                at = (at + 1) & mask;
+                let i = usize::try_from(n - 1).unwrap_or(usize::MAX);
+                if self.entries[i].key == key {
+                    return Some(i);
+                }
+            }
+        })
+    }
+
+    /// Hold an order. `false` (nothing held) when the book is full, or the id is no UUID: the
+    /// caller checks that order the full way.
+    pub fn add(
+        &mut self,
+        id: &str,
+        out_trade_no: &str,
+        provider_trade_no: Option<&str>,
+        amount: Fen,
+        status: OrderStatus,
+    ) -> bool {
+        let Some(id) = uuid_bytes(id) else {
+            return false;
+        };
+        if self.is_full() {
+            return false;
+        }
+        if (self.entries.len() + 1) * 2 > self.slots.len() {
+            let mut slots = vec![0u32; self.slots.len() * 2];
+            let mask = slots.len() - 1;
+            for (i, e) in self.entries.iter().enumerate() {
+                let at = usize::try_from(e.key).unwrap_or(usize::MAX) & mask;
+                Self::place(&mut slots, at, u32::try_from(i + 1).unwrap_or(u32::MAX));
+            }
+            self.slots = slots;
+        }
+        let key = self.digest(out_trade_no);
+        self.entries.push(Entry {
+            key,
+            trade: provider_trade_no.map_or(0, |t| self.digest(t)),
+            amount: amount.get(),
+            fee: NO_FEE,
+            id,
+            status,
+            has_trade: provider_trade_no.is_some(),
+            seen: false,
+        });
+        let at = self.home(key);
+        let n = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+        Self::place(&mut self.slots, at, n);
+        true
+    }
+
+    /// Decide a payment line here if it can be: `true` when it finds exactly one order, which
+    /// holds its trade number and matches it ([`held_as_settled`]); the order is then seen and
+    /// keeps the line's fee. `false`: the line goes the full way.
+    pub fn settle(&mut self, line: &BillLine) -> bool {
+        let key = self.digest(&line.out_trade_no);
+        let only = {
+            let mut found = self.positions(key);
+            match (found.next(), found.next()) {
+                (Some(i), None) => Some(i),
+                _ => None,
+            }
+        };
+        let Some(i) = only else {
+            return false;
+        };
+        let trade = self.digest(&line.provider_trade_no);
+        let e = &mut self.entries[i];
+        if !e.has_trade || e.trade != trade || !held_as_settled(line, e.status, Fen::new(e.amount))
+        {
+            return false;
+        }
+        e.seen = true;
+        e.fee = line.fee_fen;
+        true
+    }
+
+    /// The order with this number and id, found the full way, is in the bill.
+    pub fn see(&mut self, out_trade_no: &str, id: &str) {
+        let Some(id) = uuid_bytes(id) else {
+            return;
+        };
+        let key = self.digest(out_trade_no);
+        let held: Vec<usize> = self.positions(key).collect();
+        for i in held {
+            if self.entries[i].id == id {
+                self.entries[i].seen = true;
+            }
+        }
+    }
+
+    /// The fees the bill gave the orders held, by order id, in the order they were added.
+    pub fn fees(&self) -> impl Iterator<Item = (String, i64)> + '_ {
+        self.entries
+            .iter()
+            .filter(|e| e.fee != NO_FEE)
+            .map(|e| (uuid::Uuid::from_bytes(e.id).to_string(), e.fee))
+    }
+
+    /// The ids of the orders held that the bill has no line of.
+    pub fn unseen(&self) -> impl Iterator<Item = String> + '_ {
+        self.entries
+            .iter()
+            .filter(|e| !e.seen)
+            .map(|e| uuid::Uuid::from_bytes(e.id).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use paybridge_core::statement::BillLineKind;
+
+    use super::*;
+
+    fn line(no: &str, trade: &str, amount: i64, status: &str) -> BillLine {
+        BillLine {
+            kind: BillLineKind::Payment,
+            out_trade_no: no.to_owned(),
+            provider_trade_no: trade.to_owned(),
+            out_refund_no: None,
+            provider_refund_no: None,
+            amount: Fen::new(amount),
+            settled: Fen::new(amount),
+            fee_fen: 3,
+            status: status.to_owned(),
+            refund_status: None,
+            time: "2026-12-05 10:00:00".to_owned(),
+        }
+    }
+
+    fn id(n: u128) -> String {
+        uuid::Uuid::from_u128(n).to_string()
+    }
+
+    /// Many orders (the table grows several times): each line finds its own order, a line
+    /// that differs in anything goes the full way, and what was not seen is reported.
+    #[test]
+    fn lines_find_their_orders_and_differences_go_the_full_way() {
+        let mut book = DayBook::default();
+        for n in 0..10_000u32 {
+            let status = if n % 10 == 7 {
+                OrderStatus::Closed
+            } else {
+                OrderStatus::Paid
+            };
+            assert!(book.add(
+                &id(u128::from(n)),
+                &format!("T{n}"),
+                Some(&format!("42{n}")),
+                Fen::new(i64::from(n) + 100),
+                status,
+            ));
+        }
+        assert_eq!(book.len(), 10_000);
+        let mut settled = 0;
+        for n in (0..10_000u32).filter(|n| n % 3 != 0) {
+            let fine = line(
+                &format!("T{n}"),
+                &format!("42{n}"),
+                i64::from(n) + 100,
+                "SUCCESS",
+            );
+            if book.settle(&fine) {
+                settled += 1;
+            } else {
+                // Only a closed order differs here.
+                assert_eq!(n % 10, 7, "T{n}");
+            }
+        }
+        // Another amount, another trade number, a reversed line, an unknown number.
+        assert!(!book.settle(&line("T1", "421", 999, "SUCCESS")));
+        assert!(!book.settle(&line("T1", "42999", 101, "SUCCESS")));
+        assert!(!book.settle(&line("T1", "421", 101, "REVOKED")));
+        assert!(!book.settle(&line("T99999", "4299999", 100, "SUCCESS")));
+        // A line that went the full way and found its order.
+        book.see("T3", &id(3));
+        // The same number with another id is another order.
+        book.see("T6", &id(7));
+        let unseen: Vec<String> = book.unseen().collect();
+        let closed_seen = (0..10_000u32).filter(|n| n % 3 != 0 && n % 10 == 7).count();
+        assert_eq!(settled, 6_666 - closed_seen);
+        assert_eq!(unseen.len(), 10_000 - settled - 1);
+        assert!(!unseen.contains(&id(3)));
+        assert!(unseen.contains(&id(6)));
+        assert!(unseen.contains(&id(7)));
+        let fees: Vec<(String, i64)> = book.fees().collect();
+        assert_eq!(fees.len(), settled);
+        assert_eq!(fees[0], (id(1), 3));
+    }
+
+    /// Two orders under one digest are both held, and a line that finds both goes the full way.
+    #[test]
+    fn a_line_that_finds_two_orders_goes_the_full_way() {
+        let mut book = DayBook::default();
+        for n in 0..2u128 {
+            assert!(book.add(&id(n), "T1", Some("421"), Fen::new(100), OrderStatus::Paid));
+        }
+        assert!(!book.settle(&line("T1", "421", 100, "SUCCESS")));
+        book.see("T1", &id(1));
+        assert_eq!(book.unseen().collect::<Vec<_>>(), vec![id(0)]);
+    }
+
+    /// An id that is no canonical UUID is not held: it would not read back the same.
+    #[test]
+    fn only_canonical_uuids_are_held() {
+        let mut book = DayBook::default();
+        let upper = id(0xab5).to_uppercase();
+        assert_ne!(upper, id(0xab5));
+        assert!(!book.add(&upper, "T5", None, Fen::new(1), OrderStatus::Paid));
+        assert!(!book.add("ord_5", "T5", None, Fen::new(1), OrderStatus::Paid));
+        assert!(book.is_empty());
+        // Without a trade number an order is held, but never matched here.
+        assert!(book.add(&id(0xab5), "T5", None, Fen::new(1), OrderStatus::Paid));
+        assert!(!book.settle(&line("T5", "", 1, "SUCCESS")));
+    }
+}
