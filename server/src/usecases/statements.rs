@@ -157,14 +157,15 @@ struct Deferred {
 }
 
 /// Decide a batch of lines the full way (those the day's table could not): their differences,
-/// to be written now; fees and heals are kept in `deferred`.
+/// to be written now; fees and heals are kept in `deferred`, and the orders found in `seen`
+/// (number, id) for the day's table.
 async fn match_batch(
     state: &AppState,
     tenant: &Tenant,
     provider: &str,
     lines: Vec<BillLine>,
     tally: &mut Tally,
-    book: &mut DayBook,
+    seen: &mut Vec<(String, String)>,
     deferred: &mut Deferred,
 ) -> Result<Vec<NewDiscrepancy>, Failure> {
     let db = state.store.reader();
@@ -203,7 +204,7 @@ async fn match_batch(
                 tally.seen.insert(digest(&["p", &line.out_trade_no]));
                 let order = orders.get(&line.out_trade_no);
                 if let Some(o) = order {
-                    book.see(&o.out_trade_no, &o.id);
+                    seen.push((o.out_trade_no.clone(), o.id.clone()));
                 }
                 let facts = match order {
                     Some(o) => Some(OrderFacts {
@@ -572,64 +573,85 @@ async fn write_batch(
     Ok(())
 }
 
-/// Read the bill once and decide its lines: in memory against the day's table where it can,
-/// the full way in batches where it cannot. Its differences are written as they are found (a
-/// failed run drops them); fees and heals wait in `deferred`. `Ok(Err(_))`: the bill cannot be
-/// trusted.
+/// Parse the bill, deciding the payment lines the day's table can decide; hand the others on in
+/// batches. Runs on a blocking thread, paced as a step of the run every [`BATCH`] lines.
+fn read_bill(
+    bill: &Bill,
+    book: &mut DayBook,
+    pacer: &mut Pacer,
+    tx: &tokio::sync::mpsc::Sender<Vec<BillLine>>,
+) -> Result<BillSummary, BillError> {
+    let stopped = |_| BillError::Io("the run stopped".to_owned());
+    let mut reader = (bill.open)().map_err(|e| BillError::Io(e.to_string()))?;
+    let mut slow = Vec::with_capacity(BATCH);
+    let mut read = 0usize;
+    let summary = (bill.parse)(&mut reader, &mut |line| {
+        if line.kind != BillLineKind::Payment || !book.settle(&line) {
+            slow.push(line);
+        }
+        if slow.len() >= BATCH {
+            let full = std::mem::replace(&mut slow, Vec::with_capacity(BATCH));
+            tx.blocking_send(full).map_err(stopped)?;
+        }
+        read += 1;
+        if read.is_multiple_of(BATCH) {
+            pacer.step_blocking(0);
+        }
+        Ok(())
+    })?;
+    if !slow.is_empty() {
+        tx.blocking_send(slow).map_err(stopped)?;
+    }
+    Ok(summary)
+}
+
+/// Read the bill once and decide its lines: in memory against the day's table where it can
+/// (on the parser's thread), the full way in batches where it cannot. Its differences are
+/// written as they are found (a failed run drops them); fees and heals wait in `deferred`. The
+/// table comes back with the orders the bill named; `Err(_)` inside: the bill cannot be trusted.
 async fn match_bill(
     state: &AppState,
     tenant: &Tenant,
     (row, bill): (&statement::Model, Bill),
-    book: &mut DayBook,
+    mut book: DayBook,
     tally: &mut Tally,
     deferred: &mut Deferred,
-) -> Result<Result<BillSummary, BillError>, Failure> {
-    let Bill { open, parse } = bill;
+) -> Result<(DayBook, Result<BillSummary, BillError>), Failure> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<BillLine>>(2);
+    let stats = state.store.shared_write_stats();
+    let mut parser_pacer = Pacer::new(stats.clone());
     let reading = tokio::task::spawn_blocking(move || {
-        let mut reader = open().map_err(|e| BillError::Io(e.to_string()))?;
-        let mut batch = Vec::with_capacity(BATCH);
-        let summary = parse(&mut reader, &mut |line| {
-            batch.push(line);
-            if batch.len() >= BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                tx.blocking_send(full)
-                    .map_err(|_| BillError::Io("the run stopped".to_owned()))?;
-            }
-            Ok(())
-        })?;
-        if !batch.is_empty() {
-            tx.blocking_send(batch)
-                .map_err(|_| BillError::Io("the run stopped".to_owned()))?;
-        }
-        Ok::<_, BillError>(summary)
+        let read = read_bill(&bill, &mut book, &mut parser_pacer, &tx);
+        (book, read)
     });
-    let mut pacer = Pacer::new(state.store.shared_write_stats());
-    let mut slow = Vec::new();
+    let mut pacer = Pacer::new(stats);
+    let mut seen = Vec::new();
     while let Some(lines) = rx.recv().await {
-        slow.extend(
-            lines
-                .into_iter()
-                .filter(|l| l.kind != BillLineKind::Payment || !book.settle(l)),
-        );
-        let mut own = 0;
-        if slow.len() >= BATCH {
-            let lines = std::mem::take(&mut slow);
-            let found =
-                match_batch(state, tenant, &row.provider, lines, tally, book, deferred).await?;
-            own = u64::from(!found.is_empty());
-            write_batch(state, row, found, Vec::new(), Vec::new()).await?;
-        }
+        let found = match_batch(
+            state,
+            tenant,
+            &row.provider,
+            lines,
+            tally,
+            &mut seen,
+            deferred,
+        )
+        .await?;
+        let own = u64::from(!found.is_empty());
+        write_batch(state, row, found, Vec::new(), Vec::new()).await?;
         pacer.step(own).await;
     }
-    if !slow.is_empty() {
-        let found = match_batch(state, tenant, &row.provider, slow, tally, book, deferred).await?;
-        write_batch(state, row, found, Vec::new(), Vec::new()).await?;
+    let (mut book, read) = match reading.await {
+        Ok(done) => done,
+        Err(e) => (
+            DayBook::default(),
+            Err(BillError::Io(format!("the parser stopped: {e}"))),
+        ),
+    };
+    for (out_trade_no, id) in seen {
+        book.see(&out_trade_no, &id);
     }
-    Ok(reading
-        .await
-        .map_err(|e| BillError::Io(format!("the parser stopped: {e}")))
-        .and_then(|r| r))
+    Ok((book, read))
 }
 
 /// Apply what a trusted bill gave: heal the payments paybridge holds as pending (each one
@@ -775,20 +797,13 @@ async fn reconcile_begun(
         .ok_or_else(|| Failure::invalid("date", "not a day"))?;
     let mut tally = Tally::default();
     let started = std::time::Instant::now();
-    let (mut book, rest) = read_day(state, tenant, &row.provider, range).await?;
+    let (book, rest) = read_day(state, tenant, &row.provider, range).await?;
     let day_read = started.elapsed();
-    let summary = match bill {
+    let (book, summary) = match bill {
         Some(bill) => {
             let mut deferred = Deferred::default();
-            let read = match_bill(
-                state,
-                tenant,
-                (row, bill),
-                &mut book,
-                &mut tally,
-                &mut deferred,
-            )
-            .await?;
+            let (book, read) =
+                match_bill(state, tenant, (row, bill), book, &mut tally, &mut deferred).await?;
             tracing::info!(
                 tenant = %tenant.id, provider = %row.provider, %day,
                 day_read_ms = day_read.as_millis(),
@@ -798,12 +813,12 @@ async fn reconcile_begun(
             match read {
                 Ok(summary) => {
                     apply(state, tenant, row, &book, &mut tally, deferred).await?;
-                    summary
+                    (book, summary)
                 }
                 Err(e) => return end_run(state, row, ended("failed", e.to_string())).await,
             }
         }
-        None => BillSummary::default(),
+        None => (book, BillSummary::default()),
     };
     // What paybridge saw that the bill does not hold.
     paybridge_only(state, tenant, row, range, (&book, rest), &mut tally).await?;
