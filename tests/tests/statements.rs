@@ -786,10 +786,51 @@ async fn orders_the_day_table_cannot_hold_are_checked_the_full_way() {
                 }
             })
             .collect();
-        order::Entity::insert_many(rows)
+        order::Entity::insert_many(rows.clone())
             .exec_without_returning(gw.state.store.db())
             .await
             .unwrap();
+        // The day's walk reads them back as written (on SQLite by position, not through
+        // sea-orm's rows), in its order.
+        let walked = paybridge_server::store::statements::paid_between(
+            &gw.state.store,
+            &t.id,
+            "wechat_miniprogram",
+            paybridge_core::beijing::day_range(day).unwrap(),
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+        let read: Vec<_> = walked
+            .iter()
+            .map(|o| {
+                (
+                    o.id.clone(),
+                    o.out_trade_no.clone(),
+                    o.provider.clone(),
+                    o.status.clone(),
+                    o.amount,
+                    o.provider_trade_no.clone(),
+                    o.paid_at,
+                )
+            })
+            .collect();
+        let written: Vec<_> = rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.id.unwrap(),
+                    r.out_trade_no.unwrap(),
+                    r.provider.unwrap(),
+                    r.status.unwrap(),
+                    r.amount.unwrap(),
+                    r.provider_trade_no.unwrap(),
+                    r.paid_at.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(read, written, "{name}");
         let mut bill = BillText::new();
         bill.payment("4200000000000000000000000001", "LEG-U1", 101, 5);
         bill.payment("4200000000000000000000000002", "LEG-L1", 102, 6);

@@ -549,6 +549,38 @@ impl ReadProxy {
     }
 }
 
+impl ReadProxy {
+    /// Run a query and hand each row's values to `f`, in the order of its columns, decoded as
+    /// for sea-orm: for the long walks of a statement run, without sea-orm's row (a map of the
+    /// column names to values, built for every row and read back by name).
+    pub fn query_by_position<T>(
+        &self,
+        st: &Statement,
+        mut f: impl FnMut(Vec<Value>) -> Result<T, DbErr>,
+    ) -> Result<Vec<T>, DbErr> {
+        self.with_conn(|conn| {
+            let mut stmt = prepare(conn, st, true)?;
+            let kinds = kinds();
+            let columns: Vec<(String, Option<Kind>)> = stmt
+                .column_names()
+                .into_iter()
+                .map(|n| (n.to_owned(), kinds.get(n).copied()))
+                .collect();
+            let mut rows = stmt.raw_query();
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| classify(e, true))? {
+                let mut values = Vec::with_capacity(columns.len());
+                for (i, (name, kind)) in columns.iter().enumerate() {
+                    let v = row.get_ref(i).map_err(|e| classify(e, true))?;
+                    values.push(decode(v, *kind, name)?);
+                }
+                out.push(f(values)?);
+            }
+            Ok(out)
+        })
+    }
+}
+
 #[async_trait::async_trait]
 impl ProxyDatabaseTrait for ReadProxy {
     async fn query(&self, statement: Statement) -> Result<Vec<ProxyRow>, DbErr> {

@@ -121,6 +121,9 @@ pub struct Store {
     db: DatabaseConnection,
     read: DatabaseConnection,
     writer: Writer,
+    /// On SQLite, readers for the long walks read by position (see
+    /// [`crate::db::sqlite::ReadProxy::query_by_position`]).
+    walker: Option<crate::db::sqlite::ReadProxy>,
 }
 
 impl Store {
@@ -133,14 +136,18 @@ impl Store {
             read,
             sqlite,
         } = connections;
-        let writer = match sqlite {
-            Some(file) => Writer::sqlite(file.open(true)?)?,
-            None => Writer::per_job(write.clone()),
+        let (writer, walker) = match sqlite {
+            Some(file) => (
+                Writer::sqlite(file.open(true)?)?,
+                Some(crate::db::sqlite::ReadProxy::new(file)?),
+            ),
+            None => (Writer::per_job(write.clone()), None),
         };
         Ok(Store {
             db: write,
             read,
             writer,
+            walker,
         })
     }
 
@@ -168,6 +175,11 @@ impl Store {
     /// The read connection.
     pub fn reader(&self) -> &DatabaseConnection {
         &self.read
+    }
+
+    /// On SQLite, readers that hand rows over by position.
+    pub fn sqlite_walker(&self) -> Option<&crate::db::sqlite::ReadProxy> {
+        self.walker.as_ref()
     }
 
     /// What the SQLite writer did so far (for `/metrics`).

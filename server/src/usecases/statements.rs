@@ -324,14 +324,20 @@ async fn read_day(
     provider: &str,
     range: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
 ) -> Result<(DayBook, Rest), Failure> {
-    let db = state.store.reader();
     let mut book = DayBook::default();
     let mut after = None;
     let mut pacer = Pacer::new(state.store.shared_write_stats());
     loop {
         pacer.step(0).await;
-        let page =
-            store::paid_between(db, &tenant.id, provider, range, after.clone(), WALK_PAGE).await?;
+        let page = store::paid_between(
+            &state.store,
+            &tenant.id,
+            provider,
+            range,
+            after.clone(),
+            WALK_PAGE,
+        )
+        .await?;
         for o in &page {
             let status = o
                 .status
@@ -399,9 +405,15 @@ async fn paybridge_only(
     if let Some(mut after) = rest {
         loop {
             pacer.step(0).await;
-            let page =
-                store::paid_between(db, &tenant.id, provider, range, after.clone(), WALK_PAGE)
-                    .await?;
+            let page = store::paid_between(
+                &state.store,
+                &tenant.id,
+                provider,
+                range,
+                after.clone(),
+                WALK_PAGE,
+            )
+            .await?;
             let mut found = Vec::new();
             for o in &page {
                 if !tally.seen.contains(&digest(&["p", &o.out_trade_no])) {
