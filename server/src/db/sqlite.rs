@@ -339,7 +339,16 @@ fn prepare<'c>(
     Ok(stmt)
 }
 
-fn run_query(conn: &Connection, st: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
+/// The columns of a query's rows, each with its kind.
+type Columns = [(String, Option<Kind>)];
+
+/// Run a query and make something of each row with `each`, which decodes its values (see
+/// [`decode`]).
+fn query_rows<T>(
+    conn: &Connection,
+    st: &Statement,
+    mut each: impl FnMut(&Columns, &rusqlite::Row<'_>) -> Result<T, DbErr>,
+) -> Result<Vec<T>, DbErr> {
     let mut stmt = prepare(conn, st, true)?;
     let kinds = kinds();
     let columns: Vec<(String, Option<Kind>)> = stmt
@@ -350,14 +359,26 @@ fn run_query(conn: &Connection, st: &Statement) -> Result<Vec<ProxyRow>, DbErr> 
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(|e| classify(e, true))? {
-        let mut values = BTreeMap::new();
-        for (i, (name, kind)) in columns.iter().enumerate() {
-            let v = row.get_ref(i).map_err(|e| classify(e, true))?;
-            values.insert(name.clone(), decode(v, *kind, name)?);
-        }
-        out.push(ProxyRow::new(values));
+        out.push(each(&columns, row)?);
     }
     Ok(out)
+}
+
+/// The `i`th value of a row, decoded.
+fn value_at(columns: &Columns, row: &rusqlite::Row<'_>, i: usize) -> Result<Value, DbErr> {
+    let (name, kind) = &columns[i];
+    let v = row.get_ref(i).map_err(|e| classify(e, true))?;
+    decode(v, *kind, name)
+}
+
+fn run_query(conn: &Connection, st: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
+    query_rows(conn, st, |columns, row| {
+        let mut values = BTreeMap::new();
+        for (i, (name, _)) in columns.iter().enumerate() {
+            values.insert(name.clone(), value_at(columns, row, i)?);
+        }
+        Ok(ProxyRow::new(values))
+    })
 }
 
 fn run_execute(conn: &Connection, st: &Statement) -> Result<ProxyExecResult, DbErr> {
@@ -559,24 +580,12 @@ impl ReadProxy {
         mut f: impl FnMut(Vec<Value>) -> Result<T, DbErr>,
     ) -> Result<Vec<T>, DbErr> {
         self.with_conn(|conn| {
-            let mut stmt = prepare(conn, st, true)?;
-            let kinds = kinds();
-            let columns: Vec<(String, Option<Kind>)> = stmt
-                .column_names()
-                .into_iter()
-                .map(|n| (n.to_owned(), kinds.get(n).copied()))
-                .collect();
-            let mut rows = stmt.raw_query();
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(|e| classify(e, true))? {
-                let mut values = Vec::with_capacity(columns.len());
-                for (i, (name, kind)) in columns.iter().enumerate() {
-                    let v = row.get_ref(i).map_err(|e| classify(e, true))?;
-                    values.push(decode(v, *kind, name)?);
-                }
-                out.push(f(values)?);
-            }
-            Ok(out)
+            query_rows(conn, st, |columns, row| {
+                let values = (0..columns.len())
+                    .map(|i| value_at(columns, row, i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                f(values)
+            })
         })
     }
 }

@@ -317,6 +317,18 @@ const WALK_PAGE: u64 = 1000;
 /// `Some(None)` when it holds none, `Some(Some(after))` after a `(paid_at, id)`.
 type Rest = Option<Option<(chrono::DateTime<chrono::Utc>, String)>>;
 
+/// A page of the orders paybridge saw paid that day, after `after` (`None`: from the start).
+async fn day_page(
+    state: &AppState,
+    tenant: &Tenant,
+    provider: &str,
+    range: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    after: &Option<(chrono::DateTime<chrono::Utc>, String)>,
+) -> Result<Vec<store::OrderLine>, Failure> {
+    let after = after.clone();
+    Ok(store::paid_between(&state.store, &tenant.id, provider, range, after, WALK_PAGE).await?)
+}
+
 /// Read the orders paybridge saw paid that day into the run's table, while they fit.
 async fn read_day(
     state: &AppState,
@@ -329,15 +341,7 @@ async fn read_day(
     let mut pacer = Pacer::new(state.store.shared_write_stats());
     loop {
         pacer.step(0).await;
-        let page = store::paid_between(
-            &state.store,
-            &tenant.id,
-            provider,
-            range,
-            after.clone(),
-            WALK_PAGE,
-        )
-        .await?;
+        let page = day_page(state, tenant, provider, range, &after).await?;
         for o in &page {
             let status = o
                 .status
@@ -405,15 +409,7 @@ async fn paybridge_only(
     if let Some(mut after) = rest {
         loop {
             pacer.step(0).await;
-            let page = store::paid_between(
-                &state.store,
-                &tenant.id,
-                provider,
-                range,
-                after.clone(),
-                WALK_PAGE,
-            )
-            .await?;
+            let page = day_page(state, tenant, provider, range, &after).await?;
             let mut found = Vec::new();
             for o in &page {
                 if !tally.seen.contains(&digest(&["p", &o.out_trade_no])) {
