@@ -402,6 +402,8 @@ pub struct OrderLine {
     pub provider_trade_no: Option<String>,
     /// When it was paid.
     pub paid_at: Option<DateTime<Utc>>,
+    /// The fee a reconciled bill gave it.
+    pub fee: Option<i64>,
 }
 
 /// The columns of an [`OrderLine`], in the order [`order_line_at`] reads them.
@@ -414,6 +416,7 @@ fn order_line_columns(q: sea_orm::Select<order::Entity>) -> sea_orm::Select<orde
         order::Column::Amount,
         order::Column::ProviderTradeNo,
         order::Column::PaidAt,
+        order::Column::Fee,
     ])
 }
 
@@ -446,6 +449,11 @@ fn order_line_at(values: Vec<sea_orm::Value>) -> Result<OrderLine, sea_orm::DbEr
         Some(V::ChronoDateTimeUtc(at)) => at,
         _ => return Err(bad("paid_at is not a time")),
     };
+    let fee = match it.next() {
+        Some(V::BigInt(fee)) => fee,
+        Some(V::Int(fee)) => fee.map(i64::from),
+        _ => return Err(bad("fee is not an integer")),
+    };
     Ok(OrderLine {
         id,
         out_trade_no,
@@ -454,6 +462,7 @@ fn order_line_at(values: Vec<sea_orm::Value>) -> Result<OrderLine, sea_orm::DbEr
         amount,
         provider_trade_no,
         paid_at,
+        fee,
     })
 }
 

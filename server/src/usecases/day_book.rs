@@ -31,7 +31,7 @@ struct Entry {
     /// Digest of its provider trade number (`has_trade`).
     trade: u64,
     amount: i64,
-    /// The fee its bill line gave it, or [`NO_FEE`].
+    /// Its fee: the one it had (or [`NO_FEE`]), then the one its bill line gave it.
     fee: i64,
     /// Its id: a UUID, as bytes.
     id: [u8; 16],
@@ -39,6 +39,8 @@ struct Entry {
     has_trade: bool,
     /// The bill holds a line of it.
     seen: bool,
+    /// Its bill line gave it another fee than the one it had: to be written.
+    fee_changed: bool,
 }
 
 /// The day's orders (see the module documentation).
@@ -121,14 +123,14 @@ impl DayBook {
         })
     }
 
-    /// Hold an order. `false` (nothing held) when the book is full, or the id is no UUID: the
-    /// caller checks that order the full way.
+    /// Hold an order (with the fee it has, if any). `false` (nothing held) when the book is full,
+    /// or the id is no UUID: the caller checks that order the full way.
     pub fn add(
         &mut self,
         id: &str,
         out_trade_no: &str,
         provider_trade_no: Option<&str>,
-        amount: Fen,
+        (amount, fee): (Fen, Option<i64>),
         status: OrderStatus,
     ) -> bool {
         let Some(id) = uuid_bytes(id) else {
@@ -151,11 +153,12 @@ impl DayBook {
             key,
             trade: provider_trade_no.map_or(0, |t| self.digest(t)),
             amount: amount.get(),
-            fee: NO_FEE,
+            fee: fee.unwrap_or(NO_FEE),
             id,
             status,
             has_trade: provider_trade_no.is_some(),
             seen: false,
+            fee_changed: false,
         });
         let at = self.home(key);
         let n = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
@@ -185,7 +188,10 @@ impl DayBook {
             return false;
         }
         e.seen = true;
-        e.fee = line.fee_fen;
+        if e.fee != line.fee_fen {
+            e.fee = line.fee_fen;
+            e.fee_changed = true;
+        }
         true
     }
 
@@ -203,11 +209,12 @@ impl DayBook {
         }
     }
 
-    /// The fees the bill gave the orders held, by order id, in the order they were added.
+    /// The fees the bill gave the orders held, by order id, in the order they were added: only
+    /// those that differ from the fee the order had (a re-run of a day writes none again).
     pub fn fees(&self) -> impl Iterator<Item = (String, i64)> + '_ {
         self.entries
             .iter()
-            .filter(|e| e.fee != NO_FEE)
+            .filter(|e| e.fee_changed)
             .map(|e| (uuid::Uuid::from_bytes(e.id).to_string(), e.fee))
     }
 
@@ -261,7 +268,7 @@ mod tests {
                 &id(u128::from(n)),
                 &format!("T{n}"),
                 Some(&format!("42{n}")),
-                Fen::new(i64::from(n) + 100),
+                (Fen::new(i64::from(n) + 100), None),
                 status,
             ));
         }
@@ -307,11 +314,37 @@ mod tests {
     fn a_line_that_finds_two_orders_goes_the_full_way() {
         let mut book = DayBook::default();
         for n in 0..2u128 {
-            assert!(book.add(&id(n), "T1", Some("421"), Fen::new(100), OrderStatus::Paid));
+            assert!(book.add(
+                &id(n),
+                "T1",
+                Some("421"),
+                (Fen::new(100), None),
+                OrderStatus::Paid
+            ));
         }
         assert!(!book.settle(&line("T1", "421", 100, "SUCCESS")));
         book.see("T1", &id(1));
         assert_eq!(book.unseen().collect::<Vec<_>>(), vec![id(0)]);
+    }
+
+    /// A fee the order already has is not written again; another one is.
+    #[test]
+    fn only_fees_that_change_are_written() {
+        let mut book = DayBook::default();
+        for (n, fee) in [(1u128, Some(3)), (2, Some(2)), (3, None)] {
+            let no = format!("T{n}");
+            assert!(book.add(
+                &id(n),
+                &no,
+                Some(&format!("42{n}")),
+                (Fen::new(100), fee),
+                OrderStatus::Paid
+            ));
+            // Every line's fee is 3.
+            assert!(book.settle(&line(&no, &format!("42{n}"), 100, "SUCCESS")));
+        }
+        let fees: Vec<(String, i64)> = book.fees().collect();
+        assert_eq!(fees, vec![(id(2), 3), (id(3), 3)]);
     }
 
     /// An id that is no canonical UUID is not held: it would not read back the same.
@@ -320,11 +353,17 @@ mod tests {
         let mut book = DayBook::default();
         let upper = id(0xab5).to_uppercase();
         assert_ne!(upper, id(0xab5));
-        assert!(!book.add(&upper, "T5", None, Fen::new(1), OrderStatus::Paid));
-        assert!(!book.add("ord_5", "T5", None, Fen::new(1), OrderStatus::Paid));
+        assert!(!book.add(&upper, "T5", None, (Fen::new(1), None), OrderStatus::Paid));
+        assert!(!book.add("ord_5", "T5", None, (Fen::new(1), None), OrderStatus::Paid));
         assert!(book.is_empty());
         // Without a trade number an order is held, but never matched here.
-        assert!(book.add(&id(0xab5), "T5", None, Fen::new(1), OrderStatus::Paid));
+        assert!(book.add(
+            &id(0xab5),
+            "T5",
+            None,
+            (Fen::new(1), None),
+            OrderStatus::Paid
+        ));
         assert!(!book.settle(&line("T5", "", 1, "SUCCESS")));
     }
 }

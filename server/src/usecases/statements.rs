@@ -349,7 +349,7 @@ async fn read_day(
                 .map_err(|e: String| Failure::internal(&crate::store::StoreError::Corrupt(e)))?;
             let amount = paybridge_core::money::Fen::new(o.amount);
             let trade = o.provider_trade_no.as_deref();
-            if !book.add(&o.id, &o.out_trade_no, trade, amount, status) {
+            if !book.add(&o.id, &o.out_trade_no, trade, (amount, o.fee), status) {
                 return Ok((book, Some(after)));
             }
             after = o.paid_at.map(|at| (at, o.id.clone()));
