@@ -309,9 +309,15 @@ pub async fn run(dir: &Path, lines: u64, core: usize) -> anyhow::Result<Statemen
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let rss_before_kib = rss_kib("VmRSS:");
     let (wall, before) = (Instant::now(), cpu()?);
-    let statement = reconcile(&state, &tenant, "wechat_miniprogram", day, Some(bill.clone()))
-        .await
-        .map_err(|e| anyhow::anyhow!("reconcile: {e:?}"))?;
+    let statement = reconcile(
+        &state,
+        &tenant,
+        "wechat_miniprogram",
+        day,
+        Some(bill.clone()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("reconcile: {e:?}"))?;
     let (reconcile_wall, reconcile_cpu) = (wall.elapsed(), cpu()? - before);
     let rss_peak_kib = rss_kib("VmHWM:");
     if statement.status != "reconciled" || u64::try_from(statement.matched).ok() != Some(lines) {

@@ -746,7 +746,7 @@ async fn orders_the_day_table_cannot_hold_are_checked_the_full_way() {
             - chrono::Duration::days(1);
         let (start, _) = paybridge_core::beijing::day_range(day).unwrap();
         // In the order of the day's walk: U0 and U1 are held; L1 is not, so neither are U2
-        // and L2 after it.
+        // and L2 after it, which are checked the full way.
         let ids = [
             ("U0", uuid::Uuid::now_v7().to_string()),
             ("U1", uuid::Uuid::now_v7().to_string()),
@@ -834,9 +834,12 @@ async fn orders_the_day_table_cannot_hold_are_checked_the_full_way() {
             })
             .collect();
         assert_eq!(read, written, "{name}");
+        // L1, the first order not held, is not in the bill: the rest of the day is walked from it,
+        // not after it.
         let mut bill = BillText::new();
         bill.payment("4200000000000000000000000001", "LEG-U1", 101, 5);
-        bill.payment("4200000000000000000000000002", "LEG-L1", 102, 6);
+        bill.payment("4200000000000000000000000003", "LEG-U2", 103, 7);
+        bill.payment("4200000000000000000000000004", "LEG-L2", 104, 8);
         let run = reconcile(
             &gw.state,
             &tenant,
@@ -847,7 +850,7 @@ async fn orders_the_day_table_cannot_hold_are_checked_the_full_way() {
         .await
         .unwrap();
         assert_eq!(run.status, "reconciled", "{name}: {run:?}");
-        assert_eq!((run.lines, run.matched), (2, 2), "{name}: {run:?}");
+        assert_eq!((run.lines, run.matched), (3, 3), "{name}: {run:?}");
         let found = paybridge_server::store::statements::discrepancies(
             gw.state.store.db(),
             &run.id,
@@ -860,15 +863,17 @@ async fn orders_the_day_table_cannot_hold_are_checked_the_full_way() {
             .map(|d| (d.kind.clone(), d.out_trade_no.clone()))
             .collect();
         missing.sort();
-        let want: Vec<(String, String)> = ["LEG-L2", "LEG-U0", "LEG-U2"]
+        let want: Vec<(String, String)> = ["LEG-L1", "LEG-U0"]
             .iter()
             .map(|no| ("paybridge_only".to_owned(), (*no).to_owned()))
             .collect();
         assert_eq!(missing, want, "{name}");
         for (no, fee) in [
             ("LEG-U1", Some(5)),
-            ("LEG-L1", Some(6)),
+            ("LEG-U2", Some(7)),
+            ("LEG-L2", Some(8)),
             ("LEG-U0", Some(9)),
+            ("LEG-L1", None),
         ] {
             let stored =
                 paybridge_server::store::orders::find_order(gw.state.store.db(), &t.id, no)

@@ -262,7 +262,8 @@ fn bind_value(v: &Value) -> Result<ToSqlOutput<'_>, DbErr> {
 
 /// Parse a stored time as sqlx does: RFC 3339 first, then SQLite's own formats (UTC when they
 /// carry no offset), then Unix seconds.
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+/// A time as SQLite holds it (RFC 3339 text as sqlx binds it, or one of SQLite's own forms).
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }
@@ -571,6 +572,25 @@ impl ReadProxy {
 }
 
 impl ReadProxy {
+    /// Run a query and hand each row to `f` as it is read, undecoded, until `f` answers `false`:
+    /// for a walk whose rows are looked at and dropped (a statement run reads 10⁶ orders).
+    pub fn for_each_row(
+        &self,
+        st: &Statement,
+        mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<bool, DbErr>,
+    ) -> Result<(), DbErr> {
+        self.with_conn(|conn| {
+            let mut stmt = prepare(conn, st, true)?;
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next().map_err(|e| classify(e, true))? {
+                if !f(row)? {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Run a query and hand each row's values to `f`, in the order of its columns, decoded as
     /// for sea-orm: for the long walks of a statement run, without sea-orm's row (a map of the
     /// column names to values, built for every row and read back by name).

@@ -558,6 +558,112 @@ pub async fn paid_between(
     }
 }
 
+/// One order of a day's walk, borrowed from the row being read.
+#[derive(Debug, Clone, Copy)]
+pub struct PaidOrder<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// `out_trade_no`.
+    pub out_trade_no: &'a str,
+    /// Its state.
+    pub status: &'a str,
+    /// Fen.
+    pub amount: i64,
+    /// The provider's trade number.
+    pub provider_trade_no: Option<&'a str>,
+    /// The fee a reconciled bill gave it.
+    pub fee: Option<i64>,
+}
+
+/// Where a page of [`each_paid_between`] ended.
+#[derive(Debug, Clone, Default)]
+pub struct WalkPage {
+    /// Orders read (the last one perhaps refused).
+    pub read: u64,
+    /// `each` refused an order.
+    pub refused: bool,
+    /// `(paid_at, id)` of the last order `each` took.
+    pub last_taken: Option<(DateTime<Utc>, String)>,
+}
+
+/// Hand `each` the orders of a page of [`paid_between_query`] until it answers `false`. On
+/// SQLite the rows are looked at where they are read, nothing copied but the last one taken:
+/// 0.9 s of the 1.6 s a re-run of 10⁶ lines took went to reading the day, 0.27 s of it SQLite's.
+pub async fn each_paid_between(
+    store: &super::Store,
+    tenant_id: &str,
+    provider: &str,
+    range: (DateTime<Utc>, DateTime<Utc>),
+    after: Option<(DateTime<Utc>, String)>,
+    limit: u64,
+    each: &mut (dyn FnMut(PaidOrder<'_>) -> bool + Send),
+) -> Result<WalkPage, StoreError> {
+    let q = paid_between_query(tenant_id, provider, range, after, limit);
+    let Some(walker) = store.sqlite_walker() else {
+        let mut page = WalkPage::default();
+        for o in order_lines(q).all(store.reader()).await? {
+            page.read += 1;
+            let taken = each(PaidOrder {
+                id: &o.id,
+                out_trade_no: &o.out_trade_no,
+                status: &o.status,
+                amount: o.amount,
+                provider_trade_no: o.provider_trade_no.as_deref(),
+                fee: o.fee,
+            });
+            if !taken {
+                page.refused = true;
+                break;
+            }
+            page.last_taken = o.paid_at.map(|at| (at, o.id));
+        }
+        return Ok(page);
+    };
+    use sea_orm::QueryTrait;
+    let st = order_line_columns(q).build(sea_orm::DbBackend::Sqlite);
+    let bad = |what: &str| sea_orm::DbErr::Type(format!("an order of the day: {what}"));
+    let (mut page, mut taken) = (WalkPage::default(), false);
+    let (mut last_at, mut last_id) = (String::new(), String::new());
+    walker.for_each_row(&st, |row| {
+        let text = |i: usize| -> Result<Option<&str>, sea_orm::DbErr> {
+            let v = row.get_ref(i).map_err(|e| bad(&e.to_string()))?;
+            v.as_str_or_null().map_err(|e| bad(&e.to_string()))
+        };
+        let int = |i: usize| -> Result<Option<i64>, sea_orm::DbErr> {
+            let v = row.get_ref(i).map_err(|e| bad(&e.to_string()))?;
+            v.as_i64_or_null().map_err(|e| bad(&e.to_string()))
+        };
+        // The columns of `order_line_columns`: id, out_trade_no, provider, status, amount,
+        // provider_trade_no, paid_at, fee.
+        let id = text(0)?.ok_or_else(|| bad("no id"))?;
+        let order = PaidOrder {
+            id,
+            out_trade_no: text(1)?.ok_or_else(|| bad("no out_trade_no"))?,
+            status: text(3)?.ok_or_else(|| bad("no status"))?,
+            amount: int(4)?.ok_or_else(|| bad("no amount"))?,
+            provider_trade_no: text(5)?,
+            fee: int(7)?,
+        };
+        page.read += 1;
+        if !each(order) {
+            page.refused = true;
+            return Ok(false);
+        }
+        taken = true;
+        last_at.clear();
+        last_at.push_str(text(6)?.ok_or_else(|| bad("no paid_at"))?);
+        last_id.clear();
+        last_id.push_str(id);
+        Ok(true)
+    })?;
+    if taken {
+        let at =
+            crate::db::sqlite::parse_time(&last_at).ok_or_else(|| bad("paid_at is no time"))?;
+        page.last_taken = Some((at, last_id));
+    }
+    Ok(page)
+}
+
 /// The query of a page of a tenant's refunds that succeeded in `[from, to)`, after
 /// `(succeeded_at, id)`: one range of `refunds_tenant_succeeded`, in its order.
 pub fn refunded_between_query(

@@ -341,20 +341,44 @@ async fn read_day(
     let mut pacer = Pacer::new(state.store.shared_write_stats());
     loop {
         pacer.step(0).await;
-        let page = day_page(state, tenant, provider, range, &after).await?;
-        for o in &page {
-            let status = o
-                .status
-                .parse()
-                .map_err(|e: String| Failure::internal(&crate::store::StoreError::Corrupt(e)))?;
+        let mut corrupt = None;
+        let mut take = |o: store::PaidOrder<'_>| {
+            let status = match o.status.parse() {
+                Ok(s) => s,
+                Err(e) => {
+                    corrupt = Some(e);
+                    return false;
+                }
+            };
             let amount = paybridge_core::money::Fen::new(o.amount);
-            let trade = o.provider_trade_no.as_deref();
-            if !book.add(&o.id, &o.out_trade_no, trade, (amount, o.fee), status) {
-                return Ok((book, Some(after)));
-            }
-            after = o.paid_at.map(|at| (at, o.id.clone()));
+            book.add(
+                o.id,
+                o.out_trade_no,
+                o.provider_trade_no,
+                (amount, o.fee),
+                status,
+            )
+        };
+        let page = store::each_paid_between(
+            &state.store,
+            &tenant.id,
+            provider,
+            range,
+            after.clone(),
+            WALK_PAGE,
+            &mut take,
+        )
+        .await?;
+        if let Some(e) = corrupt {
+            return Err(Failure::internal(&crate::store::StoreError::Corrupt(e)));
         }
-        if u64::try_from(page.len()).unwrap_or(0) < WALK_PAGE {
+        if let Some(last) = page.last_taken {
+            after = Some(last);
+        }
+        if page.refused {
+            return Ok((book, Some(after)));
+        }
+        if page.read < WALK_PAGE {
             return Ok((book, None));
         }
     }
