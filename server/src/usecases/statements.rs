@@ -75,9 +75,16 @@ impl Pacer {
         took.mul_f64((1.0 - SHARE) / SHARE)
     }
 
+    /// The end of a step on the runtime: rest, or at least yield. A step whose reads are
+    /// SQLite's (run in this thread, never pending) would otherwise run the next one at once, and
+    /// the requests waiting on this thread would not run: the writer, given nothing else to do,
+    /// reads as idle, and a whole walk of the day ran without a pause (measured: a wait of up to
+    /// 0.73 s for every payment in flight, at the start of the day's walk).
     async fn step(&mut self, own: u64) {
         let rest = self.rest(own);
-        if !rest.is_zero() {
+        if rest.is_zero() {
+            tokio::task::yield_now().await;
+        } else {
             tokio::time::sleep(rest).await;
         }
         self.step = std::time::Instant::now();
@@ -1083,6 +1090,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(back, text);
+    }
+
+    /// A step that need not rest still lets the other tasks of its thread run.
+    #[test]
+    fn a_step_without_rest_still_yields() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let stats = Arc::new(crate::store::writer::WriteStats::default());
+            let mut pacer = Pacer::new(stats);
+            let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = ran.clone();
+            let other = tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+            // Idle: no rest; the other task runs all the same.
+            pacer.step(0).await;
+            assert!(ran.load(Ordering::SeqCst));
+            other.await.unwrap();
+        });
     }
 
     /// A run rests only when the writer ran jobs other than its own, and then for (1 − s)/s of
