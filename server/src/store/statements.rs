@@ -193,6 +193,43 @@ fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
     }
 }
 
+/// Run an `UPDATE … FROM` a `VALUES` list of `rows` (all of one width) for one tenant: `sql`
+/// makes the statement from the list and the tenant's placeholder. No row, no statement.
+async fn update_from_values(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    rows: Vec<Vec<sea_orm::Value>>,
+    sql: impl FnOnce(&str, &str) -> String,
+) -> Result<(), StoreError> {
+    let width = rows.first().map_or(0, Vec::len);
+    if width == 0 {
+        return Ok(());
+    }
+    let backend = txn.get_database_backend();
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * width + 1);
+    let mut list = String::new();
+    for row in rows {
+        list.push_str(if values.is_empty() { "(" } else { ", (" });
+        for (i, value) in row.into_iter().enumerate() {
+            if i > 0 {
+                list.push_str(", ");
+            }
+            values.push(value);
+            list.push_str(&placeholder(backend, values.len()));
+        }
+        list.push(')');
+    }
+    let tenant = placeholder(backend, values.len() + 1);
+    values.push(tenant_id.into());
+    txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        backend,
+        sql(&list, &tenant),
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Record the fees of a batch of matched lines: each order's fee, each refund's fee returned, in
 /// one statement each (a `VALUES` list joined to the table by its unique number).
 pub async fn set_fees(
@@ -201,63 +238,31 @@ pub async fn set_fees(
     orders: Vec<(String, i64)>,
     refunds: Vec<(String, String, i64)>,
 ) -> Result<(), StoreError> {
-    let backend = txn.get_database_backend();
-    if !orders.is_empty() {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(orders.len() * 2 + 1);
-        let mut rows = Vec::with_capacity(orders.len());
-        for (out_trade_no, fee) in orders {
-            let (a, b) = (values.len() + 1, values.len() + 2);
-            rows.push(format!(
-                "({}, {})",
-                placeholder(backend, a),
-                placeholder(backend, b)
-            ));
-            values.push(out_trade_no.into());
-            values.push(fee.into());
-        }
-        let tenant = placeholder(backend, values.len() + 1);
-        values.push(tenant_id.into());
-        let sql = format!(
-            "WITH v(no, fee) AS (VALUES {}) \
+    let orders = orders
+        .into_iter()
+        .map(|(no, fee)| vec![no.into(), fee.into()])
+        .collect();
+    update_from_values(txn, tenant_id, orders, |list, tenant| {
+        format!(
+            "WITH v(no, fee) AS (VALUES {list}) \
              UPDATE orders SET fee = v.fee FROM v \
-             WHERE orders.tenant_id = {tenant} AND orders.out_trade_no = v.no",
-            rows.join(", ")
-        );
-        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            backend, sql, values,
-        ))
-        .await?;
-    }
-    if !refunds.is_empty() {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(refunds.len() * 3 + 1);
-        let mut rows = Vec::with_capacity(refunds.len());
-        for (out_trade_no, out_refund_no, fee) in refunds {
-            let n = values.len();
-            rows.push(format!(
-                "({}, {}, {})",
-                placeholder(backend, n + 1),
-                placeholder(backend, n + 2),
-                placeholder(backend, n + 3)
-            ));
-            values.push(out_trade_no.into());
-            values.push(out_refund_no.into());
-            values.push(fee.into());
-        }
-        let tenant = placeholder(backend, values.len() + 1);
-        values.push(tenant_id.into());
-        let sql = format!(
-            "WITH v(no, refund_no, fee) AS (VALUES {}) \
+             WHERE orders.tenant_id = {tenant} AND orders.out_trade_no = v.no"
+        )
+    })
+    .await?;
+    let refunds = refunds
+        .into_iter()
+        .map(|(no, refund_no, fee)| vec![no.into(), refund_no.into(), fee.into()])
+        .collect();
+    update_from_values(txn, tenant_id, refunds, |list, tenant| {
+        format!(
+            "WITH v(no, refund_no, fee) AS (VALUES {list}) \
              UPDATE refunds SET fee_returned = v.fee FROM v \
              WHERE refunds.tenant_id = {tenant} AND refunds.out_trade_no = v.no \
-             AND refunds.out_refund_no = v.refund_no",
-            rows.join(", ")
-        );
-        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            backend, sql, values,
-        ))
-        .await?;
-    }
-    Ok(())
+             AND refunds.out_refund_no = v.refund_no"
+        )
+    })
+    .await
 }
 
 /// Record the fees of orders by id, in one statement (a `VALUES` list joined to the table by its
@@ -267,35 +272,18 @@ pub async fn set_fees_by_id(
     tenant_id: &str,
     fees: Vec<(String, i64)>,
 ) -> Result<(), StoreError> {
-    if fees.is_empty() {
-        return Ok(());
-    }
-    let backend = txn.get_database_backend();
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(fees.len() * 2 + 1);
-    let mut rows = Vec::with_capacity(fees.len());
-    for (id, fee) in fees {
-        let (a, b) = (values.len() + 1, values.len() + 2);
-        rows.push(format!(
-            "({}, {})",
-            placeholder(backend, a),
-            placeholder(backend, b)
-        ));
-        values.push(id.into());
-        values.push(fee.into());
-    }
-    let tenant = placeholder(backend, values.len() + 1);
-    values.push(tenant_id.into());
-    let sql = format!(
-        "WITH v(id, fee) AS (VALUES {}) \
-         UPDATE orders SET fee = v.fee FROM v \
-         WHERE orders.id = v.id AND orders.tenant_id = {tenant}",
-        rows.join(", ")
-    );
-    txn.execute_raw(sea_orm::Statement::from_sql_and_values(
-        backend, sql, values,
-    ))
-    .await?;
-    Ok(())
+    let fees = fees
+        .into_iter()
+        .map(|(id, fee)| vec![id.into(), fee.into()])
+        .collect();
+    update_from_values(txn, tenant_id, fees, |list, tenant| {
+        format!(
+            "WITH v(id, fee) AS (VALUES {list}) \
+             UPDATE orders SET fee = v.fee FROM v \
+             WHERE orders.id = v.id AND orders.tenant_id = {tenant}"
+        )
+    })
+    .await
 }
 
 /// How a run ended.
