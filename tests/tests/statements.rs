@@ -791,10 +791,10 @@ async fn orders_the_day_table_cannot_hold_are_checked_the_full_way() {
             .exec_without_returning(gw.state.store.db())
             .await
             .unwrap();
-        // The day's walk reads them back as written (on SQLite by position, not through
-        // sea-orm's rows), in its order.
+        // The day's walk reads them back as written, in its order: a page through sea-orm, and
+        // the run's own walk (on SQLite, each row looked at where it is read).
         let walked = paybridge_server::store::statements::paid_between(
-            &gw.state.store,
+            gw.state.store.reader(),
             &t.id,
             "wechat_miniprogram",
             paybridge_core::beijing::day_range(day).unwrap(),
@@ -834,6 +834,48 @@ async fn orders_the_day_table_cannot_hold_are_checked_the_full_way() {
             })
             .collect();
         assert_eq!(read, written, "{name}");
+        let mut looked = Vec::new();
+        let page = paybridge_server::store::statements::each_paid_between(
+            &gw.state.store,
+            &t.id,
+            "wechat_miniprogram",
+            paybridge_core::beijing::day_range(day).unwrap(),
+            None,
+            100,
+            &mut |o| {
+                looked.push((
+                    o.id.to_owned(),
+                    o.out_trade_no.to_owned(),
+                    o.status.to_owned(),
+                    o.amount,
+                    o.provider_trade_no.map(str::to_owned),
+                    o.fee,
+                ));
+                true
+            },
+        )
+        .await
+        .unwrap();
+        let wanted: Vec<_> = written
+            .iter()
+            .map(|(id, no, _, status, amount, trade, _, fee)| {
+                (
+                    id.clone(),
+                    no.clone(),
+                    status.clone(),
+                    *amount,
+                    trade.clone(),
+                    *fee,
+                )
+            })
+            .collect();
+        assert_eq!(looked, wanted, "{name}");
+        let last = written.last().unwrap();
+        assert_eq!(
+            (page.read, page.refused, page.last_taken),
+            (5, false, Some((last.6.unwrap(), last.0.clone()))),
+            "{name}"
+        );
         // L1, the first order not held, is not in the bill: the rest of the day is walked from it,
         // not after it.
         let mut bill = BillText::new();

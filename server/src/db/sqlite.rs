@@ -262,7 +262,6 @@ fn bind_value(v: &Value) -> Result<ToSqlOutput<'_>, DbErr> {
 
 /// Parse a stored time as sqlx does: RFC 3339 first, then SQLite's own formats (UTC when they
 /// carry no offset), then Unix seconds.
-/// A time as SQLite holds it (RFC 3339 text as sqlx binds it, or one of SQLite's own forms).
 pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
@@ -340,16 +339,7 @@ fn prepare<'c>(
     Ok(stmt)
 }
 
-/// The columns of a query's rows, each with its kind.
-type Columns = [(String, Option<Kind>)];
-
-/// Run a query and make something of each row with `each`, which decodes its values (see
-/// [`decode`]).
-fn query_rows<T>(
-    conn: &Connection,
-    st: &Statement,
-    mut each: impl FnMut(&Columns, &rusqlite::Row<'_>) -> Result<T, DbErr>,
-) -> Result<Vec<T>, DbErr> {
+fn run_query(conn: &Connection, st: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
     let mut stmt = prepare(conn, st, true)?;
     let kinds = kinds();
     let columns: Vec<(String, Option<Kind>)> = stmt
@@ -360,26 +350,14 @@ fn query_rows<T>(
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(|e| classify(e, true))? {
-        out.push(each(&columns, row)?);
+        let mut values = BTreeMap::new();
+        for (i, (name, kind)) in columns.iter().enumerate() {
+            let v = row.get_ref(i).map_err(|e| classify(e, true))?;
+            values.insert(name.clone(), decode(v, *kind, name)?);
+        }
+        out.push(ProxyRow::new(values));
     }
     Ok(out)
-}
-
-/// The `i`th value of a row, decoded.
-fn value_at(columns: &Columns, row: &rusqlite::Row<'_>, i: usize) -> Result<Value, DbErr> {
-    let (name, kind) = &columns[i];
-    let v = row.get_ref(i).map_err(|e| classify(e, true))?;
-    decode(v, *kind, name)
-}
-
-fn run_query(conn: &Connection, st: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
-    query_rows(conn, st, |columns, row| {
-        let mut values = BTreeMap::new();
-        for (i, (name, _)) in columns.iter().enumerate() {
-            values.insert(name.clone(), value_at(columns, row, i)?);
-        }
-        Ok(ProxyRow::new(values))
-    })
 }
 
 fn run_execute(conn: &Connection, st: &Statement) -> Result<ProxyExecResult, DbErr> {
@@ -569,9 +547,7 @@ impl ReadProxy {
         }
         result
     }
-}
 
-impl ReadProxy {
     /// Run a query and hand each row to `f` as it is read, undecoded, until `f` answers `false`:
     /// for a walk whose rows are looked at and dropped (a statement run reads 10⁶ orders).
     pub fn for_each_row(
@@ -588,24 +564,6 @@ impl ReadProxy {
                 }
             }
             Ok(())
-        })
-    }
-
-    /// Run a query and hand each row's values to `f`, in the order of its columns, decoded as
-    /// for sea-orm: for the long walks of a statement run, without sea-orm's row (a map of the
-    /// column names to values, built for every row and read back by name).
-    pub fn query_by_position<T>(
-        &self,
-        st: &Statement,
-        mut f: impl FnMut(Vec<Value>) -> Result<T, DbErr>,
-    ) -> Result<Vec<T>, DbErr> {
-        self.with_conn(|conn| {
-            query_rows(conn, st, |columns, row| {
-                let values = (0..columns.len())
-                    .map(|i| value_at(columns, row, i))
-                    .collect::<Result<Vec<_>, _>>()?;
-                f(values)
-            })
         })
     }
 }

@@ -121,8 +121,8 @@ pub struct Store {
     db: DatabaseConnection,
     read: DatabaseConnection,
     writer: Writer,
-    /// On SQLite, readers for the long walks read by position (see
-    /// [`crate::db::sqlite::ReadProxy::query_by_position`]).
+    /// On SQLite, readers for the long walks, which look at each row where it is read (see
+    /// [`crate::db::sqlite::ReadProxy::for_each_row`]).
     walker: Option<crate::db::sqlite::ReadProxy>,
 }
 
@@ -177,7 +177,7 @@ impl Store {
         &self.read
     }
 
-    /// On SQLite, readers that hand rows over by position.
+    /// On SQLite, readers that hand rows over where they are read.
     pub fn sqlite_walker(&self) -> Option<&crate::db::sqlite::ReadProxy> {
         self.walker.as_ref()
     }

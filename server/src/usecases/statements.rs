@@ -333,7 +333,8 @@ async fn day_page(
     after: &Option<(chrono::DateTime<chrono::Utc>, String)>,
 ) -> Result<Vec<store::OrderLine>, Failure> {
     let after = after.clone();
-    Ok(store::paid_between(&state.store, &tenant.id, provider, range, after, WALK_PAGE).await?)
+    let db = state.store.reader();
+    Ok(store::paid_between(db, &tenant.id, provider, range, after, WALK_PAGE).await?)
 }
 
 /// Read the orders paybridge saw paid that day into the run's table, while they fit.
