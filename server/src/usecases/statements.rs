@@ -732,18 +732,12 @@ async fn apply(
         write_batch(state, row, part.to_vec(), Vec::new(), Vec::new()).await?;
         pacer.step(1).await;
     }
-    let mut returned = returned.into_iter();
     for part in fees.chunks(BATCH) {
-        let refunds = returned.by_ref().take(BATCH).collect();
-        write_batch(state, row, Vec::new(), part.to_vec(), refunds).await?;
+        write_batch(state, row, Vec::new(), part.to_vec(), Vec::new()).await?;
         pacer.step(1).await;
     }
-    loop {
-        let refunds: Vec<_> = returned.by_ref().take(BATCH).collect();
-        if refunds.is_empty() {
-            break;
-        }
-        write_batch(state, row, Vec::new(), Vec::new(), refunds).await?;
+    for part in returned.chunks(BATCH) {
+        write_batch(state, row, Vec::new(), Vec::new(), part.to_vec()).await?;
         pacer.step(1).await;
     }
     let mut held = book.fees();
