@@ -322,6 +322,66 @@ fn decode(v: ValueRef<'_>, kind: Option<Kind>, column: &str) -> Result<Value, Db
     })
 }
 
+/// The cells of one row read where SQLite holds it, decoded by the rules of [`decode`] (a time
+/// is RFC 3339 or SQLite text, or Unix seconds) without building sea-orm's row of named values:
+/// for the hottest reads, whose caller knows its columns' places.
+pub struct Cells<'a, 'r>(pub &'a rusqlite::Row<'r>);
+
+impl Cells<'_, '_> {
+    fn value(&self, i: usize, kind: Kind) -> Result<Value, DbErr> {
+        let v = self.0.get_ref(i).map_err(|e| classify(e, true))?;
+        // The column's name is looked up only to say what failed.
+        decode(v, Some(kind), "")
+            .or_else(|_| decode(v, Some(kind), self.0.as_ref().column_name(i).unwrap_or("?")))
+    }
+
+    fn missing(&self, i: usize) -> DbErr {
+        let name = self.0.as_ref().column_name(i).unwrap_or("?");
+        DbErr::Type(format!("column {name}: NULL where a value is required"))
+    }
+
+    /// A text cell that may be NULL.
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, DbErr> {
+        match self.value(i, Kind::Text)? {
+            Value::String(s) => Ok(s),
+            other => Err(DbErr::Type(format!("column {i}: not text: {other:?}"))),
+        }
+    }
+
+    /// A text cell.
+    pub fn text(&self, i: usize) -> Result<String, DbErr> {
+        self.opt_text(i)?.ok_or_else(|| self.missing(i))
+    }
+
+    /// A 64-bit integer cell that may be NULL.
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, DbErr> {
+        match self.value(i, Kind::BigInt)? {
+            Value::BigInt(n) => Ok(n),
+            other => Err(DbErr::Type(format!(
+                "column {i}: not an integer: {other:?}"
+            ))),
+        }
+    }
+
+    /// A 64-bit integer cell.
+    pub fn int(&self, i: usize) -> Result<i64, DbErr> {
+        self.opt_int(i)?.ok_or_else(|| self.missing(i))
+    }
+
+    /// A time cell that may be NULL.
+    pub fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>, DbErr> {
+        match self.value(i, Kind::Time)? {
+            Value::ChronoDateTimeUtc(t) => Ok(t),
+            other => Err(DbErr::Type(format!("column {i}: not a time: {other:?}"))),
+        }
+    }
+
+    /// A time cell.
+    pub fn time(&self, i: usize) -> Result<DateTime<Utc>, DbErr> {
+        self.opt_time(i)?.ok_or_else(|| self.missing(i))
+    }
+}
+
 fn prepare<'c>(
     conn: &'c Connection,
     st: &Statement,

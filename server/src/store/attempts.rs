@@ -36,7 +36,8 @@ pub async fn record_attempt(
     attempt: NewAttempt,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    notification_attempt::Entity::insert(notification_attempt::ActiveModel {
+    static INSERT: super::cached::CachedInsert = super::cached::CachedInsert::new();
+    let am = notification_attempt::ActiveModel {
         id: Set(super::new_id()),
         tenant_id: Set(attempt.tenant_id),
         provider: Set(attempt.provider),
@@ -47,9 +48,8 @@ pub async fn record_attempt(
         reason_code: Set(attempt.reason_code.map(str::to_owned)),
         body_sha256: Set(attempt.body_sha256),
         received_at: Set(now),
-    })
-    .exec_without_returning(txn)
-    .await?;
+    };
+    INSERT.exec(txn, am, &[]).await?;
     Ok(())
 }
 

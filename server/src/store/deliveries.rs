@@ -51,7 +51,8 @@ pub async fn schedule_event<C: ConnectionTrait>(
     tenant_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    webhook_delivery::Entity::insert(webhook_delivery::ActiveModel {
+    static INSERT: super::cached::CachedInsert = super::cached::CachedInsert::new();
+    let am = webhook_delivery::ActiveModel {
         event_id: Set(event_id.to_owned()),
         tenant_id: Set(tenant_id.to_owned()),
         status: Set(DeliveryStatus::Pending.as_str().to_owned()),
@@ -63,9 +64,8 @@ pub async fn schedule_event<C: ConnectionTrait>(
         delivered_at: Set(None),
         last_error: Set(None),
         updated_at: Set(now),
-    })
-    .exec_without_returning(db)
-    .await?;
+    };
+    INSERT.exec(db, am, &[]).await?;
     Ok(())
 }
 

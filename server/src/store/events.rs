@@ -4,10 +4,11 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, TryInsertResult,
+    PaginatorTrait, QueryFilter, QueryOrder,
 };
 
 use super::StoreError;
+use super::cached::CachedInsert;
 use crate::db::entities::{outbox_event, provider_event};
 
 /// A provider event to record under its own identity.
@@ -33,7 +34,9 @@ pub async fn record_provider_event(
     ev: NewProviderEvent<'_>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let inserted = provider_event::Entity::insert(provider_event::ActiveModel {
+    static INSERT: CachedInsert = CachedInsert::new();
+    use provider_event::Column as C;
+    let am = provider_event::ActiveModel {
         id: Set(super::new_id()),
         tenant_id: Set(ev.tenant_id.to_owned()),
         provider: Set(ev.provider.to_owned()),
@@ -42,16 +45,12 @@ pub async fn record_provider_event(
         kind: Set(ev.kind.to_owned()),
         payload: Set(ev.payload.to_string()),
         received_at: Set(now),
-    })
-    .on_conflict_do_nothing_on([
-        provider_event::Column::TenantId,
-        provider_event::Column::Provider,
-        provider_event::Column::EventId,
-    ])
-    .exec_without_returning(txn)
-    .await?;
+    };
+    let inserted = INSERT
+        .exec(txn, am, &[C::TenantId, C::Provider, C::EventId])
+        .await?;
     // ON CONFLICT DO NOTHING reports a skipped row as zero rows inserted.
-    Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
+    Ok(inserted > 0)
 }
 
 /// Whether this provider event was recorded.
@@ -108,17 +107,17 @@ async fn insert_event(
     data: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    static INSERT: CachedInsert = CachedInsert::new();
     let event_id = super::new_id();
-    outbox_event::Entity::insert(outbox_event::ActiveModel {
+    let am = outbox_event::ActiveModel {
         id: Set(event_id.clone()),
         tenant_id: Set(tenant_id.to_owned()),
         event_type: Set(event_type.to_owned()),
         order_id: Set(order_id.map(str::to_owned)),
         data: Set(data.to_owned()),
         created_at: Set(now),
-    })
-    .exec_without_returning(txn)
-    .await?;
+    };
+    INSERT.exec(txn, am, &[]).await?;
     super::deliveries::schedule_event(txn, &event_id, tenant_id, now).await?;
     Ok(())
 }

@@ -11,6 +11,7 @@
 
 pub mod activity;
 pub mod attempts;
+pub mod cached;
 pub mod console;
 pub mod deliveries;
 pub mod events;
@@ -121,8 +122,9 @@ pub struct Store {
     db: DatabaseConnection,
     read: DatabaseConnection,
     writer: Writer,
-    /// On SQLite, readers for the long walks, which look at each row where it is read (see
-    /// [`crate::db::sqlite::ReadProxy::for_each_row`]).
+    /// On SQLite, readers that look at each row where it is read (see
+    /// [`crate::db::sqlite::ReadProxy::for_each_row`]): the long walks, and the order lookup of
+    /// every notification.
     walker: Option<crate::db::sqlite::ReadProxy>,
 }
 
@@ -235,7 +237,10 @@ impl Store {
         tenant_id: &str,
         out_trade_no: &str,
     ) -> Result<Option<crate::db::entities::order::Model>, StoreError> {
-        orders::find_order(&self.read, tenant_id, out_trade_no).await
+        match &self.walker {
+            Some(readers) => orders::find_order_sqlite(readers, tenant_id, out_trade_no),
+            None => orders::find_order(&self.read, tenant_id, out_trade_no).await,
+        }
     }
 
     /// A refund of a tenant's order.

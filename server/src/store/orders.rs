@@ -15,7 +15,7 @@ use paybridge_core::provider::PaymentEvent;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, QueryTrait, Statement, TryInsertResult,
+    FromQueryResult, QueryFilter, QueryTrait, Statement,
 };
 
 use super::StoreError;
@@ -210,6 +210,64 @@ pub async fn find_order<C: ConnectionTrait>(
     Ok(order::Model::find_by_statement(by_number).one(db).await?)
 }
 
+/// [`find_order`] on SQLite, for the read connections' own callers ([`super::Store::find_order`]):
+/// the row is decoded where SQLite holds it, by place, instead of through sea-orm's row of
+/// named values (a map of the 23 columns built, then searched by name). `bench/callgrind.sh`:
+/// 616 000 → 535 000 instructions a notification.
+pub(crate) fn find_order_sqlite(
+    readers: &crate::db::sqlite::ReadProxy,
+    tenant_id: &str,
+    out_trade_no: &str,
+) -> Result<Option<order::Model>, StoreError> {
+    // Every column of `order::Model`, in its fields' order: `order_at` reads them by place.
+    const SQL: &str = "SELECT \"id\", \"tenant_id\", \"out_trade_no\", \"provider\", \"amount\", \
+        \"currency\", \"description\", \"payer_openid\", \"client_ip\", \"attach\", \"expires_at\", \
+        \"status\", \"flags\", \"provider_trade_no\", \"refunded_amount\", \"paid_at\", \
+        \"client_payment\", \"provider_data\", \"last_notified_at\", \"created_at\", \
+        \"next_check_at\", \"updated_at\", \"fee\" \
+        FROM \"orders\" WHERE \"tenant_id\" = ? AND \"out_trade_no\" = ? LIMIT 1";
+    let st = Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        SQL,
+        [tenant_id.into(), out_trade_no.into()],
+    );
+    let mut found = None;
+    readers.for_each_row(&st, |row| {
+        found = Some(order_at(&crate::db::sqlite::Cells(row))?);
+        Ok(false)
+    })?;
+    Ok(found)
+}
+
+/// An order from the cells of [`find_order_sqlite`]'s select.
+fn order_at(c: &crate::db::sqlite::Cells<'_, '_>) -> Result<order::Model, DbErr> {
+    Ok(order::Model {
+        id: c.text(0)?,
+        tenant_id: c.text(1)?,
+        out_trade_no: c.text(2)?,
+        provider: c.text(3)?,
+        amount: c.int(4)?,
+        currency: c.text(5)?,
+        description: c.text(6)?,
+        payer_openid: c.opt_text(7)?,
+        client_ip: c.opt_text(8)?,
+        attach: c.opt_text(9)?,
+        expires_at: c.time(10)?,
+        status: c.text(11)?,
+        flags: c.text(12)?,
+        provider_trade_no: c.opt_text(13)?,
+        refunded_amount: c.int(14)?,
+        paid_at: c.opt_time(15)?,
+        client_payment: c.opt_text(16)?,
+        provider_data: c.text(17)?,
+        last_notified_at: c.opt_time(18)?,
+        created_at: c.time(19)?,
+        next_check_at: c.opt_time(20)?,
+        updated_at: c.time(21)?,
+        fee: c.opt_int(22)?,
+    })
+}
+
 /// [`find_by_number`]'s SQL on `backend`, its two values bound in the same order.
 fn by_number_sql(backend: DbBackend) -> String {
     static SQLITE: OnceLock<String> = OnceLock::new();
@@ -257,12 +315,16 @@ pub async fn insert_order(
         updated_at: now,
         fee: None,
     };
-    let result = order::Entity::insert(order::ActiveModel::from(model.clone()))
-        .on_conflict_do_nothing_on([order::Column::TenantId, order::Column::OutTradeNo])
-        .exec_without_returning(txn)
+    static INSERT: super::cached::CachedInsert = super::cached::CachedInsert::new();
+    let inserted = INSERT
+        .exec(
+            txn,
+            order::ActiveModel::from(model.clone()),
+            &[order::Column::TenantId, order::Column::OutTradeNo],
+        )
         .await?;
     // ON CONFLICT DO NOTHING reports a skipped row as zero rows inserted.
-    if matches!(result, TryInsertResult::Inserted(n) if n > 0) {
+    if inserted > 0 {
         return Ok(Inserted::Created(model));
     }
     let existing = find_order(txn, &new.tenant_id, &new.out_trade_no)
