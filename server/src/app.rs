@@ -213,6 +213,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         loaded_version: AtomicI64::new(version),
         next_key_expiry: Mutex::new(next_key_expiry),
         reload_lock: tokio::sync::Mutex::new(()),
+        statement_runs: tokio::sync::Semaphore::new(1),
     })
 }
 

@@ -45,6 +45,10 @@ pub struct AppState {
     pub next_key_expiry: Mutex<Option<DateTime<Utc>>>,
     /// Serialises registry rebuilds, so a slower rebuild never replaces a newer one.
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// One statement run at a time in this instance holds its day's orders in memory (about
+    /// 64 MiB at 10⁶ orders) and matches its bill: runs asked for together (the admin API's,
+    /// the worker's) wait their turn here, `running` meanwhile.
+    pub statement_runs: tokio::sync::Semaphore,
 }
 
 /// A background worker's clock: a tick every interval (a late tick delays the next one rather

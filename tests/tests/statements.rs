@@ -1003,3 +1003,58 @@ async fn a_bill_found_wrong_at_its_end_keeps_none_of_what_was_read_before() {
         gw.finish().await;
     }
 }
+
+/// One run at a time per instance holds its day in memory: a run asked for while another holds
+/// the turn stays `running`, without its day read or its bill matched, until the turn is free;
+/// then it reconciles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_runs_of_one_instance_take_turns() {
+    for backend in backends() {
+        let name = backend.name();
+        let t = TestTenant::wechat("stmt_turns", 95, "MD5");
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let tenant = gw.state.tenants.get(&t.id).unwrap();
+        let (a, _) = create_order(&gw, &t.id, 100).await;
+        pay(&gw, &t, &a, "deliver").await;
+        let today = paybridge_core::beijing::local(chrono::Utc::now()).date_naive();
+        let kind = "wechat_miniprogram";
+
+        // Another run holds the turn.
+        let held = gw.state.statement_runs.acquire().await.unwrap();
+        let waiting = {
+            let (state, tenant) = (gw.state.clone(), tenant.clone());
+            tokio::spawn(async move { run(&state, &tenant, kind, today).await })
+        };
+        // Bounded: it stays running for as long as the turn is held.
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert!(!waiting.is_finished(), "{name}: ran without its turn");
+        let rows = paybridge_server::store::statements::list(
+            gw.state.store.db(),
+            &paybridge_server::store::statements::StatementFilter {
+                tenant_id: Some(t.id.clone()),
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 1, "{name}: {rows:?}");
+        assert_eq!(
+            (rows[0].status.as_str(), rows[0].lines),
+            ("running", 0),
+            "{name}"
+        );
+        drop(held);
+        let done = tokio::time::timeout(std::time::Duration::from_secs(20), waiting)
+            .await
+            .expect("the run ends once it has the turn")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (done.status.as_str(), done.lines, done.matched),
+            ("reconciled", 1, 1),
+            "{name}: {done:?}"
+        );
+        gw.finish().await;
+    }
+}

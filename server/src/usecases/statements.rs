@@ -830,6 +830,12 @@ async fn reconcile_begun(
     let range = paybridge_core::beijing::day_range(day)
         .ok_or_else(|| Failure::invalid("date", "not a day"))?;
     let mut tally = Tally::default();
+    // Held until the day's table is dropped. Never closed: an error here is a bug.
+    let turn = state
+        .statement_runs
+        .acquire()
+        .await
+        .map_err(|e| Failure::internal(&e))?;
     let started = std::time::Instant::now();
     let (book, rest) = read_day(state, tenant, &row.provider, range).await?;
     let day_read = started.elapsed();
@@ -857,6 +863,7 @@ async fn reconcile_begun(
     // What paybridge saw that the bill does not hold.
     paybridge_only(state, tenant, row, range, (&book, rest), &mut tally).await?;
     drop(book);
+    drop(turn);
     let lines = i64::try_from(summary.lines).unwrap_or(i64::MAX);
     let end = RunEnd {
         status: "reconciled",
