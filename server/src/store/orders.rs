@@ -219,16 +219,22 @@ pub(crate) fn find_order_sqlite(
     tenant_id: &str,
     out_trade_no: &str,
 ) -> Result<Option<order::Model>, StoreError> {
-    // Every column of `order::Model`, in its fields' order: `order_at` reads them by place.
-    const SQL: &str = "SELECT \"id\", \"tenant_id\", \"out_trade_no\", \"provider\", \"amount\", \
-        \"currency\", \"description\", \"payer_openid\", \"client_ip\", \"attach\", \"expires_at\", \
-        \"status\", \"flags\", \"provider_trade_no\", \"refunded_amount\", \"paid_at\", \
-        \"client_payment\", \"provider_data\", \"last_notified_at\", \"created_at\", \
-        \"next_check_at\", \"updated_at\", \"fee\" \
-        FROM \"orders\" WHERE \"tenant_id\" = ? AND \"out_trade_no\" = ? LIMIT 1";
+    // Every column of `order::Model`, in its fields' order (the order of `order::Column`):
+    // `order_at` reads them by place.
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        use sea_orm::{IdenStatic, Iterable};
+        let columns: Vec<String> = order::Column::iter()
+            .map(|c| format!("\"{}\"", c.as_str()))
+            .collect();
+        format!(
+            "SELECT {} FROM \"orders\" WHERE \"tenant_id\" = ? AND \"out_trade_no\" = ? LIMIT 1",
+            columns.join(", ")
+        )
+    });
     let st = Statement::from_sql_and_values(
         DbBackend::Sqlite,
-        SQL,
+        sql.as_str(),
         [tenant_id.into(), out_trade_no.into()],
     );
     let mut found = None;
