@@ -322,63 +322,77 @@ fn decode(v: ValueRef<'_>, kind: Option<Kind>, column: &str) -> Result<Value, Db
     })
 }
 
-/// The cells of one row read where SQLite holds it, decoded by the rules of [`decode`] (a time
-/// is RFC 3339 or SQLite text, or Unix seconds) without building sea-orm's row of named values:
-/// for the hottest reads, whose caller knows its columns' places.
+/// The cells of one row read where SQLite holds it, by place, without building sea-orm's row of
+/// named values: for the hottest reads and the long walks, whose callers know their columns'
+/// places. Text is borrowed from the row; a time is decoded by the rules of [`decode`] (RFC 3339
+/// or SQLite text, or Unix seconds).
 pub struct Cells<'a, 'r>(pub &'a rusqlite::Row<'r>);
 
-impl Cells<'_, '_> {
-    fn value(&self, i: usize, kind: Kind) -> Result<Value, DbErr> {
-        let v = self.0.get_ref(i).map_err(|e| classify(e, true))?;
-        // The column's name is looked up only to say what failed.
-        decode(v, Some(kind), "")
-            .or_else(|_| decode(v, Some(kind), self.0.as_ref().column_name(i).unwrap_or("?")))
+impl<'a> Cells<'a, '_> {
+    fn cell(&self, i: usize) -> Result<ValueRef<'a>, DbErr> {
+        let row: &'a rusqlite::Row<'_> = self.0;
+        row.get_ref(i).map_err(|e| classify(e, true))
     }
 
-    fn missing(&self, i: usize) -> DbErr {
-        let name = self.0.as_ref().column_name(i).unwrap_or("?");
-        DbErr::Type(format!("column {name}: NULL where a value is required"))
+    fn name(&self, i: usize) -> &str {
+        self.0.as_ref().column_name(i).unwrap_or("?")
+    }
+
+    fn bad(&self, i: usize, what: &dyn std::fmt::Display) -> DbErr {
+        DbErr::Type(format!("column {}: {what}", self.name(i)))
+    }
+
+    fn required<T>(&self, i: usize, v: Option<T>) -> Result<T, DbErr> {
+        v.ok_or_else(|| self.bad(i, &"NULL where a value is required"))
+    }
+
+    /// A text cell that may be NULL, borrowed from the row.
+    pub fn opt_str(&self, i: usize) -> Result<Option<&'a str>, DbErr> {
+        let v = self.cell(i)?;
+        v.as_str_or_null().map_err(|e| self.bad(i, &e))
+    }
+
+    /// A text cell, borrowed from the row.
+    pub fn str(&self, i: usize) -> Result<&'a str, DbErr> {
+        self.required(i, self.opt_str(i)?)
     }
 
     /// A text cell that may be NULL.
     pub fn opt_text(&self, i: usize) -> Result<Option<String>, DbErr> {
-        match self.value(i, Kind::Text)? {
-            Value::String(s) => Ok(s),
-            other => Err(DbErr::Type(format!("column {i}: not text: {other:?}"))),
-        }
+        Ok(self.opt_str(i)?.map(str::to_owned))
     }
 
     /// A text cell.
     pub fn text(&self, i: usize) -> Result<String, DbErr> {
-        self.opt_text(i)?.ok_or_else(|| self.missing(i))
+        Ok(self.str(i)?.to_owned())
     }
 
     /// A 64-bit integer cell that may be NULL.
     pub fn opt_int(&self, i: usize) -> Result<Option<i64>, DbErr> {
-        match self.value(i, Kind::BigInt)? {
-            Value::BigInt(n) => Ok(n),
-            other => Err(DbErr::Type(format!(
-                "column {i}: not an integer: {other:?}"
-            ))),
-        }
+        let v = self.cell(i)?;
+        v.as_i64_or_null().map_err(|e| self.bad(i, &e))
     }
 
     /// A 64-bit integer cell.
     pub fn int(&self, i: usize) -> Result<i64, DbErr> {
-        self.opt_int(i)?.ok_or_else(|| self.missing(i))
+        self.required(i, self.opt_int(i)?)
     }
 
     /// A time cell that may be NULL.
     pub fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>, DbErr> {
-        match self.value(i, Kind::Time)? {
+        let v = self.cell(i)?;
+        // The column's name is looked up only to say what failed.
+        let t = decode(v, Some(Kind::Time), "")
+            .or_else(|_| decode(v, Some(Kind::Time), self.name(i)))?;
+        match t {
             Value::ChronoDateTimeUtc(t) => Ok(t),
-            other => Err(DbErr::Type(format!("column {i}: not a time: {other:?}"))),
+            other => Err(self.bad(i, &format!("not a time: {other:?}"))),
         }
     }
 
     /// A time cell.
     pub fn time(&self, i: usize) -> Result<DateTime<Utc>, DbErr> {
-        self.opt_time(i)?.ok_or_else(|| self.missing(i))
+        self.required(i, self.opt_time(i)?)
     }
 }
 

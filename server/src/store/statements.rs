@@ -563,28 +563,20 @@ pub async fn each_paid_between(
     };
     use sea_orm::QueryTrait;
     let st = order_line_columns(q).build(sea_orm::DbBackend::Sqlite);
-    let bad = |what: &str| sea_orm::DbErr::Type(format!("an order of the day: {what}"));
     let (mut page, mut taken) = (WalkPage::default(), false);
     let (mut last_at, mut last_id) = (String::new(), String::new());
     walker.for_each_row(&st, |row| {
-        let text = |i: usize| -> Result<Option<&str>, sea_orm::DbErr> {
-            let v = row.get_ref(i).map_err(|e| bad(&e.to_string()))?;
-            v.as_str_or_null().map_err(|e| bad(&e.to_string()))
-        };
-        let int = |i: usize| -> Result<Option<i64>, sea_orm::DbErr> {
-            let v = row.get_ref(i).map_err(|e| bad(&e.to_string()))?;
-            v.as_i64_or_null().map_err(|e| bad(&e.to_string()))
-        };
+        let c = crate::db::sqlite::Cells(row);
         // The columns of `order_line_columns`: id, out_trade_no, provider, status, amount,
         // provider_trade_no, paid_at, fee.
-        let id = text(0)?.ok_or_else(|| bad("no id"))?;
+        let id = c.str(0)?;
         let order = PaidOrder {
             id,
-            out_trade_no: text(1)?.ok_or_else(|| bad("no out_trade_no"))?,
-            status: text(3)?.ok_or_else(|| bad("no status"))?,
-            amount: int(4)?.ok_or_else(|| bad("no amount"))?,
-            provider_trade_no: text(5)?,
-            fee: int(7)?,
+            out_trade_no: c.str(1)?,
+            status: c.str(3)?,
+            amount: c.int(4)?,
+            provider_trade_no: c.opt_str(5)?,
+            fee: c.opt_int(7)?,
         };
         page.read += 1;
         if !each(order) {
@@ -592,15 +584,19 @@ pub async fn each_paid_between(
             return Ok(false);
         }
         taken = true;
+        // Kept as text, decoded once for the page's last order.
         last_at.clear();
-        last_at.push_str(text(6)?.ok_or_else(|| bad("no paid_at"))?);
+        last_at.push_str(c.str(6)?);
         last_id.clear();
         last_id.push_str(id);
         Ok(true)
     })?;
     if taken {
-        let at =
-            crate::db::sqlite::parse_time(&last_at).ok_or_else(|| bad("paid_at is no time"))?;
+        let at = crate::db::sqlite::parse_time(&last_at).ok_or_else(|| {
+            sea_orm::DbErr::Type(format!(
+                "an order of the day: paid_at {last_at:?} is no time"
+            ))
+        })?;
         page.last_taken = Some((at, last_id));
     }
     Ok(page)
