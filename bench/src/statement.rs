@@ -1,8 +1,9 @@
 //! `statement`: reconcile a WeChat Pay bill of N lines against N orders, in this process, pinned
 //! to one core, through the same use case the statements worker runs
 //! (`usecases::statements::reconcile`: the day's orders read into the run's table, one read of
-//! the bill that decides each line, then the fees written, the paybridge-only pass). Reported beside a plain parse of the same file: lines/s, the ratio
-//! to the parse, CPU ms, and how much the peak RSS grew.
+//! the bill that decides each line, then the fees written, the paybridge-only pass). Reported
+//! beside a plain parse of the same file: lines/s, the ratio to the parse, CPU ms, and how much
+//! the peak RSS grew.
 //!
 //! The orders are written straight into a fresh SQLite database (WAL, `synchronous=FULL`, as the
 //! gateway opens it): N WeChat orders paid during one Beijing day, each with its transaction id.
