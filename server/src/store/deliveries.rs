@@ -78,9 +78,14 @@ pub struct Claim {
     pub event: outbox_event::Model,
 }
 
-/// The deliveries due at `now`, most overdue first (the claim's query).
+/// The deliveries due at `now`, most overdue first: their event ids and tenants (the claim's
+/// query; most passes settle what they find `not_configured`, and read only the rows they lease
+/// whole).
 pub fn due(now: DateTime<Utc>, limit: u64) -> sea_orm::Select<webhook_delivery::Entity> {
     webhook_delivery::Entity::find()
+        .select_only()
+        .column(webhook_delivery::Column::EventId)
+        .column(webhook_delivery::Column::TenantId)
         .filter(super::status_is(
             webhook_delivery::Column::Status,
             DeliveryStatus::Pending.as_str(),
@@ -162,12 +167,12 @@ pub async fn claim_due(
     if txn.get_database_backend() == DbBackend::Postgres {
         due = due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    let mut claimed = Vec::new();
+    let mut claimed: Vec<String> = Vec::new();
     let mut unsendable: HashMap<&'static str, Vec<String>> = HashMap::new();
-    for row in due.all(txn).await? {
-        match cannot_receive(&row.tenant_id) {
-            Some(reason) => unsendable.entry(reason).or_default().push(row.event_id),
-            None => claimed.push(row),
+    for (event_id, tenant_id) in due.into_tuple::<(String, String)>().all(txn).await? {
+        match cannot_receive(&tenant_id) {
+            Some(reason) => unsendable.entry(reason).or_default().push(event_id),
+            None => claimed.push(event_id),
         }
     }
     let mut pass = ClaimPass::default();
@@ -186,25 +191,31 @@ pub async fn claim_due(
         return Ok(pass);
     }
     take_lease(token, lease_until, now)
-        .filter(C::EventId.is_in(claimed.iter().map(|r| r.event_id.clone())))
+        .filter(C::EventId.is_in(claimed.iter().cloned()))
         .filter(super::status_is(
             C::Status,
             DeliveryStatus::Pending.as_str(),
         ))
         .exec(txn)
         .await?;
+    // The rows as leased (token, version, next attempt), in the order they fell due.
+    let mut leased: HashMap<String, webhook_delivery::Model> = webhook_delivery::Entity::find()
+        .filter(C::EventId.is_in(claimed.iter().cloned()))
+        .filter(C::LeaseToken.eq(token))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|d| (d.event_id.clone(), d))
+        .collect();
     let mut events: HashMap<String, outbox_event::Model> = outbox_event::Entity::find()
-        .filter(outbox_event::Column::Id.is_in(claimed.iter().map(|r| r.event_id.clone())))
+        .filter(outbox_event::Column::Id.is_in(claimed.iter().cloned()))
         .all(txn)
         .await?
         .into_iter()
         .map(|e| (e.id.clone(), e))
         .collect();
     let mut claims = Vec::with_capacity(claimed.len());
-    for mut delivery in claimed {
-        delivery.lease_token = Some(token.to_owned());
-        delivery.version += 1;
-        delivery.next_attempt_at = Some(lease_until);
+    for delivery in claimed.iter().filter_map(|id| leased.remove(id)) {
         match events.remove(&delivery.event_id) {
             Some(event) => claims.push(Claim { delivery, event }),
             None => {
