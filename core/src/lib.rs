@@ -9,6 +9,7 @@
 //! - [`platform`]: service-provider credentials that tenants name with `platform = "<id>"`.
 //! - [`ids`]: the merchant API's identity rules.
 //! - [`beijing`]: the providers' UTC+8 timestamps.
+//! - [`rfc3339`]: a UTC time as the storage and the API write it.
 //!
 //! No HTTP framework and no database live here.
 
@@ -21,6 +22,7 @@ pub mod order;
 pub mod platform;
 pub mod provider;
 pub mod refund;
+pub mod rfc3339;
 pub mod statement;
 pub mod tenant;
 

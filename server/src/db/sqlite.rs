@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use sea_orm::sea_query::Value;
@@ -247,7 +247,7 @@ fn bind_value(v: &Value) -> Result<ToSqlOutput<'_>, DbErr> {
             None => ToSqlOutput::Owned(R::Null),
         },
         Value::ChronoDateTimeUtc(t) => ToSqlOutput::Owned(t.map_or(R::Null, |t| {
-            R::Text(t.to_rfc3339_opts(SecondsFormat::AutoSi, false))
+            R::Text(paybridge_core::rfc3339::format(&t, false))
         })),
         Value::Json(j) => {
             ToSqlOutput::Owned(j.as_ref().map_or(R::Null, |j| R::Text(j.to_string())))

@@ -2,6 +2,7 @@
 //! and the `data` of the webhook events written with each change), and what creates them.
 
 use chrono::{DateTime, Utc};
+use paybridge_core::rfc3339;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -45,12 +46,16 @@ pub struct OrderView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fee: Option<i64>,
     /// The provider's payment time.
+    #[serde(serialize_with = "rfc3339::serialize_opt")]
     pub paid_at: Option<DateTime<Utc>>,
     /// When the order expires if unpaid.
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub expires_at: DateTime<Utc>,
     /// Created.
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -95,10 +100,13 @@ pub struct RefundView {
     /// The provider's refund number, when it gave one.
     pub provider_refund_no: Option<String>,
     /// Created.
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
     /// When the money went back.
+    #[serde(serialize_with = "rfc3339::serialize_opt")]
     pub succeeded_at: Option<DateTime<Utc>>,
     /// The fee the provider returned on it, in fen, once the day's statement is reconciled.
     #[serde(skip_serializing_if = "Option::is_none")]
