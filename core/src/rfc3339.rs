@@ -74,10 +74,10 @@ fn write(t: &DateTime<Utc>, z: bool, buf: &mut [u8; MAX]) -> Option<usize> {
     digits::<2>(buf, 17, secs % 60);
     let at = if nanos == 0 {
         19
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         digits::<3>(buf, 20, nanos / 1_000_000);
         23
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         digits::<6>(buf, 20, nanos / 1_000);
         26
     } else {
