@@ -197,7 +197,6 @@ impl Rows {
                     now + chrono::Duration::days(36_500)
                 })),
                 updated_at: Set(updated_at),
-                fee: Set(None),
             });
             let Some(trade_no) = provider_trade_no else {
                 continue;

@@ -173,7 +173,6 @@ pub async fn seed(db_url: &str, n: u64, day: NaiveDate) -> anyhow::Result<()> {
                     created_at: Set(paid_at - chrono::Duration::seconds(30)),
                     next_check_at: Set(None),
                     updated_at: Set(paid_at),
-                    fee: Set(None),
                 });
             }
             order::Entity::insert_many(rows)

@@ -37,7 +37,6 @@ fn every_field_set(tenant: &str) -> order::Model {
         created_at: at(17),
         next_check_at: Some(at(18)),
         updated_at: at(19),
-        fee: Some(20),
     }
 }
 
@@ -53,7 +52,6 @@ fn no_optional_field(tenant: &str) -> order::Model {
         client_payment: None,
         last_notified_at: None,
         next_check_at: None,
-        fee: None,
         status: "pending".into(),
         flags: "[]".into(),
         refunded_amount: 0,

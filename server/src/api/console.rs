@@ -14,6 +14,7 @@ use crate::db::entities::order;
 use crate::state::AppState;
 use crate::usecases::Failure;
 use crate::usecases::console::{self, OrderAction, SearchParams};
+use crate::usecases::orders;
 
 /// An order in the console.
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,10 +63,10 @@ pub struct StatsQuery {
     pub bucket: Option<String>,
 }
 
-fn console_order(o: &order::Model) -> Result<ConsoleOrder, ApiError> {
+async fn console_order(state: &AppState, o: &order::Model) -> Result<ConsoleOrder, ApiError> {
     Ok(ConsoleOrder {
         tenant: o.tenant_id.clone(),
-        order: OrderView::from_model(o)?,
+        order: orders::order_view(state, o).await?,
     })
 }
 
@@ -87,11 +88,16 @@ pub async fn search_orders(
     query: web::Query<SearchParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = query.into_inner();
-    let (orders, next_cursor) = console::search(&state, &params).await?;
-    let orders = orders
+    let (rows, next_cursor) = console::search(&state, &params).await?;
+    let views = orders::order_views(&state, &rows).await?;
+    let orders = rows
         .iter()
-        .map(console_order)
-        .collect::<Result<Vec<_>, _>>()?;
+        .zip(views)
+        .map(|(o, order)| ConsoleOrder {
+            tenant: o.tenant_id.clone(),
+            order,
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(OrderPage {
         orders,
         next_cursor,
@@ -122,7 +128,7 @@ pub async fn order_timeline(
         .map(crate::api::events::view)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(OrderTimeline {
-        order: console_order(&t.order)?,
+        order: console_order(&state, &t.order).await?,
         refunds: t
             .records
             .refunds
@@ -181,7 +187,7 @@ async fn order_action(
         result,
     )
     .await;
-    Ok(HttpResponse::Ok().json(console_order(&done?)?))
+    Ok(HttpResponse::Ok().json(console_order(state, &done?).await?))
 }
 
 /// Ask the provider for the order's state and apply it (a full admin token; audited).

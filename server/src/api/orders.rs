@@ -38,8 +38,14 @@ pub async fn create_order(
     body: JsonBody<CreateOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (created, row) = orders::create_order(&state, &auth.0, &body).await?;
+    let order = if created {
+        // A new order has no fee.
+        OrderView::from_model(&row, None)?
+    } else {
+        orders::order_view(&state, &row).await?
+    };
     let response = CreateOrderResponse {
-        order: OrderView::from_model(&row)?,
+        order,
         client_payment: client_payment_of(&row),
     };
     Ok(if created {
@@ -74,7 +80,7 @@ pub async fn get_order(
     } else {
         order
     };
-    Ok(HttpResponse::Ok().json(OrderView::from_model(&order)?))
+    Ok(HttpResponse::Ok().json(orders::order_view(&state, &order).await?))
 }
 
 /// Close an unpaid order, at the provider first.
@@ -98,7 +104,7 @@ pub async fn close_order(
 ) -> Result<HttpResponse, ApiError> {
     let order = orders::find_order(&state, &auth.0, &path).await?;
     let order = orders::close_order(&state, &auth.0, &order).await?;
-    Ok(HttpResponse::Ok().json(OrderView::from_model(&order)?))
+    Ok(HttpResponse::Ok().json(orders::order_view(&state, &order).await?))
 }
 
 /// The client's payment params as issued, keyed by provider kind.

@@ -34,8 +34,25 @@ pub mod order {
         /// When the reconciler next looks at it (`None`: at once).
         pub next_check_at: Option<DateTimeUtc>,
         pub updated_at: DateTimeUtc,
-        /// The provider's fee (fen), once its statement is reconciled.
-        pub fee: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The provider's fee of an order (fen), once its statement is reconciled: its payment line's
+/// fee. Kept beside the order, not in its row (see migration `m0013_order_fees`).
+pub mod order_fee {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "order_fees")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub order_id: String,
+        pub fee: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0010StatementFiles),
             Box::new(M0011StatementIndexes),
             Box::new(M0012WorkIndexes),
+            Box::new(M0013OrderFees),
         ]
     }
 }
@@ -1157,6 +1158,43 @@ impl MigrationTrait for M0012WorkIndexes {
             "CREATE INDEX webhook_deliveries_failed ON webhook_deliveries (updated_at) \
              WHERE status = 'failed'",
             "DROP INDEX webhook_deliveries_due",
+        ] {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
+}
+
+/// An order's fee moves out of its row into `order_fees` (one narrow row an order, keyed by its
+/// id; on SQLite without a rowid): a statement run that records 10⁶ fees appended ~30 MB there,
+/// where writing them into the orders' rows rewrote every page of the day's orders (~800 MB through
+/// the WAL and again at its checkpoint). A fee is no state of the order: the one writer of order
+/// state no longer guards it.
+struct M0013OrderFees;
+
+impl MigrationName for M0013OrderFees {
+    fn name(&self) -> &str {
+        "m0013_order_fees"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0013OrderFees {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        let create = match manager.get_database_backend() {
+            sea_orm::DbBackend::Sqlite => {
+                "CREATE TABLE order_fees (order_id TEXT NOT NULL PRIMARY KEY, fee INTEGER NOT NULL) \
+                 WITHOUT ROWID"
+            }
+            _ => {
+                "CREATE TABLE order_fees (order_id VARCHAR NOT NULL PRIMARY KEY, fee BIGINT NOT NULL)"
+            }
+        };
+        for sql in [
+            create,
+            "INSERT INTO order_fees (order_id, fee) SELECT id, fee FROM orders WHERE fee IS NOT NULL",
+            "ALTER TABLE orders DROP COLUMN fee",
         ] {
             db.execute_unprepared(sql).await?;
         }

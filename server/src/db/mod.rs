@@ -2,7 +2,7 @@
 //! several instances.
 
 pub mod entities;
-mod migration;
+pub mod migration;
 pub mod sqlite;
 
 use std::time::Duration;

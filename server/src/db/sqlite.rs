@@ -155,6 +155,7 @@ fn columns_of<E: EntityTrait>() -> Vec<(&'static str, Kind)> {
 fn entity_kinds() -> Vec<(&'static str, Kind)> {
     [
         columns_of::<entities::order::Entity>(),
+        columns_of::<entities::order_fee::Entity>(),
         columns_of::<entities::provider_event::Entity>(),
         columns_of::<entities::notification_attempt::Entity>(),
         columns_of::<entities::outbox_event::Entity>(),

@@ -20,7 +20,7 @@ use sea_orm::{
 
 use super::StoreError;
 use super::events::{NewProviderEvent, provider_event_exists, record_provider_event};
-use crate::db::entities::order;
+use crate::db::entities::{order, order_fee};
 
 /// Why an event could not be applied. Every variant but `Store` is raised before anything was
 /// written, so the caller's transaction can go on (e.g. to record the refused notification).
@@ -270,8 +270,32 @@ fn order_at(c: &crate::db::sqlite::Cells<'_, '_>) -> Result<order::Model, DbErr>
         created_at: c.time(19)?,
         next_check_at: c.opt_time(20)?,
         updated_at: c.time(21)?,
-        fee: c.opt_int(22)?,
     })
+}
+
+/// An order's fee (fen), once its statement is reconciled (`order_fees`, beside the order's row).
+pub async fn order_fee<C: ConnectionTrait>(
+    db: &C,
+    order_id: &str,
+) -> Result<Option<i64>, StoreError> {
+    Ok(order_fee::Entity::find_by_id(order_id.to_owned())
+        .one(db)
+        .await?
+        .map(|f| f.fee))
+}
+
+/// The fees of these orders that have one, by order id.
+pub async fn order_fees<C: ConnectionTrait>(
+    db: &C,
+    order_ids: impl IntoIterator<Item = String>,
+) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+    Ok(order_fee::Entity::find()
+        .filter(order_fee::Column::OrderId.is_in(order_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|f| (f.order_id, f.fee))
+        .collect())
 }
 
 /// [`find_by_number`]'s SQL on `backend`, its two values bound in the same order.
@@ -319,7 +343,6 @@ pub async fn insert_order(
         next_check_at: Some(now),
         created_at: now,
         updated_at: now,
-        fee: None,
     };
     static INSERT: super::cached::CachedInsert = super::cached::CachedInsert::new();
     let inserted = INSERT
@@ -558,8 +581,8 @@ async fn record_and_change(
 
 /// The compare-and-set of [`change_order`]: the columns that change from `current` to `after`,
 /// where the row is still `current` (its status; with `row_guard`, all the guarded columns).
-/// The SQL is sea-query's, built once for each of the 64 shapes (which columns, which guard, a
-/// fee or none) and backend: building it costs sea-query 25 000 instructions a call.
+/// The SQL is sea-query's, built once for each of the 32 shapes (which columns, which guard) and
+/// backend: building it costs sea-query 25 000 instructions a call.
 struct OrderUpdate<'a> {
     current: &'a order::Model,
     after: &'a order::Model,
@@ -571,7 +594,7 @@ struct OrderUpdate<'a> {
 }
 
 impl OrderUpdate<'_> {
-    /// Which of the 64 shapes this is.
+    /// Which of the 32 shapes this is.
     fn shape(&self) -> usize {
         [
             self.flags,
@@ -579,7 +602,6 @@ impl OrderUpdate<'_> {
             self.paid,
             self.notified,
             self.row_guard,
-            self.current.fee.is_none(),
         ]
         .iter()
         .enumerate()
@@ -618,11 +640,7 @@ impl OrderUpdate<'_> {
             update = update
                 .filter(C::Flags.eq(current.flags.clone()))
                 .filter(C::RefundedAmount.eq(current.refunded_amount))
-                .filter(C::UpdatedAt.eq(current.updated_at))
-                .filter(match current.fee {
-                    Some(fee) => C::Fee.eq(fee),
-                    None => C::Fee.is_null(),
-                });
+                .filter(C::UpdatedAt.eq(current.updated_at));
         }
         update
     }
@@ -651,16 +669,13 @@ impl OrderUpdate<'_> {
             values.push(current.flags.clone().into());
             values.push(current.refunded_amount.into());
             values.push(current.updated_at.into());
-            if let Some(fee) = current.fee {
-                values.push(fee.into());
-            }
         }
         values
     }
 
     fn statement(&self, backend: DbBackend) -> Statement {
-        static SQLITE: [OnceLock<String>; 64] = [const { OnceLock::new() }; 64];
-        static POSTGRES: [OnceLock<String>; 64] = [const { OnceLock::new() }; 64];
+        static SQLITE: [OnceLock<String>; 32] = [const { OnceLock::new() }; 32];
+        static POSTGRES: [OnceLock<String>; 32] = [const { OnceLock::new() }; 32];
         let build = || self.query().build(backend).sql;
         let sql = match backend {
             DbBackend::Sqlite => SQLITE[self.shape()].get_or_init(build).clone(),
@@ -677,8 +692,9 @@ pub enum Guard {
     /// The status: `current` was read in this transaction, and the status is what the
     /// transition was decided on.
     Status,
-    /// Everything the change and the order's view are made of (status, flags, refunded total,
-    /// fee and `updated_at`, which every other change of a viewed field moves): `current` was
+    /// Everything the change and the order's view are made of (status, flags, refunded total
+    /// and `updated_at`, which every other change of a viewed field moves; the fee is read with
+    /// the view, in the same transaction): `current` was
     /// read before the transaction, and the written row must be exactly the one read.
     Row,
 }
@@ -791,7 +807,7 @@ mod tests {
 
     use super::*;
 
-    fn order(n: i64, fee: Option<i64>) -> order::Model {
+    fn order(n: i64) -> order::Model {
         let at = |s: i64| Utc.timestamp_opt(1_796_000_000 + s + 100 * n, 0).unwrap();
         order::Model {
             id: format!("id-{n}"),
@@ -816,7 +832,6 @@ mod tests {
             created_at: at(2),
             next_check_at: None,
             updated_at: at(3),
-            fee,
         }
     }
 
@@ -825,10 +840,10 @@ mod tests {
     #[test]
     fn an_order_update_is_the_statement_sea_query_builds() {
         for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
-            for shape in 0..64_usize {
+            for shape in 0..32_usize {
                 for n in [1, 2] {
                     let on = |bit: usize| shape & (1 << bit) != 0;
-                    let current = order(n, (!on(5)).then_some(7 + n));
+                    let current = order(n);
                     let mut after = current.clone();
                     after.status = "paid".into();
                     after.updated_at = current.updated_at + chrono::Duration::seconds(n);
@@ -851,7 +866,7 @@ mod tests {
                     assert_eq!(
                         update.statement(backend),
                         update.query().build(backend),
-                        "{backend:?}, shape {shape:06b}, call {n}"
+                        "{backend:?}, shape {shape:05b}, call {n}"
                     );
                 }
             }

@@ -37,7 +37,6 @@ pub fn hot_queries(backend: DbBackend) -> Vec<(&'static str, Statement)> {
         created_at: now,
         next_check_at: None,
         updated_at: now,
-        fee: None,
     };
     let day = (day_ago, now);
     vec![
@@ -46,15 +45,19 @@ pub fn hot_queries(backend: DbBackend) -> Vec<(&'static str, Statement)> {
             o.build(backend),
         ),
         (
-            "statement: a day's paid orders, next page",
-            super::statements::paid_between_query(
+            "statement: a day's paid orders, next page (with each one's fee)",
+            super::statements::order_line_columns(super::statements::paid_between_query(
                 "demo",
                 "wechat_miniprogram",
                 day,
                 Some((now - chrono::Duration::hours(1), sample.id.clone())),
                 1000,
-            )
+            ))
             .build(backend),
+        ),
+        (
+            "an order's fee (its JSON)",
+            crate::db::entities::order_fee::Entity::find_by_id(sample.id.clone()).build(backend),
         ),
         (
             "statement: a day's succeeded refunds, next page",

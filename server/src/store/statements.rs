@@ -193,11 +193,12 @@ fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
     }
 }
 
-/// Run an `UPDATE … FROM` a `VALUES` list of `rows` (all of one width) for one tenant: `sql`
-/// makes the statement from the list and the tenant's placeholder. No row, no statement.
-async fn update_from_values(
+/// Run a statement over a `VALUES` list of `rows` (all of one width), for one tenant when
+/// `tenant` is given: `sql` makes the statement from the list and the tenant's placeholder. No
+/// row, no statement.
+async fn with_values(
     txn: &DatabaseTransaction,
-    tenant_id: &str,
+    tenant: Option<&str>,
     rows: Vec<Vec<sea_orm::Value>>,
     sql: impl FnOnce(&str, &str) -> String,
 ) -> Result<(), StoreError> {
@@ -219,19 +220,25 @@ async fn update_from_values(
         }
         list.push(')');
     }
-    let tenant = placeholder(backend, values.len() + 1);
-    values.push(tenant_id.into());
+    let tenant_placeholder = match tenant {
+        Some(tenant_id) => {
+            values.push(tenant_id.into());
+            placeholder(backend, values.len())
+        }
+        None => String::new(),
+    };
     txn.execute_raw(sea_orm::Statement::from_sql_and_values(
         backend,
-        sql(&list, &tenant),
+        sql(&list, &tenant_placeholder),
         values,
     ))
     .await?;
     Ok(())
 }
 
-/// Record the fees of a batch of matched lines: each order's fee, each refund's fee returned, in
-/// one statement each (a `VALUES` list joined to the table by its unique number).
+/// Record the fees of a batch of matched lines: each order's fee (in `order_fees`, by the order
+/// the tenant has with that number), each refund's fee returned, in one statement each (a
+/// `VALUES` list joined to the table by its unique number).
 pub async fn set_fees(
     txn: &DatabaseTransaction,
     tenant_id: &str,
@@ -242,11 +249,14 @@ pub async fn set_fees(
         .into_iter()
         .map(|(no, fee)| vec![no.into(), fee.into()])
         .collect();
-    update_from_values(txn, tenant_id, orders, |list, tenant| {
+    // `WHERE true`: SQLite reads `ON` after a join as the join's (its upsert documentation).
+    with_values(txn, Some(tenant_id), orders, |list, tenant| {
         format!(
             "WITH v(no, fee) AS (VALUES {list}) \
-             UPDATE orders SET fee = v.fee FROM v \
-             WHERE orders.tenant_id = {tenant} AND orders.out_trade_no = v.no"
+             INSERT INTO order_fees (order_id, fee) \
+             SELECT orders.id, v.fee FROM v JOIN orders \
+             ON orders.tenant_id = {tenant} AND orders.out_trade_no = v.no WHERE true \
+             ON CONFLICT (order_id) DO UPDATE SET fee = excluded.fee"
         )
     })
     .await?;
@@ -254,7 +264,7 @@ pub async fn set_fees(
         .into_iter()
         .map(|(no, refund_no, fee)| vec![no.into(), refund_no.into(), fee.into()])
         .collect();
-    update_from_values(txn, tenant_id, refunds, |list, tenant| {
+    with_values(txn, Some(tenant_id), refunds, |list, tenant| {
         format!(
             "WITH v(no, refund_no, fee) AS (VALUES {list}) \
              UPDATE refunds SET fee_returned = v.fee FROM v \
@@ -265,22 +275,22 @@ pub async fn set_fees(
     .await
 }
 
-/// Record the fees of orders by id, in one statement (a `VALUES` list joined to the table by its
-/// primary key).
+/// Record the fees of orders by id, in one statement: `fees` name orders the day's walk read
+/// (of one tenant), so the orders' rows are not visited; each fee is appended to `order_fees`,
+/// or replaces the one there.
 pub async fn set_fees_by_id(
     txn: &DatabaseTransaction,
-    tenant_id: &str,
     fees: Vec<(String, i64)>,
 ) -> Result<(), StoreError> {
     let fees = fees
         .into_iter()
         .map(|(id, fee)| vec![id.into(), fee.into()])
         .collect();
-    update_from_values(txn, tenant_id, fees, |list, tenant| {
+    with_values(txn, None, fees, |list, _| {
         format!(
             "WITH v(id, fee) AS (VALUES {list}) \
-             UPDATE orders SET fee = v.fee FROM v \
-             WHERE orders.id = v.id AND orders.tenant_id = {tenant}"
+             INSERT INTO order_fees (order_id, fee) SELECT v.id, v.fee FROM v WHERE true \
+             ON CONFLICT (order_id) DO UPDATE SET fee = excluded.fee"
         )
     })
     .await
@@ -395,17 +405,23 @@ pub struct OrderLine {
 }
 
 /// The columns of an [`OrderLine`], in the order [`each_paid_between`] reads them on SQLite.
-fn order_line_columns(q: sea_orm::Select<order::Entity>) -> sea_orm::Select<order::Entity> {
-    q.select_only().columns([
-        order::Column::Id,
-        order::Column::OutTradeNo,
-        order::Column::Provider,
-        order::Column::Status,
-        order::Column::Amount,
-        order::Column::ProviderTradeNo,
-        order::Column::PaidAt,
-        order::Column::Fee,
-    ])
+pub(crate) fn order_line_columns(
+    q: sea_orm::Select<order::Entity>,
+) -> sea_orm::Select<order::Entity> {
+    q.select_only()
+        .columns([
+            order::Column::Id,
+            order::Column::OutTradeNo,
+            order::Column::Provider,
+            order::Column::Status,
+            order::Column::Amount,
+            order::Column::ProviderTradeNo,
+            order::Column::PaidAt,
+        ])
+        .expr_as(
+            Expr::cust("(SELECT fee FROM order_fees WHERE order_fees.order_id = orders.id)"),
+            "fee",
+        )
 }
 
 fn order_lines(

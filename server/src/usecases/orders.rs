@@ -270,7 +270,10 @@ pub(crate) async fn publish_order_change(
     if !change.status_changed() && change.flag.is_none() {
         return Ok(());
     }
-    let view = serde_json::to_string(&OrderView::from_model(&change.order)?)
+    // The fee as the transaction sees it (a statement run may have recorded one since the order
+    // was read).
+    let fee = order_store::order_fee(txn, &change.order.id).await?;
+    let view = serde_json::to_string(&OrderView::from_model(&change.order, fee)?)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut types = Vec::new();
     if change.status_changed() {
@@ -478,6 +481,25 @@ pub async fn close_order(
             Err(provider_failure(&o.provider, ProviderError::AlreadyPaid))
         }
     }
+}
+
+/// An order as the merchant sees it: its row and its fee, once its statement is reconciled.
+pub async fn order_view(state: &AppState, o: &order::Model) -> Result<OrderView, Failure> {
+    let fee = order_store::order_fee(state.store.reader(), &o.id).await?;
+    Ok(OrderView::from_model(o, fee)?)
+}
+
+/// Orders as the merchant sees them, their fees read in one query.
+pub async fn order_views(
+    state: &AppState,
+    orders: &[order::Model],
+) -> Result<Vec<OrderView>, Failure> {
+    let fees =
+        order_store::order_fees(state.store.reader(), orders.iter().map(|o| o.id.clone())).await?;
+    Ok(orders
+        .iter()
+        .map(|o| OrderView::from_model(o, fees.get(&o.id).copied()))
+        .collect::<Result<_, _>>()?)
 }
 
 /// A tenant's order, or `not_found`.

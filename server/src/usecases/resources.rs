@@ -60,8 +60,8 @@ pub struct OrderView {
 }
 
 impl OrderView {
-    /// Build the view of a stored order.
-    pub fn from_model(o: &order::Model) -> Result<Self, StoreError> {
+    /// Build the view of a stored order, with its fee (`store::orders::order_fee`).
+    pub fn from_model(o: &order::Model, fee: Option<i64>) -> Result<Self, StoreError> {
         Ok(OrderView {
             out_trade_no: o.out_trade_no.clone(),
             provider: o.provider.clone(),
@@ -74,7 +74,7 @@ impl OrderView {
             flags: flags_of(o),
             provider_trade_no: o.provider_trade_no.clone(),
             refunded_amount: o.refunded_amount,
-            fee: o.fee,
+            fee,
             paid_at: o.paid_at,
             expires_at: o.expires_at,
             created_at: o.created_at,

@@ -746,12 +746,9 @@ async fn apply(
         if part.is_empty() {
             break;
         }
-        let tenant_id = row.tenant_id.clone();
         state
             .store
-            .write(move |txn| {
-                Box::pin(async move { store::set_fees_by_id(txn, &tenant_id, part).await })
-            })
+            .write(move |txn| Box::pin(async move { store::set_fees_by_id(txn, part).await }))
             .await?;
         pacer.step(1).await;
     }
