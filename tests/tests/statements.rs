@@ -866,7 +866,6 @@ async fn orders_the_day_table_cannot_hold_are_checked_the_full_way() {
                     o.status.to_owned(),
                     o.amount,
                     o.provider_trade_no.map(str::to_owned),
-                    o.fee,
                 ));
                 true
             },
@@ -875,18 +874,35 @@ async fn orders_the_day_table_cannot_hold_are_checked_the_full_way() {
         .unwrap();
         let wanted: Vec<_> = written
             .iter()
-            .map(|(id, no, _, status, amount, trade, _, fee)| {
+            .map(|(id, no, _, status, amount, trade, _, _)| {
                 (
                     id.clone(),
                     no.clone(),
                     status.clone(),
                     *amount,
                     trade.clone(),
-                    *fee,
                 )
             })
             .collect();
         assert_eq!(looked, wanted, "{name}");
+        // The fees recorded for them, read apart by their ids' range: U0's only.
+        let mut ids: Vec<&String> = written.iter().map(|w| &w.0).collect();
+        ids.sort();
+        let mut recorded = Vec::new();
+        let (read, _) = paybridge_server::store::statements::each_fee_between(
+            &gw.state.store,
+            (ids[0], ids[ids.len() - 1]),
+            None,
+            100,
+            &mut |id, fee| recorded.push((id.to_owned(), fee)),
+        )
+        .await
+        .unwrap();
+        let wanted_fees: Vec<_> = written
+            .iter()
+            .filter_map(|w| w.7.map(|fee| (w.0.clone(), fee)))
+            .collect();
+        assert_eq!((read, recorded), (1, wanted_fees), "{name}");
         let last = written.last().unwrap();
         assert_eq!(
             (page.read, page.refused, page.last_taken),

@@ -37,7 +37,11 @@ pub mod order {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        /// Its fee, once its statement is reconciled.
+        #[sea_orm(has_one = "super::order_fee::Entity")]
+        Fee,
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }
@@ -56,7 +60,21 @@ pub mod order_fee {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        /// The order it is the fee of (no foreign key in the schema).
+        #[sea_orm(
+            belongs_to = "super::order::Entity",
+            from = "Column::OrderId",
+            to = "super::order::Column::Id"
+        )]
+        Order,
+    }
+
+    impl Related<super::order::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Order.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }

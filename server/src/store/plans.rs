@@ -45,8 +45,8 @@ pub fn hot_queries(backend: DbBackend) -> Vec<(&'static str, Statement)> {
             o.build(backend),
         ),
         (
-            "statement: a day's paid orders, next page (with each one's fee)",
-            super::statements::order_line_columns(super::statements::paid_between_query(
+            "statement: a day's paid orders, next page",
+            super::statements::paid_order_columns(super::statements::paid_between_query(
                 "demo",
                 "wechat_miniprogram",
                 day,
@@ -54,6 +54,11 @@ pub fn hot_queries(backend: DbBackend) -> Vec<(&'static str, Statement)> {
                 1000,
             ))
             .build(backend),
+        ),
+        (
+            "statement: the recorded fees of a day's orders, next page",
+            super::statements::fees_between_query((&sample.id, &sample.id), Some(&sample.id), 1000)
+                .build(backend),
         ),
         (
             "an order's fee (its JSON)",

@@ -5,11 +5,13 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
 };
 
 use super::StoreError;
-use crate::db::entities::{order, refund, statement, statement_discrepancy, statement_run};
+use crate::db::entities::{
+    order, order_fee, refund, statement, statement_discrepancy, statement_run,
+};
 
 /// One difference to write.
 #[derive(Debug, Clone)]
@@ -404,24 +406,31 @@ pub struct OrderLine {
     pub fee: Option<i64>,
 }
 
-/// The columns of an [`OrderLine`], in the order [`each_paid_between`] reads them on SQLite.
-pub(crate) fn order_line_columns(
-    q: sea_orm::Select<order::Entity>,
-) -> sea_orm::Select<order::Entity> {
-    q.select_only()
-        .columns([
-            order::Column::Id,
-            order::Column::OutTradeNo,
-            order::Column::Provider,
-            order::Column::Status,
-            order::Column::Amount,
-            order::Column::ProviderTradeNo,
-            order::Column::PaidAt,
-        ])
+/// The columns of an [`OrderLine`]: [`paid_order_columns`] and the order's fee.
+fn order_line_columns(q: sea_orm::Select<order::Entity>) -> sea_orm::Select<order::Entity> {
+    paid_order_columns(q)
         .expr_as(
-            Expr::cust("(SELECT fee FROM order_fees WHERE order_fees.order_id = orders.id)"),
+            Expr::col((order_fee::Entity, order_fee::Column::Fee)),
             "fee",
         )
+        .join(sea_orm::JoinType::LeftJoin, order::Relation::Fee.def())
+}
+
+/// The columns of a day's walk, in the order [`each_paid_between`] reads them on SQLite (the
+/// fees are read apart, by [`each_fee_between`]: a lookup of each order's fee in the walk cost
+/// 0.4-0.6 s in 10^6).
+pub(crate) fn paid_order_columns(
+    q: sea_orm::Select<order::Entity>,
+) -> sea_orm::Select<order::Entity> {
+    q.select_only().columns([
+        order::Column::Id,
+        order::Column::OutTradeNo,
+        order::Column::Provider,
+        order::Column::Status,
+        order::Column::Amount,
+        order::Column::ProviderTradeNo,
+        order::Column::PaidAt,
+    ])
 }
 
 fn order_lines(
@@ -516,6 +525,58 @@ pub async fn paid_between<C: ConnectionTrait>(
     )
 }
 
+/// The query of a page of recorded fees of orders with ids in `[ids.0, ids.1]`, after `after`,
+/// by `order_fees`' primary key.
+pub fn fees_between_query(
+    ids: (&str, &str),
+    after: Option<&str>,
+    limit: u64,
+) -> sea_orm::Select<order_fee::Entity> {
+    let q = order_fee::Entity::find().filter(order_fee::Column::OrderId.lte(ids.1));
+    let q = match after {
+        Some(after) => q.filter(order_fee::Column::OrderId.gt(after)),
+        None => q.filter(order_fee::Column::OrderId.gte(ids.0)),
+    };
+    q.order_by_asc(order_fee::Column::OrderId).limit(limit)
+}
+
+/// Hand `each` the recorded fees of a page of [`fees_between_query`]: `(rows read, the last
+/// order id)`. A day's orders have ids (UUIDv7, in time order) in a narrow range, so this reads
+/// their fees in one pass over `order_fees`, with the fees of a few orders of other days.
+pub async fn each_fee_between(
+    store: &super::Store,
+    ids: (&str, &str),
+    after: Option<&str>,
+    limit: u64,
+    each: &mut (dyn FnMut(&str, i64) + Send),
+) -> Result<(u64, Option<String>), StoreError> {
+    let q = fees_between_query(ids, after, limit);
+    let mut read = 0;
+    let Some(walker) = store.sqlite_walker() else {
+        let mut last = None;
+        for f in q.all(store.reader()).await? {
+            read += 1;
+            each(&f.order_id, f.fee);
+            last = Some(f.order_id);
+        }
+        return Ok((read, last));
+    };
+    use sea_orm::QueryTrait;
+    let st = q.build(sea_orm::DbBackend::Sqlite);
+    let mut last_id = String::new();
+    walker.for_each_row(&st, |row| {
+        let c = crate::db::sqlite::Cells(row);
+        // order_fees: order_id, fee.
+        let id = c.str(0)?;
+        each(id, c.int(1)?);
+        read += 1;
+        last_id.clear();
+        last_id.push_str(id);
+        Ok(true)
+    })?;
+    Ok((read, (read > 0).then_some(last_id)))
+}
+
 /// One order of a day's walk, borrowed from the row being read.
 #[derive(Debug, Clone, Copy)]
 pub struct PaidOrder<'a> {
@@ -529,8 +590,6 @@ pub struct PaidOrder<'a> {
     pub amount: i64,
     /// The provider's trade number.
     pub provider_trade_no: Option<&'a str>,
-    /// The fee a reconciled bill gave it.
-    pub fee: Option<i64>,
 }
 
 /// Where a page of [`each_paid_between`] ended.
@@ -567,7 +626,6 @@ pub async fn each_paid_between(
                 status: &o.status,
                 amount: o.amount,
                 provider_trade_no: o.provider_trade_no.as_deref(),
-                fee: o.fee,
             });
             if !taken {
                 page.refused = true;
@@ -578,13 +636,13 @@ pub async fn each_paid_between(
         return Ok(page);
     };
     use sea_orm::QueryTrait;
-    let st = order_line_columns(q).build(sea_orm::DbBackend::Sqlite);
+    let st = paid_order_columns(q).build(sea_orm::DbBackend::Sqlite);
     let (mut page, mut taken) = (WalkPage::default(), false);
     let (mut last_at, mut last_id) = (String::new(), String::new());
     walker.for_each_row(&st, |row| {
         let c = crate::db::sqlite::Cells(row);
-        // The columns of `order_line_columns`: id, out_trade_no, provider, status, amount,
-        // provider_trade_no, paid_at, fee.
+        // The columns of `paid_order_columns`: id, out_trade_no, provider, status, amount,
+        // provider_trade_no, paid_at.
         let id = c.str(0)?;
         let order = PaidOrder {
             id,
@@ -592,7 +650,6 @@ pub async fn each_paid_between(
             status: c.str(3)?,
             amount: c.int(4)?,
             provider_trade_no: c.opt_str(5)?,
-            fee: c.opt_int(7)?,
         };
         page.read += 1;
         if !each(order) {

@@ -49,6 +49,9 @@ pub struct DayBook {
     entries: Vec<Entry>,
     /// Each entry's place in `entries`, by the digest of its number.
     index: hashbrown::HashTable<u32>,
+    /// The places in `entries` in the order of their ids, while the recorded fees are read
+    /// ([`DayBook::ids`] to [`DayBook::fees_read`]).
+    by_id: Vec<u32>,
 }
 
 impl Default for DayBook {
@@ -57,6 +60,7 @@ impl Default for DayBook {
             hasher: std::hash::RandomState::new(),
             entries: Vec::new(),
             index: hashbrown::HashTable::new(),
+            by_id: Vec::new(),
         }
     }
 }
@@ -179,6 +183,49 @@ impl DayBook {
         }
     }
 
+    /// The lowest and the highest id held (canonical UUID text), to read the fees recorded for
+    /// the orders held ([`DayBook::recorded_fee`]); `None` when nothing is held.
+    pub fn ids(&mut self) -> Option<(String, String)> {
+        let entries = &self.entries;
+        self.by_id = (0..u32::try_from(entries.len()).unwrap_or(u32::MAX)).collect();
+        self.by_id.sort_unstable_by_key(|&j| {
+            entries
+                .get(usize::try_from(j).unwrap_or(usize::MAX))
+                .map(|e| e.id)
+        });
+        let text = |j: &u32| {
+            let e = entries.get(usize::try_from(*j).unwrap_or(usize::MAX))?;
+            Some(uuid::Uuid::from_bytes(e.id).hyphenated().to_string())
+        };
+        Some((text(self.by_id.first()?)?, text(self.by_id.last()?)?))
+    }
+
+    /// The fee already recorded for order `id`, if it is held (anything else is left alone).
+    pub fn recorded_fee(&mut self, id: &str, fee: i64) {
+        let Some(id) = uuid_bytes(id) else {
+            return;
+        };
+        let entries = &mut self.entries;
+        let found = self.by_id.binary_search_by(|&j| {
+            entries
+                .get(usize::try_from(j).unwrap_or(usize::MAX))
+                .map_or(std::cmp::Ordering::Greater, |e| e.id.cmp(&id))
+        });
+        if let Ok(at) = found
+            && let Some(e) = self
+                .by_id
+                .get(at)
+                .and_then(|&j| entries.get_mut(usize::try_from(j).unwrap_or(usize::MAX)))
+        {
+            e.fee = fee;
+        }
+    }
+
+    /// The recorded fees are read: the id order is no longer kept.
+    pub fn fees_read(&mut self) {
+        self.by_id = Vec::new();
+    }
+
     /// The fees the bill gave the orders held, by order id, in the order they were added: only
     /// those that differ from the fee the order had (a re-run of a day writes none again).
     pub fn fees(&self) -> impl Iterator<Item = (String, i64)> + '_ {
@@ -277,6 +324,36 @@ mod tests {
         let fees: Vec<(String, i64)> = book.fees().collect();
         assert_eq!(fees.len(), settled);
         assert_eq!(fees[0], (id(1), 3));
+    }
+
+    /// The fees already recorded are read by id (the orders' range, in any order, with ids of
+    /// orders not held): an order whose line gives the same fee is not written again.
+    #[test]
+    fn recorded_fees_are_not_written_again() {
+        let mut book = DayBook::default();
+        // Added out of id order, as a day's payments can be.
+        for n in [5u128, 2, 9, 7] {
+            assert!(book.add(
+                &id(n),
+                &format!("T{n}"),
+                Some(&format!("42{n}")),
+                (Fen::new(100), None),
+                OrderStatus::Paid,
+            ));
+        }
+        assert_eq!(book.ids(), Some((id(2), id(9))));
+        book.recorded_fee(&id(7), 3);
+        book.recorded_fee(&id(2), 4);
+        book.recorded_fee(&id(6), 3);
+        book.recorded_fee("not-a-uuid", 3);
+        book.fees_read();
+        for n in [5u128, 2, 9, 7] {
+            assert!(book.settle(&line(&format!("T{n}"), &format!("42{n}"), 100, "SUCCESS")));
+        }
+        // Each line gives fee 3: 7 had it, 2 had another, 5 and 9 had none.
+        let fees: Vec<(String, i64)> = book.fees().collect();
+        assert_eq!(fees, vec![(id(5), 3), (id(2), 3), (id(9), 3)]);
+        assert_eq!(DayBook::default().ids(), None);
     }
 
     /// Two orders under one digest are both held, and a line that finds both goes the full way.

@@ -363,7 +363,7 @@ async fn read_day(
                 o.id,
                 o.out_trade_no,
                 o.provider_trade_no,
-                (amount, o.fee),
+                (amount, None),
                 status,
             )
         };
@@ -384,12 +384,42 @@ async fn read_day(
             after = Some(last);
         }
         if page.refused {
+            read_recorded_fees(state, &mut book).await?;
             return Ok((book, Some(after)));
         }
         if page.read < WALK_PAGE {
+            read_recorded_fees(state, &mut book).await?;
             return Ok((book, None));
         }
     }
+}
+
+/// The fees already recorded for the orders held (a re-run of a day writes only those that
+/// differ): one pass over `order_fees` between the lowest and the highest id held.
+async fn read_recorded_fees(state: &AppState, book: &mut DayBook) -> Result<(), Failure> {
+    let Some((first, last)) = book.ids() else {
+        return Ok(());
+    };
+    let mut after: Option<String> = None;
+    let mut pacer = Pacer::new(state.store.shared_write_stats());
+    loop {
+        pacer.step(0).await;
+        let mut each = |id: &str, fee: i64| book.recorded_fee(id, fee);
+        let (read, last_id) = store::each_fee_between(
+            &state.store,
+            (&first, &last),
+            after.as_deref(),
+            WALK_PAGE,
+            &mut each,
+        )
+        .await?;
+        if read < WALK_PAGE {
+            break;
+        }
+        after = last_id;
+    }
+    book.fees_read();
+    Ok(())
 }
 
 fn paybridge_only_order(o: &store::OrderLine) -> NewDiscrepancy {
