@@ -336,3 +336,45 @@ async fn a_repeated_refund_report_changes_nothing_not_even_updated_at() {
         gw.finish().await;
     }
 }
+
+/// An order's fee, recorded by its statement beside the order's row, is in the order's JSON and in
+/// the events of its later changes: the webhook's view reads it in the transaction that writes the
+/// change.
+#[tokio::test]
+async fn a_refund_event_carries_the_orders_fee() {
+    use sea_orm::ConnectionTrait;
+    for backend in backends() {
+        let t = tenant("ref_fee", 43);
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let no = paid_order(&gw, &t, Provider::Alipay, 300).await;
+        gw.state
+            .store
+            .db()
+            .execute_unprepared(&format!(
+                "INSERT INTO order_fees (order_id, fee) SELECT id, 7 FROM orders \
+                 WHERE out_trade_no = '{no}'"
+            ))
+            .await
+            .unwrap();
+        let (status, r) = refund(&gw, &t.id, &no, "FEE-1", 100).await;
+        assert_eq!(status, 201, "{}: {r}", backend.name());
+        settle(&gw, &t, Provider::Alipay, &no, "FEE-1").await;
+        let events = gw.state.store.outbox(&t.id).await.unwrap();
+        let refunded = events
+            .iter()
+            .find(|e| e.event_type == "order.partially_refunded")
+            .unwrap();
+        let data: serde_json::Value = serde_json::from_str(&refunded.data).unwrap();
+        assert_eq!(
+            (&data["status"], &data["fee"]),
+            (
+                &serde_json::json!("partially_refunded"),
+                &serde_json::json!(7)
+            ),
+            "{}: {data}",
+            backend.name()
+        );
+        assert_eq!(order(&gw, &t.id, &no).await["fee"], 7, "{}", backend.name());
+        gw.finish().await;
+    }
+}

@@ -271,8 +271,14 @@ pub(crate) async fn publish_order_change(
         return Ok(());
     }
     // The fee as the transaction sees it (a statement run may have recorded one since the order
-    // was read).
-    let fee = order_store::order_fee(txn, &change.order.id).await?;
+    // was read). A pending order has none: a run records fees only for orders it found paid or
+    // later (matched, or healed once paid), and no transition leads back to pending. So a
+    // payment's change, the hot path, reads nothing more.
+    let fee = if change.from == OrderStatus::Pending {
+        None
+    } else {
+        order_store::order_fee(txn, &change.order.id).await?
+    };
     let view = serde_json::to_string(&OrderView::from_model(&change.order, fee)?)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut types = Vec::new();
