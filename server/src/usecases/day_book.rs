@@ -41,6 +41,8 @@ struct Entry {
     seen: bool,
     /// Its bill line gave it another fee than the one it had: to be written.
     fee_changed: bool,
+    /// Another order held has a number with the same digest.
+    shared: bool,
 }
 
 /// The day's orders (see the module documentation).
@@ -52,6 +54,10 @@ pub struct DayBook {
     /// The places in `entries` in the order of their ids, while the recorded fees are read
     /// ([`DayBook::ids`] to [`DayBook::fees_read`]).
     by_id: Vec<u32>,
+    /// The entry after the last one a line settled: a bill lists its payments in time order,
+    /// the day's orders were added in the order they were paid, so the next line's order is
+    /// most often this one, found without the index.
+    next: usize,
 }
 
 impl Default for DayBook {
@@ -61,6 +67,7 @@ impl Default for DayBook {
             entries: Vec::new(),
             index: hashbrown::HashTable::new(),
             by_id: Vec::new(),
+            next: 0,
         }
     }
 }
@@ -120,6 +127,10 @@ impl DayBook {
             return false;
         }
         let key = self.digest(out_trade_no);
+        let held: Vec<usize> = self.positions(key).collect();
+        for &i in &held {
+            self.entries[i].shared = true;
+        }
         self.entries.push(Entry {
             key,
             trade: provider_trade_no.map_or(0, |t| self.digest(t)),
@@ -130,6 +141,7 @@ impl DayBook {
             has_trade: provider_trade_no.is_some(),
             seen: false,
             fee_changed: false,
+            shared: !held.is_empty(),
         });
         // LIMIT fits a u32.
         let n = u32::try_from(self.entries.len() - 1).unwrap_or(u32::MAX);
@@ -145,11 +157,14 @@ impl DayBook {
     /// keeps the line's fee. `false`: the line goes the full way.
     pub fn settle(&mut self, line: &BillLine) -> bool {
         let key = self.digest(&line.out_trade_no);
-        let only = {
-            let mut found = self.positions(key);
-            match (found.next(), found.next()) {
-                (Some(i), None) => Some(i),
-                _ => None,
+        let only = match self.entries.get(self.next) {
+            Some(e) if e.key == key && !e.shared => Some(self.next),
+            _ => {
+                let mut found = self.positions(key);
+                match (found.next(), found.next()) {
+                    (Some(i), None) => Some(i),
+                    _ => None,
+                }
             }
         };
         let Some(i) = only else {
@@ -166,6 +181,7 @@ impl DayBook {
             e.fee = line.fee_fen;
             e.fee_changed = true;
         }
+        self.next = i + 1;
         true
     }
 
