@@ -63,11 +63,11 @@ pub struct StatsQuery {
     pub bucket: Option<String>,
 }
 
-async fn console_order(state: &AppState, o: &order::Model) -> Result<ConsoleOrder, ApiError> {
-    Ok(ConsoleOrder {
+fn console_order(o: &order::Model, order: OrderView) -> ConsoleOrder {
+    ConsoleOrder {
         tenant: o.tenant_id.clone(),
-        order: orders::order_view(state, o).await?,
-    })
+        order,
+    }
 }
 
 /// Search orders across tenants, newest first.
@@ -93,10 +93,7 @@ pub async fn search_orders(
     let orders = rows
         .iter()
         .zip(views)
-        .map(|(o, order)| ConsoleOrder {
-            tenant: o.tenant_id.clone(),
-            order,
-        })
+        .map(|(o, order)| console_order(o, order))
         .collect();
     Ok(HttpResponse::Ok().json(OrderPage {
         orders,
@@ -128,7 +125,7 @@ pub async fn order_timeline(
         .map(crate::api::events::view)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(OrderTimeline {
-        order: console_order(&state, &t.order).await?,
+        order: console_order(&t.order, orders::order_view(&state, &t.order).await?),
         refunds: t
             .records
             .refunds
@@ -187,7 +184,9 @@ async fn order_action(
         result,
     )
     .await;
-    Ok(HttpResponse::Ok().json(console_order(state, &done?).await?))
+    let done = done?;
+    let view = orders::order_view(state, &done).await?;
+    Ok(HttpResponse::Ok().json(console_order(&done, view)))
 }
 
 /// Ask the provider for the order's state and apply it (a full admin token; audited).
