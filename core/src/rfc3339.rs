@@ -4,8 +4,8 @@
 //! fewest that hold the nanoseconds exactly.
 //!
 //! The storage binds every time this way and each notification's outbox payload holds four; with
-//! `core::fmt` one took 800–2 600 instructions, here about 100. Years outside 0000–9999 and leap
-//! seconds are handed to chrono.
+//! `core::fmt` one took 800–2 600 instructions, here about 400 with its `String` (callgrind, the
+//! notify benchmark). Years outside 0000–9999 and leap seconds are handed to chrono.
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
@@ -43,7 +43,7 @@ pub fn serialize_opt<S: serde::Serializer>(
     }
 }
 
-/// Write `digits` as `N` decimal digits (the lowest ones) at `buf[at..]`.
+/// Write `value` as `N` decimal digits (its lowest ones) at `buf[at..]`.
 fn digits<const N: usize>(buf: &mut [u8; MAX], at: usize, mut value: u32) {
     if let Some(out) = buf.get_mut(at..at + N) {
         for b in out.iter_mut().rev() {
