@@ -110,14 +110,15 @@ impl DayBook {
             .filter(move |&i| self.entries[i].key == key)
     }
 
-    /// Hold an order (with the fee it has, if any). `false` (nothing held) when the book is full,
-    /// or the id is no UUID: the caller checks that order the full way.
+    /// Hold an order (its recorded fee, if any, comes later: [`DayBook::recorded_fee`]). `false`
+    /// (nothing held) when the book is full, or the id is no UUID: the caller checks that order
+    /// the full way.
     pub fn add(
         &mut self,
         id: &str,
         out_trade_no: &str,
         provider_trade_no: Option<&str>,
-        (amount, fee): (Fen, Option<i64>),
+        amount: Fen,
         status: OrderStatus,
     ) -> bool {
         let Some(id) = uuid_bytes(id) else {
@@ -135,7 +136,7 @@ impl DayBook {
             key,
             trade: provider_trade_no.map_or(0, |t| self.digest(t)),
             amount: amount.get(),
-            fee: fee.unwrap_or(NO_FEE),
+            fee: NO_FEE,
             id,
             status,
             has_trade: provider_trade_no.is_some(),
@@ -301,7 +302,7 @@ mod tests {
                 &id(u128::from(n)),
                 &format!("T{n}"),
                 Some(&format!("42{n}")),
-                (Fen::new(i64::from(n) + 100), None),
+                Fen::new(i64::from(n) + 100),
                 status,
             ));
         }
@@ -353,7 +354,7 @@ mod tests {
                 &id(n),
                 &format!("T{n}"),
                 Some(&format!("42{n}")),
-                (Fen::new(100), None),
+                Fen::new(100),
                 OrderStatus::Paid,
             ));
         }
@@ -377,13 +378,7 @@ mod tests {
     fn a_line_that_finds_two_orders_goes_the_full_way() {
         let mut book = DayBook::default();
         for n in 0..2u128 {
-            assert!(book.add(
-                &id(n),
-                "T1",
-                Some("421"),
-                (Fen::new(100), None),
-                OrderStatus::Paid
-            ));
+            assert!(book.add(&id(n), "T1", Some("421"), Fen::new(100), OrderStatus::Paid));
         }
         assert!(!book.settle(&line("T1", "421", 100, "SUCCESS")));
         book.see("T1", &id(1));
@@ -394,17 +389,26 @@ mod tests {
     #[test]
     fn only_fees_that_change_are_written() {
         let mut book = DayBook::default();
-        for (n, fee) in [(1u128, Some(3)), (2, Some(2)), (3, None)] {
-            let no = format!("T{n}");
+        let orders = [(1u128, Some(3)), (2, Some(2)), (3, None)];
+        for (n, _) in orders {
             assert!(book.add(
                 &id(n),
-                &no,
+                &format!("T{n}"),
                 Some(&format!("42{n}")),
-                (Fen::new(100), fee),
+                Fen::new(100),
                 OrderStatus::Paid
             ));
+        }
+        book.ids();
+        for (n, fee) in orders {
+            if let Some(fee) = fee {
+                book.recorded_fee(&id(n), fee);
+            }
+        }
+        book.fees_read();
+        for (n, _) in orders {
             // Every line's fee is 3.
-            assert!(book.settle(&line(&no, &format!("42{n}"), 100, "SUCCESS")));
+            assert!(book.settle(&line(&format!("T{n}"), &format!("42{n}"), 100, "SUCCESS")));
         }
         let fees: Vec<(String, i64)> = book.fees().collect();
         assert_eq!(fees, vec![(id(2), 3), (id(3), 3)]);
@@ -416,17 +420,11 @@ mod tests {
         let mut book = DayBook::default();
         let upper = id(0xab5).to_uppercase();
         assert_ne!(upper, id(0xab5));
-        assert!(!book.add(&upper, "T5", None, (Fen::new(1), None), OrderStatus::Paid));
-        assert!(!book.add("ord_5", "T5", None, (Fen::new(1), None), OrderStatus::Paid));
+        assert!(!book.add(&upper, "T5", None, Fen::new(1), OrderStatus::Paid));
+        assert!(!book.add("ord_5", "T5", None, Fen::new(1), OrderStatus::Paid));
         assert!(book.is_empty());
         // Without a trade number an order is held, but never matched here.
-        assert!(book.add(
-            &id(0xab5),
-            "T5",
-            None,
-            (Fen::new(1), None),
-            OrderStatus::Paid
-        ));
+        assert!(book.add(&id(0xab5), "T5", None, Fen::new(1), OrderStatus::Paid));
         assert!(!book.settle(&line("T5", "", 1, "SUCCESS")));
     }
 }

@@ -359,13 +359,7 @@ async fn read_day(
                 }
             };
             let amount = paybridge_core::money::Fen::new(o.amount);
-            book.add(
-                o.id,
-                o.out_trade_no,
-                o.provider_trade_no,
-                (amount, None),
-                status,
-            )
+            book.add(o.id, o.out_trade_no, o.provider_trade_no, amount, status)
         };
         let page = store::each_paid_between(
             &state.store,
