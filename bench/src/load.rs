@@ -66,7 +66,8 @@ pub struct LoadConfig {
     pub driver_core: Option<usize>,
     /// The gateway, whose CPU time is sampled at both edges of the measured window.
     pub gateway_pid: Option<u32>,
-    /// The gateway's core, whose steal time (a VM's lost CPU) is sampled the same way.
+    /// The gateway's core, whose I/O wait and steal time (a VM's lost CPU) are sampled the same
+    /// way.
     pub gateway_core: Option<usize>,
 }
 
@@ -85,6 +86,8 @@ pub struct LoadResult {
     pub gateway_cpu_ticks: Option<u64>,
     /// Clock ticks the hypervisor took from the gateway's core during the window.
     pub steal_ticks: Option<u64>,
+    /// Clock ticks the gateway's core sat idle waiting for the disk during the window.
+    pub iowait_ticks: Option<u64>,
     pub success_tags: Vec<usize>,
     /// The workload ran out before the duration ended.
     pub exhausted: bool,
@@ -230,9 +233,7 @@ async fn drive(
     let sample_cpu = || {
         (
             config.gateway_pid.and_then(|p| procfs::cpu_ticks(p).ok()),
-            config
-                .gateway_core
-                .and_then(|c| procfs::steal_ticks(c).ok()),
+            config.gateway_core.and_then(|c| procfs::core_ticks(c).ok()),
         )
     };
     let (window_start, cpu_start) = if config.warmup.is_zero() {
@@ -278,7 +279,8 @@ async fn drive(
         latency_us: total.latency_us,
         window,
         gateway_cpu_ticks: delta(cpu_start.0, cpu_end.0),
-        steal_ticks: delta(cpu_start.1, cpu_end.1),
+        steal_ticks: delta(cpu_start.1.map(|t| t.steal), cpu_end.1.map(|t| t.steal)),
+        iowait_ticks: delta(cpu_start.1.map(|t| t.iowait), cpu_end.1.map(|t| t.iowait)),
         success_tags: total.tags,
         exhausted,
     })

@@ -33,19 +33,37 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(field(11)? + field(12)?)
 }
 
-/// Steal time of one core so far (the hypervisor ran something else), in clock ticks.
-pub fn steal_ticks(core: usize) -> anyhow::Result<u64> {
-    let stat = fs::read_to_string("/proc/stat")?;
+/// Two of one core's times so far, in clock ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreTicks {
+    /// Idle while a task that last ran there waited for the disk (a commit's fsync).
+    pub iowait: u64,
+    /// The hypervisor ran something else.
+    pub steal: u64,
+}
+
+/// [`CoreTicks`] of one core, from `/proc/stat`.
+pub fn core_ticks(core: usize) -> anyhow::Result<CoreTicks> {
+    core_ticks_in(&fs::read_to_string("/proc/stat")?, core)
+}
+
+fn core_ticks_in(stat: &str, core: usize) -> anyhow::Result<CoreTicks> {
     let name = format!("cpu{core}");
     let line = stat
         .lines()
         .find(|l| l.split_whitespace().next() == Some(name.as_str()))
         .ok_or_else(|| anyhow!("/proc/stat: no {name}"))?;
     // cpuN user nice system idle iowait irq softirq steal …
-    line.split_whitespace()
-        .nth(8)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("/proc/stat: no steal for {name}"))
+    let field = |i: usize, what: &str| {
+        line.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("/proc/stat: no {what} for {name}"))
+    };
+    Ok(CoreTicks {
+        iowait: field(5, "iowait")?,
+        steal: field(8, "steal")?,
+    })
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 if that fails).
@@ -58,4 +76,27 @@ pub fn clock_ticks_per_second() -> u64 {
         .and_then(|s| s.trim().parse().ok())
         .filter(|&t| t > 0)
         .unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fields are read by their place in the core's line, not the summary `cpu` line's.
+    #[test]
+    fn a_cores_iowait_and_steal_are_its_fifth_and_eighth_numbers() {
+        let stat = "cpu  900 800 700 600 500 400 300 200 0 0\n\
+                    cpu0 10 11 12 13 14 15 16 17 0 0\n\
+                    cpu1 20 21 22 23 24 25 26 27 0 0\n\
+                    intr 1 2 3\n";
+        assert_eq!(
+            core_ticks_in(stat, 1).unwrap(),
+            CoreTicks {
+                iowait: 24,
+                steal: 27
+            }
+        );
+        assert_eq!(core_ticks_in(stat, 0).unwrap().iowait, 14);
+        assert!(core_ticks_in(stat, 2).is_err());
+    }
 }

@@ -125,6 +125,9 @@ pub struct ScenarioResult {
     pub peak_rss_mib: Option<f64>,
     /// Share of the gateway core's time the hypervisor took during the window, %.
     pub steal_percent: Option<f64>,
+    /// Share of the gateway core's time it sat idle waiting for the disk (the commits'
+    /// fsync), %.
+    pub iowait_percent: Option<f64>,
     /// Throughput over the limit it is compared with, and the limit's name.
     pub ratio: Option<(f64, String)>,
     /// That limit.
@@ -178,6 +181,10 @@ impl ScenarioResult {
                 .steal_ticks
                 .filter(|_| window_secs > 0.0)
                 .map(|t| f64_of(t) / f64_of(ctx.clk_tck) / window_secs * 100.0),
+            iowait_percent: load
+                .iowait_ticks
+                .filter(|_| window_secs > 0.0)
+                .map(|t| f64_of(t) / f64_of(ctx.clk_tck) / window_secs * 100.0),
             error_examples: load.error_examples.clone(),
             ..ScenarioResult::default()
         })
@@ -224,10 +231,11 @@ impl ScenarioResult {
                 println!("     latency ms: p50 {p50:.2}  p90 {p90:.2}  p99 {p99:.2}  max {max:.2}");
             }
             println!(
-                "     gateway: CPU {} ms/req, CPU {} %, peak RSS {} MiB; steal on its core {} %",
+                "     gateway: CPU {} ms/req, CPU {} %, peak RSS {} MiB; its core: I/O wait {} %, steal {} %",
                 opt(self.cpu_ms_per_request, 3),
                 opt(self.cpu_percent, 0),
                 opt(self.peak_rss_mib, 1),
+                opt(self.iowait_percent, 1),
                 opt(self.steal_percent, 1)
             );
             if let Some((ratio, name)) = &self.ratio {
@@ -418,6 +426,13 @@ pub fn markdown(s: &Summary<'_>) -> String {
                     lines.push(format!(
                         "- seed {} {}: the hypervisor took {steal:.1} % of the gateway's core \
                          (steal) during the window",
+                        r.seed, r.scenario
+                    ));
+                }
+                if let Some(wait) = r.iowait_percent.filter(|&p| p >= 1.0) {
+                    lines.push(format!(
+                        "- seed {} {}: the gateway's core sat idle {wait:.1} % of the window \
+                         waiting for the disk (I/O wait: the commits' fsync)",
                         r.seed, r.scenario
                     ));
                 }
