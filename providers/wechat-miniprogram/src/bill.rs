@@ -62,8 +62,22 @@ impl Columns {
 /// The fields of a backquoted line: `` `a,`b,`c `` → `a`, `b`, `c`. A field may hold commas; it
 /// cannot hold `` ,` ``.
 fn fields(line: &str) -> Option<Vec<&str>> {
-    line.strip_prefix('`')
-        .map(|rest| rest.split(",`").collect())
+    let rest = line.strip_prefix('`')?;
+    let bytes = rest.as_bytes();
+    let mut values = Vec::with_capacity(32);
+    let mut start = 0;
+    // Each backquote after a comma ends a field: `str::split(",`")`, found with `memchr` (the
+    // two-way searcher of `split` took 13 % of a reconciliation). The comma ending a field is
+    // never the backquote starting the next, so the pairs cannot overlap; both are ASCII, so
+    // every cut is at a character boundary.
+    for at in memchr::memchr_iter(b'`', bytes) {
+        if at > start && bytes[at - 1] == b',' {
+            values.push(rest.get(start..at - 1)?);
+            start = at + 1;
+        }
+    }
+    values.push(rest.get(start..)?);
+    Some(values)
 }
 
 fn money(value: &str, column: &str, line: u64) -> Result<i64, BillError> {
@@ -92,7 +106,7 @@ fn non_empty(value: &str) -> Option<String> {
 /// summary once it has been checked against the lines. A line that `each` refuses stops the
 /// parse with that error.
 pub fn parse_trade_bill<R: BufRead>(
-    reader: R,
+    mut reader: R,
     mut each: impl FnMut(BillLine) -> Result<(), BillError>,
 ) -> Result<BillSummary, BillError> {
     let mut columns: Option<Columns> = None;
@@ -100,12 +114,23 @@ pub fn parse_trade_bill<R: BufRead>(
     let mut stated: Option<Vec<String>> = None;
     let mut summed = BillSummary::default();
     let mut number = 0u64;
-    for raw in reader.split(b'\n') {
+    // One buffer for every line (`BufRead::split` allocates one a line).
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        let read = reader
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => BillError::Truncated(e.to_string()),
+                _ => BillError::Io(e.to_string()),
+            })?;
+        if read == 0 {
+            break;
+        }
+        if raw.last() == Some(&b'\n') {
+            raw.pop();
+        }
         number += 1;
-        let raw = raw.map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => BillError::Truncated(e.to_string()),
-            _ => BillError::Io(e.to_string()),
-        })?;
         let text = std::str::from_utf8(&raw).map_err(|_| BillError::Encoding("UTF-8"))?;
         let text = text.strip_suffix('\r').unwrap_or(text);
         let text = if number == 1 {
@@ -425,5 +450,28 @@ mod tests {
         let (lines, summary) = parse(empty.as_bytes()).unwrap();
         assert!(lines.is_empty());
         assert_eq!(summary, BillSummary::default());
+    }
+
+    proptest::proptest! {
+        /// A line splits into the fields `str::split(",`")` gives, whatever its commas,
+        /// backquotes and other characters.
+        #[test]
+        fn fields_are_what_split_gives(line in "[`,a中 ]{0,24}") {
+            let expected: Option<Vec<&str>> =
+                line.strip_prefix('`').map(|rest| rest.split(",`").collect());
+            proptest::prop_assert_eq!(fields(&line), expected);
+        }
+    }
+
+    /// The cases the property's alphabet makes rare: empty fields, a doubled backquote, a
+    /// backquote after a cut.
+    #[test]
+    fn fields_of_edge_lines() {
+        assert_eq!(fields("`a,`,`b"), Some(vec!["a", "", "b"]));
+        assert_eq!(fields("`a,``b"), Some(vec!["a", "`b"]));
+        assert_eq!(fields("`,`"), Some(vec!["", ""]));
+        assert_eq!(fields("`"), Some(vec![""]));
+        assert_eq!(fields("`a,b"), Some(vec!["a,b"]));
+        assert_eq!(fields("a,`b"), None);
     }
 }
