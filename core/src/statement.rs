@@ -122,6 +122,47 @@ pub fn check_total(field: &str, stated: i64, summed: i64) -> Result<(), BillErro
     }
 }
 
+/// The longest line a bill may hold. A bill's lines are a few hundred bytes; a file without line
+/// breaks (a wrong download, a binary) is refused at this length rather than read whole into
+/// memory.
+pub const MAX_BILL_LINE: usize = 1 << 20;
+
+/// Read line `line` (1-based) of a bill into `buf`, without its `\n`: `Ok(false)` at the end of
+/// the file. `io` says what a read error means (a truncated archive, say). A line longer than
+/// [`MAX_BILL_LINE`] is refused once that much of it was read.
+pub fn next_bill_line<R: std::io::BufRead>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    line: u64,
+    io: impl Fn(std::io::Error) -> BillError,
+) -> Result<bool, BillError> {
+    use std::io::{BufRead as _, Read as _};
+    buf.clear();
+    let limit = u64::try_from(MAX_BILL_LINE)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let read = (&mut *reader)
+        .take(limit)
+        .read_until(b'\n', buf)
+        .map_err(io)?;
+    if read == 0 {
+        return Ok(false);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    }
+    if buf.len() > MAX_BILL_LINE {
+        return Err(BillError::Malformed {
+            line,
+            reason: format!(
+                "longer than {} KiB without a line break: not a bill line",
+                MAX_BILL_LINE / 1024
+            ),
+        });
+    }
+    Ok(true)
+}
+
 /// The place of column `name` in a bill's header line (`line`), or why the bill does not have
 /// the published layout.
 pub fn column<S: AsRef<str>>(names: &[S], name: &str, line: u64) -> Result<usize, BillError> {
@@ -292,6 +333,56 @@ pub fn classify_refund(line: &BillLine, refund: Option<&RefundFacts>) -> LineVer
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lines_of(bytes: &[u8]) -> Result<Vec<Vec<u8>>, BillError> {
+        let mut reader = std::io::Cursor::new(bytes);
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        let io = |e: std::io::Error| BillError::Io(e.to_string());
+        while next_bill_line(&mut reader, &mut buf, out.len() as u64 + 1, io)? {
+            out.push(buf.clone());
+        }
+        Ok(out)
+    }
+
+    /// Lines as `BufRead::split(b'\n')` gives them, the last one with or without its break.
+    #[test]
+    fn a_bill_reads_line_by_line() {
+        assert_eq!(lines_of(b"").unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(lines_of(b"\n").unwrap(), vec![b"".to_vec()]);
+        assert_eq!(
+            lines_of(b"a\r\n\nb").unwrap(),
+            vec![b"a\r".to_vec(), b"".to_vec(), b"b".to_vec()]
+        );
+        assert_eq!(
+            lines_of(b"a\nb\n").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+    }
+
+    /// A line of the longest length reads; one byte more is refused at its own line, whether
+    /// a break follows or not.
+    #[test]
+    fn a_line_longer_than_the_limit_is_refused() {
+        let longest = vec![b'x'; MAX_BILL_LINE];
+        let mut ok = b"h\n".to_vec();
+        ok.extend_from_slice(&longest);
+        ok.extend_from_slice(b"\nz\n");
+        let read = lines_of(&ok).unwrap();
+        assert_eq!(read.len(), 3);
+        assert_eq!(read[1].len(), MAX_BILL_LINE);
+        for tail in [&b"\nz\n"[..], &b""[..]] {
+            let mut long = b"h\n".to_vec();
+            long.extend_from_slice(&longest);
+            long.push(b'x');
+            long.extend_from_slice(tail);
+            match lines_of(&long) {
+                Err(BillError::Malformed { line: 2, reason }) => {
+                    assert!(reason.contains("without a line break"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 
     fn line(
         kind: BillLineKind,

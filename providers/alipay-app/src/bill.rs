@@ -26,7 +26,7 @@ use std::io::{BufRead, BufReader, Read, Seek};
 
 use paybridge_core::money::Fen;
 use paybridge_core::statement::{
-    BillError, BillLine, BillLineKind, BillSummary, bill_fen, check_total, column,
+    BillError, BillLine, BillLineKind, BillSummary, bill_fen, check_total, column, next_bill_line,
 };
 
 /// The detail file's table ends at this comment.
@@ -168,21 +168,22 @@ fn trailer(text: &str) -> Option<(i64, i64)> {
 
 /// Parse the detail file, handing each line to `each`.
 fn parse_detail(
-    reader: impl BufRead,
+    mut reader: impl BufRead,
     each: &mut dyn FnMut(BillLine) -> Result<(), BillError>,
 ) -> Result<Sums, BillError> {
     let mut sums = Sums::default();
     let mut columns: Option<Columns> = None;
     let mut ended = false;
     let mut number = 0u64;
-    for raw in reader.split(b'\n') {
+    let mut raw = Vec::new();
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData => {
+            BillError::Truncated(e.to_string())
+        }
+        _ => BillError::Io(e.to_string()),
+    };
+    while next_bill_line(&mut reader, &mut raw, number + 1, io)? {
         number += 1;
-        let raw = raw.map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData => {
-                BillError::Truncated(e.to_string())
-            }
-            _ => BillError::Io(e.to_string()),
-        })?;
         let text = gbk(&raw)?;
         let text = text.trim_end();
         if text.is_empty() {
@@ -297,7 +298,7 @@ fn parse_detail(
 
 /// The summary file's `合计` line (or, without one, the sum of its rows), checked against the
 /// detail's sums.
-fn check_summary(reader: impl BufRead, sums: &Sums) -> Result<(), BillError> {
+fn check_summary(mut reader: impl BufRead, sums: &Sums) -> Result<(), BillError> {
     let mut header: Option<Vec<String>> = None;
     let mut total: Option<[i64; 5]> = None;
     let mut rows = [0i64; 5];
@@ -308,9 +309,11 @@ fn check_summary(reader: impl BufRead, sums: &Sums) -> Result<(), BillError> {
         "商家实收（元）",
         "服务费（元）",
     ];
-    for (index, raw) in reader.split(b'\n').enumerate() {
-        let number = u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1);
-        let raw = raw.map_err(|e| BillError::Truncated(format!("the summary: {e}")))?;
+    let mut raw = Vec::new();
+    let mut number = 0u64;
+    let io = |e: std::io::Error| BillError::Truncated(format!("the summary: {e}"));
+    while next_bill_line(&mut reader, &mut raw, number + 1, io)? {
+        number += 1;
         let text = gbk(&raw)?;
         let text = text.trim();
         if text.is_empty() || text.starts_with('#') {

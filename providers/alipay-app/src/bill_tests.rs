@@ -158,6 +158,25 @@ fn a_truncated_bill_is_refused() {
     ));
 }
 
+/// A detail or a summary without line breaks is refused at the longest line, not read whole
+/// into memory.
+#[test]
+fn a_file_without_line_breaks_is_refused() {
+    let (detail, summary) = texts();
+    let long = "#".repeat(paybridge_core::statement::MAX_BILL_LINE + 1);
+    for (zip, what) in [
+        (zip_of(&format!("{long}\n{detail}"), &summary), "detail"),
+        (zip_of(&detail, &long), "summary"),
+    ] {
+        match parse(&zip) {
+            Err(BillError::Malformed { line: 1, reason }) => {
+                assert!(reason.contains("without a line break"), "{what}: {reason}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_bill_in_another_encoding_is_refused() {
     let (detail, summary) = texts();

@@ -17,7 +17,7 @@ use std::io::BufRead;
 
 use paybridge_core::money::Fen;
 use paybridge_core::statement::{
-    BillError, BillLine, BillLineKind, BillSummary, bill_fen, check_total, column,
+    BillError, BillLine, BillLineKind, BillSummary, bill_fen, check_total, column, next_bill_line,
 };
 
 /// The columns read from a data line.
@@ -116,20 +116,11 @@ pub fn parse_trade_bill<R: BufRead>(
     let mut number = 0u64;
     // One buffer for every line (`BufRead::split` allocates one a line).
     let mut raw = Vec::new();
-    loop {
-        raw.clear();
-        let read = reader
-            .read_until(b'\n', &mut raw)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => BillError::Truncated(e.to_string()),
-                _ => BillError::Io(e.to_string()),
-            })?;
-        if read == 0 {
-            break;
-        }
-        if raw.last() == Some(&b'\n') {
-            raw.pop();
-        }
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => BillError::Truncated(e.to_string()),
+        _ => BillError::Io(e.to_string()),
+    };
+    while next_bill_line(&mut reader, &mut raw, number + 1, io)? {
         number += 1;
         let text = std::str::from_utf8(&raw).map_err(|_| BillError::Encoding("UTF-8"))?;
         let text = text.strip_suffix('\r').unwrap_or(text);
@@ -460,6 +451,24 @@ mod tests {
             let expected: Option<Vec<&str>> =
                 line.strip_prefix('`').map(|rest| rest.split(",`").collect());
             proptest::prop_assert_eq!(fields(&line), expected);
+        }
+    }
+
+    /// A file without line breaks (a wrong download, a binary) is refused at the longest line,
+    /// not read whole into memory.
+    #[test]
+    fn a_file_without_line_breaks_is_refused() {
+        let header = BILL.lines().next().unwrap();
+        let mut text = format!("{header}\n").into_bytes();
+        text.resize(
+            text.len() + paybridge_core::statement::MAX_BILL_LINE + 1,
+            b'`',
+        );
+        match parse(&text) {
+            Err(BillError::Malformed { line: 2, reason }) => {
+                assert!(reason.contains("without a line break"), "{reason}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 
