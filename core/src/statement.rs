@@ -336,10 +336,11 @@ mod tests {
 
     fn lines_of(bytes: &[u8]) -> Result<Vec<Vec<u8>>, BillError> {
         let mut reader = std::io::Cursor::new(bytes);
-        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        let (mut buf, mut out, mut number) = (Vec::new(), Vec::new(), 1u64);
         let io = |e: std::io::Error| BillError::Io(e.to_string());
-        while next_bill_line(&mut reader, &mut buf, out.len() as u64 + 1, io)? {
+        while next_bill_line(&mut reader, &mut buf, number, io)? {
             out.push(buf.clone());
+            number += 1;
         }
         Ok(out)
     }
