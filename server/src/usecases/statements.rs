@@ -347,7 +347,7 @@ async fn read_day(
     let mut book = DayBook::default();
     let mut after = None;
     let mut pacer = Pacer::new(state.store.shared_write_stats());
-    loop {
+    let rest = loop {
         pacer.step(0).await;
         let mut corrupt = None;
         let mut take = |o: store::PaidOrder<'_>| {
@@ -378,14 +378,14 @@ async fn read_day(
             after = Some(last);
         }
         if page.refused {
-            read_recorded_fees(state, &mut book).await?;
-            return Ok((book, Some(after)));
+            break Some(after);
         }
         if page.read < WALK_PAGE {
-            read_recorded_fees(state, &mut book).await?;
-            return Ok((book, None));
+            break None;
         }
-    }
+    };
+    read_recorded_fees(state, &mut book).await?;
+    Ok((book, rest))
 }
 
 /// The fees already recorded for the orders held (a re-run of a day writes only those that
