@@ -176,6 +176,51 @@ async fn order(gw: &Gateway, t: &str, no: &str) -> serde_json::Value {
     body
 }
 
+/// Count every fee written into `order_fees` from now on (a row inserted or updated, even to the
+/// same value), in a table `fee_writes`; [`fee_writes`] reads the count.
+async fn count_fee_writes(gw: &Gateway, backend: &paybridge_tests::Backend) {
+    use sea_orm::ConnectionTrait;
+    let sql: &[&str] = match backend {
+        paybridge_tests::Backend::Sqlite => &[
+            "CREATE TABLE fee_writes (n INTEGER NOT NULL)",
+            "CREATE TRIGGER fee_inserted AFTER INSERT ON order_fees \
+             BEGIN INSERT INTO fee_writes VALUES (1); END",
+            "CREATE TRIGGER fee_updated AFTER UPDATE ON order_fees \
+             BEGIN INSERT INTO fee_writes VALUES (1); END",
+        ],
+        paybridge_tests::Backend::Postgres(_) => &[
+            "CREATE TABLE fee_writes (n INTEGER NOT NULL)",
+            "CREATE FUNCTION count_fee_write() RETURNS trigger AS \
+             $$ BEGIN INSERT INTO fee_writes VALUES (1); RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER fee_written AFTER INSERT OR UPDATE ON order_fees \
+             FOR EACH ROW EXECUTE FUNCTION count_fee_write()",
+        ],
+    };
+    for sql in sql {
+        gw.state.store.db().execute_unprepared(sql).await.unwrap();
+    }
+}
+
+/// The fees written since [`count_fee_writes`] (or the last call), the count then reset.
+async fn fee_writes(gw: &Gateway) -> i64 {
+    use sea_orm::ConnectionTrait;
+    let db = gw.state.store.db();
+    let n = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM fee_writes",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    db.execute_unprepared("DELETE FROM fee_writes")
+        .await
+        .unwrap();
+    n
+}
+
 /// The fee recorded for an order (`order_fees`), as its JSON shows it.
 async fn fee_of(gw: &Gateway, o: &paybridge_server::db::entities::order::Model) -> Option<i64> {
     paybridge_server::store::orders::order_fee(gw.state.store.db(), &o.id)
@@ -487,6 +532,34 @@ async fn the_sandbox_bill_of_a_day_is_downloaded_and_reconciled() {
                 "{name}: version {version}"
             );
         }
+
+        // A third run finds every fee recorded as its bill gives it, and writes none again; a
+        // fee changed since is written back, alone.
+        count_fee_writes(&gw, &backend).await;
+        let third = run(&gw.state, &tenant, kind, today).await.unwrap();
+        assert_eq!(
+            (third.status.as_str(), third.version, third.matched),
+            ("reconciled", 3, 3),
+            "{name}: {third:?}"
+        );
+        assert_eq!(fee_writes(&gw).await, 0, "{name}: the third run");
+        {
+            use sea_orm::ConnectionTrait;
+            gw.state
+                .store
+                .db()
+                .execute_unprepared(&format!(
+                    "UPDATE order_fees SET fee = 99 WHERE order_id IN \
+                     (SELECT id FROM orders WHERE out_trade_no = '{a}')"
+                ))
+                .await
+                .unwrap();
+        }
+        assert_eq!(fee_writes(&gw).await, 1, "{name}: the fee changed by hand");
+        let fourth = run(&gw.state, &tenant, kind, today).await.unwrap();
+        assert_eq!(fourth.status, "reconciled", "{name}: {fourth:?}");
+        assert_eq!(fee_writes(&gw).await, 1, "{name}: the fourth run");
+        assert_eq!(order(&gw, &t.id, &a).await["fee"], 12, "{name}");
 
         // A day without trades: an empty statement, not a failure.
         let before = today - chrono::Duration::days(3);
