@@ -500,6 +500,9 @@ pub async fn order_views(
     state: &AppState,
     orders: &[order::Model],
 ) -> Result<Vec<OrderView>, Failure> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
     let fees =
         order_store::order_fees(state.store.reader(), orders.iter().map(|o| o.id.clone())).await?;
     Ok(orders
