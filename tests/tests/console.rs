@@ -350,3 +350,98 @@ async fn a_full_activity_buffer_is_written_in_one_flush() {
         gw.finish().await;
     }
 }
+
+/// The payments per hour count every tenant's payments in the range, each tenant's alone (they
+/// are read one tenant at a time, the tenants found by a skip over the index of payments): the
+/// tenants with payments in and out of the range, one with none paid, one no longer configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payments_series_counts_every_tenant_in_its_range() {
+    use std::collections::BTreeMap;
+
+    use chrono::{Duration, TimeZone};
+    use paybridge_server::db::entities::order;
+    use paybridge_server::store::console::Series;
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+
+    for backend in backends() {
+        let name = backend.name();
+        let t = TestTenant::wechat("series_shop", 72, "MD5");
+        let gw = Gateway::start(&backend, std::slice::from_ref(&t)).await;
+        let db = gw.state.store.db();
+        let from = Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap();
+        let to = from + Duration::hours(3);
+        let mut expected: BTreeMap<(String, String, String), (i64, i64)> = BTreeMap::new();
+        let tenants = ["a_shop", "m_shop", "series_shop", "gone_shop", "z_shop"];
+        for n in 0..60i64 {
+            let tenant = tenants[usize::try_from(n).unwrap() % tenants.len()];
+            let provider = if n % 3 == 0 {
+                "alipay_app"
+            } else {
+                "wechat_miniprogram"
+            };
+            // Paid from an hour before the range to an hour after it; every seventh pending.
+            let paid_at =
+                (n % 7 != 0).then(|| from - Duration::hours(1) + Duration::minutes(n * 5));
+            let amount = 100 + n;
+            if let Some(at) = paid_at
+                && at >= from
+                && at < to
+                && tenant != "z_shop"
+            {
+                let hour = at.format("%Y-%m-%dT%H:00:00Z").to_string();
+                let e = expected
+                    .entry((hour, provider.to_owned(), tenant.to_owned()))
+                    .or_default();
+                e.0 += 1;
+                e.1 += amount;
+            }
+            // `z_shop` has orders, none of them paid.
+            let paid_at = if tenant == "z_shop" { None } else { paid_at };
+            order::Model {
+                id: format!("0193a7c0-0000-7000-8000-{n:012}"),
+                tenant_id: tenant.into(),
+                out_trade_no: format!("SERIES-{n}"),
+                provider: provider.into(),
+                amount,
+                currency: "CNY".into(),
+                description: "series".into(),
+                payer_openid: None,
+                client_ip: None,
+                attach: None,
+                expires_at: from + Duration::hours(6),
+                status: if paid_at.is_some() { "paid" } else { "pending" }.into(),
+                flags: "[]".into(),
+                provider_trade_no: paid_at.map(|_| format!("42000{n}")),
+                refunded_amount: 0,
+                paid_at,
+                client_payment: None,
+                provider_data: "{}".into(),
+                last_notified_at: None,
+                created_at: from - Duration::hours(2),
+                next_check_at: None,
+                updated_at: from,
+            }
+            .into_active_model()
+            .reset_all()
+            .insert(db)
+            .await
+            .unwrap();
+        }
+        let rows = Series::Payments.rows(db, from, to).await.unwrap();
+        let got: BTreeMap<(String, String, String), (i64, i64)> = rows
+            .into_iter()
+            .map(|r| {
+                (
+                    (r.hour, r.keys[0].clone(), r.keys[1].clone()),
+                    (r.numbers[0], r.numbers[1]),
+                )
+            })
+            .collect();
+        // Four tenants paid in the range, each in three hours.
+        let paying: std::collections::BTreeSet<&str> =
+            expected.keys().map(|(_, _, t)| t.as_str()).collect();
+        assert_eq!(paying.len(), 4, "{name}: {expected:?}");
+        assert_eq!(got, expected, "{name}");
+        gw.finish().await;
+    }
+}

@@ -46,7 +46,11 @@ async fn the_fees_in_the_orders_rows_move_beside_them() {
             Backend::Postgres(admin) => fresh_postgres(admin).await.0,
         };
         let db = Database::connect(&url).await.unwrap();
-        let before = Migrator::migrations().len() - 1;
+        // Up to the migration before `m0013_order_fees`.
+        let before = Migrator::migrations()
+            .iter()
+            .position(|m| m.name() == "m0013_order_fees")
+            .unwrap();
         Migrator::up(&db, Some(u32::try_from(before).unwrap()))
             .await
             .unwrap();
@@ -84,6 +88,69 @@ async fn the_fees_in_the_orders_rows_move_beside_them() {
             "{}: the column is gone",
             backend.name()
         );
+        db.close().await.unwrap();
+    }
+}
+
+/// The names of the indexes on `orders`.
+async fn order_indexes(db: &sea_orm::DatabaseConnection) -> Vec<String> {
+    let sql = match db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders' ORDER BY name"
+        }
+        _ => {
+            "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'orders' \
+             AND schemaname = current_schema() ORDER BY indexname"
+        }
+    };
+    db.query_all_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        sql,
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.try_get::<String>("", "name").unwrap())
+    .collect()
+}
+
+/// `m0014_drop_orders_paid_at`: the index of every tenant's payments by time goes, the one by
+/// tenant stays, and the paid orders are all still there.
+#[tokio::test]
+async fn the_index_of_payments_by_time_alone_goes() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = match &backend {
+            Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display()),
+            Backend::Postgres(admin) => fresh_postgres(admin).await.0,
+        };
+        let db = Database::connect(&url).await.unwrap();
+        let before = Migrator::migrations()
+            .iter()
+            .position(|m| m.name() == "m0014_drop_orders_paid_at")
+            .unwrap();
+        Migrator::up(&db, Some(u32::try_from(before).unwrap()))
+            .await
+            .unwrap();
+        let indexes = order_indexes(&db).await;
+        assert!(indexes.iter().any(|i| i == "orders_paid_at"), "{indexes:?}");
+        order::Entity::insert(an_order("o-1", "PAID").into_active_model())
+            .exec_without_returning(&db)
+            .await
+            .unwrap();
+
+        Migrator::up(&db, None).await.unwrap();
+        let indexes = order_indexes(&db).await;
+        let name = backend.name();
+        assert!(
+            !indexes.iter().any(|i| i == "orders_paid_at"),
+            "{name}: {indexes:?}"
+        );
+        assert!(
+            indexes.iter().any(|i| i == "orders_tenant_paid"),
+            "{name}: {indexes:?}"
+        );
+        assert_eq!(order::Entity::find().all(&db).await.unwrap().len(), 1);
         db.close().await.unwrap();
     }
 }

@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0011StatementIndexes),
             Box::new(M0012WorkIndexes),
             Box::new(M0013OrderFees),
+            Box::new(M0014DropPaidAt),
         ]
     }
 }
@@ -1198,6 +1199,30 @@ impl MigrationTrait for M0013OrderFees {
         ] {
             db.execute_unprepared(sql).await?;
         }
+        Ok(())
+    }
+}
+
+/// `orders_paid_at` goes: every payment wrote it beside `orders_tenant_paid` (`tenant_id, paid_at,
+/// id`), and a notification's commit costs about four pages for each b-tree it writes
+/// (bench/RESULTS.md, "What a commit writes"). Its one reader, the console's payments per hour
+/// of every tenant, now reads `orders_tenant_paid` one tenant at a time
+/// (`store::console::Series::Payments`).
+struct M0014DropPaidAt;
+
+impl MigrationName for M0014DropPaidAt {
+    fn name(&self) -> &str {
+        "m0014_drop_orders_paid_at"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0014DropPaidAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP INDEX orders_paid_at")
+            .await?;
         Ok(())
     }
 }
