@@ -27,6 +27,11 @@ use crate::limits::Limits;
 use crate::load::LoadConfig;
 use crate::report::{Machine, ScenarioResult};
 
+/// The gateway's allocator (`server/src/main.rs`): the `statement` scenario runs the gateway's
+/// reconciliation in this process, and measures it with what the gateway allocates with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     /// `POST /v1/orders` for Alipay app pay (an RSA signature each).
