@@ -45,10 +45,72 @@ struct Entry {
     shared: bool,
 }
 
+/// Entries held in chunks of [`CHUNK`], each allocated once at its full size: a table of 10⁶
+/// orders grows without ever moving (a `Vec` doubling copies 30 MB into 60 MB, and mimalloc, the
+/// gateway's allocator, keeps what it freed for a while: measured +113 MiB of peak RSS in a run
+/// of 10⁶ lines against +69 MiB in chunks).
+#[derive(Default)]
+struct Entries {
+    chunks: Vec<Vec<Entry>>,
+    len: usize,
+}
+
+/// Entries in one chunk (56 bytes each: under 1 MB a chunk).
+const CHUNK: usize = 1 << 14;
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push(&mut self, entry: Entry) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(entry),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(entry);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn get(&self, i: usize) -> Option<&Entry> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Entry> {
+        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl std::ops::Index<usize> for Entries {
+    type Output = Entry;
+
+    fn index(&self, i: usize) -> &Entry {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Entries {
+    fn index_mut(&mut self, i: usize) -> &mut Entry {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
 /// The day's orders (see the module documentation).
 pub struct DayBook {
     hasher: std::hash::RandomState,
-    entries: Vec<Entry>,
+    entries: Entries,
     /// Each entry's place in `entries`, by the digest of its number.
     index: hashbrown::HashTable<u32>,
     /// The places in `entries` in the order of their ids, while the recorded fees are read
@@ -64,7 +126,7 @@ impl Default for DayBook {
     fn default() -> Self {
         DayBook {
             hasher: std::hash::RandomState::new(),
-            entries: Vec::new(),
+            entries: Entries::default(),
             index: hashbrown::HashTable::new(),
             by_id: Vec::new(),
             next: 0,
@@ -341,6 +403,71 @@ mod tests {
         let fees: Vec<(String, i64)> = book.fees().collect();
         assert_eq!(fees.len(), settled);
         assert_eq!(fees[0], (id(1), 3));
+    }
+
+    /// A table of more orders than a chunk holds: every order is found, in and across the
+    /// chunks' edges, and reported once.
+    #[test]
+    fn orders_past_a_chunk_are_found() {
+        let mut book = DayBook::default();
+        let n = u32::try_from(2 * CHUNK + 7).unwrap();
+        for k in 0..n {
+            assert!(book.add(
+                &id(u128::from(k)),
+                &format!("T{k}"),
+                Some(&format!("42{k}")),
+                Fen::new(i64::from(k) + 1),
+                OrderStatus::Paid,
+            ));
+        }
+        assert_eq!(book.len(), usize::try_from(n).unwrap());
+        assert_eq!(book.entries.chunks.len(), 3);
+        // In order (the entry after the last one settled), then out of order (the index).
+        for k in (0..n)
+            .filter(|k| k % 5 != 0)
+            .chain((0..n).filter(|k| k % 5 == 0).rev())
+        {
+            let fine = line(
+                &format!("T{k}"),
+                &format!("42{k}"),
+                i64::from(k) + 1,
+                "SUCCESS",
+            );
+            assert!(book.settle(&fine), "T{k}");
+        }
+        assert_eq!(book.unseen().count(), 0);
+        let fees: Vec<(String, i64)> = book.fees().collect();
+        assert_eq!(fees.len(), usize::try_from(n).unwrap());
+        let last = usize::try_from(n - 1).unwrap();
+        assert_eq!(fees[CHUNK], (id(u128::try_from(CHUNK).unwrap()), 3));
+        assert_eq!(fees[last], (id(u128::from(n - 1)), 3));
+        // An order past the first chunk keeps its recorded fee.
+        let mut again = DayBook::default();
+        for k in 0..n {
+            again.add(
+                &id(u128::from(k)),
+                &format!("T{k}"),
+                Some(&format!("42{k}")),
+                Fen::new(i64::from(k) + 1),
+                OrderStatus::Paid,
+            );
+        }
+        again.ids();
+        again.recorded_fee(&id(u128::from(n - 1)), 3);
+        again.fees_read();
+        let k = n - 1;
+        assert!(again.settle(&line(
+            &format!("T{k}"),
+            &format!("42{k}"),
+            i64::from(k) + 1,
+            "SUCCESS"
+        )));
+        assert_eq!(again.fees().count(), 0);
+        again.see(
+            &format!("T{}", CHUNK + 1),
+            &id(u128::try_from(CHUNK + 1).unwrap()),
+        );
+        assert_eq!(again.unseen().count(), usize::try_from(n).unwrap() - 2);
     }
 
     /// The fees already recorded are read by id (the orders' range, in any order, with ids of
