@@ -3,8 +3,8 @@
 //! walks `orders_created` or `orders_tenant_created` newest first and stops at the page's end; a
 //! number is looked up by `orders_out_trade_no`, `orders_provider_trade_no` or
 //! `refunds_out_refund_no`; the series scan one time range of `orders_tenant_paid` for each
-//! tenant, `notification_attempts_received`, `webhook_attempts_at` or `order_activity_at`. Their plans
-//! are among `store::plans::hot_queries`, checked in a test and printed by `bench/`.
+//! tenant, `notification_attempts_received`, `webhook_attempts_at` or `order_activity_at`. Their
+//! plans are among `store::plans::hot_queries`, checked in a test and printed by `bench/`.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
