@@ -7,7 +7,7 @@
 //! plans are among `store::plans::hot_queries`, checked in a test and printed by `bench/`.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::{Query, UnionType};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement, Value,
@@ -58,17 +58,32 @@ pub fn search_query(search: &OrderSearch) -> sea_orm::Select<order::Entity> {
     use order::Column as O;
     let mut query = order::Entity::find();
     if let Some(number) = &search.number {
-        let refunded = Query::select()
-            .column(refund::Column::OrderId)
-            .from(refund::Entity)
-            .and_where(refund::Column::OutRefundNo.eq(number.as_str()))
+        // The ids the number names, each kind by its own index, then the orders by id. (Written
+        // as `out_trade_no = ? OR provider_trade_no = ? OR id IN (…)`, PostgreSQL guessed half the
+        // table for the `IN` and walked `orders_created` filtering every order: 53–173 ms in
+        // 2·10⁵ orders, analysed.)
+        let by_number = Query::select()
+            .column(O::Id)
+            .from(order::Entity)
+            .and_where(O::OutTradeNo.eq(number.as_str()))
+            .union(
+                UnionType::All,
+                Query::select()
+                    .column(O::Id)
+                    .from(order::Entity)
+                    .and_where(O::ProviderTradeNo.eq(number.as_str()))
+                    .to_owned(),
+            )
+            .union(
+                UnionType::All,
+                Query::select()
+                    .column(refund::Column::OrderId)
+                    .from(refund::Entity)
+                    .and_where(refund::Column::OutRefundNo.eq(number.as_str()))
+                    .to_owned(),
+            )
             .to_owned();
-        query = query.filter(
-            Condition::any()
-                .add(O::OutTradeNo.eq(number.as_str()))
-                .add(O::ProviderTradeNo.eq(number.as_str()))
-                .add(O::Id.in_subquery(refunded)),
-        );
+        query = query.filter(O::Id.in_subquery(by_number));
     }
     if let Some(t) = &search.tenant_id {
         query = query.filter(O::TenantId.eq(t.as_str()));
