@@ -116,6 +116,10 @@ pub struct DayBook {
     /// The places in `entries` in the order of their ids, while the recorded fees are read
     /// ([`DayBook::ids`] to [`DayBook::fees_read`]).
     by_id: Vec<u32>,
+    /// Where in `by_id` the last recorded fee was found: they are read in id order, so the next
+    /// one is most often a few places on (found by galloping from here, not by a search of the
+    /// whole order, whose probes miss the cache).
+    fee_cursor: usize,
     /// The entry after the last one a line settled: a bill lists its payments in time order,
     /// the day's orders were added in the order they were paid, so the next line's order is
     /// most often this one, found without the index.
@@ -129,6 +133,7 @@ impl Default for DayBook {
             entries: Entries::default(),
             index: hashbrown::HashTable::new(),
             by_id: Vec::new(),
+            fee_cursor: 0,
             next: 0,
         }
     }
@@ -285,24 +290,47 @@ impl DayBook {
             return;
         };
         let entries = &mut self.entries;
-        let found = self.by_id.binary_search_by(|&j| {
+        let by_id = &self.by_id;
+        let order = |j: &u32| {
             entries
-                .get(usize::try_from(j).unwrap_or(usize::MAX))
+                .get(usize::try_from(*j).unwrap_or(usize::MAX))
                 .map_or(std::cmp::Ordering::Greater, |e| e.id.cmp(&id))
-        });
-        if let Ok(at) = found
-            && let Some(e) = self
-                .by_id
+        };
+        // From the last place found, if this id is not before it (else from the start): double
+        // the step until past the id, then search that last step.
+        let mut lo = self.fee_cursor;
+        if by_id
+            .get(lo)
+            .is_none_or(|j| order(j) == std::cmp::Ordering::Greater)
+        {
+            lo = 0;
+        }
+        let mut step = 1;
+        let mut hi = lo;
+        while let Some(j) = by_id.get(hi)
+            && order(j) != std::cmp::Ordering::Greater
+        {
+            lo = hi;
+            hi = hi.saturating_add(step);
+            step = step.saturating_mul(2);
+        }
+        let window = by_id.get(lo..hi.min(by_id.len())).unwrap_or_default();
+        let found = window.binary_search_by(order).map(|at| lo + at);
+        if let Ok(at) = found {
+            self.fee_cursor = at;
+            if let Some(e) = by_id
                 .get(at)
                 .and_then(|&j| entries.get_mut(usize::try_from(j).unwrap_or(usize::MAX)))
-        {
-            e.fee = fee;
+            {
+                e.fee = fee;
+            }
         }
     }
 
     /// The recorded fees are read: the id order is no longer kept.
     pub fn fees_read(&mut self) {
         self.by_id = Vec::new();
+        self.fee_cursor = 0;
     }
 
     /// The fees the bill gave the orders held, by order id, in the order they were added: only
@@ -468,6 +496,49 @@ mod tests {
             &id(u128::try_from(CHUNK + 1).unwrap()),
         );
         assert_eq!(again.unseen().count(), usize::try_from(n).unwrap() - 2);
+    }
+
+    /// Recorded fees read in id order (as the store gives them), with ids not held between
+    /// them and a few out of order: each finds its order, wherever the last one was.
+    #[test]
+    fn recorded_fees_in_id_order_find_their_orders() {
+        let mut book = DayBook::default();
+        let n = 3 * u128::try_from(CHUNK).unwrap();
+        // Added in another order than their ids' (paid order is not id order).
+        for k in (0..n).map(|k| (k * 7_919) % n) {
+            let no = k * 2;
+            assert!(book.add(
+                &id(no),
+                &format!("T{no}"),
+                Some(&format!("42{no}")),
+                Fen::new(100),
+                OrderStatus::Paid,
+            ));
+        }
+        book.ids();
+        // Every third order's fee, ascending, with an id not held before each (odd ids).
+        for k in (0..n).filter(|k| k % 3 == 0) {
+            book.recorded_fee(&id(k * 2 + 1), 9);
+            book.recorded_fee(&id(k * 2), 3);
+        }
+        // Then some out of order, and past the last.
+        for k in [n - 1, 5, n - 2, 0] {
+            book.recorded_fee(&id(k * 2), 3);
+        }
+        book.recorded_fee(&id(n * 2 + 10), 3);
+        book.fees_read();
+        for k in 0..n {
+            let no = k * 2;
+            assert!(book.settle(&line(&format!("T{no}"), &format!("42{no}"), 100, "SUCCESS")));
+        }
+        // Each line gives fee 3: only the orders without a recorded fee are written.
+        let written: std::collections::BTreeSet<String> = book.fees().map(|(i, _)| i).collect();
+        let expected: std::collections::BTreeSet<String> = (0..n)
+            .filter(|k| k % 3 != 0 && ![n - 1, 5, n - 2].contains(k))
+            .map(|k| id(k * 2))
+            .collect();
+        assert_eq!(written.len(), expected.len());
+        assert_eq!(written, expected);
     }
 
     /// The fees already recorded are read by id (the orders' range, in any order, with ids of
