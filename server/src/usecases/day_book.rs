@@ -47,8 +47,8 @@ struct Entry {
 
 /// Entries held in chunks of [`CHUNK`], each allocated once at its full size: a table of 10⁶
 /// orders grows without ever moving (a `Vec` doubling copies 30 MB into 60 MB, and mimalloc, the
-/// gateway's allocator, keeps what it freed for a while: measured +113 MiB of peak RSS in a run
-/// of 10⁶ lines against +69 MiB in chunks).
+/// gateway's allocator, keeps what it freed for a while: measured +101 to +113 MiB of peak RSS in
+/// a run of 10⁶ lines against +74 MiB in chunks).
 #[derive(Default)]
 struct Entries {
     chunks: Vec<Vec<Entry>>,
