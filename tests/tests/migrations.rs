@@ -35,25 +35,35 @@ fn an_order(id: &str, no: &str) -> order::Model {
     }
 }
 
+/// A fresh database of `backend` (SQLite in `dir`), migrated up to the migration before
+/// `migration`.
+async fn migrated_before(
+    backend: &Backend,
+    dir: &std::path::Path,
+    migration: &str,
+) -> sea_orm::DatabaseConnection {
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("m.db").display()),
+        Backend::Postgres(admin) => fresh_postgres(admin).await.0,
+    };
+    let db = Database::connect(&url).await.unwrap();
+    let before = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == migration)
+        .unwrap();
+    Migrator::up(&db, Some(u32::try_from(before).unwrap()))
+        .await
+        .unwrap();
+    db
+}
+
 /// `m0013_order_fees`: the fees recorded in the orders' rows move to `order_fees`, and the column
 /// goes.
 #[tokio::test]
 async fn the_fees_in_the_orders_rows_move_beside_them() {
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
-        let url = match &backend {
-            Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display()),
-            Backend::Postgres(admin) => fresh_postgres(admin).await.0,
-        };
-        let db = Database::connect(&url).await.unwrap();
-        // Up to the migration before `m0013_order_fees`.
-        let before = Migrator::migrations()
-            .iter()
-            .position(|m| m.name() == "m0013_order_fees")
-            .unwrap();
-        Migrator::up(&db, Some(u32::try_from(before).unwrap()))
-            .await
-            .unwrap();
+        let db = migrated_before(&backend, dir.path(), "m0013_order_fees").await;
         for (id, no) in [("o-1", "WITH-FEE"), ("o-2", "NO-FEE")] {
             order::Entity::insert(an_order(id, no).into_active_model())
                 .exec_without_returning(&db)
@@ -120,18 +130,7 @@ async fn order_indexes(db: &sea_orm::DatabaseConnection) -> Vec<String> {
 async fn the_index_of_payments_by_time_alone_goes() {
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
-        let url = match &backend {
-            Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display()),
-            Backend::Postgres(admin) => fresh_postgres(admin).await.0,
-        };
-        let db = Database::connect(&url).await.unwrap();
-        let before = Migrator::migrations()
-            .iter()
-            .position(|m| m.name() == "m0014_drop_orders_paid_at")
-            .unwrap();
-        Migrator::up(&db, Some(u32::try_from(before).unwrap()))
-            .await
-            .unwrap();
+        let db = migrated_before(&backend, dir.path(), "m0014_drop_orders_paid_at").await;
         let indexes = order_indexes(&db).await;
         assert!(indexes.iter().any(|i| i == "orders_paid_at"), "{indexes:?}");
         order::Entity::insert(an_order("o-1", "PAID").into_active_model())

@@ -377,6 +377,17 @@ mod tests {
         uuid::Uuid::from_u128(n).to_string()
     }
 
+    /// Hold order `n` (number `T{n}`, trade number `42{n}`), paid.
+    fn add_paid(book: &mut DayBook, n: u128, amount: i64) -> bool {
+        book.add(
+            &id(n),
+            &format!("T{n}"),
+            Some(&format!("42{n}")),
+            Fen::new(amount),
+            OrderStatus::Paid,
+        )
+    }
+
     /// Many orders (the table grows several times): each line finds its own order, a line
     /// that differs in anything goes the full way, and what was not seen is reported.
     #[test]
@@ -440,13 +451,7 @@ mod tests {
         let mut book = DayBook::default();
         let n = u32::try_from(2 * CHUNK + 7).unwrap();
         for k in 0..n {
-            assert!(book.add(
-                &id(u128::from(k)),
-                &format!("T{k}"),
-                Some(&format!("42{k}")),
-                Fen::new(i64::from(k) + 1),
-                OrderStatus::Paid,
-            ));
+            assert!(add_paid(&mut book, u128::from(k), i64::from(k) + 1));
         }
         assert_eq!(book.len(), usize::try_from(n).unwrap());
         assert_eq!(book.entries.chunks.len(), 3);
@@ -472,13 +477,7 @@ mod tests {
         // An order past the first chunk keeps its recorded fee.
         let mut again = DayBook::default();
         for k in 0..n {
-            again.add(
-                &id(u128::from(k)),
-                &format!("T{k}"),
-                Some(&format!("42{k}")),
-                Fen::new(i64::from(k) + 1),
-                OrderStatus::Paid,
-            );
+            assert!(add_paid(&mut again, u128::from(k), i64::from(k) + 1));
         }
         again.ids();
         again.recorded_fee(&id(u128::from(n - 1)), 3);
@@ -506,14 +505,7 @@ mod tests {
         let n = 3 * u128::try_from(CHUNK).unwrap();
         // Added in another order than their ids' (paid order is not id order).
         for k in (0..n).map(|k| (k * 7_919) % n) {
-            let no = k * 2;
-            assert!(book.add(
-                &id(no),
-                &format!("T{no}"),
-                Some(&format!("42{no}")),
-                Fen::new(100),
-                OrderStatus::Paid,
-            ));
+            assert!(add_paid(&mut book, k * 2, 100));
         }
         book.ids();
         // Every third order's fee, ascending, with an id not held before each (odd ids).
@@ -548,13 +540,7 @@ mod tests {
         let mut book = DayBook::default();
         // Added out of id order, as a day's payments can be.
         for n in [5u128, 2, 9, 7] {
-            assert!(book.add(
-                &id(n),
-                &format!("T{n}"),
-                Some(&format!("42{n}")),
-                Fen::new(100),
-                OrderStatus::Paid,
-            ));
+            assert!(add_paid(&mut book, n, 100));
         }
         assert_eq!(book.ids(), Some((id(2), id(9))));
         book.recorded_fee(&id(7), 3);
@@ -589,13 +575,7 @@ mod tests {
         let mut book = DayBook::default();
         let orders = [(1u128, Some(3)), (2, Some(2)), (3, None)];
         for (n, _) in orders {
-            assert!(book.add(
-                &id(n),
-                &format!("T{n}"),
-                Some(&format!("42{n}")),
-                Fen::new(100),
-                OrderStatus::Paid
-            ));
+            assert!(add_paid(&mut book, n, 100));
         }
         book.ids();
         for (n, fee) in orders {
