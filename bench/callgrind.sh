@@ -27,11 +27,24 @@ for _ in $(seq 1 600); do
 done
 pid=$(grep -o "gateway pid [0-9]*" "$work/driver.log" | tail -1 | awk '{print $3}')
 [ -n "$pid" ] || { cat "$work/driver.log"; echo "no gateway pid" >&2; exit 1; }
-callgrind_control -z "$pid" > /dev/null 2>&1
+# callgrind_control finds the process by its control file, which a loaded machine may not have
+# written yet: try again (bounded) rather than count the whole run.
+control() {
+  for _ in $(seq 1 20); do
+    # It exits 0 even when it found no such process; its message says so.
+    out=$(callgrind_control "$1" "$pid" 2>&1 || true)
+    case "$out" in *"not detected"*) ;; *) return 0 ;; esac
+    sleep 0.5
+  done
+  echo "callgrind_control $1 $pid failed 20 times" >&2
+  return 1
+}
+control -z
 sleep 6
-callgrind_control -d "$pid" > /dev/null 2>&1
+control -d
 wait "$driver" || { cat "$work/driver.log"; exit 1; }
-dump=$(ls "$work"/cg.out.* | head -1)
+dump=$(ls "$work"/cg.out.* 2>/dev/null | head -1)
+[ -n "$dump" ] || { echo "no dump of the measured window in $work" >&2; exit 1; }
 python3 - "$dump" <<'PY'
 import re, sys
 names, calls, total, callee = {}, 0, None, None
