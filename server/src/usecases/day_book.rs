@@ -139,6 +139,11 @@ impl Default for DayBook {
     }
 }
 
+/// A place in the table, as the index and the id order hold it (a `u32`: [`LIMIT`] fits).
+fn place(j: u32) -> usize {
+    usize::try_from(j).unwrap_or(usize::MAX)
+}
+
 /// An order's id as a UUID, if it is one written the canonical way (so that it reads back the
 /// same).
 fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
@@ -173,7 +178,7 @@ impl DayBook {
     fn positions(&self, key: u64) -> impl Iterator<Item = usize> + '_ {
         self.index
             .iter_hash(key)
-            .map(|&n| usize::try_from(n).unwrap_or(usize::MAX))
+            .map(|&n| place(n))
             .filter(move |&i| self.entries[i].key == key)
     }
 
@@ -222,9 +227,7 @@ impl DayBook {
             return;
         }
         let entries = &self.entries;
-        self.index.reserve(len - from, |&j| {
-            entries[usize::try_from(j).unwrap_or(usize::MAX)].key
-        });
+        self.index.reserve(len - from, |&j| entries[place(j)].key);
         for i in from..len {
             let key = self.entries[i].key;
             let held: Vec<usize> = self.positions(key).collect();
@@ -235,9 +238,7 @@ impl DayBook {
             // LIMIT fits a u32.
             let n = u32::try_from(i).unwrap_or(u32::MAX);
             let entries = &self.entries;
-            self.index.insert_unique(key, n, |&j| {
-                entries[usize::try_from(j).unwrap_or(usize::MAX)].key
-            });
+            self.index.insert_unique(key, n, |&j| entries[place(j)].key);
         }
     }
 
@@ -295,13 +296,10 @@ impl DayBook {
     pub fn ids(&mut self) -> Option<(String, String)> {
         let entries = &self.entries;
         self.by_id = (0..u32::try_from(entries.len()).unwrap_or(u32::MAX)).collect();
-        self.by_id.sort_unstable_by_key(|&j| {
-            entries
-                .get(usize::try_from(j).unwrap_or(usize::MAX))
-                .map(|e| e.id)
-        });
+        self.by_id
+            .sort_unstable_by_key(|&j| entries.get(place(j)).map(|e| e.id));
         let text = |j: &u32| {
-            let e = entries.get(usize::try_from(*j).unwrap_or(usize::MAX))?;
+            let e = entries.get(place(*j))?;
             Some(uuid::Uuid::from_bytes(e.id).hyphenated().to_string())
         };
         Some((text(self.by_id.first()?)?, text(self.by_id.last()?)?))
@@ -316,7 +314,7 @@ impl DayBook {
         let by_id = &self.by_id;
         let order = |j: &u32| {
             entries
-                .get(usize::try_from(*j).unwrap_or(usize::MAX))
+                .get(place(*j))
                 .map_or(std::cmp::Ordering::Greater, |e| e.id.cmp(&id))
         };
         // From the last place found, if this id is not before it (else from the start): double
@@ -341,10 +339,7 @@ impl DayBook {
         let found = window.binary_search_by(order).map(|at| lo + at);
         if let Ok(at) = found {
             self.fee_cursor = at;
-            if let Some(e) = by_id
-                .get(at)
-                .and_then(|&j| entries.get_mut(usize::try_from(j).unwrap_or(usize::MAX)))
-            {
+            if let Some(e) = by_id.get(at).and_then(|&j| entries.get_mut(place(j))) {
                 e.fee = fee;
             }
         }
